@@ -1,0 +1,22 @@
+//! The protocol core of sdt, the secure datagram tunnel.
+//!
+//! This crate decides everything and does no I/O. It is `#![no_std]`, uses no
+//! heap, reads no clock and draws no OS randomness: time comes in as an
+//! [`Instant`] argument and randomness from a caller-supplied `rand_core`
+//! CSPRNG. Runtimes (the mio daemon, the smoltcp runtime, the turmoil
+//! simulation) feed it datagrams and timeouts and carry out what it returns.
+//!
+//! Layers, bottom up:
+//! - [`wire`]: zero-copy views ([`wire::DataPacket`], ...) and parsed
+//!   representations of every frame on the link; the byte layouts are
+//!   documented there.
+//! - [`key`]: X25519 keys and pre-shared keys in WireGuard's base64 text form.
+//! - [`noise`]: the Noise `IKpsk2_25519_ChaChaPoly_BLAKE2s` handshake.
+//! - [`replay`]: the sliding anti-replay window for data frame counters.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod time;
+
+pub use time::Instant;
