@@ -17,6 +17,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod crypto;
+pub mod noise;
 pub mod time;
 
 pub use time::Instant;
