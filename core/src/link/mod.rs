@@ -1,0 +1,676 @@
+//! The encrypted link: handshakes, sessions and timers with every peer.
+//!
+//! A [`Link`] is one node's side of its links to up to `P` peers, each known
+//! by its static public key. It turns datagrams from the network into
+//! authenticated payloads, seals payloads into data frames, and produces the
+//! handshakes and keepalives the timers call for.
+//!
+//! # Driving a link
+//!
+//! Methods come in four kinds:
+//! - getters: [`Link::public_key`], [`Link::peer`], [`Link::stats`], ...;
+//! - input: [`Link::handle_datagram`] (a datagram from the network) and
+//!   [`Link::handle_timeout`] (the time given by `poll_timeout` has come);
+//! - commands: [`Link::add_peer`], [`Link::connect`], [`Link::seal`];
+//! - output: [`Link::poll_transmit`], [`Link::poll_timeout`],
+//!   [`Link::poll_event`].
+//!
+//! After any input or command, call `poll_transmit` until it returns `None`,
+//! then `poll_timeout` to learn when to call `handle_timeout` next, then
+//! `poll_event` until `None`. `now` must never go backwards between calls;
+//! when a timer fires pass the current time, not the deadline.
+//!
+//! # What the link answers
+//!
+//! Nothing that did not authenticate: a handshake message must carry a valid
+//! `mac1` (proof the sender knows our public key) and pass Noise, a data frame
+//! must open under a live session. Everything else is dropped and counted
+//! under a [`DropReason`], never answered.
+
+mod mac;
+mod peer;
+mod session;
+mod stats;
+
+use core::net::SocketAddr;
+use core::ops::Range;
+use core::time::Duration;
+
+use rand_core::{CryptoRng, RngCore};
+use x25519_dalek::StaticSecret;
+
+use crate::key::{PrivateKey, PublicKey};
+use crate::noise::{Initiator, Responder};
+use crate::tai64::{Tai64N, TimestampClock};
+use crate::time::Instant;
+use crate::wire::{
+    DataPacket, DataRepr, InitiationPacket, MessageType, ResponsePacket,
+};
+use peer::{Peer, Pending, Slot};
+use session::{Session, SessionError, REJECT_AFTER_TIME, REKEY_AFTER_TIME};
+
+pub use peer::{PeerConfig, KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
+pub use session::{REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES};
+pub use stats::{DropCounts, DropReason, PeerStats};
+
+/// Session time limits, re-exported for documentation and tests.
+pub mod limits {
+    pub use super::session::{REJECT_AFTER_TIME, REKEY_AFTER_TIME};
+}
+
+/// Length of the initiation payload: TAI64N timestamp, then incarnation.
+const INITIATION_PAYLOAD: usize = 12 + 8;
+/// Length of the response payload: incarnation.
+const RESPONSE_PAYLOAD: usize = 8;
+
+/// Smallest buffer [`Link::poll_transmit`] accepts: room for the largest
+/// handshake message.
+pub const MIN_TRANSMIT_BUFFER: usize = InitiationPacket::<&[u8]>::LEN;
+
+/// A peer of this node: its position in the node's peer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u16);
+
+/// A datagram to send: the first `len` bytes of the caller's buffer, to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// Destination: the peer's current endpoint.
+    pub to: SocketAddr,
+    /// Bytes at the start of the buffer to send.
+    pub len: usize,
+}
+
+/// What an accepted datagram turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Received {
+    /// An authenticated, non-empty payload from `peer`, decrypted in place at
+    /// `payload` within the datagram buffer.
+    Data {
+        /// The sender.
+        peer: PeerId,
+        /// Where the plaintext lies in the buffer given to `handle_datagram`.
+        payload: Range<usize>,
+    },
+    /// A keepalive or a handshake message: consumed by the link. Anything
+    /// it calls for comes out of `poll_transmit` and `poll_event`.
+    Control {
+        /// The sender.
+        peer: PeerId,
+    },
+}
+
+/// Something the runtime or the layers above should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkEvent {
+    /// A new session with the peer carries data now.
+    SessionUp(PeerId),
+    /// The peer's node restarted: its sessions are gone, and so must be any
+    /// state above the link that belonged to its previous incarnation.
+    PeerRestarted(PeerId),
+    /// The peer's endpoint changed to the source of its latest authenticated
+    /// datagram.
+    Roamed(PeerId),
+    /// No handshake succeeded within [`REKEY_ATTEMPT_TIME`]; the link will
+    /// try again when there is something to send.
+    HandshakeTimedOut(PeerId),
+}
+
+/// Errors of [`Link::add_peer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The peer table holds `P` peers already.
+    TooManyPeers,
+    /// Another peer has this public key.
+    DuplicatePeer,
+    /// The peer's public key is our own.
+    OwnKey,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ConfigError::TooManyPeers => "peer table full",
+            ConfigError::DuplicatePeer => "two peers with the same public key",
+            ConfigError::OwnKey => "a peer's public key is this node's own",
+        })
+    }
+}
+
+/// Why [`Link::seal`] or [`Link::poll_transmit`] produced nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No such peer.
+    UnknownPeer,
+    /// No session to send on. A handshake has been started if the peer's
+    /// endpoint is known; retry after [`LinkEvent::SessionUp`].
+    NoSession,
+    /// The buffer cannot hold the frame.
+    BufferTooSmall,
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SendError::UnknownPeer => "unknown peer",
+            SendError::NoSession => "no session with the peer yet",
+            SendError::BufferTooSmall => "buffer too small",
+        })
+    }
+}
+
+/// A node's links to its peers. See the [module documentation](self).
+pub struct Link<R, const P: usize> {
+    secret: PrivateKey,
+    public: PublicKey,
+    /// Key of `mac1` on messages sent to us.
+    mac1_key: [u8; 32],
+    rng: R,
+    clock: TimestampClock,
+    /// Random per start of the node; lets peers tell a restart from a rekey.
+    incarnation: u64,
+    peers: heapless::Vec<Peer, P>,
+    /// Drops not attributable to a peer.
+    drops: DropCounts,
+    /// Where `poll_transmit` and `poll_event` resume, for fairness.
+    cursor: usize,
+}
+
+impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
+    /// A link with no peers yet. `unix_nanos` is the wall-clock time at
+    /// `now` (nanoseconds since 1970): it seeds the initiation timestamps,
+    /// which must grow across restarts of the node for peers to accept them.
+    pub fn new(secret: PrivateKey, mut rng: R, now: Instant, unix_nanos: u64) -> Self {
+        let public = secret.public_key();
+        Link {
+            mac1_key: mac::mac1_key(&public),
+            public,
+            secret,
+            incarnation: rng.next_u64(),
+            rng,
+            clock: TimestampClock::new(now, unix_nanos),
+            peers: heapless::Vec::new(),
+            drops: DropCounts::default(),
+            cursor: 0,
+        }
+    }
+
+    // ---- getters ----
+
+    /// This node's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The peer with public key `key`.
+    pub fn peer_by_key(&self, key: &PublicKey) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .position(|p| &p.config.public_key == key)
+            .map(|i| PeerId(i as u16))
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// A snapshot of one peer's state.
+    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerStatus> {
+        let p = self.peers.get(id.0 as usize)?;
+        Some(PeerStatus {
+            public_key: p.config.public_key,
+            endpoint: p.endpoint,
+            last_handshake: p.last_handshake,
+            session_up: p.can_send(now),
+            stats: p.stats,
+        })
+    }
+
+    /// Drops of datagrams that could not be tied to a peer.
+    pub fn unattributed_drops(&self) -> &DropCounts {
+        &self.drops
+    }
+
+    /// Whether `peer` has a session to send on at `now`.
+    pub fn is_up(&self, peer: PeerId, now: Instant) -> bool {
+        self.peers.get(peer.0 as usize).is_some_and(|p| p.can_send(now))
+    }
+
+    // ---- commands ----
+
+    /// Adds a peer. With `keep_up` and an endpoint, its handshake starts at
+    /// the next `poll_transmit`.
+    pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
+        if config.public_key == self.public {
+            return Err(ConfigError::OwnKey);
+        }
+        if self.peer_by_key(&config.public_key).is_some() {
+            return Err(ConfigError::DuplicatePeer);
+        }
+        if self.peers.len() >= P.min(1 << 16) {
+            return Err(ConfigError::TooManyPeers);
+        }
+        let mac1_key = mac::mac1_key(&config.public_key);
+        let id = PeerId(self.peers.len() as u16);
+        self.peers
+            .push(Peer::new(config, mac1_key, now))
+            .map_err(|_| ConfigError::TooManyPeers)?;
+        Ok(id)
+    }
+
+    /// Starts a handshake with `peer` now, unless one is under way.
+    pub fn connect(&mut self, peer: PeerId, now: Instant) {
+        if let Some(p) = self.peers.get_mut(peer.0 as usize) {
+            p.start_handshake(now);
+        }
+    }
+
+    /// Seals a data frame for `peer` in place and returns what to send.
+    ///
+    /// `frame` holds the frame being built: [`DataPacket::HEADER_LEN`] bytes
+    /// of room, then `plaintext_len` bytes of plaintext, then room for the
+    /// [`DataPacket::TAG_LEN`]-byte tag. An empty plaintext is a keepalive.
+    /// The frame is `frame[..Transmit::len]`.
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        frame: &mut [u8],
+        plaintext_len: usize,
+    ) -> Result<Transmit, SendError> {
+        let p = self.peers.get_mut(peer.0 as usize).ok_or(SendError::UnknownPeer)?;
+        let len = DataPacket::<&[u8]>::OVERHEAD + plaintext_len;
+        let frame = frame.get_mut(..len).ok_or(SendError::BufferTooSmall)?;
+        let Some(to) = p.endpoint else {
+            p.stats.drops.add(DropReason::NoSession);
+            return Err(SendError::NoSession);
+        };
+        let result = match p.current.as_mut() {
+            Some(s) => seal_frame(s, now, frame),
+            None => Err(SessionError::Expired),
+        };
+        match result {
+            Ok(()) => {
+                let rekey = p.current.as_ref().is_some_and(|s| s.wants_rekey(now));
+                if rekey {
+                    p.start_handshake(now);
+                }
+                p.sent(now, len);
+                if plaintext_len > 0 {
+                    p.unanswered_since.get_or_insert(now);
+                }
+                Ok(Transmit { to, len })
+            }
+            Err(_) => {
+                // Expired or used up: it is of no use any more.
+                p.current = None;
+                p.stats.drops.add(DropReason::NoSession);
+                p.start_handshake(now);
+                Err(SendError::NoSession)
+            }
+        }
+    }
+
+    // ---- input ----
+
+    /// Handles a datagram that arrived from `from` on the link socket.
+    ///
+    /// On `Ok`, the datagram was authenticated; data payloads are decrypted
+    /// in place in `datagram`. On `Err`, it was dropped and counted; the
+    /// caller may log the reason but must not answer.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<Received, DropReason> {
+        let kind = MessageType::of(datagram);
+        let result = match kind {
+            Ok(MessageType::Data) => self.handle_data(now, from, datagram),
+            Ok(MessageType::Initiation) => self.handle_initiation(now, from, datagram),
+            Ok(MessageType::Response) => self.handle_response(now, from, datagram),
+            Ok(MessageType::CookieReply) => Err((None, DropReason::UnexpectedCookie)),
+            Err(_) => Err((None, DropReason::Malformed)),
+        };
+        result.map_err(|(peer, reason)| {
+            match peer.and_then(|i| self.peers.get_mut(i)) {
+                Some(p) => p.stats.drops.add(reason),
+                None => self.drops.add(reason),
+            }
+            reason
+        })
+    }
+
+    fn handle_data(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<Received, (Option<usize>, DropReason)> {
+        let len = datagram.len();
+        let packet = DataPacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
+        let index = packet.receiver_index();
+        let counter = packet.counter();
+        let slot = (index & 0xffff) as usize;
+        let p = self
+            .peers
+            .get_mut(slot)
+            .ok_or((None, DropReason::UnknownIndex))?;
+        let (session, which) = p.session_mut(index).ok_or((None, DropReason::UnknownIndex))?;
+        let (header, ciphertext, tag) = split_data(datagram);
+        let opened = session.open(now, counter, header, ciphertext, tag);
+        if let Err(e) = opened {
+            let reason = match e {
+                SessionError::Expired | SessionError::CounterExhausted => DropReason::Expired,
+                SessionError::Replay(_) => DropReason::Replayed,
+                SessionError::Auth => DropReason::AuthFailed,
+            };
+            return Err((Some(slot), reason));
+        }
+        let rekey_on_receive = which == Slot::Current
+            && session.initiator
+            && session.age(now) >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT;
+        if which == Slot::Next {
+            p.confirm_next();
+        }
+        if rekey_on_receive {
+            p.start_handshake(now);
+        }
+        p.received(now, from, len);
+        let payload = DataPacket::<&[u8]>::HEADER_LEN..len - DataPacket::<&[u8]>::TAG_LEN;
+        if payload.is_empty() {
+            return Ok(Received::Control { peer: PeerId(slot as u16) });
+        }
+        p.last_data_received = Some(now);
+        Ok(Received::Data { peer: PeerId(slot as u16), payload })
+    }
+
+    fn handle_initiation(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<Received, (Option<usize>, DropReason)> {
+        let mut packet =
+            InitiationPacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
+        if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
+            return Err((None, DropReason::BadMac1));
+        }
+        let sender_index = packet.sender_index();
+        let (responder, payload) = Responder::read_message(self.secret.as_secret(), packet.noise_message_mut())
+            .map_err(|_| (None, DropReason::HandshakeFailed))?;
+        let initiator_key = PublicKey::from_bytes(*responder.remote_static());
+        let slot = self
+            .peer_by_key(&initiator_key)
+            .ok_or((None, DropReason::UnknownPeer))?
+            .0 as usize;
+        let payload = &packet.noise_message()[payload];
+        let (timestamp, incarnation) = parse_initiation_payload(payload).ok_or((Some(slot), DropReason::HandshakeFailed))?;
+        let ours_higher = self.public.as_bytes() > initiator_key.as_bytes();
+        let p = &mut self.peers[slot];
+        if p.last_timestamp.is_some_and(|t| timestamp <= t) {
+            return Err((Some(slot), DropReason::ReplayedInitiation));
+        }
+        // Crossing initiations: the side with the higher public key keeps
+        // its own handshake and ignores the peer's once; the other side
+        // abandons its own and answers. Ignoring only once per attempt means
+        // a peer that cannot hear us (a stale endpoint behind NAT) is answered
+        // on its next try.
+        if let Some(pending) = p.pending.as_mut() {
+            if ours_higher && !pending.ignored_race {
+                pending.ignored_race = true;
+                return Err((Some(slot), DropReason::HandshakeRace));
+            }
+            p.pending = None;
+            p.want_initiation = false;
+            p.attempts_since = None;
+        }
+        p.last_timestamp = Some(timestamp);
+        let local_index = new_index(&mut self.rng, p, slot);
+        let ephemeral = StaticSecret::random_from_rng(&mut self.rng);
+        let mut response = [0u8; ResponsePacket::<&[u8]>::LEN];
+        let mut out = ResponsePacket::new_unchecked(&mut response[..]);
+        out.set_message_type();
+        out.set_sender_index(local_index);
+        out.set_receiver_index(sender_index);
+        let keys = responder
+            .write_message(ephemeral, &p.psk, &self.incarnation.to_le_bytes(), out.noise_message_mut())
+            .map_err(|_| (Some(slot), DropReason::HandshakeFailed))?
+            .0;
+        let mac = mac::mac1(&p.mac1_key, out.mac1_input());
+        out.set_mac1(&mac);
+        let session = Session::new(&keys, false, local_index, sender_index, now);
+        note_incarnation(p, incarnation);
+        p.install(session, now);
+        p.received(now, from, datagram.len());
+        p.response = Some((response, from));
+        Ok(Received::Control { peer: PeerId(slot as u16) })
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<Received, (Option<usize>, DropReason)> {
+        let mut packet =
+            ResponsePacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
+        if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
+            return Err((None, DropReason::BadMac1));
+        }
+        let index = packet.receiver_index();
+        let sender_index = packet.sender_index();
+        let slot = (index & 0xffff) as usize;
+        let p = self
+            .peers
+            .get_mut(slot)
+            .filter(|p| p.pending.as_ref().is_some_and(|h| h.local_index == index))
+            .ok_or((None, DropReason::UnexpectedResponse))?;
+        let Some(pending) = p.pending.as_ref() else {
+            return Err((Some(slot), DropReason::UnexpectedResponse));
+        };
+        let (keys, payload) = pending
+            .noise
+            .read_message(self.secret.as_secret(), &p.psk, packet.noise_message_mut())
+            .map_err(|_| (Some(slot), DropReason::HandshakeFailed))?;
+        let incarnation = packet.noise_message()[payload]
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| (Some(slot), DropReason::HandshakeFailed))?;
+        let session = Session::new(&keys, true, index, sender_index, now);
+        p.pending = None;
+        p.attempts_since = None;
+        note_incarnation(p, incarnation);
+        p.install(session, now);
+        p.received(now, from, datagram.len());
+        // Confirm the session to the responder at once, so it may send on it.
+        p.want_keepalive = true;
+        Ok(Received::Control { peer: PeerId(slot as u16) })
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for p in self.peers.iter_mut() {
+            p.on_timeout(now);
+        }
+    }
+
+    // ---- output ----
+
+    /// The next handshake message or keepalive to send, written at the start
+    /// of `buf` (at least [`MIN_TRANSMIT_BUFFER`] bytes).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<Transmit>, SendError> {
+        if buf.len() < MIN_TRANSMIT_BUFFER {
+            return Err(SendError::BufferTooSmall);
+        }
+        let n = self.peers.len();
+        for k in 0..n {
+            let slot = (self.cursor + k) % n;
+            if let Some(t) = self.transmit_for(now, slot, buf) {
+                self.cursor = (slot + 1) % n;
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
+    fn transmit_for(&mut self, now: Instant, slot: usize, buf: &mut [u8]) -> Option<Transmit> {
+        let p = &mut self.peers[slot];
+        if let Some((response, to)) = p.response.take() {
+            buf[..response.len()].copy_from_slice(&response);
+            p.sent(now, response.len());
+            return Some(Transmit { to, len: response.len() });
+        }
+        if p.want_initiation {
+            p.want_initiation = false;
+            let to = p.endpoint?;
+            let local_index = new_index(&mut self.rng, p, slot);
+            let len = InitiationPacket::<&[u8]>::LEN;
+            let mut out = InitiationPacket::new_unchecked(&mut buf[..len]);
+            out.set_message_type();
+            out.set_sender_index(local_index);
+            let mut payload = [0u8; INITIATION_PAYLOAD];
+            payload[..12].copy_from_slice(self.clock.stamp(now).as_bytes());
+            payload[12..].copy_from_slice(&self.incarnation.to_le_bytes());
+            let ephemeral = StaticSecret::random_from_rng(&mut self.rng);
+            let remote = p.config.public_key.as_bytes();
+            let noise = Initiator::write_message(self.secret.as_secret(), remote, ephemeral, &payload, out.noise_message_mut())
+                .ok()?
+                .0;
+            let mac = mac::mac1(&p.mac1_key, out.mac1_input());
+            out.set_mac1(&mac);
+            out.set_mac2(&[0; 16]);
+            let jitter = Duration::from_nanos(self.rng.next_u64() % MAX_JITTER.as_nanos() as u64);
+            p.pending = Some(Pending { noise, local_index, retry_at: now + REKEY_TIMEOUT + jitter, ignored_race: false });
+            p.attempts_since.get_or_insert(now);
+            p.stats.handshakes_initiated += 1;
+            p.sent(now, len);
+            return Some(Transmit { to, len });
+        }
+        if p.want_keepalive {
+            p.want_keepalive = false;
+            let to = p.endpoint?;
+            let s = p.current.as_mut()?;
+            let len = DataPacket::<&[u8]>::OVERHEAD;
+            seal_frame(s, now, &mut buf[..len]).ok()?;
+            p.sent(now, len);
+            return Some(Transmit { to, len });
+        }
+        None
+    }
+
+    /// When [`Link::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.iter().filter_map(|p| p.next_deadline()).min()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            let id = PeerId(i as u16);
+            let e = &mut p.events;
+            // Restart first: the layers above must drop old state before
+            // they hear the new session is up.
+            if core::mem::take(&mut e.restarted) {
+                return Some(LinkEvent::PeerRestarted(id));
+            }
+            if core::mem::take(&mut e.session_up) {
+                return Some(LinkEvent::SessionUp(id));
+            }
+            if core::mem::take(&mut e.roamed) {
+                return Some(LinkEvent::Roamed(id));
+            }
+            if core::mem::take(&mut e.handshake_timeout) {
+                return Some(LinkEvent::HandshakeTimedOut(id));
+            }
+        }
+        None
+    }
+
+    /// Moves the send counter of `peer`'s current session, to test counter
+    /// exhaustion without sending 2^64 frames.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn force_send_counter(&mut self, peer: PeerId, counter: u64) {
+        if let Some(s) = self.peers.get_mut(peer.0 as usize).and_then(|p| p.current.as_mut()) {
+            s.set_next_send(counter);
+        }
+    }
+}
+
+/// A snapshot of a peer, for status output.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerStatus {
+    /// The peer's identity.
+    pub public_key: PublicKey,
+    /// Where datagrams to the peer go.
+    pub endpoint: Option<SocketAddr>,
+    /// When the latest handshake completed.
+    pub last_handshake: Option<Instant>,
+    /// Whether a session to send on exists.
+    pub session_up: bool,
+    /// Traffic and drops.
+    pub stats: PeerStats,
+}
+
+/// Records the peer's incarnation; a change means its node restarted, and
+/// every session of the old incarnation must go.
+fn note_incarnation(p: &mut Peer, incarnation: u64) {
+    if p.incarnation.is_some_and(|old| old != incarnation) {
+        p.drop_sessions();
+        p.events.restarted = true;
+    }
+    p.incarnation = Some(incarnation);
+}
+
+fn parse_initiation_payload(payload: &[u8]) -> Option<(Tai64N, u64)> {
+    if payload.len() != INITIATION_PAYLOAD {
+        return None;
+    }
+    let ts = Tai64N::from_bytes(payload[..12].try_into().ok()?);
+    let inc = u64::from_le_bytes(payload[12..].try_into().ok()?);
+    Some((ts, inc))
+}
+
+/// A fresh local index for a session of the peer in `slot`: the low 16 bits
+/// name the slot (so lookups are direct), the high 16 are random so indices
+/// of successive sessions differ and are not predictable.
+fn new_index<R: RngCore>(rng: &mut R, p: &Peer, slot: usize) -> u32 {
+    loop {
+        let index = (rng.next_u32() & 0xffff_0000) | slot as u32;
+        if !p.uses_index(index) {
+            return index;
+        }
+    }
+}
+
+/// Splits a data frame into (header, ciphertext, tag).
+fn split_data(frame: &mut [u8]) -> (&[u8], &mut [u8], &[u8; 16]) {
+    let (header, rest) = frame.split_at_mut(DataPacket::<&[u8]>::HEADER_LEN);
+    let (ciphertext, tag) = rest.split_at_mut(rest.len() - DataPacket::<&[u8]>::TAG_LEN);
+    let tag: &[u8; 16] = (&*tag).try_into().unwrap_or(&[0; 16]);
+    (header, ciphertext, tag)
+}
+
+/// Writes the header of a data frame on session `s` and seals the
+/// plaintext between header and tag in place.
+fn seal_frame(s: &mut Session, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
+    let remote = s.remote_index;
+    let (header, rest) = frame.split_at_mut(DataPacket::<&[u8]>::HEADER_LEN);
+    let (plaintext, tag) = rest.split_at_mut(rest.len() - DataPacket::<&[u8]>::TAG_LEN);
+    let t = s.seal(now, |counter| {
+        DataRepr { receiver_index: remote, counter }.emit_header(header);
+        let mut h = [0u8; DataPacket::<&[u8]>::HEADER_LEN];
+        h.copy_from_slice(header);
+        h
+    }, plaintext)?;
+    tag.copy_from_slice(&t.1);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

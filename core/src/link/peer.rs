@@ -1,0 +1,358 @@
+//! One peer: its keys, sessions, handshake in progress and timers.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use zeroize::Zeroizing;
+
+use super::session::{Session, REJECT_AFTER_TIME, REKEY_AFTER_TIME};
+use super::stats::PeerStats;
+use crate::key::{PresharedKey, PublicKey};
+use crate::noise::Initiator;
+use crate::tai64::Tai64N;
+use crate::time::Instant;
+
+/// Retry an initiation that got no response after this long (plus jitter).
+pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Give up a handshake after trying for this long, unless the peer is
+/// configured to be kept up.
+pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+/// Send a keepalive when the peer sent data and we sent nothing for this long;
+/// suspect the session is dead when we sent data and heard nothing for this
+/// long plus [`REKEY_TIMEOUT`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound of the random jitter added to every initiation retry, so two
+/// nodes that started together do not stay in lockstep.
+pub const MAX_JITTER: Duration = Duration::from_millis(333);
+
+/// How a node knows and treats one peer.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// The peer's static public key: its identity.
+    pub public_key: PublicKey,
+    /// Mixed into every handshake when set; both peers must set the same.
+    pub preshared_key: Option<PresharedKey>,
+    /// Where to send first. `None` to only accept the peer: its endpoint is
+    /// then learned from its first authenticated handshake.
+    pub endpoint: Option<SocketAddr>,
+    /// Send a keepalive after this long without sending anything, to hold
+    /// NAT mappings open.
+    pub persistent_keepalive: Option<Duration>,
+    /// Bring the link up at start and keep a session at all times, retrying
+    /// handshakes without giving up. Needed where the peer holds the entry
+    /// half of a service (`ssh -R` style) and must be able to reach us first.
+    pub keep_up: bool,
+}
+
+impl PeerConfig {
+    /// A peer known by its public key only, with every option off.
+    pub fn new(public_key: PublicKey) -> Self {
+        PeerConfig {
+            public_key,
+            preshared_key: None,
+            endpoint: None,
+            persistent_keepalive: None,
+            keep_up: false,
+        }
+    }
+}
+
+/// Our initiation waiting for its response.
+pub(crate) struct Pending {
+    pub noise: Initiator,
+    pub local_index: u32,
+    /// When the next retry is due.
+    pub retry_at: Instant,
+    /// Whether we already ignored a crossing initiation from the peer during
+    /// this attempt (see the race rule in `Link::handle_initiation`).
+    pub ignored_race: bool,
+}
+
+/// Events waiting for `poll_event`, as flags so none is ever lost.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PendingEvents {
+    pub session_up: bool,
+    pub restarted: bool,
+    pub roamed: bool,
+    pub handshake_timeout: bool,
+}
+
+pub(crate) struct Peer {
+    pub config: PeerConfig,
+    pub psk: Zeroizing<[u8; 32]>,
+    /// Key of `mac1` on messages we send to this peer.
+    pub mac1_key: [u8; 32],
+    pub endpoint: Option<SocketAddr>,
+    /// The session we send on; always confirmed.
+    pub current: Option<Session>,
+    /// The session before `current`, kept to receive frames still in flight.
+    pub previous: Option<Session>,
+    /// A session we answered a handshake for, awaiting the initiator's first
+    /// frame on it before we send on it.
+    pub next: Option<Session>,
+    pub pending: Option<Pending>,
+    /// When the current run of handshake attempts began.
+    pub attempts_since: Option<Instant>,
+    /// An initiation should be sent at the next `poll_transmit`.
+    pub want_initiation: bool,
+    /// A response waiting to be sent.
+    pub response: Option<([u8; crate::wire::ResponsePacket::<&[u8]>::LEN], SocketAddr)>,
+    pub want_keepalive: bool,
+    /// The newest initiation timestamp accepted from the peer.
+    pub last_timestamp: Option<Tai64N>,
+    /// The peer's incarnation (boot id) from its latest handshake.
+    pub incarnation: Option<u64>,
+    pub last_handshake: Option<Instant>,
+    pub last_sent: Option<Instant>,
+    pub last_received: Option<Instant>,
+    pub last_data_received: Option<Instant>,
+    /// The first data frame we sent since we last heard from the peer.
+    pub unanswered_since: Option<Instant>,
+    pub events: PendingEvents,
+    pub stats: PeerStats,
+}
+
+impl Peer {
+    pub fn new(config: PeerConfig, mac1_key: [u8; 32], now: Instant) -> Self {
+        let psk = Zeroizing::new(config.preshared_key.as_ref().map(|k| *k.as_bytes()).unwrap_or([0; 32]));
+        let keep_up = config.keep_up && config.endpoint.is_some();
+        Peer {
+            endpoint: config.endpoint,
+            config,
+            psk,
+            mac1_key,
+            current: None,
+            previous: None,
+            next: None,
+            pending: None,
+            attempts_since: keep_up.then_some(now),
+            want_initiation: keep_up,
+            response: None,
+            want_keepalive: false,
+            last_timestamp: None,
+            incarnation: None,
+            last_handshake: None,
+            last_sent: None,
+            last_received: None,
+            last_data_received: None,
+            unanswered_since: None,
+            events: PendingEvents::default(),
+            stats: PeerStats::default(),
+        }
+    }
+
+    /// Whether `index` is in use by any session or the pending handshake.
+    pub fn uses_index(&self, index: u32) -> bool {
+        [&self.current, &self.previous, &self.next]
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|s| s.local_index == index))
+            || self.pending.as_ref().is_some_and(|p| p.local_index == index)
+    }
+
+    /// The session with local index `index`.
+    pub fn session_mut(&mut self, index: u32) -> Option<(&mut Session, Slot)> {
+        if self.current.as_ref().is_some_and(|s| s.local_index == index) {
+            return self.current.as_mut().map(|s| (s, Slot::Current));
+        }
+        if self.next.as_ref().is_some_and(|s| s.local_index == index) {
+            return self.next.as_mut().map(|s| (s, Slot::Next));
+        }
+        if self.previous.as_ref().is_some_and(|s| s.local_index == index) {
+            return self.previous.as_mut().map(|s| (s, Slot::Previous));
+        }
+        None
+    }
+
+    /// Installs a completed session: as initiator it becomes current at
+    /// once; as responder it waits in `next` for the initiator's first frame.
+    pub fn install(&mut self, session: Session, now: Instant) {
+        if session.initiator {
+            self.previous = self.current.take();
+            self.current = Some(session);
+            self.events.session_up = true;
+        } else {
+            self.next = Some(session);
+        }
+        self.last_handshake = Some(now);
+        self.stats.handshakes_completed += 1;
+    }
+
+    /// The initiator sent on `next`: it has the keys, so promote it.
+    pub fn confirm_next(&mut self) {
+        if let Some(mut s) = self.next.take() {
+            s.confirmed = true;
+            self.previous = self.current.take();
+            self.current = Some(s);
+            self.events.session_up = true;
+        }
+    }
+
+    /// Forgets everything tied to the peer's old incarnation.
+    pub fn drop_sessions(&mut self) {
+        self.current = None;
+        self.previous = None;
+        self.next = None;
+    }
+
+    /// Whether a session we can send on exists at `now`.
+    pub fn can_send(&self, now: Instant) -> bool {
+        self.current.as_ref().is_some_and(|s| s.is_alive(now))
+    }
+
+    /// Asks for a handshake unless one is under way or due.
+    pub fn start_handshake(&mut self, now: Instant) {
+        if self.endpoint.is_none() || self.pending.is_some() || self.want_initiation {
+            return;
+        }
+        self.want_initiation = true;
+        self.attempts_since.get_or_insert(now);
+    }
+
+    /// Records that we sent `len` bytes.
+    pub fn sent(&mut self, now: Instant, len: usize) {
+        self.last_sent = Some(now);
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += len as u64;
+    }
+
+    /// Records that we received `len` authenticated bytes from `from`.
+    pub fn received(&mut self, now: Instant, from: SocketAddr, len: usize) {
+        self.last_received = Some(now);
+        self.unanswered_since = None;
+        self.stats.rx_datagrams += 1;
+        self.stats.rx_bytes += len as u64;
+        if self.endpoint != Some(from) {
+            // Roaming: follow the source of the latest authenticated frame.
+            self.events.roamed = self.endpoint.is_some();
+            self.endpoint = Some(from);
+        }
+    }
+
+    /// Runs the peer's timers at `now`.
+    pub fn on_timeout(&mut self, now: Instant) {
+        // Expired sessions are neither sent nor received on: forget them.
+        for s in [&mut self.current, &mut self.previous, &mut self.next] {
+            if s.as_ref().is_some_and(|s| !s.is_alive(now)) {
+                *s = None;
+            }
+        }
+        // A pending initiation got no response in time: retry, or give up.
+        if let Some(p) = &self.pending {
+            if now >= p.retry_at {
+                let started = self.attempts_since.unwrap_or(now);
+                self.pending = None;
+                if self.config.keep_up || now - started < REKEY_ATTEMPT_TIME {
+                    self.want_initiation = true;
+                } else {
+                    self.attempts_since = None;
+                    self.events.handshake_timeout = true;
+                }
+            }
+        }
+        // The peer talks, we do not: tell it we are alive.
+        if let Some(t) = self.keepalive_due() {
+            if now >= t {
+                self.want_keepalive = true;
+            }
+        }
+        // We talk, the peer does not answer: the session may be dead.
+        if let Some(t) = self.unanswered_since {
+            if now - t >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT {
+                self.unanswered_since = None;
+                self.start_handshake(now);
+            }
+        }
+        if let Some(t) = self.persistent_keepalive_due() {
+            if now >= t {
+                if self.current.is_some() {
+                    self.want_keepalive = true;
+                } else {
+                    self.start_handshake(now);
+                }
+            }
+        }
+        if self.config.keep_up {
+            let due = match &self.current {
+                None => true,
+                Some(s) => s.age(now) >= self.keep_up_rekey_age(s.initiator),
+            };
+            if due {
+                self.start_handshake(now);
+            }
+        }
+    }
+
+    /// Age at which a kept-up link rekeys on its own, without traffic. The
+    /// responder waits longer, so the initiator's rekey normally wins and
+    /// both sides do not race.
+    fn keep_up_rekey_age(&self, initiator: bool) -> Duration {
+        if initiator {
+            REKEY_AFTER_TIME
+        } else {
+            REKEY_AFTER_TIME + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+        }
+    }
+
+    /// When a persistent keepalive is due: with a session, a keepalive; without
+    /// one, a handshake, unless one is already under way.
+    fn persistent_keepalive_due(&self) -> Option<Instant> {
+        let interval = self.config.persistent_keepalive?;
+        if self.endpoint.is_none() || self.want_keepalive {
+            return None;
+        }
+        if self.current.is_none() && (self.pending.is_some() || self.want_initiation) {
+            return None;
+        }
+        Some(self.last_sent.map_or(Instant::ZERO, |s| s + interval))
+    }
+
+    /// When a keepalive becomes due: the peer sent data after our last send.
+    /// Only with a session to send it on, so the deadline always has an effect.
+    fn keepalive_due(&self) -> Option<Instant> {
+        self.current.as_ref()?;
+        if self.want_keepalive {
+            return None;
+        }
+        let r = self.last_data_received?;
+        if self.last_sent.is_some_and(|s| s >= r) {
+            return None;
+        }
+        Some(r + KEEPALIVE_TIMEOUT)
+    }
+
+    /// The earliest instant at which `on_timeout` has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        for s in [&self.current, &self.previous, &self.next].into_iter().flatten() {
+            at(s.created + REJECT_AFTER_TIME);
+        }
+        if let Some(p) = &self.pending {
+            at(p.retry_at);
+        }
+        if let Some(k) = self.keepalive_due() {
+            at(k);
+        }
+        if let Some(u) = self.unanswered_since {
+            at(u + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
+        }
+        if let Some(k) = self.persistent_keepalive_due() {
+            at(k);
+        }
+        if self.config.keep_up && self.endpoint.is_some() && self.pending.is_none() && !self.want_initiation {
+            match &self.current {
+                Some(s) => at(s.created + self.keep_up_rekey_age(s.initiator)),
+                None => at(self.attempts_since.unwrap_or(Instant::ZERO)),
+            }
+        }
+        t
+    }
+}
+
+/// Which of a peer's sessions a frame arrived on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Slot {
+    Current,
+    Previous,
+    Next,
+}
