@@ -18,5 +18,6 @@
 #![warn(missing_docs)]
 
 pub mod time;
+pub mod wire;
 
 pub use time::Instant;
