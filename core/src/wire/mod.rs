@@ -178,6 +178,9 @@ fn write_u32_le(data: &mut [u8], field: Field, value: u32) {
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
