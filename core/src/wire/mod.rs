@@ -56,8 +56,11 @@ type Field = core::ops::Range<usize>;
 
 /// Why a frame could not be read or written.
 ///
-/// None of these is fatal to a tunnel: a datagram that fails to parse is
-/// dropped and the caller carries on.
+/// What the caller must do: on any error from a parser, drop the datagram
+/// silently (never answer it: an answer would let anyone probe the tunnel)
+/// and carry on; none of these is fatal to a session.
+/// [`WireError::BufferTooSmall`] comes only from emitting, and means the
+/// caller passed a buffer shorter than the repr's `buffer_len()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WireError {
