@@ -20,5 +20,6 @@
 pub mod crypto;
 pub mod noise;
 pub mod time;
+pub mod wire;
 
 pub use time::Instant;
