@@ -26,6 +26,14 @@ pub const AEAD_TAG_LEN: usize = 16;
 pub const MAC_LEN: usize = 16;
 /// Length of the plaintext timestamp in an initiation (TAI64N).
 pub const TIMESTAMP_LEN: usize = 12;
+/// Length of the sender's incarnation: a random number drawn when its node
+/// starts, so a peer can tell a restart (drop all state of the old
+/// incarnation) from a rekey (keep it).
+pub const INCARNATION_LEN: usize = 8;
+/// Plaintext payload of an initiation: timestamp, then incarnation.
+pub const INITIATION_PAYLOAD_LEN: usize = TIMESTAMP_LEN + INCARNATION_LEN;
+/// Plaintext payload of a response: the responder's incarnation.
+pub const RESPONSE_PAYLOAD_LEN: usize = INCARNATION_LEN;
 /// Length of a plaintext cookie.
 pub const COOKIE_LEN: usize = 16;
 /// Length of the XChaCha20-Poly1305 nonce of a cookie reply.
@@ -40,11 +48,11 @@ mod field {
         pub const SENDER_INDEX: Field = 1..5;
         pub const EPHEMERAL: Field = 5..37;
         pub const ENCRYPTED_STATIC: Field = 37..85;
-        pub const ENCRYPTED_TIMESTAMP: Field = 85..113;
-        pub const MAC1: Field = 113..129;
-        pub const MAC2: Field = 129..145;
+        pub const ENCRYPTED_PAYLOAD: Field = 85..121;
+        pub const MAC1: Field = 121..137;
+        pub const MAC2: Field = 137..153;
 
-        pub const NOISE_MESSAGE: Field = EPHEMERAL.start..ENCRYPTED_TIMESTAMP.end;
+        pub const NOISE_MESSAGE: Field = EPHEMERAL.start..ENCRYPTED_PAYLOAD.end;
         pub const MAC1_INPUT: Field = 0..MAC1.start;
         pub const MAC2_INPUT: Field = 0..MAC2.start;
         pub const LEN: usize = MAC2.end;
@@ -56,11 +64,11 @@ mod field {
         pub const SENDER_INDEX: Field = 1..5;
         pub const RECEIVER_INDEX: Field = 5..9;
         pub const EPHEMERAL: Field = 9..41;
-        pub const ENCRYPTED_EMPTY: Field = 41..57;
-        pub const MAC1: Field = 57..73;
-        pub const MAC2: Field = 73..89;
+        pub const ENCRYPTED_PAYLOAD: Field = 41..65;
+        pub const MAC1: Field = 65..81;
+        pub const MAC2: Field = 81..97;
 
-        pub const NOISE_MESSAGE: Field = EPHEMERAL.start..ENCRYPTED_EMPTY.end;
+        pub const NOISE_MESSAGE: Field = EPHEMERAL.start..ENCRYPTED_PAYLOAD.end;
         pub const MAC1_INPUT: Field = 0..MAC1.start;
         pub const MAC2_INPUT: Field = 0..MAC2.start;
         pub const LEN: usize = MAC2.end;
@@ -86,7 +94,7 @@ fn check_exact_len(len: usize, expected: usize) -> Result<(), WireError> {
 }
 
 /// A zero-copy view of a handshake initiation (message type 1), exactly
-/// [`InitiationPacket::LEN`] = 145 bytes.
+/// [`InitiationPacket::LEN`] = 153 bytes.
 ///
 /// | bytes      | length | field                                              |
 /// |------------|-------:|----------------------------------------------------|
@@ -94,16 +102,16 @@ fn check_exact_len(len: usize, expected: usize) -> Result<(), WireError> {
 /// | `1..5`     |      4 | sender index, `u32` little-endian                  |
 /// | `5..37`    |     32 | initiator's ephemeral public key                   |
 /// | `37..85`   |     48 | initiator's static public key (32), encrypted + tag (16) |
-/// | `85..113`  |     28 | TAI64N timestamp (12), encrypted + tag (16)        |
-/// | `113..129` |     16 | `mac1`, over bytes `0..113`                        |
-/// | `129..145` |     16 | `mac2`, over bytes `0..129`                        |
+/// | `85..121`  |     36 | payload, encrypted + tag (16): TAI64N timestamp (12), then incarnation (8, little-endian) |
+/// | `121..137` |     16 | `mac1`, over bytes `0..121`                        |
+/// | `137..153` |     16 | `mac2`, over bytes `0..137`                        |
 ///
 /// ```text
-///  0   1         5              37                 85                  113    129    145
+///  0   1         5              37                 85                  121    137    153
 /// +---+---------+--------------+------------------+-------------------+------+------+
-/// |ty | sender  |  ephemeral   | encrypted static | encrypted timest. | mac1 | mac2 |
+/// |ty | sender  |  ephemeral   | encrypted static | encrypted payload | mac1 | mac2 |
 /// +---+---------+--------------+------------------+-------------------+------+------+
-///               \____________ Noise message 1 (108 bytes) ____________/
+///               \____________ Noise message 1 (116 bytes) ____________/
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitiationPacket<T: AsRef<[u8]>> {
@@ -167,9 +175,9 @@ impl<T: AsRef<[u8]>> InitiationPacket<T> {
         field_array(self.buffer.as_ref(), field::initiation::ENCRYPTED_STATIC)
     }
 
-    /// The TAI64N timestamp, encrypted, followed by its tag.
-    pub fn encrypted_timestamp(&self) -> &[u8; TIMESTAMP_LEN + AEAD_TAG_LEN] {
-        field_array(self.buffer.as_ref(), field::initiation::ENCRYPTED_TIMESTAMP)
+    /// The payload (timestamp, incarnation), encrypted, followed by its tag.
+    pub fn encrypted_payload(&self) -> &[u8; INITIATION_PAYLOAD_LEN + AEAD_TAG_LEN] {
+        field_array(self.buffer.as_ref(), field::initiation::ENCRYPTED_PAYLOAD)
     }
 
     /// `mac1`, computed over [`Self::mac1_input`].
@@ -182,18 +190,18 @@ impl<T: AsRef<[u8]>> InitiationPacket<T> {
         field_array(self.buffer.as_ref(), field::initiation::MAC2)
     }
 
-    /// Bytes `5..113`: the standard Noise message 1 (ephemeral, encrypted
-    /// static, encrypted timestamp), 108 bytes.
+    /// Bytes `5..121`: the standard Noise message 1 (ephemeral, encrypted
+    /// static, encrypted payload), 116 bytes.
     pub fn noise_message(&self) -> &[u8] {
         &self.buffer.as_ref()[field::initiation::NOISE_MESSAGE]
     }
 
-    /// Bytes `0..113`: everything `mac1` covers.
+    /// Bytes `0..121`: everything `mac1` covers.
     pub fn mac1_input(&self) -> &[u8] {
         &self.buffer.as_ref()[field::initiation::MAC1_INPUT]
     }
 
-    /// Bytes `0..129`: everything `mac2` covers (including `mac1`).
+    /// Bytes `0..137`: everything `mac2` covers (including `mac1`).
     pub fn mac2_input(&self) -> &[u8] {
         &self.buffer.as_ref()[field::initiation::MAC2_INPUT]
     }
@@ -220,9 +228,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> InitiationPacket<T> {
         *field_array_mut(self.buffer.as_mut(), field::initiation::ENCRYPTED_STATIC) = *value;
     }
 
-    /// Sets the encrypted timestamp and its tag.
-    pub fn set_encrypted_timestamp(&mut self, value: &[u8; TIMESTAMP_LEN + AEAD_TAG_LEN]) {
-        *field_array_mut(self.buffer.as_mut(), field::initiation::ENCRYPTED_TIMESTAMP) = *value;
+    /// Sets the encrypted payload and its tag.
+    pub fn set_encrypted_payload(&mut self, value: &[u8; INITIATION_PAYLOAD_LEN + AEAD_TAG_LEN]) {
+        *field_array_mut(self.buffer.as_mut(), field::initiation::ENCRYPTED_PAYLOAD) = *value;
     }
 
     /// Sets `mac1`.
@@ -235,7 +243,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> InitiationPacket<T> {
         *field_array_mut(self.buffer.as_mut(), field::initiation::MAC2) = *value;
     }
 
-    /// Bytes `5..113`, for a Noise implementation to write message 1 into.
+    /// Bytes `5..121`, for a Noise implementation to write message 1 into.
     pub fn noise_message_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::initiation::NOISE_MESSAGE]
     }
@@ -257,8 +265,8 @@ pub struct InitiationRepr {
     pub ephemeral: [u8; KEY_LEN],
     /// The initiator's static public key, encrypted, and its tag.
     pub encrypted_static: [u8; KEY_LEN + AEAD_TAG_LEN],
-    /// The timestamp, encrypted, and its tag.
-    pub encrypted_timestamp: [u8; TIMESTAMP_LEN + AEAD_TAG_LEN],
+    /// The payload (timestamp, incarnation), encrypted, and its tag.
+    pub encrypted_payload: [u8; INITIATION_PAYLOAD_LEN + AEAD_TAG_LEN],
     /// `mac1`.
     pub mac1: [u8; MAC_LEN],
     /// `mac2`.
@@ -276,7 +284,7 @@ impl InitiationRepr {
             sender_index: packet.sender_index(),
             ephemeral: *packet.ephemeral(),
             encrypted_static: *packet.encrypted_static(),
-            encrypted_timestamp: *packet.encrypted_timestamp(),
+            encrypted_payload: *packet.encrypted_payload(),
             mac1: *packet.mac1(),
             mac2: *packet.mac2(),
         })
@@ -296,14 +304,14 @@ impl InitiationRepr {
         packet.set_sender_index(self.sender_index);
         packet.set_ephemeral(&self.ephemeral);
         packet.set_encrypted_static(&self.encrypted_static);
-        packet.set_encrypted_timestamp(&self.encrypted_timestamp);
+        packet.set_encrypted_payload(&self.encrypted_payload);
         packet.set_mac1(&self.mac1);
         packet.set_mac2(&self.mac2);
     }
 }
 
 /// A zero-copy view of a handshake response (message type 2), exactly
-/// [`ResponsePacket::LEN`] = 89 bytes.
+/// [`ResponsePacket::LEN`] = 97 bytes.
 ///
 /// | bytes    | length | field                                          |
 /// |----------|-------:|------------------------------------------------|
@@ -311,16 +319,16 @@ impl InitiationRepr {
 /// | `1..5`   |      4 | sender index (the responder's), `u32` little-endian |
 /// | `5..9`   |      4 | receiver index (the initiator's sender index), `u32` little-endian |
 /// | `9..41`  |     32 | responder's ephemeral public key               |
-/// | `41..57` |     16 | empty payload, encrypted: only its tag         |
-/// | `57..73` |     16 | `mac1`, over bytes `0..57`                     |
-/// | `73..89` |     16 | `mac2`, over bytes `0..73`                     |
+/// | `41..65` |     24 | payload, encrypted + tag (16): incarnation (8, little-endian) |
+/// | `65..81` |     16 | `mac1`, over bytes `0..65`                     |
+/// | `81..97` |     16 | `mac2`, over bytes `0..81`                     |
 ///
 /// ```text
-///  0   1        5          9              41           57     73     89
+///  0   1        5          9              41           65     81     97
 /// +---+--------+----------+--------------+------------+------+------+
-/// |ty | sender | receiver |  ephemeral   | enc. empty | mac1 | mac2 |
+/// |ty | sender | receiver |  ephemeral   | enc. paylo.| mac1 | mac2 |
 /// +---+--------+----------+--------------+------------+------+------+
-///                         \__ Noise message 2 (48) __/
+///                         \__ Noise message 2 (56) __/
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponsePacket<T: AsRef<[u8]>> {
@@ -382,9 +390,9 @@ impl<T: AsRef<[u8]>> ResponsePacket<T> {
         field_array(self.buffer.as_ref(), field::response::EPHEMERAL)
     }
 
-    /// The encrypted empty payload: the AEAD tag alone.
-    pub fn encrypted_empty(&self) -> &[u8; AEAD_TAG_LEN] {
-        field_array(self.buffer.as_ref(), field::response::ENCRYPTED_EMPTY)
+    /// The payload (incarnation), encrypted, followed by its tag.
+    pub fn encrypted_payload(&self) -> &[u8; RESPONSE_PAYLOAD_LEN + AEAD_TAG_LEN] {
+        field_array(self.buffer.as_ref(), field::response::ENCRYPTED_PAYLOAD)
     }
 
     /// `mac1`, computed over [`Self::mac1_input`].
@@ -397,18 +405,18 @@ impl<T: AsRef<[u8]>> ResponsePacket<T> {
         field_array(self.buffer.as_ref(), field::response::MAC2)
     }
 
-    /// Bytes `9..57`: the standard Noise message 2 (ephemeral, encrypted
-    /// empty payload), 48 bytes.
+    /// Bytes `9..65`: the standard Noise message 2 (ephemeral, encrypted
+    /// payload), 56 bytes.
     pub fn noise_message(&self) -> &[u8] {
         &self.buffer.as_ref()[field::response::NOISE_MESSAGE]
     }
 
-    /// Bytes `0..57`: everything `mac1` covers.
+    /// Bytes `0..65`: everything `mac1` covers.
     pub fn mac1_input(&self) -> &[u8] {
         &self.buffer.as_ref()[field::response::MAC1_INPUT]
     }
 
-    /// Bytes `0..73`: everything `mac2` covers (including `mac1`).
+    /// Bytes `0..81`: everything `mac2` covers (including `mac1`).
     pub fn mac2_input(&self) -> &[u8] {
         &self.buffer.as_ref()[field::response::MAC2_INPUT]
     }
@@ -435,9 +443,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ResponsePacket<T> {
         *field_array_mut(self.buffer.as_mut(), field::response::EPHEMERAL) = *value;
     }
 
-    /// Sets the encrypted empty payload (its tag).
-    pub fn set_encrypted_empty(&mut self, value: &[u8; AEAD_TAG_LEN]) {
-        *field_array_mut(self.buffer.as_mut(), field::response::ENCRYPTED_EMPTY) = *value;
+    /// Sets the encrypted payload and its tag.
+    pub fn set_encrypted_payload(&mut self, value: &[u8; RESPONSE_PAYLOAD_LEN + AEAD_TAG_LEN]) {
+        *field_array_mut(self.buffer.as_mut(), field::response::ENCRYPTED_PAYLOAD) = *value;
     }
 
     /// Sets `mac1`.
@@ -450,7 +458,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ResponsePacket<T> {
         *field_array_mut(self.buffer.as_mut(), field::response::MAC2) = *value;
     }
 
-    /// Bytes `9..57`, for a Noise implementation to write message 2 into.
+    /// Bytes `9..65`, for a Noise implementation to write message 2 into.
     pub fn noise_message_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::response::NOISE_MESSAGE]
     }
@@ -472,8 +480,8 @@ pub struct ResponseRepr {
     pub receiver_index: u32,
     /// The responder's ephemeral public key.
     pub ephemeral: [u8; KEY_LEN],
-    /// The encrypted empty payload (its tag).
-    pub encrypted_empty: [u8; AEAD_TAG_LEN],
+    /// The payload (incarnation), encrypted, and its tag.
+    pub encrypted_payload: [u8; RESPONSE_PAYLOAD_LEN + AEAD_TAG_LEN],
     /// `mac1`.
     pub mac1: [u8; MAC_LEN],
     /// `mac2`.
@@ -491,7 +499,7 @@ impl ResponseRepr {
             sender_index: packet.sender_index(),
             receiver_index: packet.receiver_index(),
             ephemeral: *packet.ephemeral(),
-            encrypted_empty: *packet.encrypted_empty(),
+            encrypted_payload: *packet.encrypted_payload(),
             mac1: *packet.mac1(),
             mac2: *packet.mac2(),
         })
@@ -508,7 +516,7 @@ impl ResponseRepr {
         packet.set_sender_index(self.sender_index);
         packet.set_receiver_index(self.receiver_index);
         packet.set_ephemeral(&self.ephemeral);
-        packet.set_encrypted_empty(&self.encrypted_empty);
+        packet.set_encrypted_payload(&self.encrypted_payload);
         packet.set_mac1(&self.mac1);
         packet.set_mac2(&self.mac2);
     }
@@ -679,7 +687,7 @@ mod tests {
     }
 
     #[rustfmt::skip]
-    static INITIATION_BYTES: [u8; 145] = [
+    static INITIATION_BYTES: [u8; 153] = [
         // message type
         0x01,
         // sender index 0x12345678, little-endian
@@ -691,9 +699,10 @@ mod tests {
         0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
         0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f,
         0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
-        // encrypted timestamp and tag
+        // encrypted payload (timestamp, incarnation) and tag
         0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f,
-        0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x5b,
+        0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+        0x60, 0x61, 0x62, 0x63,
         // mac1
         0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
         // mac2
@@ -701,7 +710,7 @@ mod tests {
     ];
 
     #[rustfmt::skip]
-    static RESPONSE_BYTES: [u8; 89] = [
+    static RESPONSE_BYTES: [u8; 97] = [
         // message type
         0x02,
         // sender index 0x9abcdef0, little-endian
@@ -711,8 +720,9 @@ mod tests {
         // ephemeral public key
         0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
         0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
-        // encrypted empty payload (tag)
+        // encrypted payload (incarnation) and tag
         0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+        0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
         // mac1
         0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
         // mac2 (no cookie)
@@ -738,7 +748,7 @@ mod tests {
             sender_index: 0x1234_5678,
             ephemeral: run(0xe0),
             encrypted_static: run(0x10),
-            encrypted_timestamp: run(0x40),
+            encrypted_payload: run(0x40),
             mac1: run(0xa0),
             mac2: run(0xb0),
         }
@@ -749,7 +759,7 @@ mod tests {
             sender_index: 0x9abc_def0,
             receiver_index: 0x1234_5678,
             ephemeral: run(0xc0),
-            encrypted_empty: run(0x60),
+            encrypted_payload: run(0x60),
             mac1: run(0xa0),
             mac2: [0; MAC_LEN],
         }
@@ -772,28 +782,28 @@ mod tests {
         assert_eq!(packet.sender_index(), 0x1234_5678);
         assert_eq!(packet.ephemeral(), &run::<32>(0xe0));
         assert_eq!(packet.encrypted_static(), &run::<48>(0x10));
-        assert_eq!(packet.encrypted_timestamp(), &run::<28>(0x40));
+        assert_eq!(packet.encrypted_payload(), &run::<36>(0x40));
         assert_eq!(packet.mac1(), &run::<16>(0xa0));
         assert_eq!(packet.mac2(), &run::<16>(0xb0));
-        assert_eq!(packet.noise_message(), &INITIATION_BYTES[5..113]);
+        assert_eq!(packet.noise_message(), &INITIATION_BYTES[5..121]);
         assert_eq!(
             packet.noise_message().len(),
             InitiationPacket::NOISE_MESSAGE_LEN
         );
-        assert_eq!(InitiationPacket::NOISE_MESSAGE_LEN, 108);
-        assert_eq!(packet.mac1_input(), &INITIATION_BYTES[..113]);
-        assert_eq!(packet.mac2_input(), &INITIATION_BYTES[..129]);
+        assert_eq!(InitiationPacket::NOISE_MESSAGE_LEN, 116);
+        assert_eq!(packet.mac1_input(), &INITIATION_BYTES[..121]);
+        assert_eq!(packet.mac2_input(), &INITIATION_BYTES[..137]);
     }
 
     #[test]
     fn initiation_construct() {
-        let mut bytes = [0xa5; 145];
+        let mut bytes = [0xa5; 153];
         let mut packet = InitiationPacket::new_unchecked(&mut bytes[..]);
         packet.set_message_type(1);
         packet.set_sender_index(0x1234_5678);
         packet.set_ephemeral(&run(0xe0));
         packet.set_encrypted_static(&run(0x10));
-        packet.set_encrypted_timestamp(&run(0x40));
+        packet.set_encrypted_payload(&run(0x40));
         packet.set_mac1(&run(0xa0));
         packet.set_mac2(&run(0xb0));
         assert_eq!(packet.into_inner(), &INITIATION_BYTES[..]);
@@ -801,13 +811,13 @@ mod tests {
 
     #[test]
     fn initiation_construct_noise_message_in_place() {
-        let mut bytes = [0xa5; 145];
+        let mut bytes = [0xa5; 153];
         let mut packet = InitiationPacket::new_checked(&mut bytes[..]).unwrap();
         packet.set_message_type(1);
         packet.set_sender_index(0x1234_5678);
         packet
             .noise_message_mut()
-            .copy_from_slice(&INITIATION_BYTES[5..113]);
+            .copy_from_slice(&INITIATION_BYTES[5..121]);
         packet.set_mac1(&run(0xa0));
         packet.set_mac2(&run(0xb0));
         assert_eq!(packet.into_inner(), &INITIATION_BYTES[..]);
@@ -823,7 +833,7 @@ mod tests {
     fn initiation_emit() {
         let repr = initiation_repr();
         assert_eq!(repr.buffer_len(), InitiationPacket::LEN);
-        let mut bytes = [0xa5; 145];
+        let mut bytes = [0xa5; 153];
         let mut packet = InitiationPacket::new_checked(&mut bytes[..]).unwrap();
         repr.emit(&mut packet);
         assert_eq!(packet.into_inner(), &INITIATION_BYTES[..]);
@@ -840,8 +850,8 @@ mod tests {
             let unchecked = InitiationPacket::new_unchecked(bytes);
             assert_eq!(InitiationRepr::parse(&unchecked), Err(WireError::Truncated));
         }
-        let mut long = [0; 146];
-        long[..145].copy_from_slice(&INITIATION_BYTES);
+        let mut long = [0; 154];
+        long[..153].copy_from_slice(&INITIATION_BYTES);
         assert_eq!(
             InitiationPacket::new_checked(&long[..]),
             Err(WireError::TooLong)
@@ -869,28 +879,28 @@ mod tests {
         assert_eq!(packet.sender_index(), 0x9abc_def0);
         assert_eq!(packet.receiver_index(), 0x1234_5678);
         assert_eq!(packet.ephemeral(), &run::<32>(0xc0));
-        assert_eq!(packet.encrypted_empty(), &run::<16>(0x60));
+        assert_eq!(packet.encrypted_payload(), &run::<24>(0x60));
         assert_eq!(packet.mac1(), &run::<16>(0xa0));
         assert_eq!(packet.mac2(), &[0; 16]);
-        assert_eq!(packet.noise_message(), &RESPONSE_BYTES[9..57]);
+        assert_eq!(packet.noise_message(), &RESPONSE_BYTES[9..65]);
         assert_eq!(
             packet.noise_message().len(),
             ResponsePacket::NOISE_MESSAGE_LEN
         );
-        assert_eq!(ResponsePacket::NOISE_MESSAGE_LEN, 48);
-        assert_eq!(packet.mac1_input(), &RESPONSE_BYTES[..57]);
-        assert_eq!(packet.mac2_input(), &RESPONSE_BYTES[..73]);
+        assert_eq!(ResponsePacket::NOISE_MESSAGE_LEN, 56);
+        assert_eq!(packet.mac1_input(), &RESPONSE_BYTES[..65]);
+        assert_eq!(packet.mac2_input(), &RESPONSE_BYTES[..81]);
     }
 
     #[test]
     fn response_construct() {
-        let mut bytes = [0xa5; 89];
+        let mut bytes = [0xa5; 97];
         let mut packet = ResponsePacket::new_unchecked(&mut bytes[..]);
         packet.set_message_type(2);
         packet.set_sender_index(0x9abc_def0);
         packet.set_receiver_index(0x1234_5678);
         packet.set_ephemeral(&run(0xc0));
-        packet.set_encrypted_empty(&run(0x60));
+        packet.set_encrypted_payload(&run(0x60));
         packet.set_mac1(&run(0xa0));
         packet.set_mac2(&[0; 16]);
         assert_eq!(packet.into_inner(), &RESPONSE_BYTES[..]);
@@ -898,14 +908,14 @@ mod tests {
 
     #[test]
     fn response_construct_noise_message_in_place() {
-        let mut bytes = [0xa5; 89];
+        let mut bytes = [0xa5; 97];
         let mut packet = ResponsePacket::new_checked(&mut bytes[..]).unwrap();
         packet.set_message_type(2);
         packet.set_sender_index(0x9abc_def0);
         packet.set_receiver_index(0x1234_5678);
         packet
             .noise_message_mut()
-            .copy_from_slice(&RESPONSE_BYTES[9..57]);
+            .copy_from_slice(&RESPONSE_BYTES[9..65]);
         packet.set_mac1(&run(0xa0));
         packet.set_mac2(&[0; 16]);
         assert_eq!(packet.into_inner(), &RESPONSE_BYTES[..]);
@@ -921,7 +931,7 @@ mod tests {
     fn response_emit() {
         let repr = response_repr();
         assert_eq!(repr.buffer_len(), ResponsePacket::LEN);
-        let mut bytes = [0xa5; 89];
+        let mut bytes = [0xa5; 97];
         let mut packet = ResponsePacket::new_checked(&mut bytes[..]).unwrap();
         repr.emit(&mut packet);
         assert_eq!(packet.into_inner(), &RESPONSE_BYTES[..]);
@@ -938,8 +948,8 @@ mod tests {
             let unchecked = ResponsePacket::new_unchecked(bytes);
             assert_eq!(ResponseRepr::parse(&unchecked), Err(WireError::Truncated));
         }
-        let mut long = [0; 90];
-        long[..89].copy_from_slice(&RESPONSE_BYTES);
+        let mut long = [0; 98];
+        long[..97].copy_from_slice(&RESPONSE_BYTES);
         assert_eq!(
             ResponsePacket::new_checked(&long[..]),
             Err(WireError::TooLong)
@@ -1042,8 +1052,8 @@ mod tests {
         fn handshake_parsers_total(
             len in proptest::prop_oneof![
                 proptest::strategy::Just(61_usize),
-                proptest::strategy::Just(89),
-                proptest::strategy::Just(145),
+                proptest::strategy::Just(97),
+                proptest::strategy::Just(153),
                 0_usize..160,
             ],
             message_type in 0_u8..5,
@@ -1056,14 +1066,14 @@ mod tests {
             let bytes = &bytes[..len];
             if let Ok(packet) = InitiationPacket::new_checked(bytes) {
                 if let Ok(repr) = InitiationRepr::parse(&packet) {
-                    let mut out = [0; 145];
+                    let mut out = [0; 153];
                     repr.emit(&mut InitiationPacket::new_unchecked(&mut out[..]));
                     proptest::prop_assert_eq!(&out[..], bytes);
                 }
             }
             if let Ok(packet) = ResponsePacket::new_checked(bytes) {
                 if let Ok(repr) = ResponseRepr::parse(&packet) {
-                    let mut out = [0; 89];
+                    let mut out = [0; 97];
                     repr.emit(&mut ResponsePacket::new_unchecked(&mut out[..]));
                     proptest::prop_assert_eq!(&out[..], bytes);
                 }

@@ -29,8 +29,8 @@
 //!
 //! | byte 0 | message                | length    | view                    |
 //! |--------|------------------------|-----------|-------------------------|
-//! | 1      | handshake initiation   | 145       | [`InitiationPacket`]    |
-//! | 2      | handshake response     | 89        | [`ResponsePacket`]      |
+//! | 1      | handshake initiation   | 153       | [`InitiationPacket`]    |
+//! | 2      | handshake response     | 97        | [`ResponsePacket`]      |
 //! | 3      | cookie reply           | 61        | [`CookieReplyPacket`]   |
 //! | 4      | transport data         | 29 or more| [`DataPacket`]          |
 //!

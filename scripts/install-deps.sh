@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine: the Rust
+# target for the no_std build check, and the programs the end-to-end tests
+# drive. Idempotent: it only calls apt-get when a package is missing.
+set -euo pipefail
+
+RUST_TARGETS=(thumbv7em-none-eabihf)
+# Debian packages and one command each provides, to check for.
+DEBS=(
+  "iproute2:ip"
+  "dnsmasq-base:dnsmasq"
+  "dnsutils:dig"
+  "socat:socat"
+  "netcat-openbsd:nc"
+  "bsdutils:logger"
+)
+
+for t in "${RUST_TARGETS[@]}"; do
+  if ! rustup target list --installed | grep -qx "$t"; then
+    echo "install-deps: adding rust target $t"
+    rustup target add "$t"
+  fi
+done
+
+missing=()
+for entry in "${DEBS[@]}"; do
+  pkg=${entry%%:*} cmd=${entry##*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+for entry in "${DEBS[@]}"; do
+  cmd=${entry##*:}
+  command -v "$cmd" >/dev/null 2>&1 || { echo "install-deps: $cmd still missing" >&2; exit 1; }
+done

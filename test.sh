@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need,
+# then checks formatting, lints, the no_std build and runs every test.
+# Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+./scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== no_std, no heap: sdt-core for thumbv7em-none-eabihf"
+cargo build --locked -p sdt-core --target thumbv7em-none-eabihf
+
+echo "== tests"
+cargo test --workspace --locked
