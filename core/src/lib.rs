@@ -13,12 +13,19 @@
 //! - [`key`]: X25519 keys and pre-shared keys in WireGuard's base64 text form.
 //! - [`noise`]: the Noise `IKpsk2_25519_ChaChaPoly_BLAKE2s` handshake.
 //! - [`replay`]: the sliding anti-replay window for data frame counters.
+//! - [`tai64`]: handshake timestamps that make replayed initiations useless.
+//! - [`link`]: the encrypted link to many peers: handshakes, sessions,
+//!   timers, roaming and the counted reasons for every dropped datagram.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod key;
+pub mod link;
 pub mod noise;
+pub mod replay;
+pub mod tai64;
 pub mod time;
 pub mod wire;
 

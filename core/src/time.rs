@@ -46,6 +46,11 @@ impl Instant {
     pub fn saturating_add(self, d: Duration) -> Instant {
         Instant(self.0.saturating_add(duration_nanos(d)))
     }
+
+    /// `self - d`, or `None` before the start of time.
+    pub fn checked_sub(self, d: Duration) -> Option<Instant> {
+        self.0.checked_sub(duration_nanos(d)).map(Instant)
+    }
 }
 
 /// A duration in nanoseconds, saturated to `u64`.

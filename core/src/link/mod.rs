@@ -41,27 +41,19 @@ use x25519_dalek::StaticSecret;
 
 use crate::key::{PrivateKey, PublicKey};
 use crate::noise::{Initiator, Responder};
-use crate::tai64::{Tai64N, TimestampClock};
+use crate::tai64::{Tai64N, TimestampClock, TAI64N_LEN};
 use crate::time::Instant;
 use crate::wire::{
-    DataPacket, DataRepr, InitiationPacket, MessageType, ResponsePacket,
+    DataPacket, InitiationPacket, MessageType, ResponsePacket, INITIATION_PAYLOAD_LEN,
 };
 use peer::{Peer, Pending, Slot};
-use session::{Session, SessionError, REJECT_AFTER_TIME, REKEY_AFTER_TIME};
+use session::{Session, SessionError};
 
 pub use peer::{PeerConfig, KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
-pub use session::{REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES};
+pub use session::{
+    REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
+};
 pub use stats::{DropCounts, DropReason, PeerStats};
-
-/// Session time limits, re-exported for documentation and tests.
-pub mod limits {
-    pub use super::session::{REJECT_AFTER_TIME, REKEY_AFTER_TIME};
-}
-
-/// Length of the initiation payload: TAI64N timestamp, then incarnation.
-const INITIATION_PAYLOAD: usize = 12 + 8;
-/// Length of the response payload: incarnation.
-const RESPONSE_PAYLOAD: usize = 8;
 
 /// Smallest buffer [`Link::poll_transmit`] accepts: room for the largest
 /// handshake message.
@@ -238,7 +230,9 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
 
     /// Whether `peer` has a session to send on at `now`.
     pub fn is_up(&self, peer: PeerId, now: Instant) -> bool {
-        self.peers.get(peer.0 as usize).is_some_and(|p| p.can_send(now))
+        self.peers
+            .get(peer.0 as usize)
+            .is_some_and(|p| p.can_send(now))
     }
 
     // ---- commands ----
@@ -283,7 +277,10 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         frame: &mut [u8],
         plaintext_len: usize,
     ) -> Result<Transmit, SendError> {
-        let p = self.peers.get_mut(peer.0 as usize).ok_or(SendError::UnknownPeer)?;
+        let p = self
+            .peers
+            .get_mut(peer.0 as usize)
+            .ok_or(SendError::UnknownPeer)?;
         let len = DataPacket::<&[u8]>::OVERHEAD + plaintext_len;
         let frame = frame.get_mut(..len).ok_or(SendError::BufferTooSmall)?;
         let Some(to) = p.endpoint else {
@@ -291,7 +288,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             return Err(SendError::NoSession);
         };
         let result = match p.current.as_mut() {
-            Some(s) => seal_frame(s, now, frame),
+            Some(s) => s.seal(now, frame),
             None => Err(SessionError::Expired),
         };
         match result {
@@ -353,17 +350,18 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         datagram: &mut [u8],
     ) -> Result<Received, (Option<usize>, DropReason)> {
         let len = datagram.len();
-        let packet = DataPacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
+        let packet =
+            DataPacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
         let index = packet.receiver_index();
-        let counter = packet.counter();
         let slot = (index & 0xffff) as usize;
         let p = self
             .peers
             .get_mut(slot)
             .ok_or((None, DropReason::UnknownIndex))?;
-        let (session, which) = p.session_mut(index).ok_or((None, DropReason::UnknownIndex))?;
-        let (header, ciphertext, tag) = split_data(datagram);
-        let opened = session.open(now, counter, header, ciphertext, tag);
+        let (session, which) = p
+            .session_mut(index)
+            .ok_or((None, DropReason::UnknownIndex))?;
+        let opened = session.open(now, datagram);
         if let Err(e) = opened {
             let reason = match e {
                 SessionError::Expired | SessionError::CounterExhausted => DropReason::Expired,
@@ -384,10 +382,15 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         p.received(now, from, len);
         let payload = DataPacket::<&[u8]>::HEADER_LEN..len - DataPacket::<&[u8]>::TAG_LEN;
         if payload.is_empty() {
-            return Ok(Received::Control { peer: PeerId(slot as u16) });
+            return Ok(Received::Control {
+                peer: PeerId(slot as u16),
+            });
         }
         p.last_data_received = Some(now);
-        Ok(Received::Data { peer: PeerId(slot as u16), payload })
+        Ok(Received::Data {
+            peer: PeerId(slot as u16),
+            payload,
+        })
     }
 
     fn handle_initiation(
@@ -396,21 +399,23 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         from: SocketAddr,
         datagram: &mut [u8],
     ) -> Result<Received, (Option<usize>, DropReason)> {
-        let mut packet =
-            InitiationPacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
+        let mut packet = InitiationPacket::new_checked(&mut *datagram)
+            .map_err(|_| (None, DropReason::Malformed))?;
         if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
             return Err((None, DropReason::BadMac1));
         }
         let sender_index = packet.sender_index();
-        let (responder, payload) = Responder::read_message(self.secret.as_secret(), packet.noise_message_mut())
-            .map_err(|_| (None, DropReason::HandshakeFailed))?;
+        let (responder, payload) =
+            Responder::read_message(self.secret.as_secret(), packet.noise_message_mut())
+                .map_err(|_| (None, DropReason::HandshakeFailed))?;
         let initiator_key = PublicKey::from_bytes(*responder.remote_static());
         let slot = self
             .peer_by_key(&initiator_key)
             .ok_or((None, DropReason::UnknownPeer))?
             .0 as usize;
         let payload = &packet.noise_message()[payload];
-        let (timestamp, incarnation) = parse_initiation_payload(payload).ok_or((Some(slot), DropReason::HandshakeFailed))?;
+        let (timestamp, incarnation) =
+            parse_initiation_payload(payload).ok_or((Some(slot), DropReason::HandshakeFailed))?;
         let ours_higher = self.public.as_bytes() > initiator_key.as_bytes();
         let p = &mut self.peers[slot];
         if p.last_timestamp.is_some_and(|t| timestamp <= t) {
@@ -435,11 +440,16 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         let ephemeral = StaticSecret::random_from_rng(&mut self.rng);
         let mut response = [0u8; ResponsePacket::<&[u8]>::LEN];
         let mut out = ResponsePacket::new_unchecked(&mut response[..]);
-        out.set_message_type();
+        out.set_message_type(MessageType::Response.into());
         out.set_sender_index(local_index);
         out.set_receiver_index(sender_index);
         let keys = responder
-            .write_message(ephemeral, &p.psk, &self.incarnation.to_le_bytes(), out.noise_message_mut())
+            .write_message(
+                ephemeral,
+                &p.psk,
+                &self.incarnation.to_le_bytes(),
+                out.noise_message_mut(),
+            )
             .map_err(|_| (Some(slot), DropReason::HandshakeFailed))?
             .0;
         let mac = mac::mac1(&p.mac1_key, out.mac1_input());
@@ -449,7 +459,9 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         p.install(session, now);
         p.received(now, from, datagram.len());
         p.response = Some((response, from));
-        Ok(Received::Control { peer: PeerId(slot as u16) })
+        Ok(Received::Control {
+            peer: PeerId(slot as u16),
+        })
     }
 
     fn handle_response(
@@ -458,8 +470,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         from: SocketAddr,
         datagram: &mut [u8],
     ) -> Result<Received, (Option<usize>, DropReason)> {
-        let mut packet =
-            ResponsePacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
+        let mut packet = ResponsePacket::new_checked(&mut *datagram)
+            .map_err(|_| (None, DropReason::Malformed))?;
         if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
             return Err((None, DropReason::BadMac1));
         }
@@ -490,7 +502,9 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         p.received(now, from, datagram.len());
         // Confirm the session to the responder at once, so it may send on it.
         p.want_keepalive = true;
-        Ok(Received::Control { peer: PeerId(slot as u16) })
+        Ok(Received::Control {
+            peer: PeerId(slot as u16),
+        })
     }
 
     /// Runs every timer due at `now`.
@@ -504,7 +518,11 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
 
     /// The next handshake message or keepalive to send, written at the start
     /// of `buf` (at least [`MIN_TRANSMIT_BUFFER`] bytes).
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<Transmit>, SendError> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, SendError> {
         if buf.len() < MIN_TRANSMIT_BUFFER {
             return Err(SendError::BufferTooSmall);
         }
@@ -524,7 +542,10 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         if let Some((response, to)) = p.response.take() {
             buf[..response.len()].copy_from_slice(&response);
             p.sent(now, response.len());
-            return Some(Transmit { to, len: response.len() });
+            return Some(Transmit {
+                to,
+                len: response.len(),
+            });
         }
         if p.want_initiation {
             p.want_initiation = false;
@@ -532,21 +553,32 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             let local_index = new_index(&mut self.rng, p, slot);
             let len = InitiationPacket::<&[u8]>::LEN;
             let mut out = InitiationPacket::new_unchecked(&mut buf[..len]);
-            out.set_message_type();
+            out.set_message_type(MessageType::Initiation.into());
             out.set_sender_index(local_index);
-            let mut payload = [0u8; INITIATION_PAYLOAD];
-            payload[..12].copy_from_slice(self.clock.stamp(now).as_bytes());
-            payload[12..].copy_from_slice(&self.incarnation.to_le_bytes());
+            let mut payload = [0u8; INITIATION_PAYLOAD_LEN];
+            payload[..TAI64N_LEN].copy_from_slice(self.clock.stamp(now).as_bytes());
+            payload[TAI64N_LEN..].copy_from_slice(&self.incarnation.to_le_bytes());
             let ephemeral = StaticSecret::random_from_rng(&mut self.rng);
             let remote = p.config.public_key.as_bytes();
-            let noise = Initiator::write_message(self.secret.as_secret(), remote, ephemeral, &payload, out.noise_message_mut())
-                .ok()?
-                .0;
+            let noise = Initiator::write_message(
+                self.secret.as_secret(),
+                remote,
+                ephemeral,
+                &payload,
+                out.noise_message_mut(),
+            )
+            .ok()?
+            .0;
             let mac = mac::mac1(&p.mac1_key, out.mac1_input());
             out.set_mac1(&mac);
             out.set_mac2(&[0; 16]);
             let jitter = Duration::from_nanos(self.rng.next_u64() % MAX_JITTER.as_nanos() as u64);
-            p.pending = Some(Pending { noise, local_index, retry_at: now + REKEY_TIMEOUT + jitter, ignored_race: false });
+            p.pending = Some(Pending {
+                noise,
+                local_index,
+                retry_at: now + REKEY_TIMEOUT + jitter,
+                ignored_race: false,
+            });
             p.attempts_since.get_or_insert(now);
             p.stats.handshakes_initiated += 1;
             p.sent(now, len);
@@ -557,7 +589,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             let to = p.endpoint?;
             let s = p.current.as_mut()?;
             let len = DataPacket::<&[u8]>::OVERHEAD;
-            seal_frame(s, now, &mut buf[..len]).ok()?;
+            s.seal(now, &mut buf[..len]).ok()?;
             p.sent(now, len);
             return Some(Transmit { to, len });
         }
@@ -596,7 +628,11 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     /// exhaustion without sending 2^64 frames.
     #[cfg(any(test, feature = "testing"))]
     pub fn force_send_counter(&mut self, peer: PeerId, counter: u64) {
-        if let Some(s) = self.peers.get_mut(peer.0 as usize).and_then(|p| p.current.as_mut()) {
+        if let Some(s) = self
+            .peers
+            .get_mut(peer.0 as usize)
+            .and_then(|p| p.current.as_mut())
+        {
             s.set_next_send(counter);
         }
     }
@@ -628,11 +664,11 @@ fn note_incarnation(p: &mut Peer, incarnation: u64) {
 }
 
 fn parse_initiation_payload(payload: &[u8]) -> Option<(Tai64N, u64)> {
-    if payload.len() != INITIATION_PAYLOAD {
+    if payload.len() != INITIATION_PAYLOAD_LEN {
         return None;
     }
-    let ts = Tai64N::from_bytes(payload[..12].try_into().ok()?);
-    let inc = u64::from_le_bytes(payload[12..].try_into().ok()?);
+    let ts = Tai64N::from_bytes(payload[..TAI64N_LEN].try_into().ok()?);
+    let inc = u64::from_le_bytes(payload[TAI64N_LEN..].try_into().ok()?);
     Some((ts, inc))
 }
 
@@ -646,30 +682,6 @@ fn new_index<R: RngCore>(rng: &mut R, p: &Peer, slot: usize) -> u32 {
             return index;
         }
     }
-}
-
-/// Splits a data frame into (header, ciphertext, tag).
-fn split_data(frame: &mut [u8]) -> (&[u8], &mut [u8], &[u8; 16]) {
-    let (header, rest) = frame.split_at_mut(DataPacket::<&[u8]>::HEADER_LEN);
-    let (ciphertext, tag) = rest.split_at_mut(rest.len() - DataPacket::<&[u8]>::TAG_LEN);
-    let tag: &[u8; 16] = (&*tag).try_into().unwrap_or(&[0; 16]);
-    (header, ciphertext, tag)
-}
-
-/// Writes the header of a data frame on session `s` and seals the
-/// plaintext between header and tag in place.
-fn seal_frame(s: &mut Session, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
-    let remote = s.remote_index;
-    let (header, rest) = frame.split_at_mut(DataPacket::<&[u8]>::HEADER_LEN);
-    let (plaintext, tag) = rest.split_at_mut(rest.len() - DataPacket::<&[u8]>::TAG_LEN);
-    let t = s.seal(now, |counter| {
-        DataRepr { receiver_index: remote, counter }.emit_header(header);
-        let mut h = [0u8; DataPacket::<&[u8]>::HEADER_LEN];
-        h.copy_from_slice(header);
-        h
-    }, plaintext)?;
-    tag.copy_from_slice(&t.1);
-    Ok(())
 }
 
 #[cfg(test)]

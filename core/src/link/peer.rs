@@ -114,7 +114,13 @@ pub(crate) struct Peer {
 
 impl Peer {
     pub fn new(config: PeerConfig, mac1_key: [u8; 32], now: Instant) -> Self {
-        let psk = Zeroizing::new(config.preshared_key.as_ref().map(|k| *k.as_bytes()).unwrap_or([0; 32]));
+        let psk = Zeroizing::new(
+            config
+                .preshared_key
+                .as_ref()
+                .map(|k| *k.as_bytes())
+                .unwrap_or([0; 32]),
+        );
         let keep_up = config.keep_up && config.endpoint.is_some();
         Peer {
             endpoint: config.endpoint,
@@ -146,18 +152,29 @@ impl Peer {
         [&self.current, &self.previous, &self.next]
             .iter()
             .any(|s| s.as_ref().is_some_and(|s| s.local_index == index))
-            || self.pending.as_ref().is_some_and(|p| p.local_index == index)
+            || self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.local_index == index)
     }
 
     /// The session with local index `index`.
     pub fn session_mut(&mut self, index: u32) -> Option<(&mut Session, Slot)> {
-        if self.current.as_ref().is_some_and(|s| s.local_index == index) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.local_index == index)
+        {
             return self.current.as_mut().map(|s| (s, Slot::Current));
         }
         if self.next.as_ref().is_some_and(|s| s.local_index == index) {
             return self.next.as_mut().map(|s| (s, Slot::Next));
         }
-        if self.previous.as_ref().is_some_and(|s| s.local_index == index) {
+        if self
+            .previous
+            .as_ref()
+            .is_some_and(|s| s.local_index == index)
+        {
             return self.previous.as_mut().map(|s| (s, Slot::Previous));
         }
         None
@@ -324,7 +341,10 @@ impl Peer {
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
-        for s in [&self.current, &self.previous, &self.next].into_iter().flatten() {
+        for s in [&self.current, &self.previous, &self.next]
+            .into_iter()
+            .flatten()
+        {
             at(s.created + REJECT_AFTER_TIME);
         }
         if let Some(p) = &self.pending {
@@ -339,7 +359,11 @@ impl Peer {
         if let Some(k) = self.persistent_keepalive_due() {
             at(k);
         }
-        if self.config.keep_up && self.endpoint.is_some() && self.pending.is_none() && !self.want_initiation {
+        if self.config.keep_up
+            && self.endpoint.is_some()
+            && self.pending.is_none()
+            && !self.want_initiation
+        {
             match &self.current {
                 Some(s) => at(s.created + self.keep_up_rekey_age(s.initiator)),
                 None => at(self.attempts_since.unwrap_or(Instant::ZERO)),

@@ -2,10 +2,11 @@
 
 use core::time::Duration;
 
-use crate::crypto::{Aead, AuthFailed, TAG_LEN};
+use crate::crypto::{Aead, AuthFailed};
 use crate::noise::TransportKeys;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::time::Instant;
+use crate::wire::{DataPacket, DataRepr};
 
 /// Start a new handshake once this many messages were sent on a session.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
@@ -63,7 +64,11 @@ impl Session {
         remote_index: u32,
         now: Instant,
     ) -> Self {
-        let (send, recv) = if initiator { keys.for_initiator() } else { keys.for_responder() };
+        let (send, recv) = if initiator {
+            keys.for_initiator()
+        } else {
+            keys.for_responder()
+        };
         Session {
             local_index,
             remote_index,
@@ -87,55 +92,49 @@ impl Session {
         self.age(now) < REJECT_AFTER_TIME
     }
 
-    /// Messages sent so far.
-    pub fn sent(&self) -> u64 {
-        self.next_send
-    }
-
     /// Whether this session should be replaced: old, or many messages sent.
     pub fn wants_rekey(&self, now: Instant) -> bool {
-        self.next_send >= REKEY_AFTER_MESSAGES || (self.initiator && self.age(now) >= REKEY_AFTER_TIME)
+        self.next_send >= REKEY_AFTER_MESSAGES
+            || (self.initiator && self.age(now) >= REKEY_AFTER_TIME)
     }
 
-    /// Takes the next send counter and encrypts `plaintext` in place under
-    /// `header` as associated data, returning the counter and the tag.
-    pub fn seal(
-        &mut self,
-        now: Instant,
-        header_for: impl FnOnce(u64) -> [u8; crate::wire::DataPacket::<&[u8]>::HEADER_LEN],
-        plaintext: &mut [u8],
-    ) -> Result<([u8; crate::wire::DataPacket::<&[u8]>::HEADER_LEN], [u8; TAG_LEN]), SessionError> {
+    /// Takes the next send counter, writes the header of a data frame and
+    /// encrypts the plaintext in place. `frame` is the whole frame: header
+    /// room, plaintext, tag room (at least [`DataPacket::OVERHEAD`] bytes).
+    pub fn seal(&mut self, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
         if !self.is_alive(now) {
             return Err(SessionError::Expired);
         }
         if self.next_send >= REJECT_AFTER_MESSAGES {
             return Err(SessionError::CounterExhausted);
         }
+        let mut packet = DataPacket::new_checked(frame).map_err(|_| SessionError::Auth)?;
         let counter = self.next_send;
         self.next_send += 1;
-        let header = header_for(counter);
-        let tag = self.send.seal(counter, &header, plaintext);
-        Ok((header, tag))
+        DataRepr {
+            receiver_index: self.remote_index,
+            counter,
+        }
+        .emit(&mut packet);
+        let (header, plaintext, tag) = packet.split_mut();
+        *tag = self.send.seal(counter, header, plaintext);
+        Ok(())
     }
 
-    /// Authenticates and decrypts `ciphertext` in place. The counter is
+    /// Authenticates and decrypts a data frame in place. The counter is
     /// checked against the window before the (costly) decryption and marked
     /// seen only after it succeeded, so forged frames cannot poison the window.
-    pub fn open(
-        &mut self,
-        now: Instant,
-        counter: u64,
-        header: &[u8],
-        ciphertext: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), SessionError> {
+    pub fn open(&mut self, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
         if !self.is_alive(now) {
             return Err(SessionError::Expired);
         }
+        let mut packet = DataPacket::new_checked(frame).map_err(|_| SessionError::Auth)?;
+        let counter = packet.counter();
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(SessionError::Replay(ReplayError::TooOld));
         }
         self.window.check(counter).map_err(SessionError::Replay)?;
+        let (header, ciphertext, tag) = packet.split_mut();
         self.recv
             .open(counter, header, ciphertext, tag)
             .map_err(|AuthFailed| SessionError::Auth)?;

@@ -1,12 +1,15 @@
 //! Two links driven against each other over a virtual network.
 
 use super::*;
+use crate::key::PresharedKey;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::collections::VecDeque;
 use std::vec::Vec;
 
 type TestLink = Link<ChaCha20Rng, 4>;
+/// Decides the fate of each datagram put on the virtual network: (to b?, bytes).
+type Hook = Box<dyn FnMut(bool, &[u8]) -> Fate>;
 
 const A_ADDR: &str = "192.0.2.1:1000";
 const B_ADDR: &str = "192.0.2.2:2000";
@@ -47,7 +50,7 @@ struct Pair {
     latency: Duration,
     in_flight: VecDeque<Datagram>,
     /// Decides every datagram's fate as it is sent; may also capture it.
-    hook: Box<dyn FnMut(bool, &[u8]) -> Fate>,
+    hook: Hook,
     /// Payloads delivered at a (from b) and at b (from a).
     at_a: Vec<Vec<u8>>,
     at_b: Vec<Vec<u8>>,
@@ -71,8 +74,18 @@ impl Pair {
         let (ka, kb) = (key(seed * 2 + 1), key(seed * 2 + 2));
         let (pa, pb) = (ka.public_key(), kb.public_key());
         let now = Instant::from_secs(1);
-        let mut a = TestLink::new(ka, ChaCha20Rng::seed_from_u64(seed * 2 + 3), now, START_UNIX);
-        let mut b = TestLink::new(kb, ChaCha20Rng::seed_from_u64(seed * 2 + 4), now, START_UNIX);
+        let mut a = TestLink::new(
+            ka,
+            ChaCha20Rng::seed_from_u64(seed * 2 + 3),
+            now,
+            START_UNIX,
+        );
+        let mut b = TestLink::new(
+            kb,
+            ChaCha20Rng::seed_from_u64(seed * 2 + 4),
+            now,
+            START_UNIX,
+        );
         let mut cfg_a = config(pb, Some(B_ADDR));
         ca(&mut cfg_a);
         let mut cfg_b = config(pa, None);
@@ -98,7 +111,11 @@ impl Pair {
     }
 
     fn link(&mut self, b: bool) -> &mut TestLink {
-        if b { &mut self.b } else { &mut self.a }
+        if b {
+            &mut self.b
+        } else {
+            &mut self.a
+        }
     }
 
     fn enqueue(&mut self, to_b: bool, bytes: Vec<u8>, to: SocketAddr) {
@@ -109,7 +126,12 @@ impl Pair {
         }
         if (self.hook)(to_b, &bytes) == Fate::Deliver {
             let at = self.now + self.latency;
-            self.in_flight.push_back(Datagram { at, to_b, from, bytes });
+            self.in_flight.push_back(Datagram {
+                at,
+                to_b,
+                from,
+                bytes,
+            });
         }
     }
 
@@ -117,11 +139,16 @@ impl Pair {
     fn flush(&mut self) {
         for side in [false, true] {
             let mut buf = [0u8; 256];
-            while let Some(t) = self.link(side).poll_transmit(self.now, &mut buf).unwrap() {
+            let now = self.now;
+            while let Some(t) = self.link(side).poll_transmit(now, &mut buf).unwrap() {
                 self.enqueue(!side, buf[..t.len].to_vec(), t.to);
             }
             while let Some(e) = self.link(side).poll_event() {
-                if side { self.events_b.push(e) } else { self.events_a.push(e) }
+                if side {
+                    self.events_b.push(e)
+                } else {
+                    self.events_a.push(e)
+                }
             }
         }
     }
@@ -133,7 +160,11 @@ impl Pair {
         let r = self.link(d.to_b).handle_datagram(now, d.from, &mut bytes);
         if let Ok(Received::Data { payload, .. }) = &r {
             let p = bytes[payload.clone()].to_vec();
-            if d.to_b { self.at_b.push(p) } else { self.at_a.push(p) }
+            if d.to_b {
+                self.at_b.push(p)
+            } else {
+                self.at_a.push(p)
+            }
         }
         r
     }
@@ -201,14 +232,25 @@ impl Pair {
     }
 
     fn stats(&self, b: bool) -> PeerStats {
-        let (l, p) = if b { (&self.b, self.b_peer) } else { (&self.a, self.a_peer) };
+        let (l, p) = if b {
+            (&self.b, self.b_peer)
+        } else {
+            (&self.a, self.a_peer)
+        };
         l.peer(p, self.now).unwrap().stats
     }
 
     /// (local index, remote index) of a side's current session.
     fn current_indices(&self, b: bool) -> Option<(u32, u32)> {
-        let (l, p) = if b { (&self.b, self.b_peer) } else { (&self.a, self.a_peer) };
-        l.peers[p.0 as usize].current.as_ref().map(|s| (s.local_index, s.remote_index))
+        let (l, p) = if b {
+            (&self.b, self.b_peer)
+        } else {
+            (&self.a, self.a_peer)
+        };
+        l.peers[p.0 as usize]
+            .current
+            .as_ref()
+            .map(|s| (s.local_index, s.remote_index))
     }
 }
 
@@ -225,13 +267,19 @@ fn handshake_then_data_both_ways() {
     }
     p.run_for(Duration::from_millis(100));
     assert_eq!(p.at_b, (0..10u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
-    assert_eq!(p.at_a, (0..10u8).map(|i| vec![i + 100; 7]).collect::<Vec<_>>());
+    assert_eq!(
+        p.at_a,
+        (0..10u8).map(|i| vec![i + 100; 7]).collect::<Vec<_>>()
+    );
     for side in [false, true] {
         let s = p.stats(side);
         assert_eq!(s.drops.total(), 0, "no drops at side b={side}");
         assert_eq!(s.handshakes_completed, 1);
     }
-    assert_eq!(p.a.unattributed_drops().total() + p.b.unattributed_drops().total(), 0);
+    assert_eq!(
+        p.a.unattributed_drops().total() + p.b.unattributed_drops().total(),
+        0
+    );
 }
 
 #[test]
@@ -329,7 +377,12 @@ fn replayed_initiation_is_refused_and_unanswered() {
     let tx_before = p.stats(true).tx_datagrams;
     let init = captured.borrow()[0].clone();
     let from = p.a_addr;
-    let r = p.deliver(Datagram { at: p.now, to_b: true, from, bytes: init });
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: init,
+    });
     assert_eq!(r, Err(DropReason::ReplayedInitiation));
     p.flush();
     assert!(p.in_flight.is_empty(), "no response to a replay");
@@ -347,7 +400,12 @@ fn replayed_data_frame_is_dropped() {
     let frame = p.seal(false, b"once").unwrap();
     let from = p.a_addr;
     for expect in [Ok(()), Err(DropReason::Replayed), Err(DropReason::Replayed)] {
-        let r = p.deliver(Datagram { at: p.now, to_b: true, from, bytes: frame.clone() });
+        let r = p.deliver(Datagram {
+            at: p.now,
+            to_b: true,
+            from,
+            bytes: frame.clone(),
+        });
         assert_eq!(r.map(|_| ()), expect);
     }
     assert_eq!(p.at_b, [b"once".to_vec()]);
@@ -357,17 +415,34 @@ fn replayed_data_frame_is_dropped() {
 fn reordered_frames_inside_the_window_arrive_once_each() {
     let mut p = Pair::new(11);
     p.up();
-    let frames: Vec<_> = (0..2000u32).map(|i| p.seal(false, &i.to_le_bytes()).unwrap()).collect();
+    let frames: Vec<_> = (0..2000u32)
+        .map(|i| p.seal(false, &i.to_le_bytes()).unwrap())
+        .collect();
     let from = p.a_addr;
     for f in frames.iter().rev() {
-        p.deliver(Datagram { at: p.now, to_b: true, from, bytes: f.clone() }).unwrap();
+        p.deliver(Datagram {
+            at: p.now,
+            to_b: true,
+            from,
+            bytes: f.clone(),
+        })
+        .unwrap();
     }
     for f in frames.iter().step_by(7) {
-        let r = p.deliver(Datagram { at: p.now, to_b: true, from, bytes: f.clone() });
+        let r = p.deliver(Datagram {
+            at: p.now,
+            to_b: true,
+            from,
+            bytes: f.clone(),
+        });
         assert_eq!(r, Err(DropReason::Replayed));
     }
     assert_eq!(p.at_b.len(), 2000);
-    let mut got: Vec<u32> = p.at_b.iter().map(|b| u32::from_le_bytes(b[..4].try_into().unwrap())).collect();
+    let mut got: Vec<u32> = p
+        .at_b
+        .iter()
+        .map(|b| u32::from_le_bytes(b[..4].try_into().unwrap()))
+        .collect();
     got.sort();
     assert_eq!(got, (0..2000).collect::<Vec<_>>());
 }
@@ -376,13 +451,32 @@ fn reordered_frames_inside_the_window_arrive_once_each() {
 fn frames_older_than_the_window_are_dropped() {
     let mut p = Pair::new(12);
     p.up();
-    let frames: Vec<_> = (0..3000u32).map(|i| p.seal(false, &i.to_le_bytes()).unwrap()).collect();
+    let frames: Vec<_> = (0..3000u32)
+        .map(|i| p.seal(false, &i.to_le_bytes()).unwrap())
+        .collect();
     let from = p.a_addr;
-    p.deliver(Datagram { at: p.now, to_b: true, from, bytes: frames[2999].clone() }).unwrap();
+    p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: frames[2999].clone(),
+    })
+    .unwrap();
     // 2999 - 0 is beyond the window; 2999 - 500 is inside it.
-    let old = p.deliver(Datagram { at: p.now, to_b: true, from, bytes: frames[0].clone() });
+    let old = p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: frames[0].clone(),
+    });
     assert_eq!(old, Err(DropReason::Replayed));
-    p.deliver(Datagram { at: p.now, to_b: true, from, bytes: frames[2499].clone() }).unwrap();
+    p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: frames[2499].clone(),
+    })
+    .unwrap();
     assert_eq!(p.at_b.len(), 2);
 }
 
@@ -396,12 +490,26 @@ fn tampered_data_frames_fail_authentication() {
     for bit in 5 * 8..frame.len() * 8 {
         let mut f = frame.clone();
         f[bit / 8] ^= 1 << (bit % 8);
-        let r = p.deliver(Datagram { at: p.now, to_b: true, from, bytes: f });
-        assert!(matches!(r, Err(DropReason::AuthFailed | DropReason::Replayed)), "bit {bit}: {r:?}");
+        let r = p.deliver(Datagram {
+            at: p.now,
+            to_b: true,
+            from,
+            bytes: f,
+        });
+        assert!(
+            matches!(r, Err(DropReason::AuthFailed | DropReason::Replayed)),
+            "bit {bit}: {r:?}"
+        );
     }
     assert!(p.at_b.is_empty());
     // The genuine frame still opens: forgeries did not spoil the window.
-    p.deliver(Datagram { at: p.now, to_b: true, from, bytes: frame }).unwrap();
+    p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: frame,
+    })
+    .unwrap();
     assert_eq!(p.at_b, [b"integrity".to_vec()]);
 }
 
@@ -468,7 +576,12 @@ fn frames_on_an_expired_session_are_refused() {
     let frame = p.seal(false, b"late").unwrap();
     p.now += REJECT_AFTER_TIME;
     let from = p.a_addr;
-    let r = p.deliver(Datagram { at: p.now, to_b: true, from, bytes: frame });
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: frame,
+    });
     assert_eq!(r, Err(DropReason::Expired));
 }
 
@@ -479,8 +592,15 @@ fn simultaneous_initiation_converges_on_one_session() {
         p.a.connect(p.a_peer, p.now);
         p.b.connect(p.b_peer, p.now);
         p.run_for(Duration::from_secs(1));
-        let (a, b) = (p.current_indices(false).unwrap(), p.current_indices(true).unwrap());
-        assert_eq!((a.0, a.1), (b.1, b.0), "seed {seed}: both send on the same session");
+        let (a, b) = (
+            p.current_indices(false).unwrap(),
+            p.current_indices(true).unwrap(),
+        );
+        assert_eq!(
+            (a.0, a.1),
+            (b.1, b.0),
+            "seed {seed}: both send on the same session"
+        );
         assert_eq!(p.stats(false).handshakes_completed, 1, "seed {seed}");
         assert_eq!(p.stats(true).handshakes_completed, 1, "seed {seed}");
         p.send(false, b"a").unwrap();
@@ -509,7 +629,11 @@ fn lost_initiations_are_retried_with_jitter() {
     assert_eq!(p.stats(false).handshakes_initiated, 4);
     let up_at = p.a.peer(p.a_peer, p.now).unwrap().last_handshake.unwrap();
     let waited = up_at - start;
-    assert!(waited >= REKEY_TIMEOUT * 3 && waited < (REKEY_TIMEOUT + MAX_JITTER) * 3 + Duration::from_secs(1), "{waited:?}");
+    assert!(
+        waited >= REKEY_TIMEOUT * 3
+            && waited < (REKEY_TIMEOUT + MAX_JITTER) * 3 + Duration::from_secs(1),
+        "{waited:?}"
+    );
 }
 
 #[test]
@@ -530,7 +654,10 @@ fn keep_up_peer_connects_without_traffic_and_stays_up() {
     let mut p = Pair::with(21, |c| c.keep_up = true, |_| {});
     p.run_for(Duration::from_millis(100));
     assert!(p.a.is_up(p.a_peer, p.now));
-    assert!(p.b.is_up(p.b_peer, p.now), "b can send first: the entry can reach us");
+    assert!(
+        p.b.is_up(p.b_peer, p.now),
+        "b can send first: the entry can reach us"
+    );
     for _ in 0..60 {
         p.run_for(Duration::from_secs(10));
         assert!(p.b.is_up(p.b_peer, p.now), "b stays up at {:?}", p.now);
@@ -542,7 +669,10 @@ fn keep_up_peer_never_gives_up() {
     let mut p = Pair::with(22, |c| c.keep_up = true, |_| {});
     p.hook = Box::new(|_, _| Fate::Drop);
     p.run_for(Duration::from_secs(300));
-    assert!(!p.events_a.iter().any(|e| matches!(e, LinkEvent::HandshakeTimedOut(_))));
+    assert!(!p
+        .events_a
+        .iter()
+        .any(|e| matches!(e, LinkEvent::HandshakeTimedOut(_))));
     p.hook = Box::new(|_, _| Fate::Deliver);
     p.run_for(Duration::from_secs(6));
     assert!(p.a.is_up(p.a_peer, p.now));
@@ -576,7 +706,11 @@ fn unanswered_traffic_triggers_a_new_handshake() {
 
 #[test]
 fn persistent_keepalive_sends_on_schedule() {
-    let mut p = Pair::with(25, |c| c.persistent_keepalive = Some(Duration::from_secs(25)), |_| {});
+    let mut p = Pair::with(
+        25,
+        |c| c.persistent_keepalive = Some(Duration::from_secs(25)),
+        |_| {},
+    );
     p.up();
     let tx = p.stats(false).tx_datagrams;
     p.run_for(Duration::from_secs(100));
@@ -606,7 +740,12 @@ fn unauthenticated_source_does_not_move_the_endpoint() {
     p.up();
     let mut frame = p.seal(false, b"x").unwrap();
     frame[20] ^= 1;
-    let r = p.deliver(Datagram { at: p.now, to_b: true, from: addr("203.0.113.66:6666"), bytes: frame });
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from: addr("203.0.113.66:6666"),
+        bytes: frame,
+    });
     assert_eq!(r, Err(DropReason::AuthFailed));
     assert_eq!(p.b.peer(p.b_peer, p.now).unwrap().endpoint, Some(p.a_addr));
 }
@@ -620,14 +759,24 @@ fn restarted_peer_is_detected_and_old_sessions_dropped() {
     let ka = key(28 * 2 + 1);
     let pb = p.b.public_key().to_owned();
     p.now += Duration::from_secs(5);
-    p.a = TestLink::new(ka, ChaCha20Rng::seed_from_u64(777), p.now, START_UNIX + 5_000_000_000);
+    p.a = TestLink::new(
+        ka,
+        ChaCha20Rng::seed_from_u64(777),
+        p.now,
+        START_UNIX + 5_000_000_000,
+    );
     p.a_peer = p.a.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
     p.events_b.clear();
     p.up();
     assert_eq!(p.events_b[0], LinkEvent::PeerRestarted(p.b_peer));
     // A frame of the old session means nothing to the new node.
     let from = p.b_addr;
-    let r = p.deliver(Datagram { at: p.now, to_b: false, from, bytes: old });
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: false,
+        from,
+        bytes: old,
+    });
     assert_eq!(r, Err(DropReason::UnknownIndex));
 }
 
@@ -636,11 +785,22 @@ fn rekey_is_not_mistaken_for_a_restart() {
     let mut p = Pair::new(29);
     p.up();
     p.run_for(Duration::from_secs(1));
-    p.a.peers[0].current.as_mut().unwrap().created = Instant::ZERO; // age it
+    // Age the session past REKEY_AFTER_TIME without waiting for it.
+    p.now += REKEY_AFTER_TIME;
+    let born = p
+        .now
+        .checked_sub(REKEY_AFTER_TIME + Duration::from_secs(1))
+        .unwrap();
+    for s in [&mut p.a.peers[0].current, &mut p.b.peers[0].current] {
+        s.as_mut().unwrap().created = born;
+    }
     p.send(false, b"x").unwrap();
     p.run_for(Duration::from_millis(100));
     assert_eq!(p.stats(true).handshakes_completed, 2);
-    assert!(!p.events_b.iter().any(|e| matches!(e, LinkEvent::PeerRestarted(_))));
+    assert!(!p
+        .events_b
+        .iter()
+        .any(|e| matches!(e, LinkEvent::PeerRestarted(_))));
 }
 
 #[test]
@@ -652,9 +812,13 @@ fn one_node_serves_many_peers() {
     let mut senders = Vec::new();
     for i in 0..3u64 {
         let k = key(600 + i);
-        collector.add_peer(config(k.public_key(), None), now).unwrap();
+        collector
+            .add_peer(config(k.public_key(), None), now)
+            .unwrap();
         let mut l: TestLink = Link::new(k, ChaCha20Rng::seed_from_u64(10 + i), now, START_UNIX);
-        let id = l.add_peer(config(*collector.public_key(), Some("192.0.2.100:1")), now).unwrap();
+        let id = l
+            .add_peer(config(*collector.public_key(), Some("192.0.2.100:1")), now)
+            .unwrap();
         l.connect(id, now);
         senders.push((l, id, addr(&format!("192.0.2.{}:9", 10 + i))));
     }
@@ -662,18 +826,26 @@ fn one_node_serves_many_peers() {
     // Each sender's initiation, the collector's response, the confirmation.
     for (l, _, a) in senders.iter_mut() {
         let t = l.poll_transmit(now, &mut buf).unwrap().unwrap();
-        collector.handle_datagram(now, *a, &mut buf[..t.len]).unwrap();
+        collector
+            .handle_datagram(now, *a, &mut buf[..t.len])
+            .unwrap();
         let t = collector.poll_transmit(now, &mut buf).unwrap().unwrap();
         assert_eq!(t.to, *a);
-        l.handle_datagram(now, addr("192.0.2.100:1"), &mut buf[..t.len]).unwrap();
+        l.handle_datagram(now, addr("192.0.2.100:1"), &mut buf[..t.len])
+            .unwrap();
         let t = l.poll_transmit(now, &mut buf).unwrap().unwrap();
-        collector.handle_datagram(now, *a, &mut buf[..t.len]).unwrap();
+        collector
+            .handle_datagram(now, *a, &mut buf[..t.len])
+            .unwrap();
     }
     for (i, (l, id, a)) in senders.iter_mut().enumerate() {
         let mut frame = [0u8; 64];
         frame[13] = i as u8;
         let t = l.seal(now, *id, &mut frame, 1).unwrap();
-        match collector.handle_datagram(now, *a, &mut frame[..t.len]).unwrap() {
+        match collector
+            .handle_datagram(now, *a, &mut frame[..t.len])
+            .unwrap()
+        {
             Received::Data { peer, payload } => {
                 assert_eq!(peer, PeerId(i as u16));
                 assert_eq!(&frame[payload], &[i as u8]);
@@ -691,9 +863,15 @@ fn add_peer_refuses_bad_configs() {
     let mut l: Link<ChaCha20Rng, 2> = Link::new(k, ChaCha20Rng::seed_from_u64(1), now, START_UNIX);
     assert_eq!(l.add_peer(config(own, None), now), Err(ConfigError::OwnKey));
     l.add_peer(config(key(2).public_key(), None), now).unwrap();
-    assert_eq!(l.add_peer(config(key(2).public_key(), None), now), Err(ConfigError::DuplicatePeer));
+    assert_eq!(
+        l.add_peer(config(key(2).public_key(), None), now),
+        Err(ConfigError::DuplicatePeer)
+    );
     l.add_peer(config(key(3).public_key(), None), now).unwrap();
-    assert_eq!(l.add_peer(config(key(4).public_key(), None), now), Err(ConfigError::TooManyPeers));
+    assert_eq!(
+        l.add_peer(config(key(4).public_key(), None), now),
+        Err(ConfigError::TooManyPeers)
+    );
 }
 
 #[test]
@@ -701,11 +879,20 @@ fn small_buffers_are_errors_not_panics() {
     let mut p = Pair::new(30);
     p.a.connect(p.a_peer, p.now);
     let mut small = [0u8; MIN_TRANSMIT_BUFFER - 1];
-    assert_eq!(p.a.poll_transmit(p.now, &mut small), Err(SendError::BufferTooSmall));
+    assert_eq!(
+        p.a.poll_transmit(p.now, &mut small),
+        Err(SendError::BufferTooSmall)
+    );
     p.up();
     let mut tiny = [0u8; 40];
-    assert_eq!(p.a.seal(p.now, p.a_peer, &mut tiny, 20), Err(SendError::BufferTooSmall));
-    assert_eq!(p.a.seal(p.now, PeerId(3), &mut tiny, 1), Err(SendError::UnknownPeer));
+    assert_eq!(
+        p.a.seal(p.now, p.a_peer, &mut tiny, 20),
+        Err(SendError::BufferTooSmall)
+    );
+    assert_eq!(
+        p.a.seal(p.now, PeerId(3), &mut tiny, 1),
+        Err(SendError::UnknownPeer)
+    );
 }
 
 mod prop {
@@ -762,7 +949,8 @@ mod prop {
             };
             for to_b in [false, true] {
                 let from = if to_b { p.a_addr } else { p.b_addr };
-                let r = p.link(to_b).handle_datagram(p.now, from, &mut bytes.clone());
+                let now = p.now;
+                let r = p.link(to_b).handle_datagram(now, from, &mut bytes.clone());
                 prop_assert!(!matches!(r, Ok(Received::Data { .. })), "delivered a forgery: {r:?}");
             }
             // And nothing the forgeries provoked is sent, except what the

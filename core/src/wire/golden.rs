@@ -38,12 +38,7 @@ fn decode_datagram(bytes: &[u8]) -> String {
             writeln!(text, "sender_index: {:#010x}", repr.sender_index).unwrap();
             writeln!(text, "ephemeral: {}", hex(&repr.ephemeral)).unwrap();
             writeln!(text, "encrypted_static: {}", hex(&repr.encrypted_static)).unwrap();
-            writeln!(
-                text,
-                "encrypted_payload: {}",
-                hex(&repr.encrypted_payload)
-            )
-            .unwrap();
+            writeln!(text, "encrypted_payload: {}", hex(&repr.encrypted_payload)).unwrap();
             writeln!(text, "mac1: {}", hex(&repr.mac1)).unwrap();
             writeln!(text, "mac2: {}", hex(&repr.mac2)).unwrap();
         }

@@ -47,7 +47,7 @@ pub mod service;
 pub use data::{DataPacket, DataRepr};
 pub use handshake::{
     CookieReplyPacket, CookieReplyRepr, InitiationPacket, InitiationRepr, ResponsePacket,
-    ResponseRepr,
+    ResponseRepr, INCARNATION_LEN, INITIATION_PAYLOAD_LEN, RESPONSE_PAYLOAD_LEN,
 };
 pub use service::ServiceHeaderRepr;
 
