@@ -163,8 +163,6 @@ pub struct Link<R, const P: usize> {
     mac1_key: [u8; 32],
     rng: R,
     clock: TimestampClock,
-    /// Random per start of the node; lets peers tell a restart from a rekey.
-    incarnation: u64,
     peers: heapless::Vec<Peer, P>,
     /// Drops not attributable to a peer.
     drops: DropCounts,
@@ -176,13 +174,12 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     /// A link with no peers yet. `unix_nanos` is the wall-clock time at
     /// `now` (nanoseconds since 1970): it seeds the initiation timestamps,
     /// which must grow across restarts of the node for peers to accept them.
-    pub fn new(secret: PrivateKey, mut rng: R, now: Instant, unix_nanos: u64) -> Self {
+    pub fn new(secret: PrivateKey, rng: R, now: Instant, unix_nanos: u64) -> Self {
         let public = secret.public_key();
         Link {
             mac1_key: mac::mac1_key(&public),
             public,
             secret,
-            incarnation: rng.next_u64(),
             rng,
             clock: TimestampClock::new(now, unix_nanos),
             peers: heapless::Vec::new(),
@@ -252,9 +249,27 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         let mac1_key = mac::mac1_key(&config.public_key);
         let id = PeerId(self.peers.len() as u16);
         self.peers
-            .push(Peer::new(config, mac1_key, now))
+            .push(Peer::new(config, mac1_key, self.rng.next_u64(), now))
             .map_err(|_| ConfigError::TooManyPeers)?;
         Ok(id)
+    }
+
+    /// Starts a new incarnation of this node towards `peer`: its sessions
+    /// are dropped, and the next handshake (started now if the peer's
+    /// endpoint is known) tells the peer, which drops every state of the old
+    /// incarnation ([`LinkEvent::PeerRestarted`] on its side), as if this node
+    /// had restarted. The node uses it when a service runs out of channel
+    /// numbers.
+    pub fn renew_incarnation(&mut self, peer: PeerId, now: Instant) {
+        let Some(p) = self.peers.get_mut(peer.0 as usize) else {
+            return;
+        };
+        p.local_incarnation = self.rng.next_u64();
+        p.drop_sessions();
+        p.pending = None;
+        p.response = None;
+        p.want_initiation = false;
+        p.start_handshake(now);
     }
 
     /// Starts a handshake with `peer` now, unless one is under way.
@@ -447,7 +462,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             .write_message(
                 ephemeral,
                 &p.psk,
-                &self.incarnation.to_le_bytes(),
+                &p.local_incarnation.to_le_bytes(),
                 out.noise_message_mut(),
             )
             .map_err(|_| (Some(slot), DropReason::HandshakeFailed))?
@@ -557,7 +572,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             out.set_sender_index(local_index);
             let mut payload = [0u8; INITIATION_PAYLOAD_LEN];
             payload[..TAI64N_LEN].copy_from_slice(self.clock.stamp(now).as_bytes());
-            payload[TAI64N_LEN..].copy_from_slice(&self.incarnation.to_le_bytes());
+            payload[TAI64N_LEN..].copy_from_slice(&p.local_incarnation.to_le_bytes());
             let ephemeral = StaticSecret::random_from_rng(&mut self.rng);
             let remote = p.config.public_key.as_bytes();
             let noise = Initiator::write_message(

@@ -102,6 +102,10 @@ pub(crate) struct Peer {
     pub last_timestamp: Option<Tai64N>,
     /// The peer's incarnation (boot id) from its latest handshake.
     pub incarnation: Option<u64>,
+    /// Our incarnation towards this peer, sent in every handshake message.
+    /// Drawn at random when the peer is added; renewed to make the peer drop
+    /// all state of the old one.
+    pub local_incarnation: u64,
     pub last_handshake: Option<Instant>,
     pub last_sent: Option<Instant>,
     pub last_received: Option<Instant>,
@@ -113,7 +117,12 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub fn new(config: PeerConfig, mac1_key: [u8; 32], now: Instant) -> Self {
+    pub fn new(
+        config: PeerConfig,
+        mac1_key: [u8; 32],
+        local_incarnation: u64,
+        now: Instant,
+    ) -> Self {
         let psk = Zeroizing::new(
             config
                 .preshared_key
@@ -137,6 +146,7 @@ impl Peer {
             want_keepalive: false,
             last_timestamp: None,
             incarnation: None,
+            local_incarnation,
             last_handshake: None,
             last_sent: None,
             last_received: None,

@@ -962,3 +962,32 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn renewed_incarnation_looks_like_a_restart_to_the_peer() {
+    let mut p = Pair::new(31);
+    p.up();
+    p.events_b.clear();
+    let old = p.seal(false, b"before renewal").unwrap();
+    let (a_peer, now) = (p.a_peer, p.now);
+    p.a.renew_incarnation(a_peer, now);
+    assert!(!p.a.is_up(a_peer, now), "sessions are dropped at once");
+    p.run_for(Duration::from_millis(100));
+    assert!(
+        p.events_b.contains(&LinkEvent::PeerRestarted(p.b_peer)),
+        "{:?}",
+        p.events_b
+    );
+    // The old session is gone on both sides.
+    let from = p.a_addr;
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from,
+        bytes: old,
+    });
+    assert_eq!(r, Err(DropReason::UnknownIndex));
+    p.send(false, b"after").unwrap();
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.at_b.last().map(Vec::as_slice), Some(&b"after"[..]));
+}
