@@ -16,10 +16,14 @@
 //! - [`tai64`]: handshake timestamps that make replayed initiations useless.
 //! - [`link`]: the encrypted link to many peers: handshakes, sessions,
 //!   timers, roaming and the counted reasons for every dropped datagram.
+//! - [`channel`]: the fixed-capacity table of each service's channels, found
+//!   by client address, by channel number or by id, with per-service LRU
+//!   order for eviction.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod crypto;
 pub mod key;
 pub mod link;

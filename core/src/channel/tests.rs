@@ -1,0 +1,539 @@
+use super::*;
+use proptest::prelude::*;
+use std::vec::Vec;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 1], port))
+}
+
+fn at(secs: u64) -> Instant {
+    Instant::from_secs(secs)
+}
+
+fn entry(service: ServiceIndex, number: u32, client: u16, now: Instant) -> Channel {
+    Channel {
+        service,
+        peer: 1,
+        number,
+        client: Some(addr(client)),
+        destination: None,
+        created: now,
+        last_active: now,
+    }
+}
+
+fn exit(service: ServiceIndex, peer: u16, number: u32, now: Instant) -> Channel {
+    Channel {
+        service,
+        peer,
+        number,
+        client: None,
+        destination: None,
+        created: now,
+        last_active: now,
+    }
+}
+
+/// Checks every invariant of the module docs, panicking on the first one
+/// broken.
+fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
+    let mut in_list = [false; C];
+    let mut total = 0;
+    for service in 0..SERVICES {
+        let mut count = 0;
+        let mut prev = NONE;
+        let mut slot = t.head[service];
+        let mut last: Option<Instant> = None;
+        while slot != NONE {
+            let s = &t.slots[usize::from(slot)];
+            assert!(!in_list[usize::from(slot)], "slot {slot} in two lists");
+            in_list[usize::from(slot)] = true;
+            let ch = s.channel.as_ref().expect("free slot in an LRU list");
+            assert_eq!(
+                usize::from(ch.service),
+                service,
+                "slot in another service's list"
+            );
+            assert_eq!(s.prev, prev, "broken back link");
+            if let Some(last) = last {
+                assert!(ch.last_active >= last, "list out of last_active order");
+            }
+            last = Some(ch.last_active);
+            count += 1;
+            prev = slot;
+            slot = s.next;
+        }
+        assert_eq!(t.tail[service], prev, "tail is not the list's end");
+        assert_eq!(usize::from(t.count[service]), count);
+        assert_eq!(t.service_len(service as u8), count);
+        total += count;
+    }
+    let live = t.slots.iter().filter(|s| s.channel.is_some()).count();
+    assert_eq!(live, total, "a live slot is in no list");
+    assert_eq!(t.len(), total);
+    assert_eq!(t.is_empty(), total == 0);
+
+    // The free list holds exactly the free slots.
+    let mut free = 0;
+    let mut slot = t.free;
+    while slot != NONE {
+        let s = &t.slots[usize::from(slot)];
+        assert!(s.channel.is_none(), "live slot on the free list");
+        assert!(!in_list[usize::from(slot)]);
+        in_list[usize::from(slot)] = true;
+        free += 1;
+        slot = s.next;
+    }
+    assert_eq!(free + live, C);
+
+    // Indexes: every entry is right, and every live channel is indexed.
+    for (key, &slot) in t.by_number.iter() {
+        let ch = t.slots[usize::from(slot)]
+            .channel
+            .as_ref()
+            .expect("stale number index");
+        assert!(ch.number_key() == *key);
+    }
+    for (key, &slot) in t.by_client.iter() {
+        let ch = t.slots[usize::from(slot)]
+            .channel
+            .as_ref()
+            .expect("stale client index");
+        assert!(ch.client_key() == Some(*key));
+    }
+    let with_client = t.iter().filter(|(_, c)| c.client.is_some()).count();
+    assert_eq!(t.by_number.len(), live);
+    assert_eq!(t.by_client.len(), with_client);
+    for (id, ch) in t.iter() {
+        assert_eq!(t.find_by_number(ch.service, ch.peer, ch.number), Some(id));
+        if let Some(client) = ch.client {
+            assert_eq!(
+                t.find_by_client(ch.service, client, ch.destination),
+                Some(id)
+            );
+        }
+    }
+}
+
+#[test]
+fn size_of_table() {
+    std::println!(
+        "size_of::<ChannelTable<1024>>() = {} bytes; Channel = {}, Slot = {}",
+        core::mem::size_of::<ChannelTable<1024>>(),
+        core::mem::size_of::<Channel>(),
+        core::mem::size_of::<Slot>(),
+    );
+}
+
+#[test]
+fn channel_id_packs_into_u32() {
+    let id = ChannelId {
+        slot: 0x1234,
+        generation: 0xabcd,
+    };
+    assert_eq!(id.to_u32(), 0xabcd_1234);
+    assert_eq!(ChannelId::from_u32(0xabcd_1234), id);
+    assert_eq!(id.slot(), 0x1234);
+    assert_eq!(id.generation(), 0xabcd);
+}
+
+#[test]
+fn insert_find_get_remove() {
+    let mut t = ChannelTable::<4>::new();
+    assert!(t.is_empty());
+    assert_eq!(t.capacity(), 4);
+    let a = t.insert(entry(0, 7, 1000, at(1))).unwrap();
+    let b = t.insert(exit(0, 2, 7, at(2))).unwrap();
+    let c = t.insert(entry(1, 7, 1000, at(3))).unwrap();
+    check_invariants(&t);
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.service_len(0), 2);
+    assert_eq!(t.service_len(1), 1);
+    assert_eq!(t.service_len(2), 0);
+
+    assert_eq!(t.find_by_client(0, addr(1000), None), Some(a));
+    assert_eq!(t.find_by_client(1, addr(1000), None), Some(c));
+    assert_eq!(t.find_by_client(0, addr(1000), Some(addr(1))), None);
+    assert_eq!(t.find_by_client(0, addr(1001), None), None);
+    assert_eq!(t.find_by_number(0, 1, 7), Some(a));
+    assert_eq!(t.find_by_number(0, 2, 7), Some(b));
+    assert_eq!(t.find_by_number(1, 1, 7), Some(c));
+    assert_eq!(t.find_by_number(1, 2, 7), None);
+    assert_eq!(t.get(b), Some(&exit(0, 2, 7, at(2))));
+
+    assert_eq!(t.remove(a), Some(entry(0, 7, 1000, at(1))));
+    check_invariants(&t);
+    assert_eq!(t.get(a), None);
+    assert_eq!(t.remove(a), None);
+    assert_eq!(t.find_by_client(0, addr(1000), None), None);
+    assert_eq!(t.find_by_number(0, 1, 7), None);
+    assert_eq!(t.service_len(0), 1);
+
+    // The freed slot is reused with a new generation.
+    let d = t.insert(entry(0, 7, 1000, at(4))).unwrap();
+    assert_eq!(d.slot(), a.slot());
+    assert_ne!(d, a);
+    assert_eq!(t.get(a), None);
+    t.touch(a, at(9));
+    assert_eq!(t.get(d).unwrap().last_active, at(4));
+    check_invariants(&t);
+}
+
+#[test]
+fn router_mode_keys_by_destination() {
+    let mut t = ChannelTable::<4>::new();
+    let mut ch = entry(0, 1, 1000, at(1));
+    ch.destination = Some(addr(53));
+    let a = t.insert(ch.clone()).unwrap();
+    ch.number = 2;
+    ch.destination = Some(addr(54));
+    let b = t.insert(ch.clone()).unwrap();
+    ch.number = 3;
+    ch.destination = None;
+    let c = t.insert(ch.clone()).unwrap();
+    assert_eq!(t.find_by_client(0, addr(1000), Some(addr(53))), Some(a));
+    assert_eq!(t.find_by_client(0, addr(1000), Some(addr(54))), Some(b));
+    assert_eq!(t.find_by_client(0, addr(1000), None), Some(c));
+    ch.number = 4;
+    assert_eq!(t.insert(ch), Err(InsertError::DuplicateClient));
+    check_invariants(&t);
+}
+
+#[test]
+fn duplicates_refused_and_full() {
+    let mut t = ChannelTable::<2>::new();
+    t.insert(entry(0, 1, 1000, at(1))).unwrap();
+    assert_eq!(
+        t.insert(entry(0, 1, 1001, at(1))),
+        Err(InsertError::DuplicateNumber)
+    );
+    assert_eq!(
+        t.insert(entry(0, 2, 1000, at(1))),
+        Err(InsertError::DuplicateClient)
+    );
+    // Another peer may use the same number; exit channels have no client.
+    t.insert(exit(0, 2, 1, at(1))).unwrap();
+    check_invariants(&t);
+    assert_eq!(t.insert(exit(3, 2, 1, at(1))), Err(InsertError::Full));
+    // Duplicates are reported before fullness.
+    assert_eq!(
+        t.insert(exit(0, 2, 1, at(1))),
+        Err(InsertError::DuplicateNumber)
+    );
+    assert_eq!(t.len(), 2);
+    check_invariants(&t);
+}
+
+#[test]
+fn touch_and_oldest_follow_lru_order() {
+    let mut t = ChannelTable::<8>::new();
+    assert_eq!(t.oldest(0), None);
+    let ids: Vec<_> = (0..4)
+        .map(|i| {
+            t.insert(entry(0, i, 1000 + i as u16, at(u64::from(i))))
+                .unwrap()
+        })
+        .collect();
+    let other = t.insert(exit(1, 1, 1, at(0))).unwrap();
+    assert_eq!(t.oldest(0), Some((ids[0], at(0))));
+    assert_eq!(t.oldest(1), Some((other, at(0))));
+
+    t.touch(ids[0], at(10));
+    check_invariants(&t);
+    assert_eq!(t.oldest(0), Some((ids[1], at(1))));
+    t.touch(ids[2], at(11)); // from the middle
+    t.touch(ids[2], at(12)); // already the most recent
+    check_invariants(&t);
+    assert_eq!(t.oldest(0), Some((ids[1], at(1))));
+    t.remove(ids[1]);
+    assert_eq!(t.oldest(0), Some((ids[3], at(3))));
+    t.touch(ids[3], at(13));
+    assert_eq!(t.oldest(0), Some((ids[0], at(10))));
+    assert_eq!(t.oldest(1), Some((other, at(0))));
+    check_invariants(&t);
+
+    // Evicting the oldest while it has been idle long enough.
+    let now = at(30);
+    while let Some((id, last)) = t.oldest(0) {
+        if now - last < core::time::Duration::from_secs(18) {
+            break;
+        }
+        t.remove(id);
+    }
+    assert_eq!(t.service_len(0), 1);
+    assert_eq!(t.oldest(0), Some((ids[3], at(13))));
+    check_invariants(&t);
+}
+
+#[test]
+fn retain_reports_what_it_removes() {
+    let mut t = ChannelTable::<8>::new();
+    let ids: Vec<_> = (0..6)
+        .map(|i| {
+            t.insert(exit((i % 2) as u8, 1, i, at(u64::from(i))))
+                .unwrap()
+        })
+        .collect();
+    let mut gone = Vec::new();
+    t.retain(
+        |_, c| c.last_active >= at(3),
+        |id, c| gone.push((id, c.number)),
+    );
+    assert_eq!(gone, [(ids[0], 0), (ids[1], 1), (ids[2], 2)]);
+    assert_eq!(t.len(), 3);
+    assert!(ids[..3].iter().all(|&id| t.get(id).is_none()));
+    check_invariants(&t);
+    let mut seen = Vec::new();
+    t.retain(
+        |id, _| {
+            seen.push(id);
+            true
+        },
+        |_, _| panic!("nothing to remove"),
+    );
+    assert_eq!(seen, ids[3..]);
+    let listed: Vec<_> = t.iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, ids[3..]);
+}
+
+#[test]
+fn stale_and_foreign_ids_are_ignored() {
+    let mut t = ChannelTable::<4>::new();
+    let a = t.insert(exit(0, 1, 1, at(1))).unwrap();
+    for bogus in [
+        ChannelId::from_u32(u32::MAX),
+        ChannelId::from_u32(4),
+        ChannelId::from_u32(0x0001_0000 | u32::from(a.slot())),
+        ChannelId::from_u32(1),
+    ] {
+        assert_eq!(t.get(bogus), None);
+        t.touch(bogus, at(5));
+        assert_eq!(t.remove(bogus), None);
+    }
+    assert_eq!(t.get(a).unwrap().last_active, at(1));
+    check_invariants(&t);
+}
+
+#[test]
+fn generation_wraps_after_65536_reuses() {
+    let mut t = ChannelTable::<2>::new();
+    let _keep = t.insert(exit(0, 0, 0, at(0))).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..70_000u32 {
+        let id = t.insert(exit(0, 1, i, at(0))).unwrap();
+        ids.push(id);
+        assert_eq!(t.remove(id).map(|c| c.number), Some(i));
+    }
+    let current = t.insert(exit(0, 2, 0, at(0))).unwrap();
+    let n = ids.len();
+    assert!(ids.iter().all(|id| id.slot() == current.slot()));
+    // Ids of the last 65535 channels in the slot are distinct from the
+    // current one and stale...
+    for stale in &ids[n - 65535..] {
+        assert_ne!(*stale, current);
+        assert_eq!(t.get(*stale), None);
+    }
+    // ...but the one from 65536 reuses ago matches it again, as documented.
+    assert_eq!(ids[n - 65536], current);
+    assert!(t.get(ids[n - 65536]).is_some());
+    check_invariants(&t);
+}
+
+/// One step of the property test.
+#[derive(Clone, Debug)]
+enum Op {
+    Insert {
+        service: u8,
+        peer: u16,
+        number: u32,
+        client: Option<u16>,
+        destination: Option<u16>,
+    },
+    /// Touches the `n`th live channel (modulo), or a stale id.
+    Touch(usize),
+    Remove(usize),
+    /// Keeps channels with `(number + peer + salt) % 3 != 0`.
+    Retain(u32),
+    /// Advances the clock by this many seconds.
+    Wait(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3u8, 0..3u16, 0..6u32, proptest::option::of(0..4u16), proptest::option::of(0..2u16))
+            .prop_map(|(service, peer, number, client, destination)| Op::Insert {
+                service, peer, number, client, destination
+            }),
+        3 => any::<usize>().prop_map(Op::Touch),
+        2 => any::<usize>().prop_map(Op::Remove),
+        1 => any::<u32>().prop_map(Op::Retain),
+        2 => (0..3u64).prop_map(Op::Wait),
+    ]
+}
+
+/// The reference model: live channels with the order stamp of their last
+/// insert or touch, and every id that went stale.
+#[derive(Default)]
+struct Model {
+    live: Vec<(ChannelId, Channel, u64)>,
+    stale: Vec<ChannelId>,
+    stamp: u64,
+}
+
+impl Model {
+    /// Picks a live id, or a stale one every few choices.
+    fn pick(&self, n: usize) -> Option<ChannelId> {
+        if !self.stale.is_empty() && (n % 4 == 0 || self.live.is_empty()) {
+            return Some(self.stale[n / 4 % self.stale.len()]);
+        }
+        self.live.get(n % self.live.len().max(1)).map(|e| e.0)
+    }
+
+    fn expect_insert(&self, ch: &Channel) -> Result<(), InsertError> {
+        if self
+            .live
+            .iter()
+            .any(|(_, c, _)| c.number_key() == ch.number_key())
+        {
+            return Err(InsertError::DuplicateNumber);
+        }
+        if ch.client.is_some()
+            && self
+                .live
+                .iter()
+                .any(|(_, c, _)| c.client_key() == ch.client_key())
+        {
+            return Err(InsertError::DuplicateClient);
+        }
+        if self.live.len() == 16 {
+            return Err(InsertError::Full);
+        }
+        Ok(())
+    }
+}
+
+fn check_against_model(t: &ChannelTable<16>, m: &Model) {
+    check_invariants(t);
+    assert_eq!(t.len(), m.live.len());
+    for (id, ch, _) in &m.live {
+        assert_eq!(t.get(*id), Some(ch));
+    }
+    for id in &m.stale {
+        assert_eq!(t.get(*id), None);
+    }
+    for service in 0..4u8 {
+        let expected = m
+            .live
+            .iter()
+            .filter(|(_, c, _)| c.service == service)
+            .min_by_key(|(_, _, stamp)| *stamp)
+            .map(|(id, c, _)| (*id, c.last_active));
+        assert_eq!(t.oldest(service), expected);
+        for peer in 0..3 {
+            for number in 0..6 {
+                let expected = m
+                    .live
+                    .iter()
+                    .find(|(_, c, _)| {
+                        c.number_key()
+                            == NumberKey {
+                                service,
+                                peer,
+                                number,
+                            }
+                    })
+                    .map(|e| e.0);
+                assert_eq!(t.find_by_number(service, peer, number), expected);
+            }
+        }
+        for client in 0..4 {
+            for destination in [None, Some(0), Some(1)] {
+                let key = ClientKey {
+                    service,
+                    client: addr(client),
+                    destination: destination.map(addr),
+                };
+                let expected = m
+                    .live
+                    .iter()
+                    .find(|(_, c, _)| c.client_key() == Some(key))
+                    .map(|e| e.0);
+                assert_eq!(
+                    t.find_by_client(service, key.client, key.destination),
+                    expected
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn table_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
+        let mut t = ChannelTable::<16>::new();
+        let mut m = Model::default();
+        let mut now = Instant::ZERO;
+        for op in ops {
+            m.stamp += 1;
+            match op {
+                Op::Insert { service, peer, number, client, destination } => {
+                    let ch = Channel {
+                        service,
+                        peer,
+                        number,
+                        client: client.map(addr),
+                        destination: destination.map(addr),
+                        created: now,
+                        last_active: now,
+                    };
+                    let expected = m.expect_insert(&ch);
+                    let got = t.insert(ch.clone());
+                    prop_assert_eq!(got.map(|_| ()), expected);
+                    if let Ok(id) = got {
+                        prop_assert!(m.live.iter().all(|e| e.0.slot() != id.slot()));
+                        prop_assert!(!m.stale.contains(&id));
+                        m.live.push((id, ch, m.stamp));
+                    }
+                }
+                Op::Touch(n) => {
+                    if let Some(id) = m.pick(n) {
+                        t.touch(id, now);
+                        if let Some(e) = m.live.iter_mut().find(|e| e.0 == id) {
+                            e.1.last_active = now;
+                            e.2 = m.stamp;
+                        }
+                    }
+                }
+                Op::Remove(n) => {
+                    if let Some(id) = m.pick(n) {
+                        let got = t.remove(id);
+                        let pos = m.live.iter().position(|e| e.0 == id);
+                        let expected = pos.map(|i| m.live.remove(i).1);
+                        prop_assert_eq!(got, expected);
+                        if pos.is_some() {
+                            m.stale.push(id);
+                        }
+                    }
+                }
+                Op::Retain(salt) => {
+                    let keep = |c: &Channel| (c.number + u32::from(c.peer)).wrapping_add(salt) % 3 != 0;
+                    let mut removed = Vec::new();
+                    t.retain(|_, c| keep(c), |id, c| removed.push((id, c)));
+                    let mut expected: Vec<_> = m
+                        .live
+                        .iter()
+                        .filter(|e| !keep(&e.1))
+                        .map(|e| (e.0, e.1.clone()))
+                        .collect();
+                    expected.sort_by_key(|e| e.0.slot());
+                    prop_assert_eq!(&removed, &expected);
+                    m.live.retain(|e| keep(&e.1));
+                    m.stale.extend(removed.iter().map(|e| e.0));
+                }
+                Op::Wait(secs) => now += core::time::Duration::from_secs(secs),
+            }
+            check_against_model(&t, &m);
+        }
+    }
+}
