@@ -16,11 +16,20 @@
 //! - [`tai64`]: handshake timestamps that make replayed initiations useless.
 //! - [`link`]: the encrypted link to many peers: handshakes, sessions,
 //!   timers, roaming and the counted reasons for every dropped datagram.
+//!
+//! Router mode, beside the link:
+//! - [`ip`]: UDP datagrams read out of the IP packets of a TUN device, and
+//!   IP/UDP packets forged around payloads coming out of the tunnel (header
+//!   layouts and checksums are smoltcp's).
+//! - [`allow`]: the allow-list of networks and ports a router exit may send
+//!   to.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod allow;
 pub mod crypto;
+pub mod ip;
 pub mod key;
 pub mod link;
 pub mod noise;
