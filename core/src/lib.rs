@@ -19,12 +19,23 @@
 //! - [`channel`]: the fixed-capacity table of each service's channels, found
 //!   by client address, by channel number or by id, with per-service LRU
 //!   order for eviction.
+//! - [`node`]: the services a node carries over its link, in all four
+//!   modes (direct, forward, push, router), with their counters.
+//!
+//! Router mode, beside the link:
+//! - [`ip`]: UDP datagrams read out of the IP packets of a TUN device, and
+//!   IP/UDP packets forged around payloads coming out of the tunnel (header
+//!   layouts and checksums are smoltcp's).
+//! - [`allow`]: the allow-list of networks and ports a router exit may send
+//!   to.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod allow;
 pub mod channel;
 pub mod crypto;
+pub mod ip;
 pub mod key;
 pub mod link;
 pub mod noise;
