@@ -38,6 +38,7 @@ pub mod crypto;
 pub mod ip;
 pub mod key;
 pub mod link;
+pub mod node;
 pub mod noise;
 pub mod replay;
 pub mod tai64;

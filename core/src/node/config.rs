@@ -1,0 +1,236 @@
+//! What a service is: its id, its mode and which half of it this node holds.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use crate::allow::AllowList;
+use crate::link::PeerId;
+
+/// Most rules a router exit's allow-list holds.
+pub const MAX_ALLOW_RULES: usize = 32;
+
+/// The four modes of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One fixed customer at each end.
+    Direct,
+    /// A UDP port forward: a channel per client.
+    Forward,
+    /// One way, entry to exit, no replies.
+    Push,
+    /// Whole IP packets from a TUN device at the entry, a channel per
+    /// (client, destination).
+    Router,
+}
+
+impl Mode {
+    /// The name used in configs and status output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Forward => "forward",
+            Mode::Push => "push",
+            Mode::Router => "router",
+        }
+    }
+}
+
+/// Which half of a service this node holds. The mirror image of a mode is
+/// the same two halves on the other two nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Half {
+    /// Customers send here first: it listens.
+    Entry,
+    /// It has the target.
+    Exit,
+    /// Direct mode: both ends are alike.
+    Both,
+}
+
+impl Half {
+    /// The name used in status output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Half::Entry => "entry",
+            Half::Exit => "exit",
+            Half::Both => "both",
+        }
+    }
+}
+
+/// A service's mode and half, with what that half needs. Invalid
+/// combinations (an exit without a target, ...) cannot be written.
+///
+/// The router exit's inline allow-list makes this enum large; core has no
+/// heap to box it in, and a node holds only a few services, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Role {
+    /// Direct mode: this node's `listen` socket and the one `customer`
+    /// allowed to use it, who also receives everything from the peer.
+    Direct {
+        /// Bound socket for the customer.
+        listen: SocketAddr,
+        /// The fixed customer's address.
+        customer: SocketAddr,
+    },
+    /// Forward entry: clients send to `listen`.
+    ForwardEntry {
+        /// Bound socket for clients.
+        listen: SocketAddr,
+    },
+    /// Forward exit: each channel gets a socket connected to `target`.
+    ForwardExit {
+        /// Where datagrams go.
+        target: SocketAddr,
+    },
+    /// Push entry: anyone sending to `listen` is shipped across.
+    PushEntry {
+        /// Bound socket for senders.
+        listen: SocketAddr,
+    },
+    /// Push exit: one socket connected to `target` sends everything.
+    PushExit {
+        /// Where datagrams go.
+        target: SocketAddr,
+    },
+    /// Router entry: IP packets come from the runtime's TUN device.
+    RouterEntry,
+    /// Router exit: a socket per channel, connected to the destination the
+    /// frame names, if the allow-list permits it (empty allows nothing).
+    RouterExit {
+        /// Destinations this exit may send to.
+        allow: AllowList<MAX_ALLOW_RULES>,
+    },
+}
+
+impl Role {
+    /// The role's mode.
+    pub const fn mode(&self) -> Mode {
+        match self {
+            Role::Direct { .. } => Mode::Direct,
+            Role::ForwardEntry { .. } | Role::ForwardExit { .. } => Mode::Forward,
+            Role::PushEntry { .. } | Role::PushExit { .. } => Mode::Push,
+            Role::RouterEntry | Role::RouterExit { .. } => Mode::Router,
+        }
+    }
+
+    /// The role's half.
+    pub const fn half(&self) -> Half {
+        match self {
+            Role::Direct { .. } => Half::Both,
+            Role::ForwardEntry { .. } | Role::PushEntry { .. } | Role::RouterEntry => Half::Entry,
+            Role::ForwardExit { .. } | Role::PushExit { .. } | Role::RouterExit { .. } => {
+                Half::Exit
+            }
+        }
+    }
+
+    /// Whether frames of this mode carry a channel number.
+    pub const fn has_channels(&self) -> bool {
+        matches!(self.mode(), Mode::Forward | Mode::Router)
+    }
+}
+
+/// Which peers a service talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peers {
+    /// Exactly this peer.
+    One(PeerId),
+    /// Any configured peer (exit halves only: a collector taking pushes from
+    /// many machines). Channels are kept apart per peer.
+    Any,
+}
+
+impl Peers {
+    /// Whether `peer` may use the service.
+    pub fn admits(self, peer: PeerId) -> bool {
+        match self {
+            Peers::One(p) => p == peer,
+            Peers::Any => true,
+        }
+    }
+}
+
+/// Channel table limits of a forward or router service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Most channels open at once on this node.
+    pub max_channels: u16,
+    /// A channel with no traffic in either direction for this long closes.
+    pub idle_timeout: Duration,
+    /// When the table is full, the least recently used channel is evicted
+    /// for a new client only if it has been idle at least this long;
+    /// otherwise the new client's datagram is dropped.
+    pub min_idle_for_eviction: Duration,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        ChannelLimits {
+            max_channels: 1024,
+            idle_timeout: Duration::from_secs(60),
+            min_idle_for_eviction: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One service as configured on this node. The `id` and the mode must be
+/// configured alike on both nodes, with complementary halves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The service id on the wire.
+    pub id: u8,
+    /// Which peers may use it.
+    pub peers: Peers,
+    /// Mode and half.
+    pub role: Role,
+    /// Channel limits (forward and router modes).
+    pub limits: ChannelLimits,
+}
+
+impl ServiceConfig {
+    /// A service with default limits.
+    pub fn new(id: u8, peers: Peers, role: Role) -> Self {
+        ServiceConfig {
+            id,
+            peers,
+            role,
+            limits: ChannelLimits::default(),
+        }
+    }
+}
+
+/// Why [`Node::add_service`](super::Node::add_service) refused a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// Another service has this id.
+    DuplicateId,
+    /// The node holds its maximum number of services.
+    TooManyServices,
+    /// The service names a peer the node does not have.
+    UnknownPeer,
+    /// An entry half or a direct service must name exactly one peer: the one
+    /// it sends to.
+    NeedsOnePeer,
+    /// `max_channels` is 0 or more than the node's channel table holds.
+    BadChannelLimit,
+    /// `idle_timeout` is zero.
+    BadIdleTimeout,
+}
+
+impl core::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ServiceError::DuplicateId => "two services with the same id",
+            ServiceError::TooManyServices => "too many services",
+            ServiceError::UnknownPeer => "the service names an unknown peer",
+            ServiceError::NeedsOnePeer => "an entry half or a direct service must name one peer",
+            ServiceError::BadChannelLimit => {
+                "max_channels must be between 1 and the node's channel capacity"
+            }
+            ServiceError::BadIdleTimeout => "idle_timeout must not be zero",
+        })
+    }
+}

@@ -1,0 +1,707 @@
+//! A node: the link plus the services it carries, in all four modes.
+//!
+//! A [`Node`] owns one [`Link`] and a set of services. Customer datagrams
+//! come in from the runtime tagged with the [`SocketId`] of the socket they
+//! arrived on; frames come in from the link socket; IP packets come in from a
+//! router entry's TUN device. Each input returns at most one [`Output`]: a
+//! frame to send on the link socket, a payload to send from a customer
+//! socket, or a packet to write to the TUN device. Every datagram that goes
+//! nowhere is counted under a [`Dropped`] reason.
+//!
+//! Each mode lives in its own module: [`direct`](self#modes),
+//! `forward`, `push` and `router`, with the channel table mechanics they
+//! share in `channels`.
+//!
+//! # Buffer layout
+//!
+//! Sealing and forging happen in place, so the runtime hands every datagram
+//! in at an offset inside a larger buffer: at least [`HEADROOM`] free bytes
+//! before it (room for the link header and the service header, or for the
+//! IP and UDP headers of a router reply) and [`TAILROOM`] free bytes after
+//! it (room for the AEAD tag). The returned [`Output`] names a range of that
+//! same buffer.
+//!
+//! # Sockets
+//!
+//! Core never sees a socket. It asks for them with [`Action`]s from
+//! [`Node::poll_action`]: bind a service's listen socket, open a socket
+//! connected to a target for an exit channel, close one. The runtime must
+//! carry out every pending action before it acts on an [`Output`] (the output
+//! may use a socket an action just asked for), and reports a socket it could
+//! not open with [`Node::socket_failed`].
+//!
+//! # Modes
+//!
+//! - **direct**: one fixed customer at each end; anyone else is a
+//!   [`ServiceDrop::Stranger`].
+//! - **forward**: a channel per client at the entry, a connected socket per
+//!   channel at the exit; replies go back to the client that opened the
+//!   channel and no one else.
+//! - **push**: one way, entry to exit, no channels, no replies.
+//! - **router**: like forward, but the entry takes IP packets and the frames
+//!   name the destination, which the exit checks against its allow-list.
+//!
+//! # Channel numbers
+//!
+//! The entry numbers the channels of a service from 0 upwards and never
+//! reuses a number within the life of its link incarnation. So a reply on
+//! number `n` can only belong to the client that opened `n`; if the entry
+//! forgot `n` (expiry, eviction) the reply is dropped as
+//! [`ServiceDrop::UnknownChannel`]. When the peer's node restarts
+//! ([`LinkEvent::PeerRestarted`]) every channel of that peer is dropped
+//! before any frame of the new incarnation is read, and when a service runs
+//! out of numbers the node renews its incarnation towards that peer, which
+//! makes both sides drop their channels.
+
+mod channels;
+mod config;
+mod direct;
+mod forward;
+mod push;
+mod router;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use core::net::SocketAddr;
+use core::ops::Range;
+
+use heapless::Deque;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::channel::{ChannelId, ChannelTable};
+use crate::key::PrivateKey;
+use crate::link::{
+    ConfigError, DropReason, Link, LinkEvent, PeerConfig, PeerId, Received, SendError, Transmit,
+};
+use crate::time::Instant;
+use crate::wire::{DataPacket, ServiceHeaderRepr};
+
+pub use config::{
+    ChannelLimits, Half, Mode, Peers, Role, ServiceConfig, ServiceError, MAX_ALLOW_RULES,
+};
+pub use stats::{ServiceDrop, ServiceDrops, ServiceStats, Traffic};
+
+/// Free bytes the runtime leaves before every datagram it hands in: the
+/// larger of link header plus longest service header (13 + 24) and an IPv6
+/// plus UDP header (48) for forging router replies.
+pub const HEADROOM: usize = 48;
+/// Free bytes the runtime leaves after every datagram: the AEAD tag.
+pub const TAILROOM: usize = DataPacket::<&[u8]>::TAG_LEN;
+
+/// Channel sockets waiting to be opened; one handle call opens at most one.
+const OPEN_QUEUE: usize = 4;
+/// Events kept for the runtime; older ones are kept, newer ones lost when
+/// the runtime does not drain them.
+const EVENT_QUEUE: usize = 32;
+
+/// A customer socket, named by core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketId {
+    /// A service's own socket: the listen socket of an entry or a direct
+    /// service, or the one connected socket of a push exit.
+    Service(u8),
+    /// The connected socket of one exit channel.
+    Channel(ChannelId),
+}
+
+/// A request to the runtime about customer sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Open a UDP socket bound to `local`.
+    Bind {
+        /// The socket's name in later events.
+        socket: SocketId,
+        /// Address to bind.
+        local: SocketAddr,
+    },
+    /// Open a UDP socket on an ephemeral port, connected to `remote`, so the
+    /// kernel drops datagrams from anyone else.
+    Connect {
+        /// The socket's name in later events.
+        socket: SocketId,
+        /// The target or destination.
+        remote: SocketAddr,
+    },
+    /// Close the socket.
+    Close {
+        /// The socket to close.
+        socket: SocketId,
+    },
+}
+
+/// What to do with the datagram a handle call was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Send `buf[range]` on the link socket to `to`.
+    Link {
+        /// The peer's endpoint.
+        to: SocketAddr,
+        /// The sealed frame within the buffer.
+        range: Range<usize>,
+    },
+    /// Send `buf[range]` from customer socket `socket`, to `to` if given,
+    /// else to the address it is connected to.
+    Customer {
+        /// The socket to send from.
+        socket: SocketId,
+        /// Destination of an unconnected socket.
+        to: Option<SocketAddr>,
+        /// The payload within the buffer.
+        range: Range<usize>,
+    },
+    /// Write `buf[range]`, a whole IP packet, to the TUN device of the
+    /// router entry service `service`.
+    Tun {
+        /// The service id.
+        service: u8,
+        /// The packet within the buffer.
+        range: Range<usize>,
+    },
+    /// A handshake or keepalive, consumed by the link; call
+    /// [`Node::poll_transmit`] for anything it calls for.
+    Consumed,
+}
+
+/// Why a datagram went nowhere. Every drop is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Dropped by the link (unauthenticated, replayed, ...).
+    Link(DropReason),
+    /// Dropped above the link.
+    Service(ServiceDrop),
+}
+
+impl core::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Dropped::Link(r) => write!(f, "link: {}", r.as_str()),
+            Dropped::Service(r) => write!(f, "service: {}", r.as_str()),
+        }
+    }
+}
+
+/// Something the runtime should know, and usually log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// From the link.
+    Link(LinkEvent),
+    /// The peer's configuration of `service` does not match ours: `problem`
+    /// is [`ServiceDrop::HalfMismatch`], [`ServiceDrop::ModeMismatch`] or
+    /// [`ServiceDrop::WrongPeer`]. Reported once per service.
+    Mismatch {
+        /// The service id.
+        service: u8,
+        /// The peer whose frame showed it.
+        peer: PeerId,
+        /// What does not match.
+        problem: ServiceDrop,
+    },
+    /// A peer sent a frame for a service id this node does not have.
+    /// Reported once per id.
+    UnknownService {
+        /// The id in the frame.
+        service: u8,
+        /// The sender.
+        peer: PeerId,
+    },
+    /// The runtime could not open a service's own socket: the service
+    /// carries nothing until it is added again.
+    ServiceSocketFailed {
+        /// The service id.
+        service: u8,
+    },
+}
+
+/// One service's state on this node.
+#[derive(Debug)]
+struct Service {
+    config: ServiceConfig,
+    /// Entry halves: the next channel number to give out.
+    next_number: u32,
+    /// The service's own socket still has to be requested.
+    socket_pending: bool,
+    /// A mismatch was reported already.
+    warned: bool,
+    stats: ServiceStats,
+}
+
+/// One node: the link to up to `P` peers, up to `S` services and a channel
+/// table of `C` channels shared by the services (`C` a power of two).
+pub struct Node<R, const P: usize, const S: usize, const C: usize> {
+    link: Link<R, P>,
+    services: heapless::Vec<Service, S>,
+    channels: ChannelTable<C>,
+    /// Sockets of removed channels, to close. At most one per channel, so
+    /// `C` entries hold every close one call can cause.
+    closes: Deque<SocketId, C>,
+    opens: Deque<Action, OPEN_QUEUE>,
+    events: Deque<NodeEvent, EVENT_QUEUE>,
+    /// Drops no service can be blamed for.
+    drops: ServiceDrops,
+    /// Service ids already reported as unknown, one bit each.
+    unknown_reported: [u64; 4],
+}
+
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+    /// A node with no peers and no services. `unix_nanos` is the wall-clock
+    /// time at `now`, for handshake timestamps.
+    pub fn new(secret: PrivateKey, rng: R, now: Instant, unix_nanos: u64) -> Self {
+        Node {
+            link: Link::new(secret, rng, now, unix_nanos),
+            services: heapless::Vec::new(),
+            channels: ChannelTable::new(),
+            closes: Deque::new(),
+            opens: Deque::new(),
+            events: Deque::new(),
+            drops: ServiceDrops::default(),
+            unknown_reported: [0; 4],
+        }
+    }
+
+    // ---- configuration ----
+
+    /// Adds a peer; see [`Link::add_peer`].
+    pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
+        self.link.add_peer(config, now)
+    }
+
+    /// Adds a service. Its own socket, if it has one, is requested through
+    /// [`Node::poll_action`].
+    pub fn add_service(&mut self, config: ServiceConfig) -> Result<(), ServiceError> {
+        if self.services.iter().any(|s| s.config.id == config.id) {
+            return Err(ServiceError::DuplicateId);
+        }
+        match config.peers {
+            config::Peers::One(p) if usize::from(p.0) >= self.link.peer_count() => {
+                return Err(ServiceError::UnknownPeer)
+            }
+            config::Peers::Any if config.role.half() != Half::Exit => {
+                return Err(ServiceError::NeedsOnePeer)
+            }
+            _ => {}
+        }
+        if config.role.has_channels() {
+            let max = usize::from(config.limits.max_channels);
+            if max == 0 || max > C {
+                return Err(ServiceError::BadChannelLimit);
+            }
+            if config.limits.idle_timeout.is_zero() {
+                return Err(ServiceError::BadIdleTimeout);
+            }
+        }
+        let socket_pending = matches!(
+            config.role,
+            Role::Direct { .. }
+                | Role::ForwardEntry { .. }
+                | Role::PushEntry { .. }
+                | Role::PushExit { .. }
+        );
+        self.services
+            .push(Service {
+                config,
+                next_number: 0,
+                socket_pending,
+                warned: false,
+                stats: ServiceStats::default(),
+            })
+            .map_err(|_| ServiceError::TooManyServices)
+    }
+
+    /// Starts a handshake with `peer` now rather than on first traffic.
+    pub fn connect(&mut self, peer: PeerId, now: Instant) {
+        self.link.connect(peer, now);
+    }
+
+    // ---- getters ----
+
+    /// The link, for peer status.
+    pub fn link(&self) -> &Link<R, P> {
+        &self.link
+    }
+
+    /// The configured services, with their counters.
+    pub fn services(&self) -> impl Iterator<Item = (&ServiceConfig, ServiceStats)> + '_ {
+        self.services.iter().enumerate().map(|(i, s)| {
+            let mut stats = s.stats;
+            stats.channels_open = self.channels.service_len(i as u8) as u64;
+            (&s.config, stats)
+        })
+    }
+
+    /// Counters of the service `id`.
+    pub fn service_stats(&self, id: u8) -> Option<ServiceStats> {
+        self.services()
+            .find(|(c, _)| c.id == id)
+            .map(|(_, stats)| stats)
+    }
+
+    /// Drops that belong to no service (malformed headers, unknown ids,
+    /// datagrams on sockets already closed).
+    pub fn node_drops(&self) -> &ServiceDrops {
+        &self.drops
+    }
+
+    /// The channel table, for status output.
+    pub fn channels(&self) -> &ChannelTable<C> {
+        &self.channels
+    }
+
+    // ---- input ----
+
+    /// Handles a datagram that arrived on the link socket from `from`, held
+    /// in `buf[datagram]` with [`HEADROOM`] free bytes before it.
+    pub fn handle_link_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+        datagram: Range<usize>,
+    ) -> Result<Output, Dropped> {
+        let Some(frame) = buf.get_mut(datagram.clone()) else {
+            return Err(self.node_drop(ServiceDrop::BufferLayout));
+        };
+        let received = self.link.handle_datagram(now, from, frame);
+        // A restarted peer's channels must be gone before its data is read.
+        self.absorb_link_events();
+        let (peer, plaintext) = match received {
+            Ok(Received::Data { peer, payload }) => (
+                peer,
+                datagram.start + payload.start..datagram.start + payload.end,
+            ),
+            Ok(_) => return Ok(Output::Consumed),
+            Err(reason) => return Err(Dropped::Link(reason)),
+        };
+        let Ok((header, header_len)) = ServiceHeaderRepr::parse(&buf[plaintext.clone()]) else {
+            return Err(self.node_drop(ServiceDrop::MalformedHeader));
+        };
+        let payload = plaintext.start + header_len..plaintext.end;
+        let Some(si) = self
+            .services
+            .iter()
+            .position(|s| s.config.id == header.service)
+        else {
+            self.report_unknown(header.service, peer);
+            return Err(self.node_drop(ServiceDrop::UnknownService));
+        };
+        let result = self
+            .check_frame(si, peer, &header)
+            .and_then(|()| self.frame_from_peer(now, si, peer, &header, buf, payload.clone()));
+        match result {
+            Ok(output) => {
+                self.services[si].stats.from_peer.add(payload.len());
+                Ok(output)
+            }
+            Err(reason) => Err(self.service_drop(si, reason)),
+        }
+    }
+
+    /// Handles a datagram from `from` that arrived on customer socket
+    /// `socket`, held in `buf[payload]` with [`HEADROOM`] free bytes before
+    /// it and [`TAILROOM`] after.
+    pub fn handle_customer_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> Result<Output, Dropped> {
+        let (si, result) = match socket {
+            SocketId::Service(id) => {
+                let Some(si) = self.services.iter().position(|s| s.config.id == id) else {
+                    return Err(self.node_drop(ServiceDrop::StaleSocket));
+                };
+                let result = match self.services[si].config.role {
+                    Role::Direct { customer, .. } => {
+                        self.direct_from_customer(now, si, customer, from, buf, payload.clone())
+                    }
+                    Role::ForwardEntry { .. } => {
+                        self.forward_from_client(now, si, from, buf, payload.clone())
+                    }
+                    Role::PushEntry { .. } => self.push_from_sender(now, si, buf, payload.clone()),
+                    Role::PushExit { .. } => Err(ServiceDrop::WrongDirection),
+                    Role::ForwardExit { .. } | Role::RouterEntry | Role::RouterExit { .. } => {
+                        Err(ServiceDrop::StaleSocket)
+                    }
+                };
+                (si, result)
+            }
+            SocketId::Channel(id) => {
+                let Some(channel) = self.channels.get(id) else {
+                    return Err(self.node_drop(ServiceDrop::StaleSocket));
+                };
+                let si = usize::from(channel.service);
+                (si, self.reply_from_target(now, id, buf, payload.clone()))
+            }
+        };
+        self.absorb_link_events();
+        match result {
+            Ok(output) => {
+                self.services[si].stats.to_peer.add(payload.len());
+                Ok(output)
+            }
+            Err(reason) => Err(self.service_drop(si, reason)),
+        }
+    }
+
+    /// Handles an IP packet in `buf[packet]`, read from the TUN device of the
+    /// router entry service `service`, with [`HEADROOM`] free bytes before
+    /// it and [`TAILROOM`] after.
+    pub fn handle_tun_packet(
+        &mut self,
+        now: Instant,
+        service: u8,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Result<Output, Dropped> {
+        let Some(si) = self
+            .services
+            .iter()
+            .position(|s| s.config.id == service && s.config.role == Role::RouterEntry)
+        else {
+            return Err(self.node_drop(ServiceDrop::StaleSocket));
+        };
+        let result = self.router_from_tun(now, si, buf, packet);
+        self.absorb_link_events();
+        match result {
+            Ok((output, payload_len)) => {
+                self.services[si].stats.to_peer.add(payload_len);
+                Ok(output)
+            }
+            Err(reason) => Err(self.service_drop(si, reason)),
+        }
+    }
+
+    /// The runtime could not open `socket`: its channel is dropped, or its
+    /// service stops carrying traffic.
+    pub fn socket_failed(&mut self, socket: SocketId) {
+        match socket {
+            SocketId::Channel(id) => {
+                if let Some(channel) = self.channels.remove(id) {
+                    let stats = &mut self.services[usize::from(channel.service)].stats;
+                    stats.channels_closed += 1;
+                    stats.drops.add(ServiceDrop::SocketFailed);
+                }
+            }
+            SocketId::Service(id) => {
+                if let Some(s) = self.services.iter_mut().find(|s| s.config.id == id) {
+                    s.stats.drops.add(ServiceDrop::SocketFailed);
+                    self.events
+                        .push_back(NodeEvent::ServiceSocketFailed { service: id })
+                        .ok();
+                }
+            }
+        }
+    }
+
+    /// Runs the timers due at `now`: the link's, and channel expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.link.handle_timeout(now);
+        self.absorb_link_events();
+        self.expire_channels(now);
+    }
+
+    // ---- output ----
+
+    /// A handshake or keepalive to send on the link socket, written to the
+    /// start of `buf` (at least [`crate::link::MIN_TRANSMIT_BUFFER`] bytes).
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, SendError> {
+        let t = self.link.poll_transmit(now, buf);
+        self.absorb_link_events();
+        t
+    }
+
+    /// The next socket request. Carry them all out before acting on an
+    /// [`Output`].
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if let Some(socket) = self.closes.pop_front() {
+            return Some(Action::Close { socket });
+        }
+        if let Some(s) = self.services.iter_mut().find(|s| s.socket_pending) {
+            s.socket_pending = false;
+            let socket = SocketId::Service(s.config.id);
+            return match s.config.role {
+                Role::Direct { listen, .. }
+                | Role::ForwardEntry { listen }
+                | Role::PushEntry { listen } => Some(Action::Bind {
+                    socket,
+                    local: listen,
+                }),
+                Role::PushExit { target } => Some(Action::Connect {
+                    socket,
+                    remote: target,
+                }),
+                _ => None,
+            };
+        }
+        self.opens.pop_front()
+    }
+
+    /// When to call [`Node::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.services.iter().enumerate().filter_map(|(i, s)| {
+            let (_, last) = self.channels.oldest(i as u8)?;
+            Some(last.saturating_add(s.config.limits.idle_timeout))
+        });
+        expiry.chain(self.link.poll_timeout()).min()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- shared internals ----
+
+    /// Checks a frame's header against the service it names: the peer, the
+    /// half and the mode's shape. Mismatches are reported once per service.
+    fn check_frame(
+        &mut self,
+        si: usize,
+        peer: PeerId,
+        header: &ServiceHeaderRepr,
+    ) -> Result<(), ServiceDrop> {
+        let s = &mut self.services[si];
+        let role = &s.config.role;
+        let problem = if !s.config.peers.admits(peer) {
+            Some(ServiceDrop::WrongPeer)
+        } else if match role.half() {
+            Half::Entry => header.from_entry,
+            Half::Exit => !header.from_entry && role.mode() != Mode::Push,
+            Half::Both => false,
+        } {
+            Some(ServiceDrop::HalfMismatch)
+        } else if header.channel.is_some() != role.has_channels()
+            || header.destination.is_some() != matches!(role, Role::RouterExit { .. })
+        {
+            Some(ServiceDrop::ModeMismatch)
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => {
+                if !core::mem::replace(&mut s.warned, true) {
+                    let service = s.config.id;
+                    self.events
+                        .push_back(NodeEvent::Mismatch {
+                            service,
+                            peer,
+                            problem,
+                        })
+                        .ok();
+                }
+                Err(problem)
+            }
+        }
+    }
+
+    /// Dispatches an authenticated frame of service `si` to its mode.
+    fn frame_from_peer(
+        &mut self,
+        now: Instant,
+        si: usize,
+        peer: PeerId,
+        header: &ServiceHeaderRepr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> Result<Output, ServiceDrop> {
+        let s = &self.services[si];
+        match (&s.config.role, header.channel) {
+            (Role::Direct { customer, .. }, _) => {
+                Ok(direct::to_customer(s.config.id, *customer, payload))
+            }
+            (Role::PushExit { .. }, _) => Ok(push::to_target(s.config.id, payload)),
+            (Role::PushEntry { .. }, _) => Err(ServiceDrop::WrongDirection),
+            (Role::ForwardEntry { .. }, Some(number)) => {
+                self.forward_reply(now, si, peer, number, payload)
+            }
+            (Role::ForwardExit { target }, Some(number)) => {
+                let target = *target;
+                self.forward_to_target(now, si, peer, number, target, payload)
+            }
+            (Role::RouterEntry, Some(number)) => {
+                self.router_reply(now, si, peer, number, buf, payload)
+            }
+            (Role::RouterExit { .. }, Some(number)) => {
+                let destination = header.destination.ok_or(ServiceDrop::ModeMismatch)?;
+                self.router_to_destination(now, si, peer, number, destination, payload)
+            }
+            (_, None) => Err(ServiceDrop::ModeMismatch),
+        }
+    }
+
+    /// Writes `header` just before `buf[payload]`, seals the frame for
+    /// `peer` in place and returns where it lies.
+    fn seal(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        header: &ServiceHeaderRepr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> Result<Output, ServiceDrop> {
+        let header_len = header.buffer_len();
+        let layout = payload
+            .start
+            .checked_sub(header_len)
+            .and_then(|p| Some((p, p.checked_sub(DataPacket::<&[u8]>::HEADER_LEN)?)))
+            .filter(|_| payload.end.saturating_add(TAILROOM) <= buf.len());
+        let Some((plaintext_start, frame_start)) = layout else {
+            return Err(ServiceDrop::BufferLayout);
+        };
+        header
+            .emit(&mut buf[plaintext_start..payload.start])
+            .map_err(|_| ServiceDrop::BufferLayout)?;
+        let plaintext_len = payload.end - plaintext_start;
+        match self
+            .link
+            .seal(now, peer, &mut buf[frame_start..], plaintext_len)
+        {
+            Ok(t) => Ok(Output::Link {
+                to: t.to,
+                range: frame_start..frame_start + t.len,
+            }),
+            Err(SendError::NoSession) => Err(ServiceDrop::NoSession),
+            Err(_) => Err(ServiceDrop::BufferLayout),
+        }
+    }
+
+    /// Acts on the link's events: a restarted peer loses its channels at
+    /// once. Every event is passed on to the runtime.
+    fn absorb_link_events(&mut self) {
+        while let Some(event) = self.link.poll_event() {
+            if let LinkEvent::PeerRestarted(peer) = event {
+                self.drop_peer_channels(peer);
+            }
+            self.events.push_back(NodeEvent::Link(event)).ok();
+        }
+    }
+
+    fn service_drop(&mut self, si: usize, reason: ServiceDrop) -> Dropped {
+        self.services[si].stats.drops.add(reason);
+        Dropped::Service(reason)
+    }
+
+    fn node_drop(&mut self, reason: ServiceDrop) -> Dropped {
+        self.drops.add(reason);
+        Dropped::Service(reason)
+    }
+
+    fn report_unknown(&mut self, service: u8, peer: PeerId) {
+        let (word, bit) = (usize::from(service / 64), 1u64 << (service % 64));
+        if self.unknown_reported[word] & bit == 0 {
+            self.unknown_reported[word] |= bit;
+            self.events
+                .push_back(NodeEvent::UnknownService { service, peer })
+                .ok();
+        }
+    }
+}

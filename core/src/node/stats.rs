@@ -1,0 +1,183 @@
+//! Counters of services: traffic in each direction, channels, and every
+//! drop by its reason.
+
+/// Why the node dropped a datagram above the link. Every drop is counted
+/// under one reason, per service where the service is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ServiceDrop {
+    /// A frame's service header is malformed.
+    MalformedHeader,
+    /// A frame names a service id this node does not have.
+    UnknownService,
+    /// A frame came from a peer the service does not admit.
+    WrongPeer,
+    /// Both nodes hold the same half of the service (both entry, or both
+    /// exit): a configuration mismatch.
+    HalfMismatch,
+    /// The frame's shape belongs to another mode (a channel number where
+    /// none is used, or none where one is needed): a configuration mismatch.
+    ModeMismatch,
+    /// Direct mode: a datagram from someone other than the fixed customer.
+    Stranger,
+    /// Push mode: a datagram came back to the exit's socket, or a frame
+    /// travelled exit to entry. Push is one way.
+    WrongDirection,
+    /// No session with the peer yet: a handshake was started, the datagram
+    /// was dropped.
+    NoSession,
+    /// The channel table is full and no channel was idle long enough to be
+    /// evicted.
+    TableFull,
+    /// A reply for a channel this entry does not have (expired, evicted, or
+    /// from before a restart).
+    UnknownChannel,
+    /// A datagram on a socket that was closed (its channel is gone).
+    StaleSocket,
+    /// The runtime could not open a socket the service needs.
+    SocketFailed,
+    /// Router exit: the destination is not in the allow-list.
+    NotAllowed,
+    /// Router exit: a frame names another destination than its channel's.
+    DestinationMismatch,
+    /// Router entry: an IP packet that is not UDP (TCP, ICMP, IPv6
+    /// extension headers). Router mode carries UDP only.
+    NotUdp,
+    /// Router entry: an IPv4 fragment; fragments are not reassembled.
+    Fragment,
+    /// Router entry: a bad IP or UDP checksum.
+    BadChecksum,
+    /// Router entry: a malformed or unsupported IP packet.
+    MalformedIp,
+    /// The caller's buffer lacks the headroom or tailroom the node needs, or
+    /// the datagram is too large for one frame.
+    BufferLayout,
+}
+
+impl ServiceDrop {
+    /// Every reason, in the order of [`ServiceDrops`].
+    pub const ALL: [ServiceDrop; 19] = [
+        ServiceDrop::MalformedHeader,
+        ServiceDrop::UnknownService,
+        ServiceDrop::WrongPeer,
+        ServiceDrop::HalfMismatch,
+        ServiceDrop::ModeMismatch,
+        ServiceDrop::Stranger,
+        ServiceDrop::WrongDirection,
+        ServiceDrop::NoSession,
+        ServiceDrop::TableFull,
+        ServiceDrop::UnknownChannel,
+        ServiceDrop::StaleSocket,
+        ServiceDrop::SocketFailed,
+        ServiceDrop::NotAllowed,
+        ServiceDrop::DestinationMismatch,
+        ServiceDrop::NotUdp,
+        ServiceDrop::Fragment,
+        ServiceDrop::BadChecksum,
+        ServiceDrop::MalformedIp,
+        ServiceDrop::BufferLayout,
+    ];
+
+    /// A short stable name, for status output and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ServiceDrop::MalformedHeader => "malformed_header",
+            ServiceDrop::UnknownService => "unknown_service",
+            ServiceDrop::WrongPeer => "wrong_peer",
+            ServiceDrop::HalfMismatch => "half_mismatch",
+            ServiceDrop::ModeMismatch => "mode_mismatch",
+            ServiceDrop::Stranger => "stranger",
+            ServiceDrop::WrongDirection => "wrong_direction",
+            ServiceDrop::NoSession => "no_session",
+            ServiceDrop::TableFull => "table_full",
+            ServiceDrop::UnknownChannel => "unknown_channel",
+            ServiceDrop::StaleSocket => "stale_socket",
+            ServiceDrop::SocketFailed => "socket_failed",
+            ServiceDrop::NotAllowed => "not_allowed",
+            ServiceDrop::DestinationMismatch => "destination_mismatch",
+            ServiceDrop::NotUdp => "not_udp",
+            ServiceDrop::Fragment => "fragment",
+            ServiceDrop::BadChecksum => "bad_checksum",
+            ServiceDrop::MalformedIp => "malformed_ip",
+            ServiceDrop::BufferLayout => "buffer_layout",
+        }
+    }
+
+    fn index(self) -> usize {
+        // ALL lists the variants in declaration order.
+        self as usize
+    }
+}
+
+impl core::fmt::Display for ServiceDrop {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A count per [`ServiceDrop`] reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceDrops([u64; ServiceDrop::ALL.len()]);
+
+impl ServiceDrops {
+    /// Counts one drop.
+    pub fn add(&mut self, reason: ServiceDrop) {
+        self.0[reason.index()] += 1;
+    }
+
+    /// Drops counted under `reason`.
+    pub fn get(&self, reason: ServiceDrop) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Non-zero counts, by reason.
+    pub fn iter(&self) -> impl Iterator<Item = (ServiceDrop, u64)> + '_ {
+        ServiceDrop::ALL
+            .iter()
+            .map(|&r| (r, self.get(r)))
+            .filter(|&(_, n)| n > 0)
+    }
+}
+
+/// Datagrams and bytes in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Datagrams.
+    pub datagrams: u64,
+    /// Customer payload bytes (without any header).
+    pub bytes: u64,
+}
+
+impl Traffic {
+    pub(crate) fn add(&mut self, bytes: usize) {
+        self.datagrams += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// The counters of one service on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Customer datagrams sent across the link.
+    pub to_peer: Traffic,
+    /// Datagrams from the link delivered to customers.
+    pub from_peer: Traffic,
+    /// Channels open now.
+    pub channels_open: u64,
+    /// Channels created since start.
+    pub channels_created: u64,
+    /// Channels closed because they were idle for `idle_timeout`.
+    pub channels_expired: u64,
+    /// Channels evicted to make room for a new one.
+    pub channels_evicted: u64,
+    /// Channels closed because their peer restarted or the runtime could
+    /// not give them a socket.
+    pub channels_closed: u64,
+    /// Drops by reason.
+    pub drops: ServiceDrops,
+}

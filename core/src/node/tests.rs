@@ -1,0 +1,425 @@
+//! Two nodes driven against each other in memory, with a fake clock, fake
+//! customer sockets and a virtual link network: the harness plays the
+//! runtime's part exactly as the contract in the module docs says.
+
+use super::*;
+use crate::allow::AllowList;
+use crate::key::PrivateKey;
+use crate::link::PeerConfig;
+use core::time::Duration;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use std::collections::{HashMap, VecDeque};
+use std::vec::Vec;
+
+mod modes;
+mod props;
+mod router;
+mod snapshots;
+
+type TestNode = Node<ChaCha20Rng, 4, 8, 16>;
+
+const START_UNIX: u64 = 1_700_000_000_000_000_000;
+pub(super) const X: usize = 0;
+pub(super) const Y: usize = 1;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A customer socket as the fake runtime holds it.
+#[derive(Debug, Clone, Copy)]
+struct FakeSocket {
+    local: SocketAddr,
+    connected: Option<SocketAddr>,
+}
+
+/// A datagram some customer received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Delivery {
+    pub node: usize,
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// Two nodes, X (index 0) and Y (index 1), one link between them.
+pub(super) struct Net {
+    pub now: Instant,
+    pub nodes: [TestNode; 2],
+    pub link_addr: [SocketAddr; 2],
+    /// Each node's peer id for the other.
+    pub peer: [PeerId; 2],
+    sockets: [HashMap<SocketId, FakeSocket>; 2],
+    next_port: u16,
+    in_flight: VecDeque<(usize, SocketAddr, Vec<u8>)>,
+    pub delivered: Vec<Delivery>,
+    pub tun: Vec<(usize, u8, Vec<u8>)>,
+    pub events: [Vec<NodeEvent>; 2],
+    pub drops: [Vec<Dropped>; 2],
+    /// Link frames as they went out, for snapshots: (from node, bytes).
+    pub wire: Vec<(usize, Vec<u8>)>,
+    /// Decrypted plaintexts of data frames that reached a customer:
+    /// (receiving node, service header + payload).
+    pub plaintexts: Vec<(usize, Vec<u8>)>,
+    /// When false, link datagrams are lost.
+    pub link_up: bool,
+    seed: u64,
+}
+
+fn node_key(seed: u64, i: usize) -> PrivateKey {
+    PrivateKey::generate(&mut ChaCha20Rng::seed_from_u64(seed * 2 + i as u64))
+}
+
+impl Net {
+    /// Two nodes that know each other; X knows Y's endpoint, Y learns X's.
+    pub fn new(seed: u64) -> Net {
+        let now = Instant::from_secs(1);
+        let link_addr = [addr("192.0.2.1:51820"), addr("192.0.2.2:51820")];
+        let keys = [node_key(seed, 0), node_key(seed, 1)];
+        let publics = [keys[0].public_key(), keys[1].public_key()];
+        let [kx, ky] = keys;
+        let mut nodes = [
+            TestNode::new(
+                kx,
+                ChaCha20Rng::seed_from_u64(seed * 7 + 1),
+                now,
+                START_UNIX,
+            ),
+            TestNode::new(
+                ky,
+                ChaCha20Rng::seed_from_u64(seed * 7 + 2),
+                now,
+                START_UNIX,
+            ),
+        ];
+        let mut cx = PeerConfig::new(publics[1]);
+        cx.endpoint = Some(link_addr[1]);
+        let cy = PeerConfig::new(publics[0]);
+        let peer = [
+            nodes[0].add_peer(cx, now).unwrap(),
+            nodes[1].add_peer(cy, now).unwrap(),
+        ];
+        Net {
+            now,
+            nodes,
+            link_addr,
+            peer,
+            sockets: [HashMap::new(), HashMap::new()],
+            next_port: 40000,
+            in_flight: VecDeque::new(),
+            delivered: Vec::new(),
+            tun: Vec::new(),
+            events: [Vec::new(), Vec::new()],
+            drops: [Vec::new(), Vec::new()],
+            wire: Vec::new(),
+            plaintexts: Vec::new(),
+            link_up: true,
+            seed,
+        }
+    }
+
+    /// Adds a service to one node and opens its sockets.
+    pub fn service(&mut self, node: usize, config: ServiceConfig) {
+        self.nodes[node].add_service(config).unwrap();
+        self.settle();
+    }
+
+    /// Brings the link up: X initiates.
+    pub fn up(&mut self) {
+        let (now, peer) = (self.now, self.peer[X]);
+        self.nodes[X].connect(peer, now);
+        self.settle();
+        assert!(self.nodes[X].link().is_up(self.peer[X], self.now));
+        assert!(self.nodes[Y].link().is_up(self.peer[Y], self.now));
+    }
+
+    /// Replaces node `i` with a fresh one with the same key (and a new RNG
+    /// seeded from `seed`): a restart.
+    pub fn restart(&mut self, i: usize, seed: u64, services: &[ServiceConfig]) {
+        let key = node_key(self.seed, i);
+        let other = self.nodes[1 - i].link().public_key().to_owned();
+        self.nodes[i] = TestNode::new(
+            key,
+            ChaCha20Rng::seed_from_u64(seed * 99 + i as u64),
+            self.now,
+            START_UNIX + 1_000_000_000_000,
+        );
+        let mut c = PeerConfig::new(other);
+        if i == X {
+            c.endpoint = Some(self.link_addr[Y]);
+        }
+        self.peer[i] = self.nodes[i].add_peer(c, self.now).unwrap();
+        self.sockets[i].clear();
+        for s in services {
+            self.nodes[i].add_service(s.clone()).unwrap();
+        }
+        self.settle();
+    }
+
+    fn apply_actions(&mut self, i: usize) {
+        while let Some(action) = self.nodes[i].poll_action() {
+            match action {
+                Action::Bind { socket, local } => {
+                    let old = self.sockets[i].insert(
+                        socket,
+                        FakeSocket {
+                            local,
+                            connected: None,
+                        },
+                    );
+                    assert!(old.is_none(), "socket {socket:?} opened twice");
+                }
+                Action::Connect { socket, remote } => {
+                    self.next_port += 1;
+                    let local = SocketAddr::new([10, 0, 0, 1 + i as u8].into(), self.next_port);
+                    let old = self.sockets[i].insert(
+                        socket,
+                        FakeSocket {
+                            local,
+                            connected: Some(remote),
+                        },
+                    );
+                    assert!(old.is_none(), "socket {socket:?} opened twice");
+                }
+                Action::Close { socket } => {
+                    assert!(
+                        self.sockets[i].remove(&socket).is_some(),
+                        "closing unknown {socket:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Carries out what a handle call returned, as a runtime would.
+    fn carry_out(&mut self, i: usize, buf: &[u8], result: Result<Output, Dropped>) {
+        self.apply_actions(i);
+        match result {
+            Ok(Output::Link { to, range }) => {
+                assert_eq!(to, self.link_addr[1 - i]);
+                self.wire.push((i, buf[range.clone()].to_vec()));
+                if self.link_up {
+                    self.in_flight
+                        .push_back((1 - i, self.link_addr[i], buf[range].to_vec()));
+                }
+            }
+            Ok(Output::Customer { socket, to, range }) => {
+                let s = self.sockets[i]
+                    .get(&socket)
+                    .unwrap_or_else(|| panic!("output on unopened socket {socket:?}"));
+                let to = to
+                    .or(s.connected)
+                    .expect("unconnected socket without destination");
+                if let Some(c) = s.connected {
+                    assert_eq!(to, c, "connected socket sending elsewhere");
+                }
+                self.delivered.push(Delivery {
+                    node: i,
+                    from: s.local,
+                    to,
+                    payload: buf[range].to_vec(),
+                });
+            }
+            Ok(Output::Tun { service, range }) => self.tun.push((i, service, buf[range].to_vec())),
+            Ok(Output::Consumed) => {}
+            Err(d) => self.drops[i].push(d),
+        }
+    }
+
+    /// Moves every pending datagram, transmit, action and event, without
+    /// advancing time.
+    pub fn settle(&mut self) {
+        for _ in 0..10_000 {
+            for i in [X, Y] {
+                self.apply_actions(i);
+                let mut buf = [0u8; 256];
+                let now = self.now;
+                while let Some(t) = self.nodes[i].poll_transmit(now, &mut buf).unwrap() {
+                    self.wire.push((i, buf[..t.len].to_vec()));
+                    if self.link_up {
+                        self.in_flight
+                            .push_back((1 - i, self.link_addr[i], buf[..t.len].to_vec()));
+                    }
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events[i].push(e);
+                }
+            }
+            let Some((to, from, bytes)) = self.in_flight.pop_front() else {
+                return;
+            };
+            let mut buf = vec![0u8; HEADROOM + bytes.len() + TAILROOM];
+            buf[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(&bytes);
+            let r = self.nodes[to].handle_link_datagram(
+                self.now,
+                from,
+                &mut buf,
+                HEADROOM..HEADROOM + bytes.len(),
+            );
+            if let Ok(Output::Customer { .. }) = r {
+                let plaintext =
+                    HEADROOM + DataPacket::<&[u8]>::HEADER_LEN..HEADROOM + bytes.len() - TAILROOM;
+                self.plaintexts.push((to, buf[plaintext].to_vec()));
+            }
+            self.carry_out(to, &buf, r);
+        }
+        panic!("network did not settle");
+    }
+
+    /// Advances the clock by `d`, firing timers on the way.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.settle();
+            let next = [X, Y]
+                .iter()
+                .filter_map(|&i| self.nodes[i].poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    for i in [X, Y] {
+                        if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                            let now = self.now;
+                            self.nodes[i].handle_timeout(now);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.settle();
+    }
+
+    /// The socket of node `i` whose local address is `local`.
+    pub fn socket_at(&self, i: usize, local: SocketAddr) -> SocketId {
+        *self.sockets[i]
+            .iter()
+            .find(|(_, s)| s.local == local)
+            .unwrap_or_else(|| panic!("no socket at {local} on node {i}"))
+            .0
+    }
+
+    /// Customer `from` sends `payload` to node `i`'s socket at `to`.
+    pub fn send(&mut self, i: usize, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        let socket = self.socket_at(i, to);
+        self.send_on(i, socket, from, payload);
+    }
+
+    /// A datagram from `from` arrives on node `i`'s socket `socket`.
+    pub fn send_on(&mut self, i: usize, socket: SocketId, from: SocketAddr, payload: &[u8]) {
+        let mut buf = vec![0u8; HEADROOM + payload.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + payload.len()].copy_from_slice(payload);
+        let now = self.now;
+        let r = self.nodes[i].handle_customer_datagram(
+            now,
+            socket,
+            from,
+            &mut buf,
+            HEADROOM..HEADROOM + payload.len(),
+        );
+        self.carry_out(i, &buf, r);
+        self.settle();
+    }
+
+    /// An IP packet from node `i`'s TUN device of router service `service`.
+    pub fn tun_send(&mut self, i: usize, service: u8, packet: &[u8]) {
+        let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        let now = self.now;
+        let r = self.nodes[i].handle_tun_packet(
+            now,
+            service,
+            &mut buf,
+            HEADROOM..HEADROOM + packet.len(),
+        );
+        self.carry_out(i, &buf, r);
+        self.settle();
+    }
+
+    /// The open sockets of node `i` connected to `remote`, by local address.
+    pub fn connected_to(&self, i: usize, remote: SocketAddr) -> Vec<(SocketId, SocketAddr)> {
+        let mut v: Vec<_> = self.sockets[i]
+            .iter()
+            .filter(|(_, s)| s.connected == Some(remote))
+            .map(|(id, s)| (*id, s.local))
+            .collect();
+        v.sort_by_key(|(_, local)| *local);
+        v
+    }
+
+    /// How many sockets node `i` has open.
+    pub fn open_sockets(&self, i: usize) -> usize {
+        self.sockets[i].len()
+    }
+
+    /// Deliveries made to `to`, removed from the log.
+    pub fn take_delivered_to(&mut self, to: SocketAddr) -> Vec<Delivery> {
+        let (hit, rest) = self.delivered.drain(..).partition(|d| d.to == to);
+        self.delivered = rest;
+        hit
+    }
+
+    pub fn stats(&self, i: usize, service: u8) -> ServiceStats {
+        self.nodes[i].service_stats(service).unwrap()
+    }
+
+    pub fn drop_count(&self, i: usize, service: u8, reason: ServiceDrop) -> u64 {
+        self.stats(i, service).drops.get(reason)
+    }
+}
+
+// ---- service configs used across the tests ----
+
+/// A service with room for the test node's whole table.
+pub(super) fn service(id: u8, peers: Peers, role: Role) -> ServiceConfig {
+    with_limits(ServiceConfig::new(id, peers, role), 16, 60, 5)
+}
+
+pub(super) fn forward_entry(id: u8, peer: PeerId, listen: &str) -> ServiceConfig {
+    service(
+        id,
+        Peers::One(peer),
+        Role::ForwardEntry {
+            listen: addr(listen),
+        },
+    )
+}
+
+pub(super) fn forward_exit(id: u8, peers: Peers, target: &str) -> ServiceConfig {
+    service(
+        id,
+        peers,
+        Role::ForwardExit {
+            target: addr(target),
+        },
+    )
+}
+
+pub(super) fn with_limits(
+    mut c: ServiceConfig,
+    max: u16,
+    idle: u64,
+    min_idle: u64,
+) -> ServiceConfig {
+    c.limits = ChannelLimits {
+        max_channels: max,
+        idle_timeout: Duration::from_secs(idle),
+        min_idle_for_eviction: Duration::from_secs(min_idle),
+    };
+    c
+}
+
+pub(super) fn router_exit(id: u8, peer: PeerId, rules: &[&str]) -> ServiceConfig {
+    let mut allow = AllowList::new();
+    for r in rules {
+        allow.push(r.parse().unwrap()).unwrap();
+    }
+    service(id, Peers::One(peer), Role::RouterExit { allow })
+}
+
+pub(super) fn a(s: &str) -> SocketAddr {
+    addr(s)
+}

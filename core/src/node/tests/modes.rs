@@ -1,0 +1,477 @@
+//! Each mode in both mirror images, with exact counts.
+
+use super::*;
+
+const LISTEN: &str = "127.0.0.1:5353";
+const TARGET: &str = "127.0.0.9:53";
+
+/// A forward service 1 with entry on `entry` and exit on the other node.
+fn forward_net(seed: u64, entry: usize, limits: Option<(u16, u64, u64)>) -> Net {
+    let mut net = Net::new(seed);
+    let mut e = forward_entry(1, net.peer[entry], LISTEN);
+    let mut x = forward_exit(1, Peers::One(net.peer[1 - entry]), TARGET);
+    if let Some((max, idle, min_idle)) = limits {
+        e = with_limits(e, max, idle, min_idle);
+        x = with_limits(x, max, idle, min_idle);
+    }
+    net.service(entry, e);
+    net.service(1 - entry, x);
+    net.up();
+    net
+}
+
+fn client(i: u16) -> SocketAddr {
+    SocketAddr::new([198, 51, 100, 7].into(), 10000 + i)
+}
+
+/// The target answers every datagram it got, on the socket it came from,
+/// with "re:" + the payload.
+fn target_echoes(net: &mut Net, exit: usize) {
+    let got = net.take_delivered_to(a(TARGET));
+    for d in got {
+        assert_eq!(d.node, exit);
+        let socket = net.socket_at(exit, d.from);
+        let mut reply = b"re:".to_vec();
+        reply.extend_from_slice(&d.payload);
+        net.send_on(exit, socket, a(TARGET), &reply);
+    }
+}
+
+#[test]
+fn forward_both_mirror_images_keep_clients_apart() {
+    for entry in [X, Y] {
+        let exit = 1 - entry;
+        let mut net = forward_net(1, entry, None);
+        for round in 0..3u8 {
+            for c in 0..5u16 {
+                let msg = [b'c', c as u8, round];
+                net.send(entry, client(c), a(LISTEN), &msg);
+            }
+        }
+        // The exit opened one connected socket per client.
+        assert_eq!(net.connected_to(exit, a(TARGET)).len(), 5);
+        target_echoes(&mut net, exit);
+        for c in 0..5u16 {
+            let got = net.take_delivered_to(client(c));
+            assert_eq!(got.len(), 3, "entry {entry} client {c}");
+            for d in got {
+                assert_eq!(d.node, entry);
+                assert_eq!(d.from, a(LISTEN), "replies come from the listen socket");
+                assert_eq!(&d.payload[..5], &[b'r', b'e', b':', b'c', c as u8]);
+            }
+        }
+        assert!(net.delivered.is_empty());
+        let (se, sx) = (net.stats(entry, 1), net.stats(exit, 1));
+        assert_eq!((se.to_peer.datagrams, se.from_peer.datagrams), (15, 15));
+        assert_eq!((sx.to_peer.datagrams, sx.from_peer.datagrams), (15, 15));
+        assert_eq!((se.channels_open, sx.channels_open), (5, 5));
+        assert_eq!((se.channels_created, sx.channels_created), (5, 5));
+        assert_eq!(se.to_peer.bytes, 45);
+        assert_eq!(se.drops.total() + sx.drops.total(), 0);
+    }
+}
+
+#[test]
+fn forward_table_full_drops_then_evicts_idle_lru() {
+    let mut net = forward_net(2, X, Some((2, 60, 5)));
+    net.send(X, client(1), a(LISTEN), b"one");
+    net.run_for(Duration::from_secs(1));
+    net.send(X, client(2), a(LISTEN), b"two");
+    // Full, nobody idle for 5 s: the newcomer is dropped and counted.
+    net.send(X, client(3), a(LISTEN), b"three");
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::TableFull), 1);
+    assert_eq!(net.take_delivered_to(a(TARGET)).len(), 2);
+    // Client 1 goes quiet for 5 s; client 2 keeps talking.
+    net.run_for(Duration::from_secs(3));
+    net.send(X, client(2), a(LISTEN), b"two again");
+    net.run_for(Duration::from_secs(2));
+    net.send(X, client(3), a(LISTEN), b"three again");
+    let s = net.stats(X, 1);
+    assert_eq!(
+        (s.channels_evicted, s.channels_open, s.channels_created),
+        (1, 2, 3)
+    );
+    // The exit had room for the new number only after evicting too; its LRU
+    // (client 1's channel) was idle long enough.
+    let sx = net.stats(Y, 1);
+    assert_eq!((sx.channels_evicted, sx.channels_open), (1, 2));
+    assert_eq!(
+        net.connected_to(Y, a(TARGET)).len(),
+        2,
+        "the evicted channel's socket was closed"
+    );
+    assert_eq!(net.take_delivered_to(a(TARGET)).len(), 2);
+    // A late reply on the evicted channel reaches nobody.
+    let stale = net.connected_to(Y, a(TARGET));
+    assert_eq!(stale.len(), 2);
+}
+
+#[test]
+fn forward_idle_channels_expire_at_the_configured_time() {
+    let mut net = forward_net(3, X, Some((8, 10, 1)));
+    net.send(X, client(1), a(LISTEN), b"hello");
+    let opened = net.now;
+    assert_eq!(
+        net.nodes[X]
+            .poll_timeout()
+            .map(|t| t <= opened + Duration::from_secs(10)),
+        Some(true)
+    );
+    net.run_for(Duration::from_millis(9_999));
+    assert_eq!(net.stats(X, 1).channels_open, 1);
+    assert_eq!(net.stats(Y, 1).channels_open, 1);
+    net.run_for(Duration::from_millis(1));
+    assert_eq!(net.stats(X, 1).channels_open, 0);
+    assert_eq!(net.stats(Y, 1).channels_open, 0);
+    assert_eq!(net.stats(X, 1).channels_expired, 1);
+    assert_eq!(net.stats(Y, 1).channels_expired, 1);
+    assert!(
+        net.connected_to(Y, a(TARGET)).is_empty(),
+        "the exit socket was closed"
+    );
+}
+
+#[test]
+fn traffic_in_either_direction_refreshes_a_channel() {
+    let mut net = forward_net(4, X, Some((8, 10, 1)));
+    net.send(X, client(1), a(LISTEN), b"q");
+    for _ in 0..5 {
+        net.run_for(Duration::from_secs(6));
+        let (socket, _) = net.connected_to(Y, a(TARGET))[0];
+        net.send_on(Y, socket, a(TARGET), b"unsolicited reply");
+    }
+    assert_eq!(net.take_delivered_to(client(1)).len(), 5);
+    assert_eq!(net.stats(X, 1).channels_expired, 0);
+}
+
+#[test]
+fn reply_after_entry_expiry_reaches_no_one() {
+    // The exit keeps channels longer than the entry.
+    let mut net = Net::new(5);
+    net.service(
+        X,
+        with_limits(forward_entry(1, net.peer[X], LISTEN), 8, 5, 1),
+    );
+    net.service(
+        Y,
+        with_limits(forward_exit(1, Peers::One(net.peer[Y]), TARGET), 8, 60, 1),
+    );
+    net.up();
+    net.send(X, client(1), a(LISTEN), b"first");
+    let (socket, _) = net.connected_to(Y, a(TARGET))[0];
+    net.run_for(Duration::from_secs(6));
+    assert_eq!(net.stats(X, 1).channels_open, 0);
+    // A new client now; then the target answers the old channel.
+    net.send(X, client(2), a(LISTEN), b"second");
+    net.send_on(Y, socket, a(TARGET), b"late answer for client 1");
+    assert!(net.take_delivered_to(client(2)).is_empty());
+    assert!(net.take_delivered_to(client(1)).is_empty());
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::UnknownChannel), 1);
+}
+
+#[test]
+fn restart_of_either_node_drops_the_old_channels() {
+    for restarted in [X, Y] {
+        let mut net = forward_net(6, X, None);
+        let services = [
+            forward_entry(1, PeerId(0), LISTEN),
+            forward_exit(1, Peers::One(PeerId(0)), TARGET),
+        ];
+        net.send(X, client(1), a(LISTEN), b"before");
+        let old_exit_socket = net.connected_to(Y, a(TARGET))[0].0;
+        net.take_delivered_to(a(TARGET));
+        net.restart(
+            restarted,
+            600 + restarted as u64,
+            &services[restarted..=restarted],
+        );
+        net.up();
+        let survivor = 1 - restarted;
+        assert!(
+            net.events[survivor].contains(&NodeEvent::Link(LinkEvent::PeerRestarted(
+                net.peer[survivor]
+            ))),
+            "{:?}",
+            net.events[survivor]
+        );
+        assert_eq!(
+            net.stats(survivor, 1).channels_open,
+            0,
+            "restarted {restarted}"
+        );
+        assert_eq!(net.stats(survivor, 1).channels_closed, 1);
+        // A new client after the restart; a late reply on the old exit socket
+        // (if the exit survived, the runtime may still deliver one) is stale.
+        net.send(X, client(2), a(LISTEN), b"after");
+        if survivor == Y {
+            net.send_on(Y, old_exit_socket, a(TARGET), b"late");
+            assert_eq!(net.nodes[Y].node_drops().get(ServiceDrop::StaleSocket), 1);
+        }
+        target_echoes(&mut net, Y);
+        let to_new = net.take_delivered_to(client(2));
+        assert_eq!(to_new.len(), 1);
+        assert_eq!(to_new[0].payload, b"re:after");
+        assert!(net.take_delivered_to(client(1)).is_empty());
+    }
+}
+
+#[test]
+fn direct_carries_only_the_two_fixed_customers_both_ways() {
+    let (ax, ay) = (a("127.0.0.1:7001"), a("127.0.0.1:7002"));
+    let (cx, cy) = (a("127.0.0.1:9001"), a("127.0.0.1:9002"));
+    let mut net = Net::new(7);
+    let px = net.peer[X];
+    let py = net.peer[Y];
+    net.service(
+        X,
+        ServiceConfig::new(
+            3,
+            Peers::One(px),
+            Role::Direct {
+                listen: ax,
+                customer: cx,
+            },
+        ),
+    );
+    net.service(
+        Y,
+        ServiceConfig::new(
+            3,
+            Peers::One(py),
+            Role::Direct {
+                listen: ay,
+                customer: cy,
+            },
+        ),
+    );
+    net.up();
+    // Y's customer speaks first.
+    net.send(Y, cy, ay, b"from y side");
+    net.send(X, cx, ax, b"from x side");
+    net.send(X, a("127.0.0.1:6666"), ax, b"stranger");
+    let at_cx = net.take_delivered_to(cx);
+    let at_cy = net.take_delivered_to(cy);
+    assert_eq!(
+        at_cx,
+        vec![Delivery {
+            node: X,
+            from: ax,
+            to: cx,
+            payload: b"from y side".to_vec()
+        }]
+    );
+    assert_eq!(
+        at_cy,
+        vec![Delivery {
+            node: Y,
+            from: ay,
+            to: cy,
+            payload: b"from x side".to_vec()
+        }]
+    );
+    assert!(net.delivered.is_empty());
+    assert_eq!(net.drop_count(X, 3, ServiceDrop::Stranger), 1);
+    // Overhead of a direct frame: 30 bytes.
+    let data: Vec<_> = net
+        .wire
+        .iter()
+        .filter(|(_, b)| b[0] == 4 && b.len() > 29)
+        .collect();
+    assert!(
+        data.iter().all(|(_, b)| b.len() == 30 + 11),
+        "{:?}",
+        data.iter().map(|(_, b)| b.len()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn push_is_one_way_in_both_mirror_images() {
+    for entry in [X, Y] {
+        let exit = 1 - entry;
+        let mut net = Net::new(8);
+        let pe = net.peer[entry];
+        let px = net.peer[exit];
+        let (listen, target) = (a("127.0.0.1:5514"), a("127.0.0.1:514"));
+        net.service(
+            entry,
+            ServiceConfig::new(2, Peers::One(pe), Role::PushEntry { listen }),
+        );
+        net.service(
+            exit,
+            ServiceConfig::new(2, Peers::One(px), Role::PushExit { target }),
+        );
+        net.up();
+        for i in 0..20u16 {
+            net.send(entry, client(i % 3), listen, format!("line {i}").as_bytes());
+        }
+        let got = net.take_delivered_to(target);
+        assert_eq!(got.len(), 20);
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, d)| d.payload == format!("line {i}").as_bytes()));
+        // One socket for everything at the exit.
+        assert_eq!(
+            got.iter()
+                .map(|d| d.from)
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            1
+        );
+        // Something answers the exit's socket: dropped.
+        let sock = net.socket_at(exit, got[0].from);
+        net.send_on(exit, sock, target, b"reply?");
+        assert!(net.delivered.is_empty());
+        assert_eq!(net.drop_count(exit, 2, ServiceDrop::WrongDirection), 1);
+        assert_eq!(net.stats(exit, 2).from_peer.datagrams, 20);
+        assert_eq!(net.stats(entry, 2).to_peer.datagrams, 20);
+    }
+}
+
+#[test]
+fn half_mismatch_is_dropped_counted_and_reported_once() {
+    let mut net = Net::new(9);
+    let (px, py) = (net.peer[X], net.peer[Y]);
+    net.service(X, forward_entry(1, px, LISTEN));
+    net.service(Y, forward_entry(1, py, "127.0.0.1:6000"));
+    net.up();
+    for i in 0..3 {
+        net.send(X, client(i), a(LISTEN), b"both think they are the entry");
+    }
+    assert!(net.delivered.is_empty());
+    assert_eq!(net.drop_count(Y, 1, ServiceDrop::HalfMismatch), 3);
+    let reports: Vec<_> = net.events[Y]
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::Mismatch { .. }))
+        .collect();
+    assert_eq!(
+        reports,
+        vec![&NodeEvent::Mismatch {
+            service: 1,
+            peer: py,
+            problem: ServiceDrop::HalfMismatch
+        }]
+    );
+}
+
+#[test]
+fn mode_mismatch_and_unknown_service_are_dropped_and_reported_once() {
+    let mut net = Net::new(10);
+    let (px, py) = (net.peer[X], net.peer[Y]);
+    net.service(X, forward_entry(1, px, LISTEN));
+    net.service(
+        X,
+        ServiceConfig::new(
+            4,
+            Peers::One(px),
+            Role::PushEntry {
+                listen: a("127.0.0.1:5600"),
+            },
+        ),
+    );
+    net.service(
+        Y,
+        ServiceConfig::new(1, Peers::One(py), Role::PushExit { target: a(TARGET) }),
+    );
+    net.up();
+    net.send(X, client(1), a(LISTEN), b"forward frame to a push exit");
+    net.send(X, client(1), a("127.0.0.1:5600"), b"service 4 unknown at y");
+    net.send(X, client(1), a("127.0.0.1:5600"), b"again");
+    assert!(net.delivered.is_empty());
+    assert_eq!(net.drop_count(Y, 1, ServiceDrop::ModeMismatch), 1);
+    assert_eq!(
+        net.nodes[Y].node_drops().get(ServiceDrop::UnknownService),
+        2
+    );
+    let unknown: Vec<_> = net.events[Y]
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::UnknownService { .. }))
+        .collect();
+    assert_eq!(
+        unknown,
+        vec![&NodeEvent::UnknownService {
+            service: 4,
+            peer: py
+        }]
+    );
+}
+
+#[test]
+fn datagrams_before_the_link_is_up_are_counted_not_lost_silently() {
+    let mut net = Net::new(11);
+    let (px, py) = (net.peer[X], net.peer[Y]);
+    net.service(X, forward_entry(1, px, LISTEN));
+    net.service(Y, forward_exit(1, Peers::One(py), TARGET));
+    net.send(X, client(1), a(LISTEN), b"too early");
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 1);
+    // The handshake it started completes; the client's retry goes through.
+    assert!(net.nodes[X].link().is_up(px, net.now));
+    net.send(X, client(1), a(LISTEN), b"retry");
+    assert_eq!(net.take_delivered_to(a(TARGET)).len(), 1);
+}
+
+#[test]
+fn bad_service_configs_are_refused() {
+    let mut net = Net::new(12);
+    let px = net.peer[X];
+    let n = &mut net.nodes[X];
+    n.add_service(forward_entry(1, px, LISTEN)).unwrap();
+    assert_eq!(
+        n.add_service(forward_entry(1, px, "127.0.0.1:1")),
+        Err(ServiceError::DuplicateId)
+    );
+    assert_eq!(
+        n.add_service(forward_entry(2, PeerId(3), LISTEN)),
+        Err(ServiceError::UnknownPeer)
+    );
+    let any_entry = service(3, Peers::Any, Role::ForwardEntry { listen: a(LISTEN) });
+    assert_eq!(n.add_service(any_entry), Err(ServiceError::NeedsOnePeer));
+    assert_eq!(
+        n.add_service(with_limits(forward_entry(4, px, LISTEN), 0, 60, 1)),
+        Err(ServiceError::BadChannelLimit)
+    );
+    assert_eq!(
+        n.add_service(with_limits(forward_entry(4, px, LISTEN), 17, 60, 1)),
+        Err(ServiceError::BadChannelLimit)
+    );
+    assert_eq!(
+        n.add_service(with_limits(forward_entry(4, px, LISTEN), 4, 0, 1)),
+        Err(ServiceError::BadIdleTimeout)
+    );
+    for id in 10..17 {
+        n.add_service(forward_entry(id, px, LISTEN)).unwrap();
+    }
+    assert_eq!(
+        n.add_service(forward_entry(99, px, LISTEN)),
+        Err(ServiceError::TooManyServices)
+    );
+}
+
+#[test]
+fn a_failed_exit_socket_drops_its_channel() {
+    let mut net = forward_net(13, X, None);
+    net.send(X, client(1), a(LISTEN), b"x");
+    let (socket, _) = net.connected_to(Y, a(TARGET))[0];
+    net.nodes[Y].socket_failed(socket);
+    assert_eq!(net.stats(Y, 1).channels_open, 0);
+    assert_eq!(net.drop_count(Y, 1, ServiceDrop::SocketFailed), 1);
+}
+
+#[test]
+fn channel_number_exhaustion_renews_the_incarnation_and_keeps_clients_apart() {
+    let mut net = forward_net(14, X, None);
+    net.send(X, client(1), a(LISTEN), b"old client");
+    net.nodes[X].services[0].next_number = u32::MAX;
+    net.send(X, client(2), a(LISTEN), b"needs a number");
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 1);
+    net.run_for(Duration::from_millis(10));
+    assert!(net.events[Y].contains(&NodeEvent::Link(LinkEvent::PeerRestarted(net.peer[Y]))));
+    assert_eq!(net.stats(Y, 1).channels_open, 0);
+    assert_eq!(net.stats(X, 1).channels_open, 0);
+    net.take_delivered_to(a(TARGET));
+    // Numbering restarted at 0: client 2 gets number 0, which client 1 had.
+    net.send(X, client(2), a(LISTEN), b"new client");
+    target_echoes(&mut net, Y);
+    assert_eq!(net.take_delivered_to(client(2)).len(), 1);
+    assert!(net.take_delivered_to(client(1)).is_empty());
+}

@@ -1,0 +1,213 @@
+//! Router mode in both mirror images, over IPv4 and IPv6: channels per
+//! (client, destination), the allow-list, forged replies that smoltcp's own
+//! parser accepts with checksums verified.
+
+use super::*;
+use crate::ip;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
+};
+
+/// An IP/UDP packet from `src` to `dst`, built with core's own forging (it
+/// is checked against smoltcp below).
+fn packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let head = ip::udp_header_len(&src);
+    let mut buf = vec![0u8; head + payload.len()];
+    buf[head..].copy_from_slice(payload);
+    let range = ip::forge_udp(&mut buf, head..head + payload.len(), src, dst).unwrap();
+    assert_eq!(range, 0..buf.len());
+    buf
+}
+
+/// Parses a packet written to the TUN device with smoltcp, checksums
+/// verified: (source, destination, payload).
+fn parse_with_smoltcp(bytes: &[u8]) -> (SocketAddr, SocketAddr, Vec<u8>) {
+    let caps = ChecksumCapabilities::default();
+    match bytes[0] >> 4 {
+        4 => {
+            let p = Ipv4Packet::new_checked(bytes).unwrap();
+            let repr = Ipv4Repr::parse(&p, &caps).unwrap();
+            assert_eq!(repr.next_header, IpProtocol::Udp);
+            let u = UdpPacket::new_checked(p.payload()).unwrap();
+            let (src, dst) = (
+                IpAddress::Ipv4(repr.src_addr),
+                IpAddress::Ipv4(repr.dst_addr),
+            );
+            let urepr = UdpRepr::parse(&u, &src, &dst, &caps).unwrap();
+            (
+                SocketAddr::new(repr.src_addr.into(), urepr.src_port),
+                SocketAddr::new(repr.dst_addr.into(), urepr.dst_port),
+                u.payload().to_vec(),
+            )
+        }
+        6 => {
+            let p = Ipv6Packet::new_checked(bytes).unwrap();
+            let repr = Ipv6Repr::parse(&p).unwrap();
+            assert_eq!(repr.next_header, IpProtocol::Udp);
+            let u = UdpPacket::new_checked(p.payload()).unwrap();
+            let (src, dst) = (
+                IpAddress::Ipv6(repr.src_addr),
+                IpAddress::Ipv6(repr.dst_addr),
+            );
+            let urepr = UdpRepr::parse(&u, &src, &dst, &caps).unwrap();
+            (
+                SocketAddr::new(repr.src_addr.into(), urepr.src_port),
+                SocketAddr::new(repr.dst_addr.into(), urepr.dst_port),
+                u.payload().to_vec(),
+            )
+        }
+        v => panic!("IP version {v}"),
+    }
+}
+
+fn router_net(seed: u64, entry: usize, rules: &[&str]) -> Net {
+    let mut net = Net::new(seed);
+    let pe = net.peer[entry];
+    let px = net.peer[1 - entry];
+    net.service(entry, service(5, Peers::One(pe), Role::RouterEntry));
+    net.service(1 - entry, router_exit(5, px, rules));
+    net.up();
+    net
+}
+
+/// Every destination answers each datagram with "re:" + payload.
+fn destinations_echo(net: &mut Net, exit: usize) {
+    for d in std::mem::take(&mut net.delivered) {
+        assert_eq!(d.node, exit);
+        let socket = net.socket_at(exit, d.from);
+        let mut reply = b"re:".to_vec();
+        reply.extend_from_slice(&d.payload);
+        net.send_on(exit, socket, d.to, &reply);
+    }
+}
+
+#[test]
+fn router_carries_udp_both_mirror_images_v4_and_v6() {
+    for entry in [X, Y] {
+        let exit = 1 - entry;
+        let mut net = router_net(20, entry, &["10.0.0.0/8:53", "[2001:db8::]/32:53"]);
+        let cases = [
+            (a("10.99.0.2:40000"), a("10.1.1.1:53")),
+            (a("10.99.0.2:40001"), a("10.1.1.1:53")),
+            (a("10.99.0.3:40000"), a("10.2.2.2:53")),
+            (a("[fd00::2]:40000"), a("[2001:db8::53]:53")),
+        ];
+        for (i, (client, dest)) in cases.iter().enumerate() {
+            net.tun_send(
+                entry,
+                5,
+                &packet(*client, *dest, format!("q{i}").as_bytes()),
+            );
+        }
+        // One connected socket per (client, destination) at the exit.
+        let to_dest: Vec<_> = net
+            .delivered
+            .iter()
+            .map(|d| (d.to, d.payload.clone()))
+            .collect();
+        assert_eq!(to_dest.len(), 4);
+        for (i, (_, dest)) in cases.iter().enumerate() {
+            assert_eq!(to_dest[i], (*dest, format!("q{i}").into_bytes()));
+        }
+        assert_eq!(net.open_sockets(exit), 4);
+        destinations_echo(&mut net, exit);
+        assert_eq!(net.tun.len(), 4);
+        for (i, (node, service, bytes)) in net.tun.iter().enumerate() {
+            assert_eq!((*node, *service), (entry, 5));
+            let (src, dst, payload) = parse_with_smoltcp(bytes);
+            assert_eq!(
+                (src, dst),
+                (cases[i].1, cases[i].0),
+                "reply {i} from the destination to its client"
+            );
+            assert_eq!(payload, format!("re:q{i}").into_bytes());
+            // Core's own parser agrees.
+            let udp = ip::parse_udp(bytes).unwrap();
+            assert_eq!((udp.source, udp.destination), (src, dst));
+        }
+        let (se, sx) = (net.stats(entry, 5), net.stats(exit, 5));
+        assert_eq!(
+            (
+                se.to_peer.datagrams,
+                se.from_peer.datagrams,
+                se.channels_open
+            ),
+            (4, 4, 4)
+        );
+        assert_eq!(
+            (
+                sx.to_peer.datagrams,
+                sx.from_peer.datagrams,
+                sx.channels_open
+            ),
+            (4, 4, 4)
+        );
+    }
+}
+
+#[test]
+fn router_exit_enforces_the_allow_list() {
+    let mut net = router_net(21, X, &["10.0.0.0/8:53"]);
+    let client = a("10.99.0.2:40000");
+    net.tun_send(X, 5, &packet(client, a("10.1.1.1:53"), b"allowed"));
+    net.tun_send(X, 5, &packet(client, a("10.1.1.1:54"), b"wrong port"));
+    net.tun_send(X, 5, &packet(client, a("192.0.2.1:53"), b"wrong network"));
+    net.tun_send(
+        X,
+        5,
+        &packet(a("[fd00::2]:1"), a("[2001:db8::1]:53"), b"v6 not allowed"),
+    );
+    assert_eq!(net.delivered.len(), 1);
+    assert_eq!(net.delivered[0].to, a("10.1.1.1:53"));
+    assert_eq!(net.drop_count(Y, 5, ServiceDrop::NotAllowed), 3);
+    assert_eq!(net.open_sockets(Y), 1);
+}
+
+#[test]
+fn empty_allow_list_allows_nothing() {
+    let mut net = router_net(22, X, &[]);
+    net.tun_send(X, 5, &packet(a("10.99.0.2:40000"), a("10.1.1.1:53"), b"x"));
+    assert!(net.delivered.is_empty());
+    assert_eq!(net.drop_count(Y, 5, ServiceDrop::NotAllowed), 1);
+}
+
+#[test]
+fn router_entry_drops_what_is_not_udp() {
+    let mut net = router_net(23, X, &["0.0.0.0/0"]);
+    let mut tcp = packet(a("10.99.0.2:40000"), a("10.1.1.1:80"), b"x");
+    // Turn it into TCP (protocol 6) with a valid header checksum.
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut tcp[..]);
+        p.set_next_header(IpProtocol::Tcp);
+        p.fill_checksum();
+    }
+    net.tun_send(X, 5, &tcp);
+    net.tun_send(X, 5, &[0x45, 0, 0]);
+    let mut corrupt = packet(a("10.99.0.2:40000"), a("10.1.1.1:53"), b"payload");
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    net.tun_send(X, 5, &corrupt);
+    assert!(net.delivered.is_empty());
+    assert_eq!(net.drop_count(X, 5, ServiceDrop::NotUdp), 1);
+    assert_eq!(net.drop_count(X, 5, ServiceDrop::MalformedIp), 1);
+    assert_eq!(net.drop_count(X, 5, ServiceDrop::BadChecksum), 1);
+}
+
+#[test]
+fn replies_never_cross_between_router_clients() {
+    let mut net = router_net(24, X, &["10.0.0.0/8"]);
+    let dest = a("10.1.1.1:53");
+    for c in 0..6u16 {
+        let client = SocketAddr::new([10, 99, 0, 2].into(), 50000 + c);
+        net.tun_send(X, 5, &packet(client, dest, &c.to_be_bytes()));
+    }
+    destinations_echo(&mut net, Y);
+    assert_eq!(net.tun.len(), 6);
+    for (_, _, bytes) in &net.tun {
+        let (src, dst, payload) = parse_with_smoltcp(bytes);
+        assert_eq!(src, dest);
+        let c = u16::from_be_bytes([payload[3], payload[4]]);
+        assert_eq!(dst.port(), 50000 + c);
+    }
+}
