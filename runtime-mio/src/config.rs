@@ -323,16 +323,26 @@ impl Config {
             source,
         })?;
         let text = Zeroizing::new(text);
-        Config::parse(&text, path)
+        let (config, inline_key) = Config::parse_inner(&text, path)?;
+        if inline_key {
+            warn_if_others_can_read(path);
+        }
+        Ok(config)
     }
 
     /// Validates configuration `text` as if read from `path`: `path` names
     /// the file in errors, its directory is where relative paths start, and
     /// its stem names the default control socket.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_inner(text, path).map(|(config, _)| config)
+    }
+
+    /// [`Config::parse`], also saying whether the private key was inline.
+    fn parse_inner(text: &str, path: &Path) -> Result<(Config, bool), ConfigError> {
         let ctx = Ctx { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.parse_error(&e))?;
-        ctx.validate(raw)
+        let inline_key = raw.private_key.is_some();
+        Ok((ctx.validate(raw)?, inline_key))
     }
 
     /// The peer a [`PeerRef::Named`] points at; `None` for [`PeerRef::Any`].
@@ -441,8 +451,9 @@ impl Ctx<'_> {
     }
 
     /// The key a parser error's span points at or into, when the text makes
-    /// it plain: the span is a bare key followed by `=`, or the value right
-    /// after `key =` on its line.
+    /// it plain: the span is a bare key followed by `=` (or ending a table
+    /// header such as `[service.x]`), or the value right after `key =` on its
+    /// line.
     fn key_at(&self, span: Range<usize>) -> Option<String> {
         let is_key = |s: &str| {
             !s.is_empty()
@@ -451,11 +462,12 @@ impl Ctx<'_> {
         };
         let here = self.text.get(span.clone())?;
         let after = self.text.get(span.end..)?.trim_start_matches([' ', '\t']);
-        if is_key(here) && after.starts_with('=') {
-            return Some(here.to_owned());
-        }
         let before = self.text.get(..span.start)?;
         let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+        let in_header = line.trim_start().starts_with('[') && !line.contains('=');
+        if is_key(here) && (after.starts_with('=') || (in_header && after.starts_with(']'))) {
+            return Some(here.to_owned());
+        }
         let key = line.trim_end().strip_suffix('=')?.trim();
         is_key(key).then(|| key.to_owned())
     }
@@ -520,13 +532,10 @@ impl Ctx<'_> {
             )),
             (Some(file), None) => keyfile::read_private_key(&self.relative(file.get_ref()))
                 .map_err(|source| self.key_file(file, "private_key_file", source)),
-            (None, Some(inline)) => {
-                warn_if_others_can_read(self.path);
-                inline
-                    .get_ref()
-                    .parse()
-                    .map_err(|e| self.at(inline, "private_key", format!("{e}")))
-            }
+            (None, Some(inline)) => inline
+                .get_ref()
+                .parse()
+                .map_err(|e| self.at(inline, "private_key", format!("{e}"))),
         }
     }
 
@@ -697,13 +706,14 @@ impl Ctx<'_> {
         };
         let span_of = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
         let allow_span = s.allow.as_ref().map(Spanned::span);
-        let half = match mode {
-            Mode::Forward | Mode::Push => {
-                let uses = "it uses listen on the entry or target on the exit";
-                not_for("tun", span_of(&s.tun), uses)?;
-                not_for("address", span_of(&s.address), uses)?;
-                not_for("allow", allow_span, uses)?;
-                match (&s.listen, &s.target) {
+        let half =
+            match mode {
+                Mode::Forward | Mode::Push => {
+                    let uses = "it uses listen on the entry or target on the exit";
+                    not_for("tun", span_of(&s.tun), uses)?;
+                    not_for("address", span_of(&s.address), uses)?;
+                    not_for("allow", allow_span, uses)?;
+                    match (&s.listen, &s.target) {
                     (Some(_), None) => Half::Entry,
                     (None, Some(_)) => Half::Exit,
                     (Some(_), Some(target)) => {
@@ -721,59 +731,57 @@ impl Ctx<'_> {
                         ": give listen (this node is the entry) or target (this node is the exit)",
                     )),
                 }
-            }
-            Mode::Direct => {
-                let uses = "it uses listen and target on both nodes";
-                not_for("tun", span_of(&s.tun), uses)?;
-                not_for("address", span_of(&s.address), uses)?;
-                not_for("allow", allow_span, uses)?;
-                if s.listen.is_none() {
-                    return Err(missing(
-                        "listen",
-                        ": a direct service needs both listen and target",
-                    ));
                 }
-                if s.target.is_none() {
-                    return Err(missing(
-                        "target",
-                        ": a direct service needs both listen and target",
-                    ));
-                }
-                Half::Both
-            }
-            Mode::Router => {
-                let uses = "it uses tun on the entry or allow on the exit";
-                not_for("listen", span_of(&s.listen), uses)?;
-                not_for("target", span_of(&s.target), uses)?;
-                match (&s.tun, allow_span) {
-                    (Some(_), None) => Half::Entry,
-                    (None, Some(_)) => {
-                        if let Some(address) = &s.address {
-                            return Err(self.at(
-                                address,
-                                "address",
-                                "address belongs to the entry half, with tun",
-                            ));
-                        }
-                        Half::Exit
-                    }
-                    (Some(_), Some(span)) => {
-                        return Err(self.invalid(
-                            Some(span),
-                            "allow",
-                            "a router service has tun on its entry half or allow on its exit \
-                             half, not both",
-                        ))
-                    }
-                    (None, None) => {
+                Mode::Direct => {
+                    let uses = "it uses listen and target on both nodes";
+                    not_for("tun", span_of(&s.tun), uses)?;
+                    not_for("address", span_of(&s.address), uses)?;
+                    not_for("allow", allow_span, uses)?;
+                    if s.listen.is_none() {
                         return Err(missing(
+                            "listen",
+                            ": a direct service needs both listen and target",
+                        ));
+                    }
+                    if s.target.is_none() {
+                        return Err(missing(
+                            "target",
+                            ": a direct service needs both listen and target",
+                        ));
+                    }
+                    Half::Both
+                }
+                Mode::Router => {
+                    let uses = "it uses tun on the entry or allow on the exit";
+                    not_for("listen", span_of(&s.listen), uses)?;
+                    not_for("target", span_of(&s.target), uses)?;
+                    match (&s.tun, allow_span) {
+                        (Some(_), None) => Half::Entry,
+                        (None, Some(_)) => {
+                            if let Some(address) = &s.address {
+                                return Err(self.at(
+                                    address,
+                                    "address",
+                                    "address belongs to the entry half, with tun",
+                                ));
+                            }
+                            Half::Exit
+                        }
+                        (Some(_), Some(span)) => {
+                            return Err(self.invalid(
+                                Some(span),
+                                "allow",
+                                "a router service has tun on its entry half or allow on its exit \
+                             half, not both",
+                            ))
+                        }
+                        (None, None) => return Err(missing(
                             "tun",
                             ": give tun (this node is the entry) or allow (this node is the exit)",
-                        ))
+                        )),
                     }
                 }
-            }
-        };
+            };
 
         if peer == PeerRef::Any && half != Half::Exit {
             let which = if half == Half::Both {
@@ -1030,9 +1038,9 @@ pub fn default_control_socket(config_path: &Path) -> PathBuf {
     Path::new(DEFAULT_CONTROL_DIR).join(name)
 }
 
-/// An inline private key is as secret as a key file: say so when others can
-/// read the configuration file (not refused: example configs from a fresh
-/// clone are mode 0644).
+/// An inline private key is as secret as a key file: warn, once the file is
+/// known to be valid, when others can read it (not refused: the example
+/// configurations are mode 0644 in a fresh clone).
 fn warn_if_others_can_read(path: &Path) {
     #[cfg(unix)]
     {

@@ -233,6 +233,8 @@ fn refuses_unknown_keys() {
         "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisen = \"127.0.0.1:1\"\n",
     );
     refused(&text, "lisen", "lisen", "unknown field `lisen`");
+    let text = with_peer("\n[[service]]\nid = 1\n[service.extra]\n");
+    refused(&text, "extra", "extra", "unknown field `extra`");
 }
 
 #[test]
