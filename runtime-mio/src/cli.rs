@@ -1,0 +1,299 @@
+//! The `sdt` command line.
+//!
+//! ```text
+//! sdt genkey              print a new private key
+//! sdt pubkey < x.key      print the public key of the private key on stdin
+//! sdt genpsk              print a new pre-shared key
+//! sdt check -c x.toml     validate a configuration file
+//! ```
+//!
+//! Keys are printed in WireGuard's text form (base64) followed by a newline,
+//! so `sdt genkey | sdt pubkey` and `wg genkey | sdt pubkey` both work.
+//!
+//! Logs go to stderr through `tracing`: warnings by default, `-v` for info,
+//! `-vv` for debug, `-vvv` for trace; `RUST_LOG` (env-filter syntax, e.g.
+//! `RUST_LOG=sdt=debug`) adds per-module directives.
+//!
+//! # Exit status
+//!
+//! - 0 ([`EXIT_OK`]): success.
+//! - 1 ([`EXIT_CONFIG`]): configuration or usage error: a bad configuration
+//!   file or key file, a bad key on stdin, bad arguments. One line
+//!   `sdt: FILE:LINE: key `KEY`: message` (or shorter) goes to stderr.
+//! - 2 ([`EXIT_RUNTIME`]): runtime error: the system failed us (no OS
+//!   randomness, stdin or stdout unusable, ...).
+//!
+//! Bad input never panics.
+
+use std::fmt;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+use rand_core::{OsRng, RngCore};
+use sdt_core::key::{KeyError, PresharedKey, PrivateKey, KEY_LEN};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::config::{Config, ConfigError};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: configuration or usage error.
+pub const EXIT_CONFIG: u8 = 1;
+/// Exit status: runtime error.
+pub const EXIT_RUNTIME: u8 = 2;
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  configuration or usage error (bad config or key file, bad key on stdin, bad arguments)
+  2  runtime error (the system failed: no OS randomness, stdin or stdout unusable, ...)";
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sdt",
+    version,
+    about = "sdt, the secure datagram tunnel",
+    long_about = "sdt, the secure datagram tunnel: two nodes hold one encrypted, \
+                  authenticated UDP link and carry ordinary programs' datagrams across it. \
+                  Keys use WireGuard's base64 text form.",
+    after_help = EXIT_STATUS_HELP
+)]
+pub struct Cli {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (default:
+    /// warnings). RUST_LOG adds env-filter directives.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a new private key (base64, from OS randomness).
+    Genkey,
+    /// Read a private key on stdin and print its public key.
+    Pubkey,
+    /// Print a new pre-shared key (base64, from OS randomness).
+    Genpsk,
+    /// Load and validate a configuration file, key files included.
+    ///
+    /// Prints "FILE: ok, N peers, M services" on success; on failure prints
+    /// one line "sdt: FILE:LINE: key `KEY`: message" to stderr and exits 1.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// Why a command failed; [`CliError::exit_code`] maps it to the exit status.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The configuration was refused.
+    Config(ConfigError),
+    /// The key on stdin was refused.
+    StdinKey(KeyError),
+    /// Reading stdin failed.
+    Stdin(io::Error),
+    /// Writing stdout failed.
+    Stdout(io::Error),
+    /// The OS could not give randomness.
+    Random(rand_core::Error),
+}
+
+impl CliError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::StdinKey(_) => EXIT_CONFIG,
+            CliError::Stdin(_) | CliError::Stdout(_) | CliError::Random(_) => EXIT_RUNTIME,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Config(e) => write!(f, "{e}"),
+            CliError::StdinKey(e) => write!(f, "stdin: {e}"),
+            CliError::Stdin(e) => write!(f, "stdin: {e}"),
+            CliError::Stdout(e) => write!(f, "stdout: {e}"),
+            CliError::Random(e) => write!(f, "cannot get OS randomness: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Parses the process's arguments, runs the command and returns its exit
+/// status. Errors are printed as one line on stderr, prefixed `sdt: `.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; everything else clap
+            // refuses is a usage error (clap's own default would be 2).
+            return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
+        }
+    };
+    init_logging(cli.verbose);
+    match run(&cli.command) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            tracing::debug!(error = ?e, "command failed");
+            let _ = writeln!(io::stderr(), "sdt: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Sets up `tracing` to stderr. Quietly does nothing if a subscriber is
+/// already set (as in tests).
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    if verbose > 0 {
+        filter = filter.add_directive(level.into());
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+/// Runs one command, writing its output to stdout.
+pub fn run(command: &Command) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match command {
+        Command::Genkey => {
+            let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+            OsRng
+                .try_fill_bytes(&mut *bytes)
+                .map_err(CliError::Random)?;
+            let key = PrivateKey::from_bytes(*bytes);
+            print_secret(&mut out, &key)
+        }
+        Command::Genpsk => {
+            let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+            OsRng
+                .try_fill_bytes(&mut *bytes)
+                .map_err(CliError::Random)?;
+            let key = PresharedKey::from_bytes(*bytes);
+            print_secret(&mut out, &key)
+        }
+        Command::Pubkey => {
+            let key = read_private_key_from(io::stdin().lock())?;
+            writeln!(out, "{}", key.public_key())
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
+        }
+        Command::Check { config } => {
+            let cfg = Config::load(config).map_err(CliError::Config)?;
+            writeln!(
+                out,
+                "{}: ok, {}, {}",
+                config.display(),
+                plural(cfg.peers.len(), "peer"),
+                plural(cfg.services.len(), "service")
+            )
+            .and_then(|()| out.flush())
+            .map_err(CliError::Stdout)
+        }
+    }
+}
+
+/// Reads one private key (WireGuard text form, surrounding whitespace
+/// ignored) from `input`, reading at most a few KiB.
+pub fn read_private_key_from(input: impl Read) -> Result<PrivateKey, CliError> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(64));
+    input
+        .take(4096)
+        .read_to_end(&mut bytes)
+        .map_err(CliError::Stdin)?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| CliError::StdinKey(KeyError::InvalidBase64))?;
+    text.parse().map_err(CliError::StdinKey)
+}
+
+/// Writes a secret's text form and a newline without leaving a copy behind.
+fn print_secret(out: &mut impl Write, key: &impl fmt::Display) -> Result<(), CliError> {
+    let mut text = Zeroizing::new(String::with_capacity(64));
+    // Writing to a String cannot fail.
+    let _ = fmt::write(&mut *text, format_args!("{key}\n"));
+    let result = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Stdout);
+    text.zeroize();
+    result
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_documents_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit status:"), "{help}");
+        assert!(help.contains("1  configuration or usage error"), "{help}");
+        assert!(help.contains("2  runtime error"), "{help}");
+    }
+
+    #[test]
+    fn private_key_from_text() {
+        let key = PrivateKey::from_bytes([7; 32]);
+        let read = read_private_key_from(format!("{key}\n").as_bytes()).unwrap();
+        assert_eq!(read, key);
+        assert!(matches!(
+            read_private_key_from(&b"nope\n"[..]),
+            Err(CliError::StdinKey(KeyError::WrongLength))
+        ));
+        assert!(matches!(
+            read_private_key_from(&[0xffu8, 0xfe][..]),
+            Err(CliError::StdinKey(KeyError::InvalidBase64))
+        ));
+        assert!(matches!(
+            read_private_key_from(&b""[..]),
+            Err(CliError::StdinKey(_))
+        ));
+    }
+
+    #[test]
+    fn plural_words() {
+        assert_eq!(plural(0, "peer"), "0 peers");
+        assert_eq!(plural(1, "peer"), "1 peer");
+        assert_eq!(plural(2, "service"), "2 services");
+    }
+}

@@ -1,0 +1,1064 @@
+//! The node's configuration file (TOML), loaded into typed, validated structs.
+//!
+//! ```toml
+//! private_key_file = "x.key"        # or private_key = "..."; exactly one of them
+//! listen = "0.0.0.0:51820"          # the link socket; optional (ephemeral port)
+//! control_socket = "/run/sdt/x.sock" # optional; default /run/sdt/<config file stem>.sock
+//!
+//! [[peer]]
+//! name = "y"                        # unique, not "*"
+//! public_key = "..."                # unique
+//! endpoint = "203.0.113.5:51820"    # optional; "host:port" is resolved at load time
+//! preshared_key_file = "psk"        # optional (or preshared_key = "...")
+//! persistent_keepalive = "25s"      # optional
+//! keep_up = false                   # optional
+//!
+//! [[service]]
+//! id = 1                            # 0..=255, unique per node
+//! peer = "y"                        # a [[peer]] name; "*" (any peer) on an exit half
+//! mode = "forward"                  # direct | forward | push | router
+//! listen = "127.0.0.1:5353"         # entry half: customers send here
+//! target = "127.0.0.1:53"           # exit half: where datagrams go
+//! idle_timeout = "60s"              # default 60s
+//! max_channels = 1024               # default 1024, 1..=65535
+//! min_idle_for_eviction = "5s"      # default 5s
+//! ```
+//!
+//! Which half of a service this node holds follows from its keys:
+//!
+//! | mode | entry half | exit half |
+//! |---|---|---|
+//! | forward, push | `listen` | `target` |
+//! | direct | both `listen` (this node's customer-facing socket) and `target` (the one fixed customer) on each node: [`Half::Both`] | |
+//! | router | `tun` (and optionally `address`) | `allow` (an empty list allows nothing) |
+//!
+//! Durations are written like `"25s"`, `"500ms"`, `"2m"` or `"1h 30m"` and
+//! must not be zero. Relative paths (key files, the control socket) are
+//! relative to the directory of the configuration file. Unknown keys are
+//! refused, so a misspelt key is an error rather than a silent default.
+//!
+//! Every error is a [`ConfigError`] whose `Display` is one line of the form
+//! `FILE:LINE: key `KEY`: message` (the line and key left out when there are
+//! none to name), which `sdt check` prints after `sdt: `.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sdt_core::key::{PresharedKey, PrivateKey, PublicKey};
+use serde::Deserialize;
+use toml::Spanned;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::addr::{AllowRule, InterfaceAddress};
+use crate::keyfile::{self, KeyFileError};
+
+/// Default [`ServiceSpec::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`ServiceSpec::max_channels`].
+pub const DEFAULT_MAX_CHANNELS: u16 = 1024;
+/// Default [`ServiceSpec::min_idle_for_eviction`].
+pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = Duration::from_secs(5);
+/// Directory of the default control socket, `/run/sdt/<config stem>.sock`.
+pub const DEFAULT_CONTROL_DIR: &str = "/run/sdt";
+/// Longest TUN device name Linux accepts (`IFNAMSIZ` less the NUL).
+pub const MAX_TUN_NAME_LEN: usize = 15;
+
+/// A node's whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The configuration file it was loaded from, as given.
+    pub path: PathBuf,
+    /// This node's static private key.
+    pub private_key: PrivateKey,
+    /// The link socket's address; `None` for an ephemeral port on all
+    /// addresses.
+    pub listen: Option<SocketAddr>,
+    /// Where `sdt status` finds the running node.
+    pub control_socket: PathBuf,
+    /// The peers, in file order; [`PeerRef::Named`] indexes this.
+    pub peers: Vec<PeerSpec>,
+    /// The services, in file order.
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One `[[peer]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Unique name, used by services and in logs.
+    pub name: String,
+    /// The peer's static public key, unique among the peers.
+    pub public_key: PublicKey,
+    /// Where to reach the peer (resolved at load time); `None` to only accept
+    /// it.
+    pub endpoint: Option<SocketAddr>,
+    /// Optional pre-shared key mixed into the handshake.
+    pub preshared_key: Option<PresharedKey>,
+    /// Send a keepalive after this long without sending.
+    pub persistent_keepalive: Option<Duration>,
+    /// Bring the link up at start and keep it up even without traffic.
+    pub keep_up: bool,
+}
+
+/// Which peer a service runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerRef {
+    /// The peer at this index of [`Config::peers`].
+    Named(usize),
+    /// Any configured peer (`peer = "*"`), only on an exit half.
+    Any,
+}
+
+/// A service's mode; see the design brief for what each does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One fixed customer on each side, no channels.
+    Direct,
+    /// A channel per client of the entry; replies go back to that client.
+    Forward,
+    /// One way, everything to one target; no replies.
+    Push,
+    /// Any destination captured on a TUN device, within the exit's
+    /// allow-list.
+    Router,
+}
+
+impl Mode {
+    /// The name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Forward => "forward",
+            Mode::Push => "push",
+            Mode::Router => "router",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which half of a service this node holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Half {
+    /// Customers send here first (`listen`, or `tun` for a router).
+    Entry,
+    /// Datagrams leave towards their target here (`target`, or `allow` for a
+    /// router).
+    Exit,
+    /// A direct service: each node has one socket and one fixed customer.
+    Both,
+}
+
+impl Half {
+    /// Whether `self` on one node and `other` on its peer make a whole
+    /// service: an entry with an exit, or both sides of a direct service.
+    pub fn complements(self, other: Half) -> bool {
+        matches!(
+            (self, other),
+            (Half::Entry, Half::Exit) | (Half::Exit, Half::Entry) | (Half::Both, Half::Both)
+        )
+    }
+}
+
+/// A router entry's TUN device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunSpec {
+    /// Device name, e.g. `sdt0` (at most 15 bytes).
+    pub name: String,
+    /// Address to give the device, if sdt should set one.
+    pub address: Option<InterfaceAddress>,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Service number, unique on this node and the same on the peer.
+    pub id: u8,
+    /// The peer it runs with.
+    pub peer: PeerRef,
+    /// What it does.
+    pub mode: Mode,
+    /// Which half this node holds.
+    pub half: Half,
+    /// Entry (and direct): the socket customers send to.
+    pub listen: Option<SocketAddr>,
+    /// Exit: where datagrams go; direct: the one fixed customer.
+    pub target: Option<SocketAddr>,
+    /// Router entry: the TUN device.
+    pub tun: Option<TunSpec>,
+    /// Router exit: where datagrams may go. Empty allows nothing.
+    pub allow: Vec<AllowRule>,
+    /// Close a channel idle this long.
+    pub idle_timeout: Duration,
+    /// Most channels open at once.
+    pub max_channels: u16,
+    /// A full table evicts its least recently used channel only if it has
+    /// been idle at least this long.
+    pub min_idle_for_eviction: Duration,
+}
+
+/// Why a configuration was refused. `Display` is the one-line form
+/// `FILE:LINE: key `KEY`: message`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    Io {
+        /// The configuration file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The file is not valid TOML, or a value has the wrong type or an
+    /// unknown key (as reported by the TOML parser).
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// 1-based line of the problem, when the parser knows it.
+        line: Option<usize>,
+        /// The key involved, when it can be told from the text.
+        key: Option<String>,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file parses, but a value is wrong or missing, or values
+    /// contradict each other.
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// 1-based line of the offending key, when there is one.
+        line: Option<usize>,
+        /// The offending key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key file named by the configuration was refused.
+    KeyFile {
+        /// The configuration file.
+        path: PathBuf,
+        /// 1-based line of the key naming the file.
+        line: Option<usize>,
+        /// `private_key_file` or `preshared_key_file`.
+        key: String,
+        /// Why the key file was refused.
+        source: KeyFileError,
+    },
+}
+
+impl ConfigError {
+    /// The configuration file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::Io { path, .. }
+            | ConfigError::Parse { path, .. }
+            | ConfigError::Invalid { path, .. }
+            | ConfigError::KeyFile { path, .. } => path,
+        }
+    }
+
+    /// The 1-based line of the problem, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::Parse { line, .. }
+            | ConfigError::Invalid { line, .. }
+            | ConfigError::KeyFile { line, .. } => *line,
+        }
+    }
+
+    /// The key involved, if known.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::Parse { key, .. } => key.as_deref(),
+            ConfigError::Invalid { key, .. } | ConfigError::KeyFile { key, .. } => Some(key),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path().display())?;
+        if let Some(line) = self.line() {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = self.key() {
+            write!(f, "key `{key}`: ")?;
+        }
+        match self {
+            ConfigError::Io { source, .. } => write!(f, "cannot read: {source}"),
+            ConfigError::Parse { message, .. } | ConfigError::Invalid { message, .. } => {
+                f.write_str(message)
+            }
+            ConfigError::KeyFile { source, .. } => write!(f, "{source}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Io { source, .. } => Some(source),
+            ConfigError::KeyFile { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`. Key files are
+    /// read too, relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = Zeroizing::new(text);
+        let (config, inline_key) = Config::parse_inner(&text, path)?;
+        if inline_key {
+            warn_if_others_can_read(path);
+        }
+        Ok(config)
+    }
+
+    /// Validates configuration `text` as if read from `path`: `path` names
+    /// the file in errors, its directory is where relative paths start, and
+    /// its stem names the default control socket.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_inner(text, path).map(|(config, _)| config)
+    }
+
+    /// [`Config::parse`], also saying whether the private key was inline.
+    fn parse_inner(text: &str, path: &Path) -> Result<(Config, bool), ConfigError> {
+        let ctx = Ctx { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.parse_error(&e))?;
+        let inline_key = raw.private_key.is_some();
+        Ok((ctx.validate(raw)?, inline_key))
+    }
+
+    /// The peer a [`PeerRef::Named`] points at; `None` for [`PeerRef::Any`].
+    pub fn peer(&self, peer: PeerRef) -> Option<&PeerSpec> {
+        match peer {
+            PeerRef::Named(i) => self.peers.get(i),
+            PeerRef::Any => None,
+        }
+    }
+
+    /// The peer called `name`, with its index.
+    pub fn peer_by_name(&self, name: &str) -> Option<(usize, &PeerSpec)> {
+        self.peers.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+}
+
+// The file as TOML describes it: everything optional and spanned, so that
+// every check below can name the line and the key itself.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    private_key_file: Option<Spanned<String>>,
+    private_key: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    control_socket: Option<Spanned<String>>,
+    #[serde(default)]
+    peer: Vec<Spanned<RawPeer>>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: Option<Spanned<String>>,
+    public_key: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    preshared_key_file: Option<Spanned<String>>,
+    preshared_key: Option<Spanned<String>>,
+    persistent_keepalive: Option<Spanned<String>>,
+    keep_up: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    id: Option<Spanned<i64>>,
+    peer: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    tun: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    allow: Option<Spanned<Vec<Spanned<String>>>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_channels: Option<Spanned<i64>>,
+    min_idle_for_eviction: Option<Spanned<String>>,
+}
+
+/// The file being validated, for error positions.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+impl Ctx<'_> {
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn invalid(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: span.map(|s| self.line(s.start)),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.invalid(Some(value.span()), key, message)
+    }
+
+    fn parse_error(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span();
+        ConfigError::Parse {
+            path: self.path.to_owned(),
+            line: span.as_ref().map(|s| self.line(s.start)),
+            key: span.and_then(|s| self.key_at(s)),
+            message: e.message().to_owned(),
+        }
+    }
+
+    /// The key a parser error's span points at or into, when the text makes
+    /// it plain: the span is a bare key followed by `=` (or ending a table
+    /// header such as `[service.x]`), or the value right after `key =` on its
+    /// line.
+    fn key_at(&self, span: Range<usize>) -> Option<String> {
+        let is_key = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        let here = self.text.get(span.clone())?;
+        let after = self.text.get(span.end..)?.trim_start_matches([' ', '\t']);
+        let before = self.text.get(..span.start)?;
+        let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+        let in_header = line.trim_start().starts_with('[') && !line.contains('=');
+        if is_key(here) && (after.starts_with('=') || (in_header && after.starts_with(']'))) {
+            return Some(here.to_owned());
+        }
+        let key = line.trim_end().strip_suffix('=')?.trim();
+        is_key(key).then(|| key.to_owned())
+    }
+
+    fn validate(&self, mut raw: RawConfig) -> Result<Config> {
+        let private_key = self.private_key(&raw);
+        if let Some(k) = raw.private_key.as_mut() {
+            k.get_mut().zeroize();
+        }
+        let private_key = private_key?;
+
+        let listen = match &raw.listen {
+            Some(l) => Some(self.socket_addr(l, "listen")?),
+            None => None,
+        };
+        let control_socket = match &raw.control_socket {
+            Some(c) if c.get_ref().is_empty() => {
+                return Err(self.at(c, "control_socket", "must not be empty"))
+            }
+            Some(c) => self.relative(c.get_ref()),
+            None => default_control_socket(self.path),
+        };
+
+        let mut peers = Vec::with_capacity(raw.peer.len());
+        for peer in &mut raw.peer {
+            let spec = self.peer(peer, &peers, &private_key);
+            if let Some(k) = peer.get_mut().preshared_key.as_mut() {
+                k.get_mut().zeroize();
+            }
+            peers.push((peer.span(), spec?));
+        }
+        let peers: Vec<PeerSpec> = peers.into_iter().map(|(_, p)| p).collect();
+
+        let mut services: Vec<(Range<usize>, ServiceSpec)> = Vec::new();
+        for service in &raw.service {
+            let spec = self.service(service, &peers)?;
+            self.unique_service(service.get_ref(), &spec, listen, &services)?;
+            services.push((service.span(), spec));
+        }
+
+        Ok(Config {
+            path: self.path.to_owned(),
+            private_key,
+            listen,
+            control_socket,
+            peers,
+            services: services.into_iter().map(|(_, s)| s).collect(),
+        })
+    }
+
+    fn private_key(&self, raw: &RawConfig) -> Result<PrivateKey> {
+        match (&raw.private_key_file, &raw.private_key) {
+            (Some(_), Some(inline)) => Err(self.at(
+                inline,
+                "private_key",
+                "give either private_key or private_key_file, not both",
+            )),
+            (None, None) => Err(self.invalid(
+                None,
+                "private_key_file",
+                "missing: give private_key_file (or private_key)",
+            )),
+            (Some(file), None) => keyfile::read_private_key(&self.relative(file.get_ref()))
+                .map_err(|source| self.key_file(file, "private_key_file", source)),
+            (None, Some(inline)) => inline
+                .get_ref()
+                .parse()
+                .map_err(|e| self.at(inline, "private_key", format!("{e}"))),
+        }
+    }
+
+    fn key_file(&self, file: &Spanned<String>, key: &str, source: KeyFileError) -> ConfigError {
+        ConfigError::KeyFile {
+            path: self.path.to_owned(),
+            line: Some(self.line(file.span().start)),
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    /// `path` relative to the configuration file's directory.
+    fn relative(&self, path: &str) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) => dir.join(path),
+            None => PathBuf::from(path),
+        }
+    }
+
+    fn peer(
+        &self,
+        raw: &Spanned<RawPeer>,
+        earlier: &[(Range<usize>, PeerSpec)],
+        own_key: &PrivateKey,
+    ) -> Result<PeerSpec> {
+        let p = raw.get_ref();
+        let missing = |key: &str| self.at(raw, key, "missing in this [[peer]]");
+
+        let name = p.name.as_ref().ok_or_else(|| missing("name"))?;
+        let name_str = name.get_ref();
+        if name_str.is_empty() || name_str == "*" || name_str.chars().any(char::is_control) {
+            return Err(self.at(
+                name,
+                "name",
+                "a peer name must be non-empty, printable and not `*`",
+            ));
+        }
+        if let Some((span, _)) = earlier.iter().find(|(_, e)| &e.name == name_str) {
+            return Err(self.at(
+                name,
+                "name",
+                format!(
+                    "peer name `{name_str}` is already used by the [[peer]] on line {}",
+                    self.line(span.start)
+                ),
+            ));
+        }
+
+        let key = p.public_key.as_ref().ok_or_else(|| missing("public_key"))?;
+        let public_key: PublicKey = key
+            .get_ref()
+            .parse()
+            .map_err(|e| self.at(key, "public_key", format!("{e}")))?;
+        if let Some((_, e)) = earlier.iter().find(|(_, e)| e.public_key == public_key) {
+            return Err(self.at(
+                key,
+                "public_key",
+                format!("peer `{}` already has this public key", e.name),
+            ));
+        }
+        if public_key == own_key.public_key() {
+            return Err(self.at(
+                key,
+                "public_key",
+                "this is this node's own public key, not a peer's",
+            ));
+        }
+
+        let endpoint = match &p.endpoint {
+            Some(e) => Some(self.resolve(e, "endpoint")?),
+            None => None,
+        };
+
+        let preshared_key = match (&p.preshared_key_file, &p.preshared_key) {
+            (Some(_), Some(inline)) => {
+                return Err(self.at(
+                    inline,
+                    "preshared_key",
+                    "give either preshared_key or preshared_key_file, not both",
+                ))
+            }
+            (Some(file), None) => Some(
+                keyfile::read_preshared_key(&self.relative(file.get_ref()))
+                    .map_err(|source| self.key_file(file, "preshared_key_file", source))?,
+            ),
+            (None, Some(inline)) => Some(
+                inline
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| self.at(inline, "preshared_key", format!("{e}")))?,
+            ),
+            (None, None) => None,
+        };
+
+        let persistent_keepalive = match &p.persistent_keepalive {
+            Some(d) => Some(self.duration(d, "persistent_keepalive")?),
+            None => None,
+        };
+
+        Ok(PeerSpec {
+            name: name_str.clone(),
+            public_key,
+            endpoint,
+            preshared_key,
+            persistent_keepalive,
+            keep_up: p.keep_up.unwrap_or(false),
+        })
+    }
+
+    fn service(&self, raw: &Spanned<RawService>, peers: &[PeerSpec]) -> Result<ServiceSpec> {
+        let s = raw.get_ref();
+        let missing =
+            |key: &str, what: &str| self.at(raw, key, format!("missing in this [[service]]{what}"));
+
+        let id = s.id.as_ref().ok_or_else(|| missing("id", ""))?;
+        let id_value = u8::try_from(*id.get_ref())
+            .map_err(|_| self.at(id, "id", "a service id is a number from 0 to 255"))?;
+
+        let peer_name = s.peer.as_ref().ok_or_else(|| missing("peer", ""))?;
+        let peer = if peer_name.get_ref() == "*" {
+            if peers.is_empty() {
+                return Err(self.at(
+                    peer_name,
+                    "peer",
+                    "`*` means any configured peer, and there is no [[peer]]",
+                ));
+            }
+            PeerRef::Any
+        } else {
+            match peers.iter().position(|p| &p.name == peer_name.get_ref()) {
+                Some(i) => PeerRef::Named(i),
+                None => {
+                    return Err(self.at(
+                        peer_name,
+                        "peer",
+                        format!("there is no [[peer]] named `{}`", peer_name.get_ref()),
+                    ))
+                }
+            }
+        };
+
+        let mode_text = s.mode.as_ref().ok_or_else(|| missing("mode", ""))?;
+        let mode = match mode_text.get_ref().as_str() {
+            "direct" => Mode::Direct,
+            "forward" => Mode::Forward,
+            "push" => Mode::Push,
+            "router" => Mode::Router,
+            other => {
+                return Err(self.at(
+                    mode_text,
+                    "mode",
+                    format!("unknown mode `{other}`; expected direct, forward, push or router"),
+                ))
+            }
+        };
+
+        // Keys that this mode never uses.
+        let not_for = |key: &str, span: Option<Range<usize>>, uses: &str| -> Result<()> {
+            match span {
+                Some(span) => Err(self.invalid(
+                    Some(span),
+                    key,
+                    format!("a {mode} service does not use {key} ({uses})"),
+                )),
+                None => Ok(()),
+            }
+        };
+        let span_of = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+        let allow_span = s.allow.as_ref().map(Spanned::span);
+        let half =
+            match mode {
+                Mode::Forward | Mode::Push => {
+                    let uses = "it uses listen on the entry or target on the exit";
+                    not_for("tun", span_of(&s.tun), uses)?;
+                    not_for("address", span_of(&s.address), uses)?;
+                    not_for("allow", allow_span, uses)?;
+                    match (&s.listen, &s.target) {
+                    (Some(_), None) => Half::Entry,
+                    (None, Some(_)) => Half::Exit,
+                    (Some(_), Some(target)) => {
+                        return Err(self.at(
+                            target,
+                            "target",
+                            format!(
+                                "a {mode} service has listen on its entry half or target on \
+                                 its exit half, not both (mode = \"direct\" has both)"
+                            ),
+                        ))
+                    }
+                    (None, None) => return Err(missing(
+                        "listen",
+                        ": give listen (this node is the entry) or target (this node is the exit)",
+                    )),
+                }
+                }
+                Mode::Direct => {
+                    let uses = "it uses listen and target on both nodes";
+                    not_for("tun", span_of(&s.tun), uses)?;
+                    not_for("address", span_of(&s.address), uses)?;
+                    not_for("allow", allow_span, uses)?;
+                    if s.listen.is_none() {
+                        return Err(missing(
+                            "listen",
+                            ": a direct service needs both listen and target",
+                        ));
+                    }
+                    if s.target.is_none() {
+                        return Err(missing(
+                            "target",
+                            ": a direct service needs both listen and target",
+                        ));
+                    }
+                    Half::Both
+                }
+                Mode::Router => {
+                    let uses = "it uses tun on the entry or allow on the exit";
+                    not_for("listen", span_of(&s.listen), uses)?;
+                    not_for("target", span_of(&s.target), uses)?;
+                    match (&s.tun, allow_span) {
+                        (Some(_), None) => Half::Entry,
+                        (None, Some(_)) => {
+                            if let Some(address) = &s.address {
+                                return Err(self.at(
+                                    address,
+                                    "address",
+                                    "address belongs to the entry half, with tun",
+                                ));
+                            }
+                            Half::Exit
+                        }
+                        (Some(_), Some(span)) => {
+                            return Err(self.invalid(
+                                Some(span),
+                                "allow",
+                                "a router service has tun on its entry half or allow on its exit \
+                             half, not both",
+                            ))
+                        }
+                        (None, None) => return Err(missing(
+                            "tun",
+                            ": give tun (this node is the entry) or allow (this node is the exit)",
+                        )),
+                    }
+                }
+            };
+
+        if peer == PeerRef::Any && half != Half::Exit {
+            let which = if half == Half::Both {
+                "a direct service"
+            } else {
+                "an entry half"
+            };
+            return Err(self.at(
+                peer_name,
+                "peer",
+                format!("`*` (any peer) is only for an exit half, not {which}; name a [[peer]]"),
+            ));
+        }
+
+        let listen = match &s.listen {
+            Some(l) => {
+                let addr = self.socket_addr(l, "listen")?;
+                if addr.port() == 0 {
+                    return Err(self.at(
+                        l,
+                        "listen",
+                        "port 0 would pick a random port that no customer knows; give a port",
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
+        let target = match &s.target {
+            Some(t) => {
+                let addr = self.resolve(t, "target")?;
+                if addr.ip().is_unspecified() {
+                    return Err(self.at(
+                        t,
+                        "target",
+                        "target must be a specific address, not 0.0.0.0 or ::",
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
+        let tun = match &s.tun {
+            Some(name) => {
+                let n = name.get_ref();
+                let ok = !n.is_empty()
+                    && n.len() <= MAX_TUN_NAME_LEN
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    return Err(self.at(
+                        name,
+                        "tun",
+                        format!(
+                            "a TUN device name is 1 to {MAX_TUN_NAME_LEN} letters, digits, \
+                             `-`, `_` or `.`"
+                        ),
+                    ));
+                }
+                let address =
+                    match &s.address {
+                        Some(a) => Some(a.get_ref().parse::<InterfaceAddress>().map_err(|e| {
+                            self.at(a, "address", format!("`{}`: {e}", a.get_ref()))
+                        })?),
+                        None => None,
+                    };
+                Some(TunSpec {
+                    name: n.clone(),
+                    address,
+                })
+            }
+            None => None,
+        };
+        let mut allow = Vec::new();
+        for rule in s.allow.iter().flat_map(|a| a.get_ref()) {
+            allow.push(
+                rule.get_ref()
+                    .parse::<AllowRule>()
+                    .map_err(|e| self.at(rule, "allow", format!("`{}`: {e}", rule.get_ref())))?,
+            );
+        }
+        if half == Half::Exit && mode == Mode::Router && allow.is_empty() {
+            tracing::warn!(
+                "{}: router service {id_value} has an empty allow list: it will send nothing",
+                self.path.display()
+            );
+        }
+
+        let idle_timeout = match &s.idle_timeout {
+            Some(d) => self.duration(d, "idle_timeout")?,
+            None => DEFAULT_IDLE_TIMEOUT,
+        };
+        let min_idle_for_eviction = match &s.min_idle_for_eviction {
+            Some(d) => self.duration(d, "min_idle_for_eviction")?,
+            None => DEFAULT_MIN_IDLE_FOR_EVICTION,
+        };
+        let max_channels = match &s.max_channels {
+            Some(m) => match u16::try_from(*m.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(self.at(
+                        m,
+                        "max_channels",
+                        format!("must be a number from 1 to {}", u16::MAX),
+                    ))
+                }
+            },
+            None => DEFAULT_MAX_CHANNELS,
+        };
+
+        Ok(ServiceSpec {
+            id: id_value,
+            peer,
+            mode,
+            half,
+            listen,
+            target,
+            tun,
+            allow,
+            idle_timeout,
+            max_channels,
+            min_idle_for_eviction,
+        })
+    }
+
+    /// Checks what must be unique across services: ids, listen sockets (also
+    /// against the link socket) and TUN devices.
+    fn unique_service(
+        &self,
+        raw: &RawService,
+        spec: &ServiceSpec,
+        link: Option<SocketAddr>,
+        earlier: &[(Range<usize>, ServiceSpec)],
+    ) -> Result<()> {
+        let line_of = |span: &Range<usize>| self.line(span.start);
+        if let (Some(id), Some((span, _))) =
+            (&raw.id, earlier.iter().find(|(_, e)| e.id == spec.id))
+        {
+            return Err(self.at(
+                id,
+                "id",
+                format!(
+                    "service id {} is already used by the [[service]] on line {}",
+                    spec.id,
+                    line_of(span)
+                ),
+            ));
+        }
+        if let (Some(l), Some(addr)) = (&raw.listen, spec.listen) {
+            if link == Some(addr) {
+                return Err(self.at(
+                    l,
+                    "listen",
+                    format!("{addr} is the link's own listen address"),
+                ));
+            }
+            if let Some((span, _)) = earlier.iter().find(|(_, e)| e.listen == Some(addr)) {
+                return Err(self.at(
+                    l,
+                    "listen",
+                    format!(
+                        "{addr} is already used by the [[service]] on line {}",
+                        line_of(span)
+                    ),
+                ));
+            }
+        }
+        if let (Some(t), Some(tun)) = (&raw.tun, &spec.tun) {
+            let same = |e: &ServiceSpec| e.tun.as_ref().is_some_and(|x| x.name == tun.name);
+            if let Some((span, _)) = earlier.iter().find(|(_, e)| same(e)) {
+                return Err(self.at(
+                    t,
+                    "tun",
+                    format!(
+                        "TUN device {} is already used by the [[service]] on line {}",
+                        tun.name,
+                        line_of(span)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A literal `IP:port`.
+    fn socket_addr(&self, value: &Spanned<String>, key: &str) -> Result<SocketAddr> {
+        value.get_ref().parse().map_err(|_| {
+            self.at(
+                value,
+                key,
+                format!(
+                    "`{}` is not an IP address and port such as 127.0.0.1:5353 or [::1]:5353",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+
+    /// An `IP:port`, or a `host:port` resolved now (the first address the
+    /// resolver gives). Port 0 is refused.
+    fn resolve(&self, value: &Spanned<String>, key: &str) -> Result<SocketAddr> {
+        let text = value.get_ref();
+        let addr = match text.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                let has_port = text
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !has_port {
+                    return Err(self.at(
+                        value,
+                        key,
+                        format!("`{text}` is not an address and port such as 192.0.2.1:51820 or host.example:51820"),
+                    ));
+                }
+                let mut addrs = text
+                    .to_socket_addrs()
+                    .map_err(|e| self.at(value, key, format!("cannot resolve `{text}`: {e}")))?;
+                addrs.next().ok_or_else(|| {
+                    self.at(value, key, format!("`{text}` resolves to no address"))
+                })?
+            }
+        };
+        if addr.port() == 0 {
+            return Err(self.at(value, key, "port 0 is not a destination port"));
+        }
+        Ok(addr)
+    }
+
+    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration> {
+        let text = value.get_ref();
+        let d = humantime::parse_duration(text).map_err(|e| {
+            self.at(
+                value,
+                key,
+                format!("`{text}` is not a duration such as \"25s\", \"500ms\" or \"2m\": {e}"),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.at(value, key, "must not be zero"));
+        }
+        Ok(d)
+    }
+}
+
+/// `/run/sdt/<stem>.sock` for a configuration file `<dir>/<stem>.toml`.
+pub fn default_control_socket(config_path: &Path) -> PathBuf {
+    let stem = config_path
+        .file_stem()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("sdt".as_ref());
+    let mut name = stem.to_owned();
+    name.push(".sock");
+    Path::new(DEFAULT_CONTROL_DIR).join(name)
+}
+
+/// An inline private key is as secret as a key file: warn, once the file is
+/// known to be valid, when others can read it (not refused: the example
+/// configurations are mode 0644 in a fresh clone).
+fn warn_if_others_can_read(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "{} holds an inline private_key and is accessible by group or others \
+                     (mode {mode:04o}); use private_key_file in real deployments",
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,639 @@
+use super::*;
+
+fn key(n: u8) -> PrivateKey {
+    PrivateKey::from_bytes([n; 32])
+}
+
+fn public(n: u8) -> String {
+    key(n).public_key().to_string()
+}
+
+/// A node with private key 1 and one peer `y` with key 2, then `rest`.
+fn with_peer(rest: &str) -> String {
+    format!(
+        "private_key = \"{}\"\n\n[[peer]]\nname = \"y\"\npublic_key = \"{}\"\n{rest}",
+        key(1),
+        public(2)
+    )
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("conf/t.toml"))
+}
+
+/// 1-based line of the only occurrence of `marker` in `text`.
+fn line_of(text: &str, marker: &str) -> usize {
+    assert_eq!(
+        text.matches(marker).count(),
+        1,
+        "marker {marker:?} not unique"
+    );
+    let at = text.find(marker).unwrap();
+    text[..at].matches('\n').count() + 1
+}
+
+/// Asserts `text` is refused on the line holding `marker`, naming `key`,
+/// with `message` in the one-line form.
+#[track_caller]
+fn refused(text: &str, marker: &str, key: &str, message: &str) -> ConfigError {
+    let err = match parse(text) {
+        Ok(_) => panic!("accepted, expected an error about {key}:\n{text}"),
+        Err(e) => e,
+    };
+    let line = line_of(text, marker);
+    let shown = err.to_string();
+    assert_eq!(err.line(), Some(line), "{shown}");
+    assert_eq!(err.key(), Some(key), "{shown}");
+    let prefix = format!("conf/t.toml:{line}: key `{key}`: ");
+    assert!(
+        shown.starts_with(&prefix),
+        "{shown:?} should start {prefix:?}"
+    );
+    assert!(
+        shown.contains(message),
+        "{shown:?} should contain {message:?}"
+    );
+    assert!(!shown.contains('\n'), "{shown:?} is not one line");
+    err
+}
+
+const FORWARD_ENTRY: &str =
+    "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:5353\"\n";
+
+#[test]
+fn full_config_parses_into_typed_values() {
+    let text = format!(
+        r#"
+private_key = "{k1}"
+listen = "127.0.0.1:51820"
+control_socket = "/tmp/x.sock"
+
+[[peer]]
+name = "y"
+public_key = "{p2}"
+endpoint = "127.0.0.1:51821"
+preshared_key = "{psk}"
+persistent_keepalive = "25s"
+keep_up = true
+
+[[peer]]
+name = "z"
+public_key = "{p3}"
+
+[[service]]
+id = 1
+peer = "y"
+mode = "forward"
+listen = "127.0.0.1:5353"
+idle_timeout = "2m"
+max_channels = 65535
+min_idle_for_eviction = "500ms"
+
+[[service]]
+id = 2
+peer = "*"
+mode = "push"
+target = "127.0.0.1:514"
+
+[[service]]
+id = 3
+peer = "z"
+mode = "direct"
+listen = "127.0.0.1:6000"
+target = "127.0.0.1:6001"
+
+[[service]]
+id = 4
+peer = "y"
+mode = "router"
+tun = "sdt0"
+address = "10.99.0.1/24"
+
+[[service]]
+id = 255
+peer = "*"
+mode = "router"
+allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
+"#,
+        k1 = key(1),
+        p2 = public(2),
+        p3 = public(3),
+        psk = PresharedKey::from_bytes([9; 32]),
+    );
+    let cfg = parse(&text).unwrap();
+    assert_eq!(cfg.private_key, key(1));
+    assert_eq!(cfg.listen, Some("127.0.0.1:51820".parse().unwrap()));
+    assert_eq!(cfg.control_socket, PathBuf::from("/tmp/x.sock"));
+    assert_eq!(cfg.peers.len(), 2);
+    let y = &cfg.peers[0];
+    assert_eq!(y.name, "y");
+    assert_eq!(y.public_key, key(2).public_key());
+    assert_eq!(y.endpoint, Some("127.0.0.1:51821".parse().unwrap()));
+    assert_eq!(y.preshared_key, Some(PresharedKey::from_bytes([9; 32])));
+    assert_eq!(y.persistent_keepalive, Some(Duration::from_secs(25)));
+    assert!(y.keep_up);
+    let z = &cfg.peers[1];
+    assert_eq!(
+        (z.endpoint, z.keep_up, z.persistent_keepalive),
+        (None, false, None)
+    );
+    assert!(z.preshared_key.is_none());
+
+    let s = &cfg.services;
+    assert_eq!(s.len(), 5);
+    assert_eq!(
+        (s[0].id, s[0].peer, s[0].mode, s[0].half),
+        (1, PeerRef::Named(0), Mode::Forward, Half::Entry)
+    );
+    assert_eq!(s[0].listen, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(s[0].idle_timeout, Duration::from_secs(120));
+    assert_eq!(s[0].max_channels, 65535);
+    assert_eq!(s[0].min_idle_for_eviction, Duration::from_millis(500));
+    assert_eq!(
+        (s[1].peer, s[1].mode, s[1].half),
+        (PeerRef::Any, Mode::Push, Half::Exit)
+    );
+    assert_eq!(s[1].target, Some("127.0.0.1:514".parse().unwrap()));
+    assert_eq!(s[1].idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(s[1].max_channels, DEFAULT_MAX_CHANNELS);
+    assert_eq!(s[1].min_idle_for_eviction, DEFAULT_MIN_IDLE_FOR_EVICTION);
+    assert_eq!(
+        (s[2].peer, s[2].mode, s[2].half),
+        (PeerRef::Named(1), Mode::Direct, Half::Both)
+    );
+    assert!(s[2].listen.is_some() && s[2].target.is_some());
+    assert_eq!((s[3].mode, s[3].half), (Mode::Router, Half::Entry));
+    let tun = s[3].tun.as_ref().unwrap();
+    assert_eq!(tun.name, "sdt0");
+    assert_eq!(tun.address, Some("10.99.0.1/24".parse().unwrap()));
+    assert_eq!((s[4].id, s[4].half), (255, Half::Exit));
+    assert_eq!(
+        s[4].allow,
+        vec![
+            "10.0.0.0/8:53".parse().unwrap(),
+            "[2001:db8::]/32:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(cfg.peer(s[0].peer).unwrap().name, "y");
+    assert!(cfg.peer(PeerRef::Any).is_none());
+    assert_eq!(cfg.peer_by_name("z").unwrap().0, 1);
+}
+
+#[test]
+fn minimal_config_takes_defaults() {
+    let cfg = parse(&format!("private_key = \"{}\"\n", key(1))).unwrap();
+    assert!(cfg.listen.is_none() && cfg.peers.is_empty() && cfg.services.is_empty());
+    assert_eq!(cfg.control_socket, PathBuf::from("/run/sdt/t.sock"));
+    let router_exit =
+        with_peer("[[service]]\nid = 0\npeer = \"y\"\nmode = \"router\"\nallow = []\n");
+    let cfg = parse(&router_exit).unwrap();
+    assert_eq!(cfg.services[0].half, Half::Exit);
+    assert!(cfg.services[0].allow.is_empty());
+}
+
+#[test]
+fn control_socket_defaults_from_the_file_name() {
+    assert_eq!(
+        default_control_socket(Path::new("/etc/sdt/office.toml")),
+        PathBuf::from("/run/sdt/office.sock")
+    );
+    assert_eq!(
+        default_control_socket(Path::new("y.toml")),
+        PathBuf::from("/run/sdt/y.sock")
+    );
+    assert_eq!(
+        default_control_socket(Path::new("/")),
+        PathBuf::from("/run/sdt/sdt.sock")
+    );
+    // A relative control_socket is relative to the configuration's directory.
+    let cfg = parse(&format!(
+        "private_key = \"{}\"\ncontrol_socket = \"run/x.sock\"\n",
+        key(1)
+    ))
+    .unwrap();
+    assert_eq!(cfg.control_socket, PathBuf::from("conf/run/x.sock"));
+}
+
+#[test]
+fn endpoint_host_names_are_resolved() {
+    let text = with_peer("endpoint = \"localhost:51820\"\n");
+    let cfg = parse(&text).unwrap();
+    let ep = cfg.peers[0].endpoint.unwrap();
+    assert!(ep.ip().is_loopback(), "{ep}");
+    assert_eq!(ep.port(), 51820);
+}
+
+#[test]
+fn refuses_unknown_keys() {
+    let text = format!("bogus = 1\n{}", with_peer(""));
+    refused(&text, "bogus", "bogus", "unknown field `bogus`");
+    let text = with_peer("endpiont = \"127.0.0.1:1\"\n");
+    refused(&text, "endpiont", "endpiont", "unknown field `endpiont`");
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisen = \"127.0.0.1:1\"\n",
+    );
+    refused(&text, "lisen", "lisen", "unknown field `lisen`");
+    let text = with_peer("\n[[service]]\nid = 1\n[service.extra]\n");
+    refused(&text, "extra", "extra", "unknown field `extra`");
+}
+
+#[test]
+fn refuses_bad_toml_and_types() {
+    let text = with_peer("endpoint = \"127.0.0.1:1\n");
+    let err = parse(&text).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    assert_eq!(err.line(), Some(line_of(&text, "endpoint")));
+
+    let text = with_peer(
+        "\n[[service]]\nid = \"one\"\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n",
+    );
+    refused(&text, "\"one\"", "id", "invalid type: string \"one\"");
+
+    let text = with_peer("keep_up = \"yes\"\n");
+    refused(&text, "keep_up", "keep_up", "invalid type");
+
+    let text = with_peer("name = \"z\"\n");
+    refused(&text, "\"z\"", "name", "duplicate key");
+}
+
+#[test]
+fn refuses_private_key_problems() {
+    let text = "listen = \"0.0.0.0:51820\"\n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.line(), None);
+    assert_eq!(err.key(), Some("private_key_file"));
+    assert_eq!(
+        err.to_string(),
+        "conf/t.toml: key `private_key_file`: missing: give private_key_file (or private_key)"
+    );
+
+    let text = format!(
+        "private_key_file = \"x.key\"\nprivate_key = \"{}\"\n",
+        key(1)
+    );
+    refused(&text, "private_key =", "private_key", "not both");
+
+    let text = "private_key = \"AAAA\"\n";
+    refused(text, "private_key", "private_key", "32 bytes");
+    let text = "private_key = \"!!!!\"\n";
+    refused(text, "private_key", "private_key", "not valid base64");
+}
+
+#[test]
+fn refuses_peer_problems() {
+    let dup = format!(
+        "\n[[peer]]\nname = \"y\" # again\npublic_key = \"{}\"\n",
+        public(3)
+    );
+    refused(
+        &with_peer(&dup),
+        "\"y\" # again",
+        "name",
+        "already used by the [[peer]] on line 3",
+    );
+
+    let dup = format!(
+        "\n[[peer]]\nname = \"z\"\npublic_key = \"{}\" # again\n",
+        public(2)
+    );
+    refused(
+        &with_peer(&dup),
+        "# again",
+        "public_key",
+        "peer `y` already has this public key",
+    );
+
+    let own = format!(
+        "private_key = \"{}\"\n[[peer]]\nname = \"me\"\npublic_key = \"{}\"\n",
+        key(1),
+        public(1)
+    );
+    refused(&own, "public_key", "public_key", "own public key");
+
+    let text = format!(
+        "private_key = \"{}\"\n[[peer]] # here\nname = \"q\"\n",
+        key(1)
+    );
+    refused(&text, "# here", "public_key", "missing in this [[peer]]");
+
+    let text = format!(
+        "private_key = \"{}\"\n[[peer]]\nname = \"*\"\npublic_key = \"{}\"\n",
+        key(1),
+        public(2)
+    );
+    refused(&text, "\"*\"", "name", "not `*`");
+
+    refused(
+        &with_peer("endpoint = \"nowhere\"\n"),
+        "nowhere",
+        "endpoint",
+        "not an address and port",
+    );
+    refused(
+        &with_peer("endpoint = \"127.0.0.1:0\"\n"),
+        "127.0.0.1:0",
+        "endpoint",
+        "port 0",
+    );
+
+    refused(
+        &with_peer("persistent_keepalive = \"0s\"\n"),
+        "\"0s\"",
+        "persistent_keepalive",
+        "must not be zero",
+    );
+    refused(
+        &with_peer("persistent_keepalive = \"25 parsecs\"\n"),
+        "parsecs",
+        "persistent_keepalive",
+        "not a duration",
+    );
+
+    let both = format!(
+        "preshared_key_file = \"psk\"\npreshared_key = \"{}\"\n",
+        PresharedKey::from_bytes([1; 32])
+    );
+    refused(
+        &with_peer(&both),
+        "preshared_key =",
+        "preshared_key",
+        "not both",
+    );
+    refused(
+        &with_peer("preshared_key = \"AAAA\"\n"),
+        "\"AAAA\"",
+        "preshared_key",
+        "32 bytes",
+    );
+}
+
+#[test]
+fn refuses_service_references_and_duplicates() {
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"nobody\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n",
+    );
+    refused(
+        &text,
+        "nobody",
+        "peer",
+        "there is no [[peer]] named `nobody`",
+    );
+
+    let text = with_peer(&format!(
+        "{FORWARD_ENTRY}\n[[service]]\nid = 1 # again\npeer = \"y\"\nmode = \"push\"\ntarget = \"127.0.0.1:514\"\n"
+    ));
+    let first = line_of(&text, "id = 1\n");
+    refused(
+        &text,
+        "id = 1 # again",
+        "id",
+        &format!("already used by the [[service]] on line {}", first - 1),
+    );
+
+    let text = with_peer(&format!(
+        "{FORWARD_ENTRY}\n[[service]]\nid = 2\npeer = \"y\"\nmode = \"push\"\nlisten = \"127.0.0.1:5353\" # again\n"
+    ));
+    refused(&text, "# again", "listen", "127.0.0.1:5353 is already used");
+
+    let text = format!(
+        "listen = \"127.0.0.1:5353\" # link\n{}",
+        with_peer(FORWARD_ENTRY)
+    );
+    refused(
+        &text,
+        "listen = \"127.0.0.1:5353\"\n",
+        "listen",
+        "link's own listen address",
+    );
+
+    let text = format!("private_key = \"{}\"\n[[service]]\nid = 1\npeer = \"*\"\nmode = \"push\"\ntarget = \"127.0.0.1:9\"\n", key(1));
+    refused(&text, "\"*\"", "peer", "there is no [[peer]]");
+}
+
+#[test]
+fn refuses_bad_service_values() {
+    let service = |body: &str| with_peer(&format!("\n[[service]] # S\n{body}"));
+
+    let text = service("id = 256\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "= 256", "id", "from 0 to 255");
+    let text = service("id = -1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "= -1", "id", "from 0 to 255");
+    let text = service("peer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "# S", "id", "missing in this [[service]]");
+    let text = service("id = 1\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "# S", "peer", "missing");
+    let text = service("id = 1\npeer = \"y\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "# S", "mode", "missing");
+
+    let text = service("id = 1\npeer = \"y\"\nmode = \"tunnel\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "\"tunnel\"", "mode", "unknown mode `tunnel`");
+
+    for bad in ["0", "65536", "-3"] {
+        let text = service(&format!(
+            "id = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\nmax_channels = {bad}\n"
+        ));
+        refused(&text, "max_channels", "max_channels", "from 1 to 65535");
+    }
+    for key in ["idle_timeout", "min_idle_for_eviction"] {
+        let text = service(&format!(
+            "id = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n{key} = \"0ms\"\n"
+        ));
+        refused(&text, key, key, "must not be zero");
+        let text = service(&format!(
+            "id = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n{key} = \"soon\"\n"
+        ));
+        refused(&text, key, key, "not a duration");
+    }
+
+    let text = service("id = 1\npeer = \"y\"\nmode = \"forward\"\ntarget = \"127.0.0.1:0\"\n");
+    refused(&text, "127.0.0.1:0", "target", "port 0");
+    let text = service("id = 1\npeer = \"y\"\nmode = \"forward\"\ntarget = \"0.0.0.0:53\"\n");
+    refused(&text, "0.0.0.0:53", "target", "specific address");
+    let text = service("id = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:0\"\n");
+    refused(&text, "127.0.0.1:0", "listen", "port 0");
+    let text = service("id = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"localhost:53\"\n");
+    refused(&text, "localhost", "listen", "not an IP address and port");
+}
+
+#[test]
+fn refuses_wrong_halves() {
+    let service = |body: &str| with_peer(&format!("\n[[service]] # S\nid = 7\n{body}"));
+
+    let text = service(
+        "peer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\ntarget = \"127.0.0.1:2\"\n",
+    );
+    refused(
+        &text,
+        "127.0.0.1:2",
+        "target",
+        "not both (mode = \"direct\" has both)",
+    );
+    let text = service("peer = \"y\"\nmode = \"push\"\n");
+    refused(
+        &text,
+        "# S",
+        "listen",
+        "give listen (this node is the entry) or target",
+    );
+    let text = service("peer = \"y\"\nmode = \"direct\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(&text, "# S", "target", "needs both listen and target");
+    let text = service("peer = \"y\"\nmode = \"direct\"\ntarget = \"127.0.0.1:1\"\n");
+    refused(&text, "# S", "listen", "needs both listen and target");
+    let text =
+        service("peer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\ntun = \"sdt0\"\n");
+    refused(
+        &text,
+        "\"sdt0\"",
+        "tun",
+        "a forward service does not use tun",
+    );
+    let text = service("peer = \"y\"\nmode = \"direct\"\nlisten = \"127.0.0.1:1\"\ntarget = \"127.0.0.1:2\"\nallow = [\"10.0.0.0/8\"]\n");
+    refused(
+        &text,
+        "allow",
+        "allow",
+        "a direct service does not use allow",
+    );
+
+    let text =
+        service("peer = \"y\"\nmode = \"router\"\ntun = \"sdt0\"\nallow = [\"10.0.0.0/8\"]\n");
+    refused(&text, "allow", "allow", "not both");
+    let text = service("peer = \"y\"\nmode = \"router\"\n");
+    refused(
+        &text,
+        "# S",
+        "tun",
+        "give tun (this node is the entry) or allow",
+    );
+    let text =
+        service("peer = \"y\"\nmode = \"router\"\nlisten = \"127.0.0.1:1\"\ntun = \"sdt0\"\n");
+    refused(
+        &text,
+        "127.0.0.1:1",
+        "listen",
+        "a router service does not use listen",
+    );
+    let text = service("peer = \"*\"\nmode = \"router\"\nallow = []\naddress = \"10.0.0.1/24\"\n");
+    refused(&text, "10.0.0.1/24", "address", "entry half");
+
+    let text = service("peer = \"*\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n");
+    refused(
+        &text,
+        "\"*\"",
+        "peer",
+        "only for an exit half, not an entry half",
+    );
+    let text = service("peer = \"*\"\nmode = \"router\"\ntun = \"sdt0\"\n");
+    refused(&text, "\"*\"", "peer", "not an entry half");
+    let text = service(
+        "peer = \"*\"\nmode = \"direct\"\nlisten = \"127.0.0.1:1\"\ntarget = \"127.0.0.1:2\"\n",
+    );
+    refused(&text, "\"*\"", "peer", "not a direct service");
+}
+
+#[test]
+fn refuses_bad_router_values() {
+    let service = |body: &str| {
+        with_peer(&format!(
+            "\n[[service]]\nid = 7\npeer = \"y\"\nmode = \"router\"\n{body}"
+        ))
+    };
+
+    let text = service("allow = [\n  \"10.0.0.0/8:53\",\n  \"10.0.0.1/8:53\",\n]\n");
+    refused(
+        &text,
+        "10.0.0.1/8",
+        "allow",
+        "`10.0.0.1/8:53`: address has bits set past the /8 prefix; the network is 10.0.0.0/8",
+    );
+    let text = service("allow = [\"2001:db8::/32:53\"]\n");
+    refused(&text, "\"2001", "allow", "must be in brackets");
+    let text = service("tun = \"this-name-is-too-long\"\n");
+    refused(&text, "too-long", "tun", "1 to 15 letters");
+    let text = service("tun = \"sdt0\"\naddress = \"10.99.0.1/40\"\n");
+    refused(&text, "/40", "address", "prefix length `40`");
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\"\n\
+         \n[[service]]\nid = 2\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\" # again\n",
+    );
+    refused(&text, "# again", "tun", "TUN device sdt0 is already used");
+}
+
+#[cfg(unix)]
+#[test]
+fn key_files_are_relative_to_the_config_and_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write("x.key", &format!("{}\n", key(1)), 0o600);
+    write(
+        "y.psk",
+        &format!("{}\n", PresharedKey::from_bytes([5; 32])),
+        0o600,
+    );
+    let config = format!(
+        "private_key_file = \"x.key\"\n\n[[peer]]\nname = \"y\"\npublic_key = \"{}\"\npreshared_key_file = \"y.psk\"\n",
+        public(2)
+    );
+    write("x.toml", &config, 0o644);
+    let cfg = Config::load(&dir.path().join("x.toml")).unwrap();
+    assert_eq!(cfg.private_key, key(1));
+    assert_eq!(
+        cfg.peers[0].preshared_key,
+        Some(PresharedKey::from_bytes([5; 32]))
+    );
+    assert_eq!(cfg.control_socket, PathBuf::from("/run/sdt/x.sock"));
+
+    // Group-readable key file: refused, naming the file, its mode and the
+    // line of the key that names it.
+    write("x.key", &format!("{}\n", key(1)), 0o644);
+    let err = Config::load(&dir.path().join("x.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::KeyFile { .. }), "{err:?}");
+    let key_path = dir.path().join("x.key");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:1: key `private_key_file`: {} is readable by group or others (mode 0644); chmod 600 it",
+            dir.path().join("x.toml").display(),
+            key_path.display()
+        )
+    );
+    write("x.key", &format!("{}\n", key(1)), 0o600);
+
+    write("y.psk", "nonsense\n", 0o600);
+    let err = Config::load(&dir.path().join("x.toml")).unwrap_err();
+    assert_eq!(err.line(), Some(6));
+    assert_eq!(err.key(), Some("preshared_key_file"));
+    assert!(
+        err.to_string().contains("y.psk: key must be 32 bytes"),
+        "{err}"
+    );
+
+    std::fs::remove_file(dir.path().join("y.psk")).unwrap();
+    let err = Config::load(&dir.path().join("x.toml")).unwrap_err();
+    assert!(err.to_string().contains("y.psk does not exist"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.toml");
+    let err = Config::load(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }), "{err:?}");
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}: cannot read: ", path.display())));
+}
+
+#[test]
+fn halves_complement() {
+    assert!(Half::Entry.complements(Half::Exit));
+    assert!(Half::Exit.complements(Half::Entry));
+    assert!(Half::Both.complements(Half::Both));
+    assert!(!Half::Entry.complements(Half::Entry));
+    assert!(!Half::Exit.complements(Half::Both));
+}

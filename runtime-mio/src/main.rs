@@ -1,0 +1,5 @@
+//! The `sdt` binary; see [`sdt::cli`] for the commands and exit statuses.
+
+fn main() -> std::process::ExitCode {
+    sdt::cli::main()
+}

@@ -1,0 +1,157 @@
+//! The built `sdt` binary: key commands, `check`, exit statuses, and no
+//! panics on bad input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sdt_core::key::{PresharedKey, PrivateKey};
+
+fn sdt(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sdt"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may exit without reading stdin; a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "sdt {args:?} panicked:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("RUST_BACKTRACE"),
+        "sdt {args:?}:\n{stderr}"
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn example(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(rel)
+}
+
+#[test]
+fn genkey_pubkey_round_trip_matches_the_library() {
+    let gen = sdt(&["genkey"], b"");
+    assert!(gen.status.success(), "{}", stderr(&gen));
+    let text = stdout(&gen);
+    assert_eq!(text.len(), 45, "{text:?}");
+    assert!(text.ends_with('\n'));
+    let key: PrivateKey = text.parse().unwrap();
+
+    let pubkey = sdt(&["pubkey"], text.as_bytes());
+    assert!(pubkey.status.success(), "{}", stderr(&pubkey));
+    assert_eq!(stdout(&pubkey), format!("{}\n", key.public_key()));
+
+    // Without the trailing newline too.
+    let pubkey = sdt(&["pubkey"], text.trim_end().as_bytes());
+    assert_eq!(stdout(&pubkey), format!("{}\n", key.public_key()));
+
+    // Two runs give two different keys.
+    assert_ne!(stdout(&sdt(&["genkey"], b"")), text);
+}
+
+#[test]
+fn genpsk_prints_a_preshared_key() {
+    let out = sdt(&["genpsk"], b"");
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.ends_with('\n') && text.len() == 45, "{text:?}");
+    text.parse::<PresharedKey>().unwrap();
+}
+
+#[test]
+fn pubkey_refuses_bad_input_with_status_1() {
+    for input in [&b"not a key\n"[..], b"", b"AAAA\n", &[0xff, 0xfe, 0x00]] {
+        let out = sdt(&["pubkey"], input);
+        assert_eq!(out.status.code(), Some(1), "{input:?}");
+        assert!(stdout(&out).is_empty());
+        let err = stderr(&out);
+        assert!(err.starts_with("sdt: stdin: key"), "{err:?}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+    }
+}
+
+#[test]
+fn check_accepts_a_good_example() {
+    let path = example("forward/x.toml");
+    let out = sdt(&["check", "-c", path.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{}: ok, 1 peer, 1 service\n", path.display())
+    );
+    let out = sdt(&["-v", "check", "--config", path.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn check_refuses_a_broken_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(example("forward/y.toml")).unwrap();
+    let cases = [
+        // (what to change, the key named, the line's marker)
+        ("mode = \"forward\"", "mode = \"sideways\"", "mode"),
+        ("max_channels = 1024", "max_channels = 0", "max_channels"),
+        ("max_channels = 1024", "max_chanels = 10", "max_chanels"),
+        ("peer = \"x\"", "peer = \"z\"", "peer"),
+    ];
+    for (from, to, key) in cases {
+        assert!(good.contains(from), "{from}");
+        let text = good.replacen(from, to, 1);
+        let line = text[..text.find(to).unwrap()].matches('\n').count() + 1;
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, &text).unwrap();
+        let out = sdt(&["check", "-c", path.to_str().unwrap()], b"");
+        assert_eq!(out.status.code(), Some(1), "{to}");
+        assert!(stdout(&out).is_empty());
+        let err = stderr(&out);
+        let want = format!("sdt: {}:{line}: key `{key}`: ", path.display());
+        assert!(err.starts_with(&want), "{err:?} should start {want:?}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+    }
+
+    // Not TOML at all.
+    let path = dir.path().join("garbage.toml");
+    std::fs::write(&path, "[[peer]\nname = \n").unwrap();
+    let out = sdt(&["check", "-c", path.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with(&format!("sdt: {}:1: ", path.display())));
+
+    // A missing file.
+    let path = dir.path().join("missing.toml");
+    let out = sdt(&["check", "-c", path.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with(&format!("sdt: {}: cannot read", path.display())));
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    for args in [&["frobnicate"][..], &[], &["check"], &["genkey", "--nope"]] {
+        let out = sdt(args, b"");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+    }
+    let out = sdt(&["--help"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    for word in ["genkey", "pubkey", "genpsk", "check", "Exit status:"] {
+        assert!(help.contains(word), "{word} not in help:\n{help}");
+    }
+    assert_eq!(sdt(&["--version"], b"").status.code(), Some(0));
+}
