@@ -383,7 +383,7 @@ struct Model {
 impl Model {
     /// Picks a live id, or a stale one every few choices.
     fn pick(&self, n: usize) -> Option<ChannelId> {
-        if !self.stale.is_empty() && (n % 4 == 0 || self.live.is_empty()) {
+        if !self.stale.is_empty() && (n.is_multiple_of(4) || self.live.is_empty()) {
             return Some(self.stale[n / 4 % self.stale.len()]);
         }
         self.live.get(n % self.live.len().max(1)).map(|e| e.0)

@@ -57,6 +57,7 @@ mod channels;
 mod config;
 mod direct;
 mod forward;
+mod io;
 mod push;
 mod router;
 mod stats;
@@ -80,6 +81,7 @@ use crate::wire::{DataPacket, ServiceHeaderRepr};
 pub use config::{
     ChannelLimits, Half, Mode, Peers, Role, ServiceConfig, ServiceError, MAX_ALLOW_RULES,
 };
+pub use io::{Io, OpenFailed};
 pub use stats::{ServiceDrop, ServiceDrops, ServiceStats, Traffic};
 
 /// Free bytes the runtime leaves before every datagram it hands in: the
