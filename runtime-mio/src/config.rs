@@ -53,7 +53,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::addr::{AllowRule, InterfaceAddress};
+use crate::addr::InterfaceAddress;
+use sdt_core::allow::AllowRule;
 use crate::keyfile::{self, KeyFileError};
 
 /// Default [`ServiceSpec::idle_timeout`].

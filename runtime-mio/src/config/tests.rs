@@ -544,14 +544,14 @@ fn refuses_bad_router_values() {
         &text,
         "10.0.0.1/8",
         "allow",
-        "`10.0.0.1/8:53`: address has bits set past the /8 prefix; the network is 10.0.0.0/8",
+        "`10.0.0.1/8:53`: address has bits set past the prefix length",
     );
     let text = service("allow = [\"2001:db8::/32:53\"]\n");
-    refused(&text, "\"2001", "allow", "must be in brackets");
+    refused(&text, "\"2001", "allow", "with an IPv6 address in brackets");
     let text = service("tun = \"this-name-is-too-long\"\n");
     refused(&text, "too-long", "tun", "1 to 15 letters");
     let text = service("tun = \"sdt0\"\naddress = \"10.99.0.1/40\"\n");
-    refused(&text, "/40", "address", "prefix length `40`");
+    refused(&text, "/40", "address", "`40` is not a prefix length from 0 to 32");
     let text = with_peer(
         "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\"\n\
          \n[[service]]\nid = 2\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\" # again\n",
