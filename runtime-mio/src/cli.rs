@@ -5,6 +5,9 @@
 //! sdt pubkey < x.key      print the public key of the private key on stdin
 //! sdt genpsk              print a new pre-shared key
 //! sdt check -c x.toml     validate a configuration file
+//! sdt run -c x.toml       run a node
+//! sdt status -c x.toml    print a running node's state (--json for machines)
+//! sdt demo                a self-contained tunnel on loopback
 //! ```
 //!
 //! Keys are printed in WireGuard's text form (base64) followed by a newline,
@@ -37,6 +40,8 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{Config, ConfigError};
+use crate::daemon::{query_status, ControlError, Daemon, Options, RunError};
+use crate::demo::{self, DemoError};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -49,7 +54,8 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
   1  configuration or usage error (bad config or key file, bad key on stdin, bad arguments)
-  2  runtime error (the system failed: no OS randomness, stdin or stdout unusable, ...)";
+  2  runtime error (the system failed: a port in use, no TUN permission, no node answering
+     `sdt status`, a failed demo, no OS randomness, stdin or stdout unusable, ...)";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -91,6 +97,34 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run a node from a configuration file until SIGINT or SIGTERM.
+    Run {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print the live state of a running node: peers, services, channels,
+    /// drops by reason.
+    Status {
+        /// The running node's configuration file (to find its control
+        /// socket).
+        #[arg(short, long, value_name = "FILE", required_unless_present = "socket")]
+        config: Option<PathBuf>,
+        /// The control socket, instead of a configuration file.
+        #[arg(long, value_name = "PATH", conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a self-contained tunnel on loopback: two nodes with fresh keys, a
+    /// forward, a push and a direct service; print what crossed, latency and
+    /// throughput. Needs no root and no config.
+    Demo {
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
 }
 
 /// Why a command failed; [`CliError::exit_code`] maps it to the exit status.
@@ -107,6 +141,12 @@ pub enum CliError {
     Stdout(io::Error),
     /// The OS could not give randomness.
     Random(rand_core::Error),
+    /// The node could not start or failed.
+    Run(RunError),
+    /// No answer from a node's control socket.
+    Control(ControlError),
+    /// The demo failed.
+    Demo(DemoError),
 }
 
 impl CliError {
@@ -114,7 +154,12 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::StdinKey(_) => EXIT_CONFIG,
-            CliError::Stdin(_) | CliError::Stdout(_) | CliError::Random(_) => EXIT_RUNTIME,
+            CliError::Stdin(_)
+            | CliError::Stdout(_)
+            | CliError::Random(_)
+            | CliError::Run(_)
+            | CliError::Control(_)
+            | CliError::Demo(_) => EXIT_RUNTIME,
         }
     }
 }
@@ -127,6 +172,9 @@ impl fmt::Display for CliError {
             CliError::Stdin(e) => write!(f, "stdin: {e}"),
             CliError::Stdout(e) => write!(f, "stdout: {e}"),
             CliError::Random(e) => write!(f, "cannot get OS randomness: {e}"),
+            CliError::Run(e) => write!(f, "{e}"),
+            CliError::Control(e) => write!(f, "{e}"),
+            CliError::Demo(e) => write!(f, "{e}"),
         }
     }
 }
@@ -216,6 +264,38 @@ pub fn run(command: &Command) -> Result<(), CliError> {
             .and_then(|()| out.flush())
             .map_err(CliError::Stdout)
         }
+        Command::Run { config } => {
+            let cfg = Config::load(config).map_err(CliError::Config)?;
+            let options = Options {
+                control_socket: true,
+                handle_signals: true,
+            };
+            Daemon::start(cfg, options)
+                .and_then(Daemon::wait)
+                .map_err(CliError::Run)
+        }
+        Command::Status {
+            config,
+            socket,
+            json,
+        } => {
+            let path = match (socket, config) {
+                (Some(p), _) => p.clone(),
+                (None, Some(c)) => Config::load(c).map_err(CliError::Config)?.control_socket,
+                (None, None) => {
+                    let why = io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "give -c FILE or --socket PATH",
+                    );
+                    return Err(CliError::Control(ControlError::Io(why)));
+                }
+            };
+            let text = query_status(&path, *json).map_err(CliError::Control)?;
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
+        }
+        Command::Demo { seconds } => demo::run(*seconds, &mut out).map_err(CliError::Demo),
     }
 }
 

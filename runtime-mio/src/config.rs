@@ -20,7 +20,7 @@
 //! listen = "127.0.0.1:5353"         # entry half: customers send here
 //! target = "127.0.0.1:53"           # exit half: where datagrams go
 //! idle_timeout = "60s"              # default 60s
-//! max_channels = 1024               # default 1024, 1..=65535
+//! max_channels = 1024               # default 1024, 1..=16384
 //! min_idle_for_eviction = "5s"      # default 5s
 //! ```
 //!
@@ -54,11 +54,16 @@ use toml::Spanned;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::addr::InterfaceAddress;
-use sdt_core::allow::AllowRule;
 use crate::keyfile::{self, KeyFileError};
+use sdt_core::allow::AllowRule;
+use sdt_core::node::MAX_ALLOW_RULES;
 
 /// Default [`ServiceSpec::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest `max_channels`: the capacity of the daemon's channel table,
+/// which all services share.
+pub const MAX_CHANNELS: u16 = 16384;
+
 /// Default [`ServiceSpec::max_channels`].
 pub const DEFAULT_MAX_CHANNELS: u16 = 1024;
 /// Default [`ServiceSpec::min_idle_for_eviction`].
@@ -864,6 +869,9 @@ impl Ctx<'_> {
                     .map_err(|e| self.at(rule, "allow", format!("`{}`: {e}", rule.get_ref())))?,
             );
         }
+        if let Some(span) = s.allow.as_ref().filter(|_| allow.len() > MAX_ALLOW_RULES) {
+            return Err(self.at(span, "allow", format!("at most {MAX_ALLOW_RULES} rules")));
+        }
         if half == Half::Exit && mode == Mode::Router && allow.is_empty() {
             tracing::warn!(
                 "{}: router service {id_value} has an empty allow list: it will send nothing",
@@ -881,12 +889,12 @@ impl Ctx<'_> {
         };
         let max_channels = match &s.max_channels {
             Some(m) => match u16::try_from(*m.get_ref()) {
-                Ok(n) if n > 0 => n,
+                Ok(n) if n > 0 && n <= MAX_CHANNELS => n,
                 _ => {
                     return Err(self.at(
                         m,
                         "max_channels",
-                        format!("must be a number from 1 to {}", u16::MAX),
+                        format!("must be a number from 1 to {MAX_CHANNELS}"),
                     ))
                 }
             },

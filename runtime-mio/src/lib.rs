@@ -8,13 +8,21 @@
 //!   and the key.
 //! - [`keyfile`]: private key and pre-shared key files, refused when other
 //!   users could read them.
-//! - [`addr`]: the small address grammars of the configuration: router
-//!   allow-list rules and TUN interface addresses.
+//! - [`addr`]: TUN interface addresses.
+//! - [`build`]: the configuration turned into core's node.
+//! - [`daemon`]: the node on one mio event loop: sockets, TUN devices, the
+//!   control socket, signals.
+//! - [`status`]: the live state `sdt status` prints.
+//! - [`demo`]: `sdt demo`, a self-contained tunnel on loopback.
 //! - [`cli`]: the `sdt` command line and its exit statuses.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod build;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod keyfile;
+pub mod status;

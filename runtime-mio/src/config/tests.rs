@@ -86,7 +86,7 @@ peer = "y"
 mode = "forward"
 listen = "127.0.0.1:5353"
 idle_timeout = "2m"
-max_channels = 65535
+max_channels = 16384
 min_idle_for_eviction = "500ms"
 
 [[service]]
@@ -147,7 +147,7 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
     );
     assert_eq!(s[0].listen, Some("127.0.0.1:5353".parse().unwrap()));
     assert_eq!(s[0].idle_timeout, Duration::from_secs(120));
-    assert_eq!(s[0].max_channels, 65535);
+    assert_eq!(s[0].max_channels, 16384);
     assert_eq!(s[0].min_idle_for_eviction, Duration::from_millis(500));
     assert_eq!(
         (s[1].peer, s[1].mode, s[1].half),
@@ -428,11 +428,11 @@ fn refuses_bad_service_values() {
     let text = service("id = 1\npeer = \"y\"\nmode = \"tunnel\"\nlisten = \"127.0.0.1:1\"\n");
     refused(&text, "\"tunnel\"", "mode", "unknown mode `tunnel`");
 
-    for bad in ["0", "65536", "-3"] {
+    for bad in ["0", "16385", "65536", "-3"] {
         let text = service(&format!(
             "id = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\nmax_channels = {bad}\n"
         ));
-        refused(&text, "max_channels", "max_channels", "from 1 to 65535");
+        refused(&text, "max_channels", "max_channels", "from 1 to 16384");
     }
     for key in ["idle_timeout", "min_idle_for_eviction"] {
         let text = service(&format!(
@@ -551,7 +551,12 @@ fn refuses_bad_router_values() {
     let text = service("tun = \"this-name-is-too-long\"\n");
     refused(&text, "too-long", "tun", "1 to 15 letters");
     let text = service("tun = \"sdt0\"\naddress = \"10.99.0.1/40\"\n");
-    refused(&text, "/40", "address", "`40` is not a prefix length from 0 to 32");
+    refused(
+        &text,
+        "/40",
+        "address",
+        "`40` is not a prefix length from 0 to 32",
+    );
     let text = with_peer(
         "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\"\n\
          \n[[service]]\nid = 2\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\" # again\n",

@@ -1,0 +1,475 @@
+//! The daemon: one node, one mio event loop, no async runtime.
+//!
+//! [`Daemon::start`] does everything that can fail at start in the caller's
+//! thread (bind the link socket, open TUN devices, bind every service's
+//! socket, open the control socket) so that `sdt run` can report a bad start
+//! with one line and a non-zero exit; then the loop runs on its own thread.
+//!
+//! The loop reads every ready socket into one reused buffer at
+//! [`HEADROOM`], hands the datagram to the node and carries out what it says
+//! through [`MioIo`]; nothing is allocated per datagram. Sockets are read in
+//! turns of at most [`READ_BUDGET`] datagrams so a flood on one socket
+//! cannot starve the others.
+
+mod control;
+mod sockets;
+mod sys;
+pub mod tun;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use sdt_core::node::{HEADROOM, TAILROOM};
+use sdt_core::Instant;
+use tracing::{debug, info, warn};
+
+use crate::build::{build_node, BuildError, DaemonNode};
+use crate::config::Config;
+use crate::status::Status;
+use sockets::MioIo;
+use tun::{Tun, TunError};
+
+pub use control::{query_status, ControlError};
+
+const LINK: Token = Token(0);
+const WAKER: Token = Token(1);
+const CONTROL: Token = Token(2);
+const SIGNALS: Token = Token(3);
+const FIRST_TUN: usize = 16;
+
+/// Datagrams read from one socket before the others get a turn.
+pub const READ_BUDGET: usize = 64;
+/// The largest datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+/// Socket buffer size asked for on the link socket.
+const LINK_SOCKET_BUFFER: usize = 4 << 20;
+/// Stack of the loop thread: the node lives on the heap, but building and
+/// moving it in a debug build goes through the stack.
+const LOOP_STACK: usize = 64 << 20;
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    /// The link socket could not be bound.
+    LinkSocket(SocketAddr, io::Error),
+    /// A service's socket could not be opened (port in use, ...).
+    ServiceSocket(u8, String),
+    /// A TUN device could not be opened.
+    Tun(u8, TunError),
+    /// The node could not be built.
+    Build(BuildError),
+    /// The event loop failed.
+    Poll(io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::LinkSocket(a, e) => write!(f, "cannot bind the link socket {a}: {e}"),
+            RunError::ServiceSocket(id, why) => write!(f, "service {id}: {why}"),
+            RunError::Tun(id, e) => write!(f, "service {id}: {e}"),
+            RunError::Build(e) => write!(f, "{e}"),
+            RunError::Poll(e) => write!(f, "event loop: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// How to run: what the command line or an embedding program decides.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve `sdt status` on the config's control socket.
+    pub control_socket: bool,
+    /// Stop on SIGINT and SIGTERM.
+    pub handle_signals: bool,
+}
+
+/// A running node.
+pub struct Daemon {
+    thread: Option<JoinHandle<Result<(), RunError>>>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    requests: mpsc::Sender<mpsc::Sender<Status>>,
+    link_addr: SocketAddr,
+}
+
+/// The loop's state.
+struct Loop {
+    node: Box<DaemonNode>,
+    io: MioIo,
+    poll: Poll,
+    config: Config,
+    clock: std::time::Instant,
+    started: Instant,
+    link_addr: SocketAddr,
+    control: Option<control::Server>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    stop: Arc<AtomicBool>,
+    requests: mpsc::Receiver<mpsc::Sender<Status>>,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Sockets still readable after their turn.
+    pending: VecDeque<Token>,
+}
+
+impl Daemon {
+    /// Starts a node from `config`: everything that can fail at start fails
+    /// here, with the reason.
+    pub fn start(config: Config, options: Options) -> Result<Daemon, RunError> {
+        let clock = std::time::Instant::now();
+        let unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let started = Instant::from_nanos(0);
+        let mut node = build_node(&config, started, unix_nanos).map_err(RunError::Build)?;
+        let poll = Poll::new().map_err(RunError::Poll)?;
+        let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
+
+        let listen = config.listen.unwrap_or_else(|| {
+            let v6 = config
+                .peers
+                .iter()
+                .any(|p| p.endpoint.is_some_and(|e| e.is_ipv6()));
+            if v6 {
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+            } else {
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+            }
+        });
+        let std_link =
+            std::net::UdpSocket::bind(listen).map_err(|e| RunError::LinkSocket(listen, e))?;
+        std_link
+            .set_nonblocking(true)
+            .map_err(|e| RunError::LinkSocket(listen, e))?;
+        sys::set_socket_buffers(&std_link, LINK_SOCKET_BUFFER);
+        let link_addr = std_link
+            .local_addr()
+            .map_err(|e| RunError::LinkSocket(listen, e))?;
+        let mut link = UdpSocket::from_std(std_link);
+        registry
+            .register(&mut link, LINK, Interest::READABLE)
+            .map_err(RunError::Poll)?;
+        let names = config.peers.iter().map(|p| p.name.clone()).collect();
+        let mut io = MioIo::new(registry, link, names);
+
+        for (i, spec) in config.services.iter().enumerate() {
+            if let Some(t) = &spec.tun {
+                let tun = Tun::open(&t.name, t.address).map_err(|e| RunError::Tun(spec.id, e))?;
+                let token = Token(FIRST_TUN + i);
+                tun.register(poll.registry(), token)
+                    .map_err(RunError::Poll)?;
+                info!("service {}: TUN device {} up", spec.id, tun.name());
+                io.tuns.insert(spec.id, (token, tun));
+            }
+        }
+
+        // Bind every service socket now, so a port in use stops the start.
+        let mut scratch = vec![0u8; 256];
+        node.flush(&mut io, started, &mut scratch);
+        if let Some((id, why)) = io.service_open_errors.first() {
+            return Err(RunError::ServiceSocket(*id, why.clone()));
+        }
+        for (i, _) in config.peers.iter().enumerate().filter(|(_, p)| p.keep_up) {
+            node.connect(sdt_core::link::PeerId(i as u16), started);
+        }
+        node.flush(&mut io, started, &mut scratch);
+
+        let exit_channels: usize = config
+            .services
+            .iter()
+            .filter(|s| s.half == crate::config::Half::Exit)
+            .map(|s| usize::from(s.max_channels))
+            .sum();
+        if exit_channels > 0 {
+            let files = sys::raise_open_file_limit();
+            let effective = exit_channels.min(files.saturating_sub(64));
+            info!("open file limit {files}: exit channels limited to {effective} (configured {exit_channels})");
+            if effective < exit_channels {
+                warn!("exit channels beyond {effective} will be dropped (socket_failed) for lack of file descriptors");
+            }
+        }
+
+        let control = if options.control_socket {
+            match control::Server::bind(&config.control_socket, poll.registry(), CONTROL) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(
+                        "no control socket at {}: {e}; `sdt status` will not reach this node",
+                        config.control_socket.display()
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let signals = if options.handle_signals {
+            let mut s = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])
+                .map_err(RunError::Poll)?;
+            poll.registry()
+                .register(&mut s, SIGNALS, Interest::READABLE)
+                .map_err(RunError::Poll)?;
+            Some(s)
+        } else {
+            None
+        };
+
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        info!(
+            "listening on {link_addr}, public key {}",
+            config.private_key.public_key()
+        );
+        let mut state = Loop {
+            node,
+            io,
+            poll,
+            config,
+            clock,
+            started,
+            link_addr,
+            control,
+            signals,
+            stop: stop.clone(),
+            requests: rx,
+            buf: vec![0u8; HEADROOM + MAX_DATAGRAM + TAILROOM],
+            scratch,
+            pending: VecDeque::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sdt-node".into())
+            .stack_size(LOOP_STACK)
+            .spawn(move || state.run())
+            .map_err(RunError::Poll)?;
+        Ok(Daemon {
+            thread: Some(thread),
+            waker,
+            stop,
+            requests: tx,
+            link_addr,
+        })
+    }
+
+    /// The link socket's address.
+    pub fn link_addr(&self) -> SocketAddr {
+        self.link_addr
+    }
+
+    /// The node's state now, or `None` if it stopped.
+    pub fn status(&self) -> Option<Status> {
+        let (tx, rx) = mpsc::channel();
+        self.requests.send(tx).ok()?;
+        self.waker.wake().ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// Asks the loop to stop and waits for it.
+    pub fn stop(mut self) -> Result<(), RunError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        self.join()
+    }
+
+    /// Waits until the loop stops (on a signal, with `handle_signals`).
+    pub fn wait(mut self) -> Result<(), RunError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), RunError> {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(RunError::Poll(io::Error::other("the node thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = self.waker.wake();
+            let _ = self.join();
+        }
+    }
+}
+
+impl Loop {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.clock.elapsed().as_nanos() as u64)
+    }
+
+    fn run(&mut self) -> Result<(), RunError> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                info!("stopping");
+                return Ok(());
+            }
+            let now = self.now();
+            let timeout = if self.pending.is_empty() {
+                self.node.poll_timeout().map(|t| t.saturating_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(RunError::Poll(e)),
+            }
+            for event in events.iter() {
+                if !self.pending.contains(&event.token()) {
+                    self.pending.push_back(event.token());
+                }
+            }
+            for _ in 0..self.pending.len() {
+                let Some(token) = self.pending.pop_front() else {
+                    break;
+                };
+                if self.serve(token) {
+                    self.pending.push_back(token);
+                }
+            }
+            let now = self.now();
+            if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now);
+                self.node.flush(&mut self.io, now, &mut self.scratch);
+            }
+        }
+    }
+
+    /// Serves one ready token for one turn; true if it may have more.
+    fn serve(&mut self, token: Token) -> bool {
+        match token {
+            LINK => self.read_link(),
+            WAKER => {
+                while let Ok(reply) = self.requests.try_recv() {
+                    let _ = reply.send(self.status());
+                }
+                false
+            }
+            CONTROL => {
+                let status = self.status();
+                if let Some(c) = &mut self.control {
+                    c.serve(&status);
+                }
+                false
+            }
+            SIGNALS => {
+                if let Some(s) = &mut self.signals {
+                    if s.pending().next().is_some() {
+                        info!("signal received");
+                        self.stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                false
+            }
+            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.read_customer(t),
+            t => self.read_tun(t),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status::collect(
+            &self.node,
+            &self.config,
+            Some(self.link_addr),
+            self.started,
+            self.now(),
+            self.io.send_errors,
+        )
+    }
+
+    fn read_link(&mut self) -> bool {
+        for _ in 0..READ_BUDGET {
+            let slot = &mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM];
+            let (len, from) = match self.io.link.recv_from(slot) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => {
+                    debug!("link socket: {e}");
+                    return false;
+                }
+            };
+            let now = self.now();
+            let range = HEADROOM..HEADROOM + len;
+            let r = self
+                .node
+                .handle_link_datagram(now, from, &mut self.buf, range);
+            self.node
+                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+        }
+        true
+    }
+
+    fn read_customer(&mut self, token: Token) -> bool {
+        let Some(&socket) = self.io.tokens.get(&token) else {
+            return false;
+        };
+        for _ in 0..READ_BUDGET {
+            let Some(c) = self.io.customers.get(&socket) else {
+                return false;
+            };
+            let slot = &mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM];
+            let (len, from) = match c.socket.recv_from(slot) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => {
+                    // ICMP port unreachable from a connected socket's target.
+                    debug!("{socket:?}: {e}");
+                    continue;
+                }
+            };
+            let now = self.now();
+            let range = HEADROOM..HEADROOM + len;
+            let r = self
+                .node
+                .handle_customer_datagram(now, socket, from, &mut self.buf, range);
+            self.node
+                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+        }
+        true
+    }
+
+    fn read_tun(&mut self, token: Token) -> bool {
+        let Some(service) = self
+            .io
+            .tuns
+            .iter()
+            .find(|(_, (t, _))| *t == token)
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        for _ in 0..READ_BUDGET {
+            let Some((_, tun)) = self.io.tuns.get_mut(&service) else {
+                return false;
+            };
+            let len = match tun.read(&mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => {
+                    warn!("service {service}: TUN read: {e}");
+                    return false;
+                }
+            };
+            let now = self.now();
+            let range = HEADROOM..HEADROOM + len;
+            let r = self
+                .node
+                .handle_tun_packet(now, service, &mut self.buf, range);
+            self.node
+                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+        }
+        true
+    }
+}

@@ -1,0 +1,217 @@
+//! The daemon's half of the node contract: [`sdt_core::node::Io`] over mio
+//! UDP sockets and TUN devices.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use sdt_core::link::LinkEvent;
+use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, ServiceDrop, SocketId};
+use tracing::{debug, error, info, warn};
+
+use super::tun::Tun;
+
+/// Tokens from here on name customer sockets; below are the daemon's own.
+pub const FIRST_CUSTOMER_TOKEN: usize = 1024;
+
+/// A customer socket.
+#[derive(Debug)]
+pub struct Customer {
+    pub token: Token,
+    pub socket: UdpSocket,
+    pub connected: bool,
+}
+
+/// The daemon's sockets and devices, as the node sees them.
+pub struct MioIo {
+    registry: Registry,
+    pub link: UdpSocket,
+    pub customers: HashMap<SocketId, Customer>,
+    pub tokens: HashMap<Token, SocketId>,
+    next_token: usize,
+    /// Router entries' TUN devices, by service id, with their tokens.
+    pub tuns: HashMap<u8, (Token, Tun)>,
+    /// Names of the peers, by peer id, for logs.
+    pub peer_names: Vec<String>,
+    /// Datagrams that could not be sent.
+    pub send_errors: u64,
+    /// Service sockets that could not be opened: (service, why).
+    pub service_open_errors: Vec<(u8, String)>,
+}
+
+impl MioIo {
+    pub fn new(registry: Registry, link: UdpSocket, peer_names: Vec<String>) -> Self {
+        MioIo {
+            registry,
+            link,
+            customers: HashMap::new(),
+            tokens: HashMap::new(),
+            next_token: FIRST_CUSTOMER_TOKEN,
+            tuns: HashMap::new(),
+            peer_names,
+            send_errors: 0,
+            service_open_errors: Vec::new(),
+        }
+    }
+
+    fn peer(&self, id: sdt_core::link::PeerId) -> &str {
+        self.peer_names
+            .get(usize::from(id.0))
+            .map_or("?", String::as_str)
+    }
+
+    fn add(
+        &mut self,
+        id: SocketId,
+        std_socket: std::net::UdpSocket,
+        connected: bool,
+    ) -> io::Result<()> {
+        std_socket.set_nonblocking(true)?;
+        let mut socket = UdpSocket::from_std(std_socket);
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        self.registry
+            .register(&mut socket, token, Interest::READABLE)?;
+        self.tokens.insert(token, id);
+        self.customers.insert(
+            id,
+            Customer {
+                token,
+                socket,
+                connected,
+            },
+        );
+        Ok(())
+    }
+
+    fn open_failed(&mut self, socket: SocketId, what: String, e: io::Error) -> OpenFailed {
+        match socket {
+            SocketId::Service(id) => {
+                error!("service {id}: {what}: {e}");
+                self.service_open_errors.push((id, format!("{what}: {e}")));
+            }
+            SocketId::Channel(_) => {
+                warn!("exit channel socket: {what}: {e}; the channel is dropped")
+            }
+        }
+        OpenFailed
+    }
+
+    fn sent(&mut self, what: &str, r: io::Result<usize>) {
+        if let Err(e) = r {
+            self.send_errors += 1;
+            if e.kind() != io::ErrorKind::WouldBlock {
+                debug!("send {what}: {e}");
+            }
+        }
+    }
+}
+
+impl Io for MioIo {
+    fn bind(&mut self, socket: SocketId, local: SocketAddr) -> Result<(), OpenFailed> {
+        let s = std::net::UdpSocket::bind(local)
+            .map_err(|e| self.open_failed(socket, format!("cannot bind {local}"), e))?;
+        self.add(socket, s, false)
+            .map_err(|e| self.open_failed(socket, format!("cannot register {local}"), e))?;
+        debug!("{socket:?}: bound {local}");
+        Ok(())
+    }
+
+    fn connect(&mut self, socket: SocketId, remote: SocketAddr) -> Result<(), OpenFailed> {
+        let any: SocketAddr = match remote {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let s = std::net::UdpSocket::bind(any)
+            .and_then(|s| s.connect(remote).map(|()| s))
+            .map_err(|e| {
+                self.open_failed(socket, format!("cannot open a socket to {remote}"), e)
+            })?;
+        self.add(socket, s, true).map_err(|e| {
+            self.open_failed(socket, format!("cannot register a socket to {remote}"), e)
+        })?;
+        Ok(())
+    }
+
+    fn close(&mut self, socket: SocketId) {
+        if let Some(mut c) = self.customers.remove(&socket) {
+            let _ = self.registry.deregister(&mut c.socket);
+            self.tokens.remove(&c.token);
+        }
+    }
+
+    fn send_link(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let r = self.link.send_to(datagram, to);
+        self.sent("on the link", r);
+    }
+
+    fn send_customer(&mut self, socket: SocketId, to: Option<SocketAddr>, payload: &[u8]) {
+        let r = match (self.customers.get(&socket), to) {
+            (Some(c), Some(to)) if !c.connected => c.socket.send_to(payload, to),
+            (Some(c), _) => c.socket.send(payload),
+            (None, _) => Err(io::Error::from(io::ErrorKind::NotFound)),
+        };
+        self.sent("to a customer", r);
+    }
+
+    fn write_tun(&mut self, service: u8, packet: &[u8]) {
+        let r = match self.tuns.get_mut(&service) {
+            Some((_, tun)) => tun.write(packet),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        };
+        self.sent("to the TUN device", r);
+    }
+
+    fn event(&mut self, event: NodeEvent) {
+        match event {
+            NodeEvent::Link(LinkEvent::SessionUp(p)) => info!("peer {}: session up", self.peer(p)),
+            NodeEvent::Link(LinkEvent::PeerRestarted(p)) => {
+                info!(
+                    "peer {}: its node restarted; its channels are dropped",
+                    self.peer(p)
+                )
+            }
+            NodeEvent::Link(LinkEvent::Roamed(p)) => info!("peer {}: endpoint moved", self.peer(p)),
+            NodeEvent::Link(LinkEvent::HandshakeTimedOut(p)) => {
+                warn!(
+                    "peer {}: no handshake answer for 90 s (unreachable?)",
+                    self.peer(p)
+                )
+            }
+            NodeEvent::Mismatch {
+                service,
+                peer,
+                problem,
+            } => {
+                let what = match problem {
+                    ServiceDrop::HalfMismatch => {
+                        "both nodes hold the same half (both entry or both exit)"
+                    }
+                    ServiceDrop::ModeMismatch => "the two nodes configure different modes",
+                    ServiceDrop::WrongPeer => "this peer is not the service's peer",
+                    _ => problem.as_str(),
+                };
+                warn!(
+                    "service {service}: frames from peer {} do not match: {what}; dropping them",
+                    self.peer(peer)
+                )
+            }
+            NodeEvent::UnknownService { service, peer } => {
+                warn!(
+                    "peer {} sends frames for service {service}, which this node does not have",
+                    self.peer(peer)
+                )
+            }
+            NodeEvent::ServiceSocketFailed { service } => {
+                error!("service {service}: its socket could not be opened")
+            }
+            other => info!("{other:?}"),
+        }
+    }
+
+    fn dropped(&mut self, dropped: Dropped) {
+        debug!("dropped: {dropped}");
+    }
+}

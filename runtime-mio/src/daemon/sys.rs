@@ -1,0 +1,60 @@
+//! The few system calls std does not wrap: socket buffer sizes and the open
+//! file limit.
+
+use std::os::fd::AsRawFd;
+
+use tracing::debug;
+
+/// Asks for `bytes` of receive and send buffer on `socket` (the kernel caps
+/// it at `net.core.rmem_max`/`wmem_max`); failure only costs throughput.
+pub fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: a valid socket descriptor and a c_int option value that
+        // lives across the call, with its exact size.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            debug!(
+                "setsockopt buffer {option}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit and returns the
+/// limit now in force: each exit channel holds one socket.
+pub fn raise_open_file_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit the call fills in.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return 1024;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above; the new limit does not exceed the hard limit.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if rc == 0 {
+            limit = raised;
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}

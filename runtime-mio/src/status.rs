@@ -1,0 +1,259 @@
+//! The live state of a node, as `sdt status` prints it: peers (endpoint,
+//! latest handshake, traffic, drops) and services (counters, channels,
+//! drops by reason), in text like `wg show` or in JSON.
+
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+
+use sdt_core::Instant;
+use serde::{Deserialize, Serialize};
+
+use crate::build::DaemonNode;
+use crate::config::Config;
+
+/// A snapshot of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// This node's public key.
+    pub public_key: String,
+    /// The link socket's address.
+    pub listen: Option<SocketAddr>,
+    /// Seconds since the node started.
+    pub uptime_secs: f64,
+    /// The peers, in config order.
+    pub peers: Vec<PeerState>,
+    /// The services, in config order.
+    pub services: Vec<ServiceState>,
+    /// Link drops no peer can be blamed for, by reason.
+    pub unattributed_drops: Vec<(String, u64)>,
+    /// Service-level drops no service can be blamed for, by reason.
+    pub node_drops: Vec<(String, u64)>,
+    /// Datagrams the runtime could not send (socket buffers full, ...).
+    pub send_errors: u64,
+}
+
+/// One peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerState {
+    /// Its name in the config.
+    pub name: String,
+    /// Its public key.
+    pub public_key: String,
+    /// Where datagrams to it go now.
+    pub endpoint: Option<SocketAddr>,
+    /// Seconds since the latest handshake completed.
+    pub latest_handshake_secs_ago: Option<f64>,
+    /// Whether a session is up.
+    pub session_up: bool,
+    /// Datagrams received from it (authenticated).
+    pub rx_datagrams: u64,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+    /// Datagrams sent to it.
+    pub tx_datagrams: u64,
+    /// Bytes sent to it.
+    pub tx_bytes: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Link drops by reason.
+    pub drops: Vec<(String, u64)>,
+}
+
+/// One service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceState {
+    /// Its id.
+    pub id: u8,
+    /// Its mode.
+    pub mode: String,
+    /// This node's half.
+    pub half: String,
+    /// Customer datagrams sent across.
+    pub to_peer_datagrams: u64,
+    /// Their bytes.
+    pub to_peer_bytes: u64,
+    /// Datagrams delivered to customers.
+    pub from_peer_datagrams: u64,
+    /// Their bytes.
+    pub from_peer_bytes: u64,
+    /// Channels open now.
+    pub channels_open: u64,
+    /// Channels created since start.
+    pub channels_created: u64,
+    /// Channels closed idle.
+    pub channels_expired: u64,
+    /// Channels evicted for new ones.
+    pub channels_evicted: u64,
+    /// Channels closed for other reasons (peer restart, socket failure).
+    pub channels_closed: u64,
+    /// Drops by reason.
+    pub drops: Vec<(String, u64)>,
+}
+
+impl Status {
+    /// Collects the state of `node` at `now`.
+    pub fn collect(
+        node: &DaemonNode,
+        config: &Config,
+        listen: Option<SocketAddr>,
+        started: Instant,
+        now: Instant,
+        send_errors: u64,
+    ) -> Status {
+        let link = node.link();
+        let peers = config
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, spec)| {
+                let p = link.peer(sdt_core::link::PeerId(i as u16), now)?;
+                Some(PeerState {
+                    name: spec.name.clone(),
+                    public_key: p.public_key.to_string(),
+                    endpoint: p.endpoint,
+                    latest_handshake_secs_ago: p
+                        .last_handshake
+                        .map(|t| now.saturating_since(t).as_secs_f64()),
+                    session_up: p.session_up,
+                    rx_datagrams: p.stats.rx_datagrams,
+                    rx_bytes: p.stats.rx_bytes,
+                    tx_datagrams: p.stats.tx_datagrams,
+                    tx_bytes: p.stats.tx_bytes,
+                    handshakes: p.stats.handshakes_completed,
+                    drops: p
+                        .stats
+                        .drops
+                        .iter()
+                        .map(|(r, n)| (r.as_str().to_owned(), n))
+                        .collect(),
+                })
+            })
+            .collect();
+        let services = node
+            .services()
+            .map(|(c, s)| ServiceState {
+                id: c.id,
+                mode: c.role.mode().as_str().to_owned(),
+                half: c.role.half().as_str().to_owned(),
+                to_peer_datagrams: s.to_peer.datagrams,
+                to_peer_bytes: s.to_peer.bytes,
+                from_peer_datagrams: s.from_peer.datagrams,
+                from_peer_bytes: s.from_peer.bytes,
+                channels_open: s.channels_open,
+                channels_created: s.channels_created,
+                channels_expired: s.channels_expired,
+                channels_evicted: s.channels_evicted,
+                channels_closed: s.channels_closed,
+                drops: s
+                    .drops
+                    .iter()
+                    .map(|(r, n)| (r.as_str().to_owned(), n))
+                    .collect(),
+            })
+            .collect();
+        Status {
+            public_key: link.public_key().to_string(),
+            listen,
+            uptime_secs: now.saturating_since(started).as_secs_f64(),
+            peers,
+            services,
+            unattributed_drops: link
+                .unattributed_drops()
+                .iter()
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+            node_drops: node
+                .node_drops()
+                .iter()
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+            send_errors,
+        }
+    }
+
+    /// The service with id `id`.
+    pub fn service(&self, id: u8) -> Option<&ServiceState> {
+        self.services.iter().find(|s| s.id == id)
+    }
+}
+
+fn drops(out: &mut String, drops: &[(String, u64)]) {
+    if drops.is_empty() {
+        return;
+    }
+    out.push_str("  drops:");
+    for (reason, n) in drops {
+        let _ = write!(out, " {reason}={n}");
+    }
+    out.push('\n');
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(out, "node: {}", self.public_key);
+        if let Some(l) = self.listen {
+            let _ = writeln!(out, "  listening on {l}");
+        }
+        let _ = writeln!(out, "  up {:.0} s", self.uptime_secs);
+        if self.send_errors > 0 {
+            let _ = writeln!(out, "  send errors: {}", self.send_errors);
+        }
+        drops(&mut out, &self.unattributed_drops);
+        for p in &self.peers {
+            let _ = writeln!(out, "\npeer {}: {}", p.name, p.public_key);
+            match p.endpoint {
+                Some(e) => {
+                    let _ = writeln!(out, "  endpoint: {e}");
+                }
+                None => out.push_str("  endpoint: (none yet)\n"),
+            }
+            match p.latest_handshake_secs_ago {
+                Some(s) => {
+                    let _ = writeln!(
+                        out,
+                        "  latest handshake: {s:.0} s ago ({} in all)",
+                        p.handshakes
+                    );
+                }
+                None => out.push_str("  latest handshake: never\n"),
+            }
+            let _ = writeln!(
+                out,
+                "  session: {}",
+                if p.session_up { "up" } else { "down" }
+            );
+            let _ = writeln!(
+                out,
+                "  transfer: {} B in {} datagrams received, {} B in {} datagrams sent",
+                p.rx_bytes, p.rx_datagrams, p.tx_bytes, p.tx_datagrams
+            );
+            drops(&mut out, &p.drops);
+        }
+        for s in &self.services {
+            let _ = writeln!(out, "\nservice {} ({}, {}):", s.id, s.mode, s.half);
+            let _ = writeln!(
+                out,
+                "  to peer: {} datagrams, {} B; from peer: {} datagrams, {} B",
+                s.to_peer_datagrams, s.to_peer_bytes, s.from_peer_datagrams, s.from_peer_bytes
+            );
+            if s.mode == "forward" || s.mode == "router" {
+                let _ = writeln!(
+                    out,
+                    "  channels: {} open, {} created, {} expired, {} evicted, {} closed",
+                    s.channels_open,
+                    s.channels_created,
+                    s.channels_expired,
+                    s.channels_evicted,
+                    s.channels_closed
+                );
+            }
+            drops(&mut out, &s.drops);
+        }
+        if !self.node_drops.is_empty() {
+            out.push_str("\nnot attributable to a service:\n");
+            drops(&mut out, &self.node_drops);
+        }
+        f.write_str(&out)
+    }
+}
