@@ -351,10 +351,16 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
     });
     let sender = UdpSocket::bind(localhost())?;
     for i in 0..PUSH_LINES {
-        sender.send_to(format!("<13>sdt demo line {i}").as_bytes(), push_listen)?;
-        if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(1));
+        // Paced to at most 64 lines in flight, as a syslog sender on a
+        // busy host would be by its own rate; a burst beyond the socket
+        // buffers would be lost, as UDP is.
+        let paced = Instant::now();
+        while (i as u64).saturating_sub(received.load(Ordering::Relaxed)) >= 64
+            && paced.elapsed() < Duration::from_millis(200)
+        {
+            std::thread::sleep(Duration::from_micros(50));
         }
+        sender.send_to(format!("<13>sdt demo line {i}").as_bytes(), push_listen)?;
     }
     let pushed = wait_for("all pushed lines to arrive", Duration::from_secs(3), || {
         received.load(Ordering::Relaxed) >= PUSH_LINES as u64

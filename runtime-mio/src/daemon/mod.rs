@@ -122,8 +122,94 @@ struct Loop {
 
 impl Daemon {
     /// Starts a node from `config`: everything that can fail at start fails
-    /// here, with the reason.
+    /// here, with the reason. The node is built on the loop's own thread,
+    /// whose stack is large enough for it in any build.
     pub fn start(config: Config, options: Options) -> Result<Daemon, RunError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (requests, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sdt-node".into())
+            .stack_size(LOOP_STACK)
+            .spawn(move || match Loop::setup(config, options, flag, rx) {
+                Ok((mut state, waker)) => {
+                    let _ = ready_tx.send(Ok((waker, state.link_addr)));
+                    state.run()
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(()));
+                    Err(e)
+                }
+            })
+            .map_err(RunError::Poll)?;
+        match ready_rx.recv() {
+            Ok(Ok((waker, link_addr))) => Ok(Daemon {
+                thread: Some(thread),
+                waker,
+                stop,
+                requests,
+                link_addr,
+            }),
+            _ => Err(match thread.join() {
+                Ok(Err(e)) => e,
+                _ => RunError::Poll(io::Error::other("the node thread failed to start")),
+            }),
+        }
+    }
+
+    /// The link socket's address.
+    pub fn link_addr(&self) -> SocketAddr {
+        self.link_addr
+    }
+
+    /// The node's state now, or `None` if it stopped.
+    pub fn status(&self) -> Option<Status> {
+        let (tx, rx) = mpsc::channel();
+        self.requests.send(tx).ok()?;
+        self.waker.wake().ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// Asks the loop to stop and waits for it.
+    pub fn stop(mut self) -> Result<(), RunError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        self.join()
+    }
+
+    /// Waits until the loop stops (on a signal, with `handle_signals`).
+    pub fn wait(mut self) -> Result<(), RunError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), RunError> {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(RunError::Poll(io::Error::other("the node thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = self.waker.wake();
+            let _ = self.join();
+        }
+    }
+}
+
+impl Loop {
+    /// Everything that can fail at start: sockets, TUN devices, the node.
+    fn setup(
+        config: Config,
+        options: Options,
+        stop: Arc<AtomicBool>,
+        requests: mpsc::Receiver<mpsc::Sender<Status>>,
+    ) -> Result<(Loop, Arc<Waker>), RunError> {
         let clock = std::time::Instant::now();
         let unix_nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -223,13 +309,11 @@ impl Daemon {
         };
 
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
         info!(
             "listening on {link_addr}, public key {}",
             config.private_key.public_key()
         );
-        let mut state = Loop {
+        let state = Loop {
             node,
             io,
             poll,
@@ -239,71 +323,15 @@ impl Daemon {
             link_addr,
             control,
             signals,
-            stop: stop.clone(),
-            requests: rx,
+            stop,
+            requests,
             buf: vec![0u8; HEADROOM + MAX_DATAGRAM + TAILROOM],
             scratch,
             pending: VecDeque::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("sdt-node".into())
-            .stack_size(LOOP_STACK)
-            .spawn(move || state.run())
-            .map_err(RunError::Poll)?;
-        Ok(Daemon {
-            thread: Some(thread),
-            waker,
-            stop,
-            requests: tx,
-            link_addr,
-        })
+        Ok((state, waker))
     }
 
-    /// The link socket's address.
-    pub fn link_addr(&self) -> SocketAddr {
-        self.link_addr
-    }
-
-    /// The node's state now, or `None` if it stopped.
-    pub fn status(&self) -> Option<Status> {
-        let (tx, rx) = mpsc::channel();
-        self.requests.send(tx).ok()?;
-        self.waker.wake().ok()?;
-        rx.recv_timeout(Duration::from_secs(5)).ok()
-    }
-
-    /// Asks the loop to stop and waits for it.
-    pub fn stop(mut self) -> Result<(), RunError> {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-        self.join()
-    }
-
-    /// Waits until the loop stops (on a signal, with `handle_signals`).
-    pub fn wait(mut self) -> Result<(), RunError> {
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<(), RunError> {
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(RunError::Poll(io::Error::other("the node thread panicked"))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop.store(true, Ordering::SeqCst);
-            let _ = self.waker.wake();
-            let _ = self.join();
-        }
-    }
-}
-
-impl Loop {
     fn now(&self) -> Instant {
         Instant::from_nanos(self.clock.elapsed().as_nanos() as u64)
     }

@@ -16,6 +16,9 @@ use super::tun::Tun;
 /// Tokens from here on name customer sockets; below are the daemon's own.
 pub const FIRST_CUSTOMER_TOKEN: usize = 1024;
 
+/// Socket buffer size asked for on listen sockets.
+const LISTEN_SOCKET_BUFFER: usize = 1 << 20;
+
 /// A customer socket.
 #[derive(Debug)]
 pub struct Customer {
@@ -113,6 +116,8 @@ impl Io for MioIo {
     fn bind(&mut self, socket: SocketId, local: SocketAddr) -> Result<(), OpenFailed> {
         let s = std::net::UdpSocket::bind(local)
             .map_err(|e| self.open_failed(socket, format!("cannot bind {local}"), e))?;
+        // A listen socket takes every client's bursts: give it room.
+        super::sys::set_socket_buffers(&s, LISTEN_SOCKET_BUFFER);
         self.add(socket, s, false)
             .map_err(|e| self.open_failed(socket, format!("cannot register {local}"), e))?;
         debug!("{socket:?}: bound {local}");
