@@ -74,7 +74,9 @@ pub fn hkdf<const N: usize>(ck: &[u8; HASH_LEN], ikm: &[u8]) -> [[u8; HASH_LEN];
 }
 
 /// Keyed BLAKE2s with a 16-byte output over the concatenation of `parts`.
-pub fn mac(key: &[u8; HASH_LEN], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+/// The key is 1 to 32 bytes: 32 for `mac1`, 16 (a cookie) for `mac2`.
+pub fn mac<const K: usize>(key: &[u8; K], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+    const { assert!(K > 0 && K <= HASH_LEN, "BLAKE2s keys are 1 to 32 bytes") };
     let mut m = match <Blake2sMac<U16> as blake2::digest::KeyInit>::new_from_slice(key) {
         Ok(m) => m,
         Err(_) => unreachable_invalid_length(),

@@ -4,8 +4,9 @@
 //! *receiver's* public key. A node checks it before any Diffie-Hellman, and
 //! answers nothing that fails it: a scanner that does not know the node's
 //! public key learns nothing, and cannot make it spend a scalar
-//! multiplication. `mac2` (bytes after `mac1`) is reserved for the cookie
-//! mechanism against floods; it is sent as zeros and not checked yet.
+//! multiplication. `mac2` (the 16 bytes after `mac1`) carries the cookie
+//! mechanism against floods, in [`super::cookie`]: zeros unless the peer
+//! gave us a cookie, checked only while the receiver is under load.
 
 use subtle::ConstantTimeEq;
 

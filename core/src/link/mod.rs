@@ -27,6 +27,7 @@
 //! must open under a live session. Everything else is dropped and counted
 //! under a [`DropReason`], never answered.
 
+mod cookie;
 mod mac;
 mod peer;
 mod session;
@@ -36,6 +37,7 @@ use core::net::SocketAddr;
 use core::ops::Range;
 use core::time::Duration;
 
+use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
 use x25519_dalek::StaticSecret;
 
@@ -44,16 +46,22 @@ use crate::noise::{Initiator, Responder};
 use crate::tai64::{Tai64N, TimestampClock, TAI64N_LEN};
 use crate::time::Instant;
 use crate::wire::{
-    DataPacket, InitiationPacket, MessageType, ResponsePacket, INITIATION_PAYLOAD_LEN,
+    CookieReplyPacket, DataPacket, InitiationPacket, MessageType, ResponsePacket,
+    INITIATION_PAYLOAD_LEN,
 };
+use cookie::{Gate, Verdict};
 use peer::{Peer, Pending, Slot};
 use session::{Session, SessionError};
 
+pub use cookie::{COOKIE_LIFETIME, DEFAULT_LOAD_THRESHOLD};
 pub use peer::{PeerConfig, KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
 pub use session::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
 };
 pub use stats::{DropCounts, DropReason, PeerStats};
+
+/// Cookie replies queued at most; see [`Link`]'s `cookie_replies`.
+const COOKIE_REPLY_QUEUE: usize = 16;
 
 /// Smallest buffer [`Link::poll_transmit`] accepts: room for the largest
 /// handshake message.
@@ -166,6 +174,11 @@ pub struct Link<R, const P: usize> {
     peers: heapless::Vec<Peer, P>,
     /// Drops not attributable to a peer.
     drops: DropCounts,
+    /// Cookie secret, load meter and rate limiter for handshakes under load.
+    gate: Gate,
+    /// Cookie replies waiting to be sent: (to, message). Bounded; when full,
+    /// a sender is simply not answered and retries.
+    cookie_replies: Deque<(SocketAddr, [u8; CookieReplyPacket::<&[u8]>::LEN]), COOKIE_REPLY_QUEUE>,
     /// Where `poll_transmit` and `poll_event` resume, for fairness.
     cursor: usize,
 }
@@ -184,6 +197,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             clock: TimestampClock::new(now, unix_nanos),
             peers: heapless::Vec::new(),
             drops: DropCounts::default(),
+            gate: Gate::new(&public, now),
+            cookie_replies: Deque::new(),
             cursor: 0,
         }
     }
@@ -346,7 +361,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             Ok(MessageType::Data) => self.handle_data(now, from, datagram),
             Ok(MessageType::Initiation) => self.handle_initiation(now, from, datagram),
             Ok(MessageType::Response) => self.handle_response(now, from, datagram),
-            Ok(MessageType::CookieReply) => Err((None, DropReason::UnexpectedCookie)),
+            Ok(MessageType::CookieReply) => self.handle_cookie_reply(now, datagram),
             Err(_) => Err((None, DropReason::Malformed)),
         };
         result.map_err(|(peer, reason)| {
@@ -420,6 +435,14 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             return Err((None, DropReason::BadMac1));
         }
         let sender_index = packet.sender_index();
+        self.admit(
+            now,
+            from,
+            sender_index,
+            packet.mac1(),
+            packet.mac2_input(),
+            packet.mac2(),
+        )?;
         let (responder, payload) =
             Responder::read_message(self.secret.as_secret(), packet.noise_message_mut())
                 .map_err(|_| (None, DropReason::HandshakeFailed))?;
@@ -469,6 +492,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             .0;
         let mac = mac::mac1(&p.mac1_key, out.mac1_input());
         out.set_mac1(&mac);
+        out.set_mac2(&p.jar.mac2(now, out.mac2_input()));
+        p.jar.sent_mac1(mac);
         let session = Session::new(&keys, false, local_index, sender_index, now);
         note_incarnation(p, incarnation);
         p.install(session, now);
@@ -492,6 +517,14 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         }
         let index = packet.receiver_index();
         let sender_index = packet.sender_index();
+        self.admit(
+            now,
+            from,
+            sender_index,
+            packet.mac1(),
+            packet.mac2_input(),
+            packet.mac2(),
+        )?;
         let slot = (index & 0xffff) as usize;
         let p = self
             .peers
@@ -522,6 +555,66 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         })
     }
 
+    /// Lets a handshake message with a valid `mac1` through, or, under
+    /// load, asks its sender for a cookie or refuses it over the rate.
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender_index: u32,
+        mac1: &[u8; 16],
+        covered: &[u8],
+        mac2: &[u8; 16],
+    ) -> Result<(), (Option<usize>, DropReason)> {
+        match self.gate.check(&mut self.rng, now, &from, covered, mac2) {
+            Verdict::Pass => Ok(()),
+            Verdict::RateLimited => Err((None, DropReason::RateLimited)),
+            Verdict::NeedCookie => {
+                if !self.cookie_replies.is_full() {
+                    let mut reply = [0u8; CookieReplyPacket::<&[u8]>::LEN];
+                    self.gate
+                        .reply(&mut self.rng, now, &from, sender_index, mac1, &mut reply);
+                    self.cookie_replies.push_back((from, reply)).ok();
+                }
+                Err((None, DropReason::CookieRequired))
+            }
+        }
+    }
+
+    /// A cookie reply to our initiation (or response): keep the cookie for
+    /// the next try, which the retry timer sends.
+    fn handle_cookie_reply(
+        &mut self,
+        now: Instant,
+        datagram: &mut [u8],
+    ) -> Result<Received, (Option<usize>, DropReason)> {
+        let packet = CookieReplyPacket::new_checked(&*datagram)
+            .map_err(|_| (None, DropReason::Malformed))?;
+        let index = packet.receiver_index();
+        let slot = (index & 0xffff) as usize;
+        let p = self
+            .peers
+            .get_mut(slot)
+            .filter(|p| {
+                p.pending.as_ref().is_some_and(|h| h.local_index == index)
+                    || p.next.as_ref().is_some_and(|s| s.local_index == index)
+            })
+            .ok_or((None, DropReason::UnexpectedCookie))?;
+        if !p.jar.accept(now, &p.cookie_key, &packet) {
+            return Err((Some(slot), DropReason::BadCookieReply));
+        }
+        Ok(Received::Control {
+            peer: PeerId(slot as u16),
+        })
+    }
+
+    /// Sets how many handshake messages per second the node takes before it
+    /// asks senders for cookies ([`DEFAULT_LOAD_THRESHOLD`] by default; 0
+    /// means always).
+    pub fn set_load_threshold(&mut self, per_second: u32) {
+        self.gate.set_threshold(per_second);
+    }
+
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in self.peers.iter_mut() {
@@ -540,6 +633,13 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     ) -> Result<Option<Transmit>, SendError> {
         if buf.len() < MIN_TRANSMIT_BUFFER {
             return Err(SendError::BufferTooSmall);
+        }
+        if let Some((to, reply)) = self.cookie_replies.pop_front() {
+            buf[..reply.len()].copy_from_slice(&reply);
+            return Ok(Some(Transmit {
+                to,
+                len: reply.len(),
+            }));
         }
         let n = self.peers.len();
         for k in 0..n {
@@ -586,7 +686,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             .0;
             let mac = mac::mac1(&p.mac1_key, out.mac1_input());
             out.set_mac1(&mac);
-            out.set_mac2(&[0; 16]);
+            out.set_mac2(&p.jar.mac2(now, out.mac2_input()));
+            p.jar.sent_mac1(mac);
             let jitter = Duration::from_nanos(self.rng.next_u64() % MAX_JITTER.as_nanos() as u64);
             p.pending = Some(Pending {
                 noise,

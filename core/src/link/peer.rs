@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use zeroize::Zeroizing;
 
+use super::cookie::{cookie_key, Jar};
 use super::session::{Session, REJECT_AFTER_TIME, REKEY_AFTER_TIME};
 use super::stats::PeerStats;
 use crate::key::{PresharedKey, PublicKey};
@@ -82,6 +83,10 @@ pub(crate) struct Peer {
     pub psk: Zeroizing<[u8; 32]>,
     /// Key of `mac1` on messages we send to this peer.
     pub mac1_key: [u8; 32],
+    /// Key of the cookie replies this peer sends us.
+    pub cookie_key: [u8; 32],
+    /// The cookie this peer gave us, for `mac2` while it is under load.
+    pub jar: Jar,
     pub endpoint: Option<SocketAddr>,
     /// The session we send on; always confirmed.
     pub current: Option<Session>,
@@ -132,10 +137,12 @@ impl Peer {
         );
         let keep_up = config.keep_up && config.endpoint.is_some();
         Peer {
+            cookie_key: cookie_key(&config.public_key),
             endpoint: config.endpoint,
             config,
             psk,
             mac1_key,
+            jar: Jar::default(),
             current: None,
             previous: None,
             next: None,

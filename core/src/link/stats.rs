@@ -23,8 +23,16 @@ pub enum DropReason {
     HandshakeRace,
     /// A response to no handshake of ours in progress.
     UnexpectedResponse,
-    /// A cookie reply; the cookie mechanism is not enabled.
+    /// A cookie reply for no handshake message of ours.
     UnexpectedCookie,
+    /// A cookie reply that did not authenticate.
+    BadCookieReply,
+    /// A handshake message while under load without a valid `mac2`: it was
+    /// answered with a cookie reply and not processed.
+    CookieRequired,
+    /// A handshake message with a valid cookie from a source over its rate
+    /// while under load.
+    RateLimited,
     /// A data frame for a receiver index no live session has.
     UnknownIndex,
     /// A data frame on a session older than the reject-after time.
@@ -40,7 +48,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`DropCounts`].
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::BadMac1,
         DropReason::HandshakeFailed,
@@ -49,6 +57,9 @@ impl DropReason {
         DropReason::HandshakeRace,
         DropReason::UnexpectedResponse,
         DropReason::UnexpectedCookie,
+        DropReason::BadCookieReply,
+        DropReason::CookieRequired,
+        DropReason::RateLimited,
         DropReason::UnknownIndex,
         DropReason::Expired,
         DropReason::Replayed,
@@ -67,6 +78,9 @@ impl DropReason {
             DropReason::HandshakeRace => "handshake_race",
             DropReason::UnexpectedResponse => "unexpected_response",
             DropReason::UnexpectedCookie => "unexpected_cookie",
+            DropReason::BadCookieReply => "bad_cookie_reply",
+            DropReason::CookieRequired => "cookie_required",
+            DropReason::RateLimited => "rate_limited",
             DropReason::UnknownIndex => "unknown_index",
             DropReason::Expired => "expired",
             DropReason::Replayed => "replayed",

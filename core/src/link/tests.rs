@@ -991,3 +991,120 @@ fn renewed_incarnation_looks_like_a_restart_to_the_peer() {
     p.run_for(Duration::from_millis(100));
     assert_eq!(p.at_b.last().map(Vec::as_slice), Some(&b"after"[..]));
 }
+
+// ---- handshakes under load: cookies and rate limits ----
+
+#[test]
+fn under_load_an_initiation_gets_a_small_cookie_reply_and_the_retry_succeeds() {
+    let mut p = Pair::new(40);
+    p.b.set_load_threshold(0); // always under load
+    let sizes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = sizes.clone();
+    p.hook = Box::new(move |to_b, bytes| {
+        seen.borrow_mut().push((to_b, bytes[0], bytes.len()));
+        Fate::Deliver
+    });
+    p.a.connect(p.a_peer, p.now);
+    p.run_for(Duration::from_millis(100));
+    assert!(
+        !p.a.is_up(p.a_peer, p.now),
+        "the first initiation carried no cookie"
+    );
+    assert_eq!(p.b.unattributed_drops().get(DropReason::CookieRequired), 1);
+    {
+        let sizes = sizes.borrow();
+        // a -> b initiation (153 B), b -> a cookie reply (61 B): never more
+        // bytes back than came in from an unproven address.
+        assert_eq!(sizes[..2], [(true, 1, 153), (false, 3, 61)]);
+    }
+    // The retry, after REKEY_TIMEOUT, carries mac2 from the cookie.
+    p.run_for(REKEY_TIMEOUT + MAX_JITTER + Duration::from_millis(100));
+    assert!(p.a.is_up(p.a_peer, p.now));
+    assert!(p.b.is_up(p.b_peer, p.now));
+    assert_eq!(p.b.unattributed_drops().get(DropReason::CookieRequired), 1);
+}
+
+#[test]
+fn spoofed_initiation_flood_costs_no_handshakes_and_the_real_peer_gets_through() {
+    let mut p = Pair::new(41);
+    p.b.set_load_threshold(10);
+    // A flood of initiations with valid mac1 (anyone who knows b's public
+    // key can make them) from many spoofed addresses, by a node b does not
+    // know.
+    let mut stranger = TestLink::new(key(999), ChaCha20Rng::seed_from_u64(999), p.now, START_UNIX);
+    let pb = p.b.public_key().to_owned();
+    let sp = stranger.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
+    let (mut bytes_in, mut bytes_out) = (0usize, 0usize);
+    for i in 0..500u32 {
+        stranger.connect(sp, p.now);
+        let mut buf = [0u8; 256];
+        let t = stranger.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+        // Forget the pending handshake so the next connect makes a new one.
+        stranger.peers[0].pending = None;
+        let from = SocketAddr::new([203, 0, 113, (i % 250) as u8].into(), 1000 + i as u16);
+        let now = p.now;
+        let _ = p.b.handle_datagram(now, from, &mut buf[..t.len]);
+        bytes_in += t.len;
+        let mut out = [0u8; 256];
+        while let Some(t) = p.b.poll_transmit(now, &mut out).unwrap() {
+            assert_eq!(t.to, from, "answers go only to the claimed source");
+            bytes_out += t.len;
+        }
+        p.now += Duration::from_micros(100);
+    }
+    let drops = p.b.unattributed_drops();
+    assert!(
+        bytes_out < bytes_in,
+        "amplification: {bytes_out} out for {bytes_in} in"
+    );
+    // Only the messages before the node noticed the load cost it a
+    // Diffie-Hellman (they fail as an unknown peer).
+    assert!(drops.get(DropReason::UnknownPeer) <= 11, "{drops:?}");
+    assert!(drops.get(DropReason::CookieRequired) >= 489, "{drops:?}");
+    // The real peer, at its real address, completes within two tries.
+    p.a.connect(p.a_peer, p.now);
+    p.run_for(REKEY_TIMEOUT + MAX_JITTER + Duration::from_millis(200));
+    assert!(p.a.is_up(p.a_peer, p.now));
+}
+
+#[test]
+fn forged_cookie_replies_are_refused() {
+    let mut p = Pair::new(42);
+    p.b.set_load_threshold(0);
+    p.hook = Box::new(|to_b, bytes| {
+        if !to_b && bytes[0] == 3 {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.a.connect(p.a_peer, p.now);
+    p.run_for(Duration::from_millis(50));
+    let index = p.a.peers[0].pending.as_ref().unwrap().local_index;
+    let mut forged = [0x77u8; 61];
+    forged[0] = 3;
+    forged[1..5].copy_from_slice(&index.to_le_bytes());
+    let from = p.b_addr;
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: false,
+        from,
+        bytes: forged.to_vec(),
+    });
+    assert_eq!(r, Err(DropReason::BadCookieReply));
+    forged[1..5].copy_from_slice(&(index ^ 0x0100_0000).to_le_bytes());
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: false,
+        from,
+        bytes: forged.to_vec(),
+    });
+    assert_eq!(r, Err(DropReason::UnexpectedCookie));
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: false,
+        from,
+        bytes: forged[..60].to_vec(),
+    });
+    assert_eq!(r, Err(DropReason::Malformed));
+}
