@@ -13,6 +13,7 @@
 //! - [`key`]: X25519 keys and pre-shared keys in WireGuard's base64 text form.
 //! - [`noise`]: the Noise `IKpsk2_25519_ChaChaPoly_BLAKE2s` handshake.
 //! - [`replay`]: the sliding anti-replay window for data frame counters.
+//! - [`rate`]: token buckets that bound handshakes and channel creation.
 //! - [`tai64`]: handshake timestamps that make replayed initiations useless.
 //! - [`link`]: the encrypted link to many peers: handshakes, sessions,
 //!   timers, roaming and the counted reasons for every dropped datagram.
@@ -40,6 +41,7 @@ pub mod key;
 pub mod link;
 pub mod node;
 pub mod noise;
+pub mod rate;
 pub mod replay;
 pub mod tai64;
 pub mod time;

@@ -117,6 +117,7 @@ pub fn service_config(spec: &ServiceSpec) -> ServiceConfig {
         max_channels: spec.max_channels,
         idle_timeout: spec.idle_timeout,
         min_idle_for_eviction: spec.min_idle_for_eviction,
+        new_channels_per_second: spec.new_channels_per_second,
     };
     config
 }

@@ -22,6 +22,7 @@
 //! idle_timeout = "60s"              # default 60s
 //! max_channels = 1024               # default 1024, 1..=16384
 //! min_idle_for_eviction = "5s"      # default 5s
+//! new_channels_per_second = 1000     # default 1000: entry per service, exit per peer
 //! ```
 //!
 //! Which half of a service this node holds follows from its keys:
@@ -66,6 +67,9 @@ pub const MAX_CHANNELS: u16 = 16384;
 
 /// Default [`ServiceSpec::max_channels`].
 pub const DEFAULT_MAX_CHANNELS: u16 = 1024;
+/// Default [`ServiceSpec::new_channels_per_second`].
+pub const DEFAULT_NEW_CHANNELS_PER_SECOND: u32 = 1000;
+
 /// Default [`ServiceSpec::min_idle_for_eviction`].
 pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = Duration::from_secs(5);
 /// Directory of the default control socket, `/run/sdt/<config stem>.sock`.
@@ -208,6 +212,9 @@ pub struct ServiceSpec {
     /// A full table evicts its least recently used channel only if it has
     /// been idle at least this long.
     pub min_idle_for_eviction: Duration,
+    /// New channels per second: for the whole service on an entry, per
+    /// peer on an exit.
+    pub new_channels_per_second: u32,
 }
 
 /// Why a configuration was refused. `Display` is the one-line form
@@ -407,6 +414,7 @@ struct RawService {
     idle_timeout: Option<Spanned<String>>,
     max_channels: Option<Spanned<i64>>,
     min_idle_for_eviction: Option<Spanned<String>>,
+    new_channels_per_second: Option<Spanned<i64>>,
 }
 
 /// The file being validated, for error positions.
@@ -900,6 +908,19 @@ impl Ctx<'_> {
             },
             None => DEFAULT_MAX_CHANNELS,
         };
+        let new_channels_per_second = match &s.new_channels_per_second {
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(self.at(
+                        m,
+                        "new_channels_per_second",
+                        "must be a number from 1 to 4294967295",
+                    ))
+                }
+            },
+            None => DEFAULT_NEW_CHANNELS_PER_SECOND,
+        };
 
         Ok(ServiceSpec {
             id: id_value,
@@ -913,6 +934,7 @@ impl Ctx<'_> {
             idle_timeout,
             max_channels,
             min_idle_for_eviction,
+            new_channels_per_second,
         })
     }
 

@@ -81,6 +81,7 @@ fn service(id: u8, peer: usize, mode: Mode, half: Half) -> ServiceSpec {
         idle_timeout: Duration::from_secs(60),
         max_channels: 1024,
         min_idle_for_eviction: Duration::from_secs(5),
+        new_channels_per_second: 1000,
     }
 }
 

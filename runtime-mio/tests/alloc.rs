@@ -53,6 +53,7 @@ fn service(half: Half) -> ServiceSpec {
         idle_timeout: Duration::from_secs(60),
         max_channels: 64,
         min_idle_for_eviction: Duration::from_secs(5),
+        new_channels_per_second: 1000,
     }
 }
 

@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 
 use crate::crypto::{self, HASH_LEN, MAC_LEN};
 use crate::key::PublicKey;
+use crate::rate::TokenBucket;
 use crate::time::Instant;
 use crate::wire::CookieReplyPacket;
 
@@ -43,11 +44,10 @@ const COOKIE_USE: Duration = Duration::from_secs(115);
 pub const DEFAULT_LOAD_THRESHOLD: u32 = 100;
 /// Handshake messages per second one source IP may have processed under
 /// load, and the burst it may save up (WireGuard's figures).
-const RATE_PER_SECOND: u64 = 20;
-const RATE_BURST: u64 = 5;
+const RATE_PER_SECOND: u32 = 20;
+const RATE_BURST: u32 = 5;
 /// Source addresses the rate limiter tracks at once.
 const RATE_SOURCES: usize = 256;
-const NANOS: u64 = 1_000_000_000;
 
 /// The key of cookie replies sent by the holder of `public`.
 pub(crate) fn cookie_key(public: &PublicKey) -> [u8; HASH_LEN] {
@@ -81,14 +81,7 @@ pub(crate) struct Gate {
     window_start: Instant,
     in_window: u32,
     under_load_until: Option<Instant>,
-    buckets: FnvIndexMap<IpAddr, Bucket, RATE_SOURCES>,
-}
-
-/// A token bucket, in nanoseconds of credit.
-#[derive(Clone, Copy)]
-struct Bucket {
-    credit: u64,
-    last: Instant,
+    buckets: FnvIndexMap<IpAddr, TokenBucket, RATE_SOURCES>,
 }
 
 /// What the gate decided about a handshake message.
@@ -178,40 +171,17 @@ impl Gate {
     }
 
     fn take_token(&mut self, now: Instant, ip: IpAddr) -> bool {
-        const COST: u64 = NANOS / RATE_PER_SECOND;
-        const MAX: u64 = COST * RATE_BURST;
         if !self.buckets.contains_key(&ip) && self.buckets.len() == RATE_SOURCES {
             // Forget the sources whose buckets have refilled: they are idle.
-            let full =
-                |b: &Bucket| b.credit + now.saturating_since(b.last).as_nanos() as u64 >= MAX;
-            self.buckets.retain(|_, b| !full(b));
+            self.buckets
+                .retain(|_, b| !b.is_full(now, RATE_PER_SECOND, RATE_BURST));
         }
-        let bucket = match self.buckets.get_mut(&ip) {
-            Some(b) => b,
-            None => {
-                let fresh = Bucket {
-                    credit: MAX,
-                    last: now,
-                };
-                if self.buckets.insert(ip, fresh).is_err() {
-                    return false;
-                }
-                match self.buckets.get_mut(&ip) {
-                    Some(b) => b,
-                    None => return false,
-                }
-            }
-        };
-        let earned =
-            u64::try_from(now.saturating_since(bucket.last).as_nanos()).unwrap_or(u64::MAX);
-        bucket.credit = bucket.credit.saturating_add(earned).min(MAX);
-        bucket.last = now;
-        if bucket.credit >= COST {
-            bucket.credit -= COST;
-            true
-        } else {
-            false
+        if !self.buckets.contains_key(&ip) && self.buckets.insert(ip, TokenBucket::new()).is_err() {
+            return false;
         }
+        self.buckets
+            .get_mut(&ip)
+            .is_some_and(|b| b.take(now, RATE_PER_SECOND, RATE_BURST))
     }
 
     /// Writes the cookie reply for a message from `from` with sender index
@@ -361,7 +331,7 @@ mod tests {
         let passed = (0..20)
             .filter(|_| g.check(&mut rng, t0, &from, b"m", &mac2) == Verdict::Pass)
             .count();
-        assert_eq!(passed as u64, RATE_BURST);
+        assert_eq!(passed as u32, RATE_BURST);
         // 20 per second afterwards.
         let mut passed = 0;
         for i in 1..=100u64 {

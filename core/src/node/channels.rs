@@ -37,6 +37,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             let number = self.channels.get(id).map(|c| c.number);
             return number.map(|n| (n, peer)).ok_or(ServiceDrop::UnknownChannel);
         }
+        let rate = self.services[si].config.limits.new_channels_per_second;
+        if !self.services[si].new_channels.take(now, rate, rate) {
+            return Err(ServiceDrop::ChannelRateLimited);
+        }
         let number = self.next_number(now, si, peer)?;
         self.open_channel(
             now,
@@ -88,6 +92,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         if self.opens.is_full() {
             // The runtime did not carry out earlier actions.
             return Err(ServiceDrop::SocketFailed);
+        }
+        let rate = self.services[si].config.limits.new_channels_per_second;
+        let bucket = self.peer_new_channels.get_mut(usize::from(peer.0));
+        if !bucket.is_some_and(|b| b.take(now, rate, rate)) {
+            return Err(ServiceDrop::ChannelRateLimited);
         }
         let channel = Channel {
             service: si as u8,

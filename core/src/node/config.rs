@@ -163,6 +163,12 @@ pub struct ChannelLimits {
     /// for a new client only if it has been idle at least this long;
     /// otherwise the new client's datagram is dropped.
     pub min_idle_for_eviction: Duration,
+    /// New channels per second, with bursts of as many: on the entry for
+    /// the whole service (a flood of new clients), on the exit per peer (a
+    /// peer opening channels as fast as it can). Over it, the datagram that
+    /// would open a channel is dropped as
+    /// [`ServiceDrop::ChannelRateLimited`](super::ServiceDrop::ChannelRateLimited).
+    pub new_channels_per_second: u32,
 }
 
 impl Default for ChannelLimits {
@@ -171,6 +177,7 @@ impl Default for ChannelLimits {
             max_channels: 1024,
             idle_timeout: Duration::from_secs(60),
             min_idle_for_eviction: Duration::from_secs(5),
+            new_channels_per_second: 1000,
         }
     }
 }

@@ -75,6 +75,7 @@ use crate::key::PrivateKey;
 use crate::link::{
     ConfigError, DropReason, Link, LinkEvent, PeerConfig, PeerId, Received, SendError, Transmit,
 };
+use crate::rate::TokenBucket;
 use crate::time::Instant;
 use crate::wire::{DataPacket, ServiceHeaderRepr};
 
@@ -227,6 +228,8 @@ struct Service {
     socket_pending: bool,
     /// A mismatch was reported already.
     warned: bool,
+    /// Entry halves: channel creation of the whole service.
+    new_channels: TokenBucket,
     stats: ServiceStats,
 }
 
@@ -245,6 +248,8 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     drops: ServiceDrops,
     /// Service ids already reported as unknown, one bit each.
     unknown_reported: [u64; 4],
+    /// Exit halves: channel creation per peer.
+    peer_new_channels: [TokenBucket; P],
 }
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
@@ -260,6 +265,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             events: Deque::new(),
             drops: ServiceDrops::default(),
             unknown_reported: [0; 4],
+            peer_new_channels: [TokenBucket::new(); P],
         }
     }
 
@@ -307,6 +313,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 next_number: 0,
                 socket_pending,
                 warned: false,
+                new_channels: TokenBucket::new(),
                 stats: ServiceStats::default(),
             })
             .map_err(|_| ServiceError::TooManyServices)

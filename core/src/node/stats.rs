@@ -29,6 +29,9 @@ pub enum ServiceDrop {
     /// The channel table is full and no channel was idle long enough to be
     /// evicted.
     TableFull,
+    /// A new channel over the service's (entry) or the peer's (exit) rate
+    /// of channel creation.
+    ChannelRateLimited,
     /// A reply for a channel this entry does not have (expired, evicted, or
     /// from before a restart).
     UnknownChannel,
@@ -56,7 +59,7 @@ pub enum ServiceDrop {
 
 impl ServiceDrop {
     /// Every reason, in the order of [`ServiceDrops`].
-    pub const ALL: [ServiceDrop; 19] = [
+    pub const ALL: [ServiceDrop; 20] = [
         ServiceDrop::MalformedHeader,
         ServiceDrop::UnknownService,
         ServiceDrop::WrongPeer,
@@ -66,6 +69,7 @@ impl ServiceDrop {
         ServiceDrop::WrongDirection,
         ServiceDrop::NoSession,
         ServiceDrop::TableFull,
+        ServiceDrop::ChannelRateLimited,
         ServiceDrop::UnknownChannel,
         ServiceDrop::StaleSocket,
         ServiceDrop::SocketFailed,
@@ -90,6 +94,7 @@ impl ServiceDrop {
             ServiceDrop::WrongDirection => "wrong_direction",
             ServiceDrop::NoSession => "no_session",
             ServiceDrop::TableFull => "table_full",
+            ServiceDrop::ChannelRateLimited => "channel_rate_limited",
             ServiceDrop::UnknownChannel => "unknown_channel",
             ServiceDrop::StaleSocket => "stale_socket",
             ServiceDrop::SocketFailed => "socket_failed",

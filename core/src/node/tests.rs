@@ -408,6 +408,7 @@ pub(super) fn with_limits(
         max_channels: max,
         idle_timeout: Duration::from_secs(idle),
         min_idle_for_eviction: Duration::from_secs(min_idle),
+        ..ChannelLimits::default()
     };
     c
 }

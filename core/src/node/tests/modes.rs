@@ -475,3 +475,39 @@ fn channel_number_exhaustion_renews_the_incarnation_and_keeps_clients_apart() {
     assert_eq!(net.take_delivered_to(client(2)).len(), 1);
     assert!(net.take_delivered_to(client(1)).is_empty());
 }
+
+#[test]
+fn channel_creation_is_rate_limited_at_the_entry_and_per_peer_at_the_exit() {
+    // Entry: a flood of new clients.
+    let mut net = Net::new(15);
+    let mut entry = forward_entry(1, net.peer[X], LISTEN);
+    entry.limits.new_channels_per_second = 3;
+    net.service(X, entry);
+    net.service(Y, forward_exit(1, Peers::One(net.peer[Y]), TARGET));
+    net.up();
+    for c in 0..6 {
+        net.send(X, client(c), a(LISTEN), b"hi");
+    }
+    assert_eq!(net.stats(X, 1).channels_created, 3);
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::ChannelRateLimited), 3);
+    // Known clients are not limited; new ones get through as time passes.
+    net.send(X, client(0), a(LISTEN), b"again");
+    net.run_for(Duration::from_millis(400));
+    net.send(X, client(7), a(LISTEN), b"later");
+    assert_eq!(net.stats(X, 1).channels_created, 4);
+    assert_eq!(net.take_delivered_to(a(TARGET)).len(), 5);
+
+    // Exit: the peer's channel creation, whatever the entry allows.
+    let mut net = Net::new(16);
+    net.service(X, forward_entry(1, net.peer[X], LISTEN));
+    let mut exit = forward_exit(1, Peers::One(net.peer[Y]), TARGET);
+    exit.limits.new_channels_per_second = 2;
+    net.service(Y, exit);
+    net.up();
+    for c in 0..5 {
+        net.send(X, client(c), a(LISTEN), b"hi");
+    }
+    assert_eq!(net.stats(Y, 1).channels_created, 2);
+    assert_eq!(net.drop_count(Y, 1, ServiceDrop::ChannelRateLimited), 3);
+    assert_eq!(net.connected_to(Y, a(TARGET)).len(), 2);
+}
