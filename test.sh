@@ -13,6 +13,9 @@ cargo fmt --all --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== docs (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
 echo "== no_std, no heap: sdt-core for thumbv7em-none-eabihf"
 cargo build --locked -p sdt-core --target thumbv7em-none-eabihf
 

@@ -8,7 +8,7 @@
 //! # Driving a link
 //!
 //! Methods come in four kinds:
-//! - getters: [`Link::public_key`], [`Link::peer`], [`Link::stats`], ...;
+//! - getters: [`Link::public_key`], [`Link::peer`], [`Link::unattributed_drops`], ...;
 //! - input: [`Link::handle_datagram`] (a datagram from the network) and
 //!   [`Link::handle_timeout`] (the time given by `poll_timeout` has come);
 //! - commands: [`Link::add_peer`], [`Link::connect`], [`Link::seal`];

@@ -7,7 +7,7 @@
 //!
 //! The loop reads every ready socket into one reused buffer at
 //! [`HEADROOM`], hands the datagram to the node and carries out what it says
-//! through [`MioIo`]; nothing is allocated per datagram. Sockets are read in
+//! through the `Io` trait; nothing is allocated per datagram. Sockets are read in
 //! turns of at most [`READ_BUDGET`] datagrams so a flood on one socket
 //! cannot starve the others.
 
