@@ -122,60 +122,7 @@ pub enum PeerRef {
     Any,
 }
 
-/// A service's mode; see the design brief for what each does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// One fixed customer on each side, no channels.
-    Direct,
-    /// A channel per client of the entry; replies go back to that client.
-    Forward,
-    /// One way, everything to one target; no replies.
-    Push,
-    /// Any destination captured on a TUN device, within the exit's
-    /// allow-list.
-    Router,
-}
-
-impl Mode {
-    /// The name used in the configuration file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Direct => "direct",
-            Mode::Forward => "forward",
-            Mode::Push => "push",
-            Mode::Router => "router",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which half of a service this node holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Half {
-    /// Customers send here first (`listen`, or `tun` for a router).
-    Entry,
-    /// Datagrams leave towards their target here (`target`, or `allow` for a
-    /// router).
-    Exit,
-    /// A direct service: each node has one socket and one fixed customer.
-    Both,
-}
-
-impl Half {
-    /// Whether `self` on one node and `other` on its peer make a whole
-    /// service: an entry with an exit, or both sides of a direct service.
-    pub fn complements(self, other: Half) -> bool {
-        matches!(
-            (self, other),
-            (Half::Entry, Half::Exit) | (Half::Exit, Half::Entry) | (Half::Both, Half::Both)
-        )
-    }
-}
+pub use sdt_core::node::{Half, Mode};
 
 /// A router entry's TUN device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +162,27 @@ pub struct ServiceSpec {
     /// New channels per second: for the whole service on an entry, per
     /// peer on an exit.
     pub new_channels_per_second: u32,
+}
+
+impl ServiceSpec {
+    /// A service with every optional key at its default, for configs built
+    /// in code (the demo, tests, embedding programs).
+    pub fn new(id: u8, peer: PeerRef, mode: Mode, half: Half) -> ServiceSpec {
+        ServiceSpec {
+            id,
+            peer,
+            mode,
+            half,
+            listen: None,
+            target: None,
+            tun: None,
+            allow: Vec::new(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            min_idle_for_eviction: DEFAULT_MIN_IDLE_FOR_EVICTION,
+            new_channels_per_second: DEFAULT_NEW_CHANNELS_PER_SECOND,
+        }
+    }
 }
 
 /// Why a configuration was refused. `Display` is the one-line form

@@ -69,20 +69,7 @@ fn free_port() -> io::Result<SocketAddr> {
 }
 
 fn service(id: u8, peer: usize, mode: Mode, half: Half) -> ServiceSpec {
-    ServiceSpec {
-        id,
-        peer: PeerRef::Named(peer),
-        mode,
-        half,
-        listen: None,
-        target: None,
-        tun: None,
-        allow: Vec::new(),
-        idle_timeout: Duration::from_secs(60),
-        max_channels: 1024,
-        min_idle_for_eviction: Duration::from_secs(5),
-        new_channels_per_second: 1000,
-    }
+    ServiceSpec::new(id, PeerRef::Named(peer), mode, half)
 }
 
 fn node_config(name: &str, key: PrivateKey, peer: PeerSpec, services: Vec<ServiceSpec>) -> Config {

@@ -41,20 +41,9 @@ fn localhost() -> SocketAddr {
 }
 
 fn service(half: Half) -> ServiceSpec {
-    ServiceSpec {
-        id: 1,
-        peer: PeerRef::Named(0),
-        mode: Mode::Forward,
-        half,
-        listen: None,
-        target: None,
-        tun: None,
-        allow: Vec::new(),
-        idle_timeout: Duration::from_secs(60),
-        max_channels: 64,
-        min_idle_for_eviction: Duration::from_secs(5),
-        new_channels_per_second: 1000,
-    }
+    let mut s = ServiceSpec::new(1, PeerRef::Named(0), Mode::Forward, half);
+    s.max_channels = 64;
+    s
 }
 
 fn config(key: PrivateKey, peer: PeerSpec, service: ServiceSpec) -> Config {

@@ -46,7 +46,7 @@ use crate::noise::{Initiator, Responder};
 use crate::tai64::{Tai64N, TimestampClock, TAI64N_LEN};
 use crate::time::Instant;
 use crate::wire::{
-    CookieReplyPacket, DataPacket, InitiationPacket, MessageType, ResponsePacket,
+    CookieReplyPacket, DataPacket, HandshakeMacs, InitiationPacket, MessageType, ResponsePacket,
     INITIATION_PAYLOAD_LEN,
 };
 use cookie::{Gate, Verdict};
@@ -431,18 +431,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     ) -> Result<Received, (Option<usize>, DropReason)> {
         let mut packet = InitiationPacket::new_checked(&mut *datagram)
             .map_err(|_| (None, DropReason::Malformed))?;
-        if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
-            return Err((None, DropReason::BadMac1));
-        }
+        self.admit(now, from, &packet)?;
         let sender_index = packet.sender_index();
-        self.admit(
-            now,
-            from,
-            sender_index,
-            packet.mac1(),
-            packet.mac2_input(),
-            packet.mac2(),
-        )?;
         let (responder, payload) =
             Responder::read_message(self.secret.as_secret(), packet.noise_message_mut())
                 .map_err(|_| (None, DropReason::HandshakeFailed))?;
@@ -512,19 +502,9 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     ) -> Result<Received, (Option<usize>, DropReason)> {
         let mut packet = ResponsePacket::new_checked(&mut *datagram)
             .map_err(|_| (None, DropReason::Malformed))?;
-        if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
-            return Err((None, DropReason::BadMac1));
-        }
+        self.admit(now, from, &packet)?;
         let index = packet.receiver_index();
         let sender_index = packet.sender_index();
-        self.admit(
-            now,
-            from,
-            sender_index,
-            packet.mac1(),
-            packet.mac2_input(),
-            packet.mac2(),
-        )?;
         let slot = (index & 0xffff) as usize;
         let p = self
             .peers
@@ -555,25 +535,33 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         })
     }
 
-    /// Lets a handshake message with a valid `mac1` through, or, under
-    /// load, asks its sender for a cookie or refuses it over the rate.
+    /// Lets a handshake message through if its `mac1` is valid and, under
+    /// load, its `mac2` too; otherwise drops it, asking its sender for a
+    /// cookie where that helps. Runs before any Diffie-Hellman.
     fn admit(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        sender_index: u32,
-        mac1: &[u8; 16],
-        covered: &[u8],
-        mac2: &[u8; 16],
+        packet: &impl HandshakeMacs,
     ) -> Result<(), (Option<usize>, DropReason)> {
+        if !mac::verify_mac1(&self.mac1_key, packet.mac1_input(), packet.mac1()) {
+            return Err((None, DropReason::BadMac1));
+        }
+        let (covered, mac2) = (packet.mac2_input(), packet.mac2());
         match self.gate.check(&mut self.rng, now, &from, covered, mac2) {
             Verdict::Pass => Ok(()),
             Verdict::RateLimited => Err((None, DropReason::RateLimited)),
             Verdict::NeedCookie => {
                 if !self.cookie_replies.is_full() {
                     let mut reply = [0u8; CookieReplyPacket::<&[u8]>::LEN];
-                    self.gate
-                        .reply(&mut self.rng, now, &from, sender_index, mac1, &mut reply);
+                    self.gate.reply(
+                        &mut self.rng,
+                        now,
+                        &from,
+                        packet.sender_index(),
+                        packet.mac1(),
+                        &mut reply,
+                    );
                     self.cookie_replies.push_back((from, reply)).ok();
                 }
                 Err((None, DropReason::CookieRequired))

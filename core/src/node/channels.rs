@@ -58,6 +58,25 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         Ok((number, peer))
     }
 
+    /// The entry channel a reply on `number` from `peer` belongs to, marked
+    /// active: its (client, destination).
+    pub(super) fn entry_reply_channel(
+        &mut self,
+        now: Instant,
+        si: usize,
+        peer: PeerId,
+        number: u32,
+    ) -> Result<(SocketAddr, Option<SocketAddr>), ServiceDrop> {
+        let id = self
+            .channels
+            .find_by_number(si as u8, peer.0, number)
+            .ok_or(ServiceDrop::UnknownChannel)?;
+        self.channels.touch(id, now);
+        let channel = self.channels.get(id).ok_or(ServiceDrop::UnknownChannel)?;
+        let client = channel.client.ok_or(ServiceDrop::UnknownChannel)?;
+        Ok((client, channel.destination))
+    }
+
     /// A channel number never given out before in this link incarnation.
     /// When a service has used all 2^32, the node renews its incarnation
     /// towards the peer: both sides drop every channel, numbering restarts,

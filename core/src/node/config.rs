@@ -35,6 +35,12 @@ impl Mode {
     }
 }
 
+impl core::fmt::Display for Mode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which half of a service this node holds. The mirror image of a mode is
 /// the same two halves on the other two nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +61,21 @@ impl Half {
             Half::Exit => "exit",
             Half::Both => "both",
         }
+    }
+
+    /// Whether `self` on one node and `other` on its peer make a whole
+    /// service: an entry with an exit, or both sides of a direct service.
+    pub const fn complements(self, other: Half) -> bool {
+        matches!(
+            (self, other),
+            (Half::Entry, Half::Exit) | (Half::Exit, Half::Entry) | (Half::Both, Half::Both)
+        )
+    }
+}
+
+impl core::fmt::Display for Half {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

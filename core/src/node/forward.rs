@@ -48,15 +48,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         number: u32,
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
-        let id = self
-            .channels
-            .find_by_number(si as u8, peer.0, number)
-            .ok_or(ServiceDrop::UnknownChannel)?;
-        self.channels.touch(id, now);
-        let client = self.channels.get(id).and_then(|c| c.client);
+        let (client, _) = self.entry_reply_channel(now, si, peer, number)?;
         Ok(Output::Customer {
             socket: SocketId::Service(self.services[si].config.id),
-            to: Some(client.ok_or(ServiceDrop::UnknownChannel)?),
+            to: Some(client),
             range: payload,
         })
     }

@@ -57,15 +57,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
-        let id = self
-            .channels
-            .find_by_number(si as u8, peer.0, number)
-            .ok_or(ServiceDrop::UnknownChannel)?;
-        self.channels.touch(id, now);
-        let channel = self.channels.get(id).ok_or(ServiceDrop::UnknownChannel)?;
-        let (Some(client), Some(destination)) = (channel.client, channel.destination) else {
-            return Err(ServiceDrop::UnknownChannel);
-        };
+        let (client, destination) = self.entry_reply_channel(now, si, peer, number)?;
+        let destination = destination.ok_or(ServiceDrop::UnknownChannel)?;
         let range = ip::forge_udp(buf, payload, destination, client)
             .map_err(|_| ServiceDrop::BufferLayout)?;
         Ok(Output::Tun {

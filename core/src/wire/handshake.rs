@@ -522,6 +522,46 @@ impl ResponseRepr {
     }
 }
 
+/// What the cookie mechanism reads from either handshake message: the
+/// sender's index and both MACs with what they cover.
+pub trait HandshakeMacs {
+    /// The sender's index, which a cookie reply names.
+    fn sender_index(&self) -> u32;
+    /// The bytes `mac1` covers.
+    fn mac1_input(&self) -> &[u8];
+    /// `mac1`.
+    fn mac1(&self) -> &[u8; MAC_LEN];
+    /// The bytes `mac2` covers.
+    fn mac2_input(&self) -> &[u8];
+    /// `mac2`.
+    fn mac2(&self) -> &[u8; MAC_LEN];
+}
+
+macro_rules! handshake_macs {
+    ($packet:ident) => {
+        impl<T: AsRef<[u8]>> HandshakeMacs for $packet<T> {
+            fn sender_index(&self) -> u32 {
+                $packet::sender_index(self)
+            }
+            fn mac1_input(&self) -> &[u8] {
+                $packet::mac1_input(self)
+            }
+            fn mac1(&self) -> &[u8; MAC_LEN] {
+                $packet::mac1(self)
+            }
+            fn mac2_input(&self) -> &[u8] {
+                $packet::mac2_input(self)
+            }
+            fn mac2(&self) -> &[u8; MAC_LEN] {
+                $packet::mac2(self)
+            }
+        }
+    };
+}
+
+handshake_macs!(InitiationPacket);
+handshake_macs!(ResponsePacket);
+
 /// A zero-copy view of a cookie reply (message type 3), exactly
 /// [`CookieReplyPacket::LEN`] = 61 bytes.
 ///

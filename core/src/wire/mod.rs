@@ -46,8 +46,8 @@ pub mod service;
 
 pub use data::{DataPacket, DataRepr};
 pub use handshake::{
-    CookieReplyPacket, CookieReplyRepr, InitiationPacket, InitiationRepr, ResponsePacket,
-    ResponseRepr, INCARNATION_LEN, INITIATION_PAYLOAD_LEN, RESPONSE_PAYLOAD_LEN,
+    CookieReplyPacket, CookieReplyRepr, HandshakeMacs, InitiationPacket, InitiationRepr,
+    ResponsePacket, ResponseRepr, INCARNATION_LEN, INITIATION_PAYLOAD_LEN, RESPONSE_PAYLOAD_LEN,
 };
 pub use service::ServiceHeaderRepr;
 
@@ -179,9 +179,6 @@ fn read_u32_le(data: &[u8], field: Field) -> u32 {
 fn write_u32_le(data: &mut [u8], field: Field, value: u32) {
     *field_array_mut(data, field) = value.to_le_bytes();
 }
-
-#[cfg(test)]
-mod golden;
 
 #[cfg(test)]
 mod tests {
