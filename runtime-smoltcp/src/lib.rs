@@ -365,6 +365,18 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         self.net.set.get::<udp::Socket>(handle).endpoint()
     }
 
+    /// The node's open customer sockets: who asked for each, where it is
+    /// bound and, for a connected one, its remote.
+    pub fn customer_sockets(
+        &self,
+    ) -> impl Iterator<Item = (SocketId, IpListenEndpoint, Option<SocketAddr>)> + use<'_, 'a, R, P, S, C>
+    {
+        self.net.slots.iter().filter_map(|s| {
+            let endpoint = self.net.set.get::<udp::Socket>(s.handle?).endpoint();
+            Some((s.owner?, endpoint, s.remote))
+        })
+    }
+
     /// Customer sockets open now (the link socket not counted).
     pub fn open_sockets(&self) -> usize {
         self.net.slots.iter().filter(|s| s.owner.is_some()).count()
@@ -432,7 +444,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         self.flush(now, &mut tun);
         self.run_timers(now, &mut tun);
         // Whatever the sockets already hold (an earlier poll ran out of budget).
-        self.drain_sockets(now, &mut tun);
+        self.drain_sockets(now, device, &mut tun);
         let mut budget = POLL_BUDGET;
         loop {
             let r = self
@@ -442,8 +454,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
                 PollIngressSingleResult::SocketStateChanged => {
-                    self.drain_sockets(now, &mut tun);
-                    self.iface.poll_egress(now, device, &mut self.net.set);
+                    self.drain_sockets(now, device, &mut tun);
                 }
             }
             budget -= 1;
@@ -455,7 +466,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         if let Some((service, dev)) = tun.as_mut() {
             let service = *service;
             if dev.capabilities().medium == Medium::Ip {
-                more |= self.read_tun(now, t, service, &mut tun);
+                more |= self.read_tun(now, t, service, device, &mut tun);
             }
         }
         self.run_timers(now, &mut tun);
@@ -464,11 +475,12 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
     }
 
     /// Reads up to [`POLL_BUDGET`] packets from the router device.
-    fn read_tun<T: Device + ?Sized>(
+    fn read_tun<D: Device + ?Sized, T: Device + ?Sized>(
         &mut self,
         now: smoltcp::time::Instant,
         t: sdt_core::Instant,
         service: u8,
+        device: &mut D,
         tun: &mut Option<(u8, &mut T)>,
     ) -> bool {
         for _ in 0..POLL_BUDGET {
@@ -499,14 +511,18 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
             let mut io = Glue::new(&mut self.net, &self.iface, now, tun);
             self.node
                 .carry_out(&mut io, t, &self.packet[..], result, &mut self.scratch[..]);
+            self.iface.poll_egress(now, device, &mut self.net.set);
         }
         true
     }
 
-    /// Hands every datagram the node's sockets hold to the node.
-    fn drain_sockets<T: Device + ?Sized>(
+    /// Hands every datagram the node's sockets hold to the node,
+    /// transmitting what each one causes before the next is read, so that
+    /// no socket's transmit queue overflows.
+    fn drain_sockets<D: Device + ?Sized, T: Device + ?Sized>(
         &mut self,
         now: smoltcp::time::Instant,
+        device: &mut D,
         tun: &mut Option<(u8, &mut T)>,
     ) {
         let t = core_instant(now);
@@ -545,6 +561,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
                 let mut io = Glue::new(&mut self.net, &self.iface, now, tun);
                 self.node
                     .carry_out(&mut io, t, &self.packet[..], result, &mut self.scratch[..]);
+                self.iface.poll_egress(now, device, &mut self.net.set);
             }
         }
     }
