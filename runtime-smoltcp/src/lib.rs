@@ -88,7 +88,7 @@ use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::udp;
 use smoltcp::wire::IpListenEndpoint;
 
-pub use notun::NoTun;
+pub use notun::{Never, NoTun};
 pub use time::{core_instant, smol_duration, smol_instant};
 
 use glue::Glue;
