@@ -436,9 +436,12 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         &mut self,
         now: smoltcp::time::Instant,
         device: &mut D,
-        mut tun: Option<(u8, &mut T)>,
+        tun: Option<(u8, &mut T)>,
     ) -> bool {
         let t = core_instant(now);
+        // A router device carries IP packets: one of another medium is
+        // neither read nor written (writes count as `tun_failed`).
+        let mut tun = tun.filter(|(_, dev)| dev.capabilities().medium == Medium::Ip);
         let mut more = false;
         // Commands since the last poll (a service's socket, a handshake).
         self.flush(now, &mut tun);
@@ -463,11 +466,8 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
                 break;
             }
         }
-        if let Some((service, dev)) = tun.as_mut() {
-            let service = *service;
-            if dev.capabilities().medium == Medium::Ip {
-                more |= self.read_tun(now, t, service, device, &mut tun);
-            }
+        if let Some(service) = tun.as_ref().map(|(service, _)| *service) {
+            more |= self.read_tun(now, t, service, device, &mut tun);
         }
         self.run_timers(now, &mut tun);
         self.iface.poll_egress(now, device, &mut self.net.set);
