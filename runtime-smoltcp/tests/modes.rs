@@ -589,3 +589,73 @@ fn lossy_run(seed: u64) -> usize {
     assert_eq!(w.hub.unroutable, 0);
     reordered
 }
+
+#[test]
+fn a_listen_address_not_on_the_interface_fails_the_service() {
+    let mut w = World::new(7, Impairment::default());
+    let px = peer(&w, X);
+    w.service(
+        X,
+        service(
+            2,
+            px,
+            Role::ForwardEntry {
+                listen: sa("10.0.0.99:6002"),
+            },
+        ),
+    );
+    w.service(
+        X,
+        service(
+            3,
+            px,
+            Role::PushEntry {
+                listen: sa("0.0.0.0:6003"),
+            },
+        ),
+    );
+    let smol = &mut w.nodes[X].smol;
+    assert_eq!(smol.stats().open_failed, 1);
+    let events: Vec<_> = std::iter::from_fn(|| smol.poll_event()).collect();
+    assert!(events.contains(&sdt_core::node::NodeEvent::ServiceSocketFailed { service: 2 }));
+    assert_eq!(w.stats(X, 2).drops.get(ServiceDrop::SocketFailed), 1);
+    // The unspecified address binds every address of the interface.
+    let sockets: Vec<_> = w.nodes[X].smol.customer_sockets().collect();
+    assert_eq!(sockets.len(), 1);
+    assert_eq!(sockets[0].0, SocketId::Service(3));
+    assert_eq!((sockets[0].1.addr, sockets[0].1.port), (None, 6003));
+}
+
+#[test]
+fn bursts_larger_than_the_poll_budget_all_get_through() {
+    let mut w = World::new(8, Impairment::default());
+    let bob = w.host(BOB);
+    w.socket(bob, 9004, true);
+    let (px, py) = (peer(&w, X), peer(&w, Y));
+    w.tun(X, 4);
+    w.service(X, service(4, px, Role::RouterEntry));
+    w.service(Y, router_exit(4, py, &["10.0.0.20/32:9004"]));
+    w.up();
+    let burst = 3 * sdt_smoltcp::POLL_BUDGET + 1;
+    for i in 0..burst {
+        let packet = ip_packet(
+            "172.16.0.5:4000",
+            "10.0.0.20:9004",
+            format!("b-{i}").as_bytes(),
+        );
+        w.nodes[X].tun.as_mut().unwrap().1.rx.push_back(packet);
+    }
+    let now = w.now;
+    let n = &mut w.nodes[X];
+    let (service, tun) = n.tun.as_mut().unwrap();
+    assert!(
+        n.smol.poll_with_tun(now, &mut n.device, *service, tun),
+        "budget not reported"
+    );
+    w.run_for(Duration::from_secs(1));
+    let replies = w.nodes[X].tun.as_mut().unwrap().1.tx.len();
+    assert_eq!(replies, burst);
+    for n in [X, Y] {
+        assert_eq!(w.nodes[n].smol.stats().send_full, 0);
+    }
+}
