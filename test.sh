@@ -19,5 +19,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== no_std, no heap: sdt-core for thumbv7em-none-eabihf"
 cargo build --locked -p sdt-core --target thumbv7em-none-eabihf
 
+echo "== no_std, no heap: sdt-smoltcp and its firmware example for thumbv7em-none-eabihf"
+cargo build --locked -p sdt-smoltcp --target thumbv7em-none-eabihf --no-default-features
+cargo build --locked --release -p sdt-smoltcp --example firmware \
+  --target thumbv7em-none-eabihf --no-default-features
+
 echo "== tests"
 cargo test --workspace --locked

@@ -1,0 +1,229 @@
+//! A minimal firmware: one node holding the entry half of a forward service,
+//! on a board with a network device, no heap and no OS.
+//!
+//! Build it for a Cortex-M4F and measure it:
+//!
+//! ```sh
+//! cargo build -p sdt-smoltcp --example firmware --release \
+//!     --target thumbv7em-none-eabihf --no-default-features
+//! llvm-size target/thumbv7em-none-eabihf/release/examples/firmware
+//! ```
+//!
+//! On the host (`cargo run -p sdt-smoltcp --example firmware`) the same code
+//! runs a few polls and prints what it did.
+//!
+//! Placeholders a real firmware replaces, each marked `PLACEHOLDER` below:
+//! the network device (a MAC or radio driver), the clock (a hardware
+//! timer), the RNG seed (a hardware TRNG), the wall-clock time at start (an
+//! RTC, or a counter persisted across reboots) and the keys (from
+//! provisioning, not from the source).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+use core::hint::black_box;
+#[cfg(target_os = "none")]
+use core::mem::MaybeUninit;
+use core::net::SocketAddr;
+use core::str::FromStr;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use sdt_core::key::{PrivateKey, PublicKey};
+use sdt_core::link::PeerConfig;
+use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig};
+use sdt_smoltcp::{SmolNode, Storage};
+use smoltcp::iface::{Config, Interface, SocketStorage};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+/// One peer, two services, eight channels.
+type Fw = SmolNode<'static, ChaCha20Rng, 1, 2, 8>;
+/// The link socket and seven customer sockets.
+const SOCKETS: usize = 8;
+/// Datagrams queued per socket and direction.
+const PKTS: usize = 4;
+/// Bytes queued per socket and direction: one full-size datagram and some.
+const BYTES: usize = 2048;
+
+// PLACEHOLDER: keys come from provisioning. These are the keys of
+// examples/forward (X's private key, Y's public key).
+const PRIVATE_KEY: &str = "PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=";
+const PEER_KEY: &str = "ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=";
+// PLACEHOLDER: a hardware TRNG seeds the RNG. A constant seed makes every
+// boot's ephemeral keys the same: never ship it.
+const RNG_SEED: [u8; 32] = [7; 32];
+// PLACEHOLDER: an RTC. Handshake timestamps must grow across reboots or
+// the peer ignores the node's handshakes until the clock passes the last.
+const UNIX_NANOS_AT_BOOT: u64 = 1_700_000_000_000_000_000;
+
+/// PLACEHOLDER for a MAC or radio driver: a device with one receive slot
+/// and one transmit buffer that "hardware" fills and drains. `black_box`
+/// keeps the optimizer from deciding that nothing is ever received.
+struct BoardDevice {
+    rx: [u8; 1536],
+    rx_len: usize,
+    tx: [u8; 1536],
+    sent: u32,
+}
+
+impl BoardDevice {
+    const fn new() -> Self {
+        BoardDevice {
+            rx: [0; 1536],
+            rx_len: 0,
+            tx: [0; 1536],
+            sent: 0,
+        }
+    }
+}
+
+struct BoardRx<'a>(&'a [u8]);
+struct BoardTx<'a>(&'a mut [u8], &'a mut u32);
+
+impl phy::RxToken for BoardRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for BoardTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let len = len.min(self.0.len());
+        let r = f(&mut self.0[..len]);
+        // Here a driver would start the DMA transfer of self.0[..len].
+        *self.1 = black_box(self.1.wrapping_add(1));
+        r
+    }
+}
+
+impl Device for BoardDevice {
+    type RxToken<'a> = BoardRx<'a>;
+    type TxToken<'a> = BoardTx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(BoardRx<'_>, BoardTx<'_>)> {
+        let len = black_box(self.rx_len).min(self.rx.len());
+        if len == 0 {
+            return None;
+        }
+        self.rx_len = 0;
+        Some((
+            BoardRx(&self.rx[..len]),
+            BoardTx(&mut self.tx, &mut self.sent),
+        ))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<BoardTx<'_>> {
+        Some(BoardTx(&mut self.tx, &mut self.sent))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+/// Builds the node: key, peer, one forward entry, the interface.
+fn setup(
+    storage: &'static mut Storage<SOCKETS, PKTS, BYTES>,
+    sockets: &'static mut [SocketStorage<'static>],
+    device: &mut BoardDevice,
+) -> Fw {
+    let start = Instant::from_micros(0);
+    let t = sdt_smoltcp::core_instant(start);
+    let key = PrivateKey::from_str(PRIVATE_KEY).expect("private key");
+    let peer_key = PublicKey::from_str(PEER_KEY).expect("peer key");
+    let rng = ChaCha20Rng::from_seed(RNG_SEED);
+    let mut node = Node::new(key, rng, t, UNIX_NANOS_AT_BOOT);
+    let mut peer = PeerConfig::new(peer_key);
+    peer.endpoint = Some(SocketAddr::from(([192, 168, 1, 1], 51820)));
+    let peer = node.add_peer(peer, t).expect("peer");
+    let mut service = ServiceConfig::new(
+        1,
+        Peers::One(peer),
+        Role::ForwardEntry {
+            listen: SocketAddr::from(([192, 168, 1, 10], 5000)),
+        },
+    );
+    service.limits = ChannelLimits {
+        max_channels: 6,
+        ..ChannelLimits::default()
+    };
+    node.add_service(service).expect("service");
+    node.connect(peer, t);
+
+    let mut config = Config::new(HardwareAddress::Ip);
+    config.random_seed = u64::from_le_bytes([RNG_SEED[0]; 8]);
+    let mut iface = Interface::new(config, device, start);
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(
+            IpAddress::Ipv4(Ipv4Address::new(192, 168, 1, 10)),
+            24,
+        ));
+    });
+    SmolNode::new(
+        node,
+        iface,
+        SocketAddr::from(([0, 0, 0, 0], 51820)),
+        sockets,
+        storage,
+    )
+    .expect("storage")
+}
+
+/// One turn of the main loop; returns how long the board may sleep.
+fn step(node: &mut Fw, device: &mut BoardDevice, now: Instant) -> Option<smoltcp::time::Duration> {
+    while node.poll(now, device) {}
+    while let Some(_event) = node.poll_event() {
+        // A firmware would log it.
+    }
+    node.poll_delay(now)
+}
+
+#[cfg(target_os = "none")]
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    // cortex-m-rt hands these to `main` as `&'static mut`, once. They are
+    // `MaybeUninit` and written here, at boot, so that they land in .bss:
+    // a `static` initialised with `Storage::new()` would go to .data and
+    // cost its whole size in flash too (socket metadata is not all-zero).
+    static mut STORAGE: MaybeUninit<Storage<SOCKETS, PKTS, BYTES>> = MaybeUninit::uninit();
+    static mut SOCKET_SLOTS: MaybeUninit<[SocketStorage<'static>; SOCKETS]> = MaybeUninit::uninit();
+    static mut DEVICE: BoardDevice = BoardDevice::new();
+    static mut NODE: MaybeUninit<Fw> = MaybeUninit::uninit();
+    let storage = STORAGE.write(Storage::new());
+    let slots = SOCKET_SLOTS.write([SocketStorage::EMPTY; SOCKETS]);
+    let node = NODE.write(setup(storage, &mut slots[..], DEVICE));
+    // PLACEHOLDER: a hardware timer; here every turn is one millisecond.
+    let mut millis: i64 = 0;
+    loop {
+        let now = Instant::from_millis(black_box(millis));
+        let _sleep = step(node, DEVICE, now);
+        // A firmware would sleep (WFI) until an interrupt or `_sleep`.
+        millis += 1;
+    }
+}
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    let storage = Box::leak(Box::new(Storage::new()));
+    let slots = Box::leak(Box::new([SocketStorage::EMPTY; SOCKETS]));
+    let mut device = BoardDevice::new();
+    let mut node = setup(storage, &mut slots[..], &mut device);
+    for millis in 0..10_000 {
+        step(&mut node, &mut device, Instant::from_millis(millis));
+    }
+    println!(
+        "10 s: {} packets sent (handshake retries to a peer that is not there), {} sockets open",
+        device.sent,
+        node.open_sockets()
+    );
+}
