@@ -28,6 +28,7 @@ fn service(id: u8, peer: PeerId, role: Role) -> ServiceConfig {
         max_channels: 4,
         idle_timeout: StdDuration::from_secs(60),
         min_idle_for_eviction: StdDuration::from_secs(5),
+        ..ChannelLimits::default()
     };
     c
 }

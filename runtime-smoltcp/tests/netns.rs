@@ -12,8 +12,8 @@
 //! - `smoltcp_nodes_over_tun_carry_kernel_traffic` runs now: X on its TUN in
 //!   A, Y on a second TUN in B, kernel customers on both sides.
 //! - `smoltcp_node_talks_to_the_mio_daemon` replaces Y with `sdt run -c
-//!   FILE` (the binary named by `SDT_BIN`) and is ignored until that binary
-//!   exists on this branch.
+//!   FILE`, the mio daemon (`SDT_BIN`, or the `sdt` built beside this test):
+//!   proof that the two runtimes interoperate over a real kernel network.
 #![cfg(target_os = "linux")]
 
 use std::fs::File;
@@ -372,15 +372,30 @@ fn smoltcp_nodes_over_tun_carry_kernel_traffic() {
     assert_eq!(round_trips(&mut lab, &b, sa("10.77.1.2:5001"), 20), 20);
 }
 
-#[test]
-#[ignore = "needs the mio daemon: set SDT_BIN"]
-fn smoltcp_node_talks_to_the_mio_daemon() {
-    let Some(sdt) = std::env::var_os("SDT_BIN") else {
+/// The mio daemon's binary: `SDT_BIN`, or the `sdt` that `cargo test
+/// --workspace` builds next to this test's own binary.
+fn sdt_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("SDT_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let beside = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("sdt"))
+        .filter(|p| p.exists());
+    beside.unwrap_or_else(|| {
         panic!(
-            "SDT_BIN is not set: point it at the `sdt` binary of runtime-mio \
-             (cargo build -p sdt; SDT_BIN=target/debug/sdt)"
-        );
-    };
+            "no `sdt` binary next to {}: run `cargo build -p sdt` first \
+             (`cargo test --workspace` does), or set SDT_BIN",
+            exe.display()
+        )
+    })
+}
+
+#[test]
+fn smoltcp_node_talks_to_the_mio_daemon() {
+    let sdt = sdt_binary();
     let mut lab = Lab::new();
     let (a, b) = (lab.a.clone(), lab.b.clone());
     lab.echo(&b, sa("10.77.9.2:9000"));
