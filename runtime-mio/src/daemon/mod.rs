@@ -129,7 +129,7 @@ impl Daemon {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let started = Instant::from_nanos(0);
-        let mut node = build_node(&config, started, unix_nanos).map_err(RunError::Build)?;
+        let mut node = build_on_loop_stack(&config, started, unix_nanos)?;
         let poll = Poll::new().map_err(RunError::Poll)?;
         let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
 
@@ -303,6 +303,27 @@ impl Drop for Daemon {
     }
 }
 
+/// Builds the node on a thread with [`LOOP_STACK`]: on its way into its box
+/// the node (a few MB) passes through the stack, in a debug build more than
+/// once, which overflows the 8 MiB of a main thread (`sdt run`, `sdt demo`)
+/// or the 2 MiB of a test thread.
+fn build_on_loop_stack(
+    config: &Config,
+    now: Instant,
+    unix_nanos: u64,
+) -> Result<Box<DaemonNode>, RunError> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("sdt-build".into())
+            .stack_size(LOOP_STACK)
+            .spawn_scoped(s, || build_node(config, now, unix_nanos))
+            .map_err(RunError::Poll)?
+            .join()
+            .map_err(|_| RunError::Poll(io::Error::other("building the node panicked")))?
+            .map_err(RunError::Build)
+    })
+}
+
 impl Loop {
     fn now(&self) -> Instant {
         Instant::from_nanos(self.clock.elapsed().as_nanos() as u64)
@@ -471,5 +492,45 @@ impl Loop {
                 .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A node with a service of each kind that binds nothing at start.
+    fn config() -> Config {
+        let text = "\
+            private_key = \"PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=\"
+            listen = \"127.0.0.1:0\"
+            [[peer]]
+            name = \"y\"
+            public_key = \"ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=\"
+            [[service]]
+            id = 1
+            peer = \"y\"
+            mode = \"forward\"
+            target = \"127.0.0.1:9\"
+        ";
+        Config::parse(text, Path::new("/nonexistent/x.toml")).unwrap()
+    }
+
+    /// `sdt run` starts the daemon on the main thread: starting must not
+    /// need the node's size in stack (it overflowed in debug builds).
+    #[test]
+    fn starts_from_a_thread_with_a_small_stack() {
+        let started = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(|| {
+                let daemon = Daemon::start(config(), Options::default()).unwrap();
+                let status = daemon.status().expect("a running node answers");
+                assert_eq!(status.services.len(), 1);
+                daemon.stop().unwrap();
+            })
+            .unwrap()
+            .join();
+        assert!(started.is_ok());
     }
 }
