@@ -177,6 +177,7 @@ impl Daemon {
         if let Some((id, why)) = io.service_open_errors.first() {
             return Err(RunError::ServiceSocket(*id, why.clone()));
         }
+        io.starting = false;
         for (i, _) in config.peers.iter().enumerate().filter(|(_, p)| p.keep_up) {
             node.connect(sdt_core::link::PeerId(i as u16), started);
         }
