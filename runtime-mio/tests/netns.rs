@@ -680,10 +680,7 @@ fn router_entry_without_cap_net_admin_exits_2_with_one_line() {
     require_tool("setpriv");
     require_tool("capsh");
     let ns = Netns::new("nocap");
-    let dir = tempfile::Builder::new()
-        .prefix("sdt-e2e-")
-        .tempdir()
-        .unwrap();
+    let dir = support::temp_dir();
     // The unprivileged user must reach the config and own the key file.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let keys = Keys::new();
@@ -769,7 +766,7 @@ fn bad_start(dir: &Path, link_listen: SocketAddr, key: &str, service_listen: Soc
 
 #[test]
 fn bad_start_service_port_in_use_exits_2_naming_service_and_address() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::temp_dir();
     let held = UdpSocket::bind(local(0)).unwrap();
     let addr = held.local_addr().unwrap();
     let keys = Keys::new();
@@ -786,7 +783,7 @@ fn bad_start_service_port_in_use_exits_2_naming_service_and_address() {
 
 #[test]
 fn bad_start_link_port_in_use_exits_2_naming_the_address() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::temp_dir();
     let held = UdpSocket::bind(local(0)).unwrap();
     let addr = held.local_addr().unwrap();
     let keys = Keys::new();
@@ -803,7 +800,7 @@ fn bad_start_link_port_in_use_exits_2_naming_the_address() {
 
 #[test]
 fn bad_start_missing_key_file_exits_1_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::temp_dir();
     let ran = bad_start(
         dir.path(),
         local(0),

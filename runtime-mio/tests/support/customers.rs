@@ -40,6 +40,9 @@ pub fn dnsmasq(
     let mut cmd = ns.cmd("dnsmasq");
     cmd.args([
         "--keep-in-foreground",
+        // Stay root: a change of user would clear the parent-death signal.
+        "--user=root",
+        "--group=root",
         "--conf-file=/dev/null",
         "--no-resolv",
         "--no-hosts",

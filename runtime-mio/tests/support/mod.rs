@@ -18,6 +18,45 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Prefix of every namespace and temp directory these tests create,
+/// followed by the test process's pid.
+pub const PREFIX: &str = "sdte2e-";
+
+/// Whether `name` is a namespace or temp directory of a test run whose
+/// process is gone (killed before its guards could run).
+fn left_by_a_dead_run(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let pid = rest.split('-').next().unwrap_or("");
+    pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+static SWEEP: std::sync::Once = std::sync::Once::new();
+
+/// Once per run: removes what killed runs left behind.
+pub fn sweep_stale_once() {
+    SWEEP.call_once(|| {
+        net::sweep_stale_namespaces();
+        if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in dir.flatten() {
+                if left_by_a_dead_run(&entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    });
+}
+
+/// A temp directory `sdte2e-<pid>-XXXX`, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    sweep_stale_once();
+    tempfile::Builder::new()
+        .prefix(&format!("{PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .expect("temp dir")
+}
+
 /// The `sdt` binary under test.
 pub const SDT: &str = env!("CARGO_BIN_EXE_sdt");
 

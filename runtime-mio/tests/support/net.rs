@@ -14,14 +14,13 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{in_ns, run, run_ok, wait_until, Ran};
 
-/// Prefix of every namespace these tests create.
-pub const PREFIX: &str = "sdte2e-";
+use super::PREFIX;
 
 /// A network namespace, deleted when dropped. Drop the processes running in
 /// it first (declare them after it).
@@ -29,12 +28,10 @@ pub struct Netns {
     pub name: String,
 }
 
-static SWEEP: Once = Once::new();
-
 impl Netns {
     /// Creates `sdte2e-<pid>-<tag>` with its loopback up.
     pub fn new(tag: &str) -> Netns {
-        SWEEP.call_once(sweep_stale);
+        super::sweep_stale_once();
         let name = format!("{PREFIX}{}-{tag}", std::process::id());
         let _ = run(
             Command::new("ip").args(["netns", "del", &name]),
@@ -86,17 +83,13 @@ impl Drop for Netns {
 }
 
 /// Deletes namespaces of earlier runs whose process is gone.
-fn sweep_stale() {
+pub(super) fn sweep_stale_namespaces() {
     let Ok(dir) = std::fs::read_dir("/run/netns") else {
         return;
     };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or("");
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if super::left_by_a_dead_run(&name) {
             let _ = run(
                 Command::new("ip").args(["netns", "del", &name]),
                 Duration::from_secs(5),

@@ -13,7 +13,7 @@ use sdt::status::{ServiceState, Status};
 use sdt_core::key::PrivateKey;
 
 use super::net::{Netns, Pair};
-use super::{require_root, require_tool, run, wait_until, Proc, SDT};
+use super::{require_root, require_tool, run, temp_dir, wait_until, Proc, SDT};
 
 /// A node's key pair in WireGuard text form.
 #[derive(Clone)]
@@ -215,10 +215,7 @@ impl Lab {
         require_tool("ip");
         require_tool("ss");
         let pair = Pair::new(tag, net);
-        let dir = tempfile::Builder::new()
-            .prefix("sdt-e2e-")
-            .tempdir()
-            .unwrap();
+        let dir = temp_dir();
         Lab {
             pair,
             dir,
