@@ -30,7 +30,7 @@ use sdt_core::node::{HEADROOM, TAILROOM};
 use sdt_core::Instant;
 use tracing::{debug, info, warn};
 
-use crate::build::{build_node, BuildError, DaemonNode};
+use crate::build::{build_node, keeps_up, BuildError, DaemonNode};
 use crate::config::Config;
 use crate::status::Status;
 use sockets::MioIo;
@@ -178,7 +178,7 @@ impl Daemon {
             return Err(RunError::ServiceSocket(*id, why.clone()));
         }
         io.starting = false;
-        for (i, _) in config.peers.iter().enumerate().filter(|(_, p)| p.keep_up) {
+        for i in (0..config.peers.len()).filter(|&i| keeps_up(&config, i)) {
             node.connect(sdt_core::link::PeerId(i as u16), started);
         }
         node.flush(&mut io, started, &mut scratch);
