@@ -149,6 +149,11 @@ fn assert_all_answered(results: &[(&Record, Ran)], nodes: &[&Node]) {
 }
 
 fn forward(tag: &str, net: u8, entry: Entry) {
+    forward_with(tag, net, entry, true);
+}
+
+/// [`forward`], saying whether A (which knows B's endpoint) has `keep_up`.
+fn forward_with(tag: &str, net: u8, entry: Entry, keep_up: bool) {
     let lab = Lab::new(tag, net);
     let (entry_ns, exit_ns) = by_entry(entry, &lab.pair.a, &lab.pair.b);
     let recs = records(12);
@@ -162,7 +167,7 @@ fn forward(tag: &str, net: u8, entry: Entry) {
     );
     let (a_svc, b_svc) =
         entry_exit_services(entry, "forward", 1, local(FORWARD_LISTEN), local(DNS_PORT));
-    let (a, b) = lab.start_nodes(&a_svc, &b_svc);
+    let (a, b) = lab.start_nodes_with(lab.b_link(), keep_up, &a_svc, &b_svc);
     let (entry_node, exit_node) = by_entry(entry, &a, &b);
 
     // 4 client ports, 3 queries each, one try each: no loss here, so every
@@ -219,6 +224,15 @@ fn forward_dns_entry_on_a() {
 #[test]
 fn forward_dns_entry_on_b() {
     forward("fwd-b", 2, Entry::OnB);
+}
+
+/// Link liveness (design brief): A holds the exit and knows B's endpoint,
+/// B holds the entry and knows none for A (`ssh -R` style). Without any
+/// `keep_up` in A's config, A brings the link up at start, so B's customers
+/// are served from the first datagram.
+#[test]
+fn forward_dns_entry_on_b_link_up_without_keep_up() {
+    forward_with("fwd-live", 8, Entry::OnB, false);
 }
 
 /// Forward under `loss 10% reorder 25% delay 5ms` both ways on the link,

@@ -40,10 +40,12 @@ pub struct PeerLink<'a> {
     pub public: &'a str,
     /// `None`: only accept the peer.
     pub endpoint: Option<SocketAddr>,
+    /// Write `keep_up = true` (with an endpoint).
+    pub keep_up: bool,
 }
 
 /// The text of a node's configuration file: its key and link socket, its
-/// one peer (kept up when it has an endpoint), and `services`, TOML
+/// one peer, and `services`, TOML
 /// `[[service]]` tables as they would be written by hand.
 pub fn config_text(
     keys: &Keys,
@@ -61,7 +63,10 @@ pub fn config_text(
     let _ = writeln!(t, "\n[[peer]]\nname = \"{}\"", peer.name);
     let _ = writeln!(t, "public_key = \"{}\"", peer.public);
     if let Some(e) = peer.endpoint {
-        let _ = writeln!(t, "endpoint = \"{e}\"\nkeep_up = true");
+        let _ = writeln!(t, "endpoint = \"{e}\"");
+        if peer.keep_up {
+            let _ = writeln!(t, "keep_up = true");
+        }
     }
     let _ = writeln!(t, "\n{services}");
     t
@@ -248,6 +253,18 @@ impl Lab {
         a_services: &str,
         b_services: &str,
     ) -> (Node, Node) {
+        self.start_nodes_with(b_as_seen_by_a, true, a_services, b_services)
+    }
+
+    /// [`Lab::start_nodes_via`], saying whether A's peer entry has
+    /// `keep_up = true`.
+    pub fn start_nodes_with(
+        &self,
+        b_as_seen_by_a: SocketAddr,
+        keep_up: bool,
+        a_services: &str,
+        b_services: &str,
+    ) -> (Node, Node) {
         let a_text = config_text(
             &self.keys_a,
             Some(self.a_link()),
@@ -256,6 +273,7 @@ impl Lab {
                 name: "b",
                 public: &self.keys_b.public,
                 endpoint: Some(b_as_seen_by_a),
+                keep_up,
             },
             a_services,
         );
@@ -267,6 +285,7 @@ impl Lab {
                 name: "a",
                 public: &self.keys_a.public,
                 endpoint: None,
+                keep_up: false,
             },
             b_services,
         );
