@@ -6,6 +6,8 @@
 //! - forward, both mirror images: dig through the entry to dnsmasq behind
 //!   the exit; every query answered with its own address, one channel per
 //!   client port, no drops.
+//! - link liveness: the same with the entry on B and no `keep_up` anywhere;
+//!   A, the exit, knows B's endpoint and brings the link up by itself.
 //! - forward under loss, reordering and delay (`tc netem`, or where the
 //!   kernel has no netem a userspace relay that does the same): every query
 //!   eventually answered, never with another query's answer.
@@ -20,6 +22,10 @@
 //! - bad starts on loopback (no namespace): a service port or the link port
 //!   in use exits 2 naming the service and address, a missing key file exits
 //!   1 naming the file.
+//!
+//! Node A knows B's endpoint (and keeps the link up), B learns A's from the
+//! handshake; B starts first, and every test waits for the session on both
+//! before any customer sends (a datagram sent earlier would be dropped).
 //!
 //! They need root (namespaces, veth, TUN) and fail, not skip, without it or
 //! without a tool (the message names the Debian package;
