@@ -3,16 +3,22 @@
 # target for the no_std build check, and the programs the end-to-end tests
 # drive. Idempotent: it only calls apt-get when a package is missing.
 set -euo pipefail
+# ip, tc, dnsmasq and capsh live in sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 RUST_TARGETS=(thumbv7em-none-eabihf)
 # Debian packages and one command each provides, to check for.
 DEBS=(
   "iproute2:ip"
+  "iproute2:tc"
+  "iproute2:ss"
   "dnsmasq-base:dnsmasq"
   "dnsutils:dig"
   "socat:socat"
   "netcat-openbsd:nc"
   "bsdutils:logger"
+  "util-linux:setpriv"
+  "libcap2-bin:capsh"
 )
 
 for t in "${RUST_TARGETS[@]}"; do

@@ -64,12 +64,12 @@ pub fn build_node(
         now,
         unix_nanos,
     ));
-    for spec in &config.peers {
+    for (i, spec) in config.peers.iter().enumerate() {
         let mut peer = PeerConfig::new(spec.public_key);
         peer.endpoint = spec.endpoint;
         peer.preshared_key = spec.preshared_key.clone();
         peer.persistent_keepalive = spec.persistent_keepalive;
-        peer.keep_up = spec.keep_up;
+        peer.keep_up = keeps_up(config, i);
         node.add_peer(peer, now)
             .map_err(|_| BuildError::TooManyPeers)?;
     }
@@ -78,6 +78,24 @@ pub fn build_node(
             .map_err(|error| BuildError::Service { id: spec.id, error })?;
     }
     Ok(node)
+}
+
+/// Whether the link to peer `i` is brought up at start and kept up: when
+/// its `keep_up` says so, and, as the design's link liveness asks, whenever
+/// this node knows the peer's endpoint and the peer can be the first to send
+/// in a service they share: this node holds its exit half (the peer the
+/// entry, `ssh -R` style) or it is a direct service. The peer may know no
+/// endpoint for this node, so without this its customers' datagrams would
+/// be dropped until this side happened to send.
+pub fn keeps_up(config: &Config, i: usize) -> bool {
+    let Some(spec) = config.peers.get(i) else {
+        return false;
+    };
+    let peer_can_send_first = |s: &ServiceSpec| {
+        matches!(s.half, Half::Exit | Half::Both)
+            && (s.peer == PeerRef::Any || s.peer == PeerRef::Named(i))
+    };
+    spec.keep_up || (spec.endpoint.is_some() && config.services.iter().any(peer_can_send_first))
 }
 
 /// Core's view of one `[[service]]`. Validation guarantees the keys each
@@ -120,4 +138,45 @@ pub fn service_config(spec: &ServiceSpec) -> ServiceConfig {
         new_channels_per_second: spec.new_channels_per_second,
     };
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const HEAD: &str = "\
+        private_key = \"PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=\"
+        [[peer]]
+        name = \"y\"
+        public_key = \"ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=\"
+    ";
+
+    fn keeps_y_up(peer_extra: &str, service: &str) -> bool {
+        let text = format!("{HEAD}{peer_extra}\n[[service]]\nid = 1\npeer = \"y\"\n{service}");
+        let config = Config::parse(&text, Path::new("/nonexistent/x.toml")).unwrap();
+        keeps_up(&config, 0)
+    }
+
+    #[test]
+    fn reverse_services_keep_the_link_up_without_being_told() {
+        let endpoint = "endpoint = \"127.0.0.1:9\"";
+        let forward_exit = "mode = \"forward\"\ntarget = \"127.0.0.1:53\"";
+        let push_exit = "mode = \"push\"\ntarget = \"127.0.0.1:514\"";
+        let router_exit = "mode = \"router\"\nallow = [\"10.0.0.0/8:53\"]";
+        let direct = "mode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"127.0.0.1:8\"";
+        let forward_entry = "mode = \"forward\"\nlisten = \"127.0.0.1:53\"";
+        // The peer holds the entry (or can send first): keep up.
+        for service in [forward_exit, push_exit, router_exit, direct] {
+            assert!(keeps_y_up(endpoint, service), "{service}");
+        }
+        // This node holds the entry: its own customers bring the link up.
+        assert!(!keeps_y_up(endpoint, forward_entry));
+        assert!(keeps_y_up(
+            &format!("{endpoint}\nkeep_up = true"),
+            forward_entry
+        ));
+        // No endpoint: nothing to bring up; the peer has to come to us.
+        assert!(!keeps_y_up("", forward_exit));
+    }
 }

@@ -11,7 +11,8 @@
 //! endpoint = "203.0.113.5:51820"    # optional; "host:port" is resolved at load time
 //! preshared_key_file = "psk"        # optional (or preshared_key = "...")
 //! persistent_keepalive = "25s"      # optional
-//! keep_up = false                   # optional
+//! keep_up = false                   # optional; implied with an endpoint when
+//!                                   # this node holds an exit (or direct) half
 //!
 //! [[service]]
 //! id = 1                            # 0..=255, unique per node
@@ -110,6 +111,8 @@ pub struct PeerSpec {
     /// Send a keepalive after this long without sending.
     pub persistent_keepalive: Option<Duration>,
     /// Bring the link up at start and keep it up even without traffic.
+    /// The daemon also does so without being told where the peer holds the
+    /// entry half of a shared service ([`crate::build::keeps_up`]).
     pub keep_up: bool,
 }
 

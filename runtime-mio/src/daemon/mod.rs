@@ -30,7 +30,7 @@ use sdt_core::node::{HEADROOM, TAILROOM};
 use sdt_core::Instant;
 use tracing::{debug, info, warn};
 
-use crate::build::{build_node, BuildError, DaemonNode};
+use crate::build::{build_node, keeps_up, BuildError, DaemonNode};
 use crate::config::Config;
 use crate::status::Status;
 use sockets::MioIo;
@@ -263,7 +263,8 @@ impl Loop {
         if let Some((id, why)) = io.service_open_errors.first() {
             return Err(RunError::ServiceSocket(*id, why.clone()));
         }
-        for (i, _) in config.peers.iter().enumerate().filter(|(_, p)| p.keep_up) {
+        io.starting = false;
+        for i in (0..config.peers.len()).filter(|&i| keeps_up(&config, i)) {
             node.connect(sdt_core::link::PeerId(i as u16), started);
         }
         node.flush(&mut io, started, &mut scratch);
@@ -499,5 +500,45 @@ impl Loop {
                 .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A node with a service of each kind that binds nothing at start.
+    fn config() -> Config {
+        let text = "\
+            private_key = \"PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=\"
+            listen = \"127.0.0.1:0\"
+            [[peer]]
+            name = \"y\"
+            public_key = \"ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=\"
+            [[service]]
+            id = 1
+            peer = \"y\"
+            mode = \"forward\"
+            target = \"127.0.0.1:9\"
+        ";
+        Config::parse(text, Path::new("/nonexistent/x.toml")).unwrap()
+    }
+
+    /// `sdt run` starts the daemon on the main thread: starting must not
+    /// need the node's size in stack (it overflowed in debug builds).
+    #[test]
+    fn starts_from_a_thread_with_a_small_stack() {
+        let started = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(|| {
+                let daemon = Daemon::start(config(), Options::default()).unwrap();
+                let status = daemon.status().expect("a running node answers");
+                assert_eq!(status.services.len(), 1);
+                daemon.stop().unwrap();
+            })
+            .unwrap()
+            .join();
+        assert!(started.is_ok());
     }
 }

@@ -42,6 +42,9 @@ pub struct MioIo {
     pub send_errors: u64,
     /// Service sockets that could not be opened: (service, why).
     pub service_open_errors: Vec<(u8, String)>,
+    /// While the daemon starts, a service socket that cannot be opened is
+    /// only recorded: the start fails and reports it in one line.
+    pub starting: bool,
 }
 
 impl MioIo {
@@ -56,6 +59,7 @@ impl MioIo {
             peer_names,
             send_errors: 0,
             service_open_errors: Vec::new(),
+            starting: true,
         }
     }
 
@@ -92,7 +96,11 @@ impl MioIo {
     fn open_failed(&mut self, socket: SocketId, what: String, e: io::Error) -> OpenFailed {
         match socket {
             SocketId::Service(id) => {
-                error!("service {id}: {what}: {e}");
+                if self.starting {
+                    debug!("service {id}: {what}: {e}");
+                } else {
+                    error!("service {id}: {what}: {e}");
+                }
                 self.service_open_errors.push((id, format!("{what}: {e}")));
             }
             SocketId::Channel(_) => {
@@ -208,6 +216,9 @@ impl Io for MioIo {
                     "peer {} sends frames for service {service}, which this node does not have",
                     self.peer(peer)
                 )
+            }
+            NodeEvent::ServiceSocketFailed { service } if self.starting => {
+                debug!("service {service}: its socket could not be opened")
             }
             NodeEvent::ServiceSocketFailed { service } => {
                 error!("service {service}: its socket could not be opened")
