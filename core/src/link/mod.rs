@@ -453,10 +453,13 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         // its own handshake and ignores the peer's once; the other side
         // abandons its own and answers. Ignoring only once per attempt means
         // a peer that cannot hear us (a stale endpoint behind NAT) is answered
-        // on its next try.
+        // on its next try. The peer initiating means it may never have seen
+        // our initiation (it was not listening yet), so ours goes again now,
+        // not at the retry timer: the link comes up in one round trip.
         if let Some(pending) = p.pending.as_mut() {
             if ours_higher && !pending.ignored_race {
                 pending.ignored_race = true;
+                p.want_resend = true;
                 return Err((Some(slot), DropReason::HandshakeRace));
             }
             p.pending = None;
@@ -650,6 +653,16 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
                 len: response.len(),
             });
         }
+        if core::mem::take(&mut p.want_resend) {
+            // The same bytes again: if the first copy did arrive, the peer
+            // drops this one as a replay and answers only once.
+            if let (Some(h), Some(to)) = (&p.pending, p.endpoint) {
+                let len = h.message.len();
+                buf[..len].copy_from_slice(&h.message);
+                p.sent(now, len);
+                return Some(Transmit { to, len });
+            }
+        }
         if p.want_initiation {
             p.want_initiation = false;
             let to = p.endpoint?;
@@ -677,11 +690,14 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             out.set_mac2(&p.jar.mac2(now, out.mac2_input()));
             p.jar.sent_mac1(mac);
             let jitter = Duration::from_nanos(self.rng.next_u64() % MAX_JITTER.as_nanos() as u64);
+            let mut message = [0u8; InitiationPacket::<&[u8]>::LEN];
+            message.copy_from_slice(&buf[..len]);
             p.pending = Some(Pending {
                 noise,
                 local_index,
                 retry_at: now + REKEY_TIMEOUT + jitter,
                 ignored_race: false,
+                message,
             });
             p.attempts_since.get_or_insert(now);
             p.stats.handshakes_initiated += 1;

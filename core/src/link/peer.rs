@@ -67,6 +67,8 @@ pub(crate) struct Pending {
     /// Whether we already ignored a crossing initiation from the peer during
     /// this attempt (see the race rule in `Link::handle_initiation`).
     pub ignored_race: bool,
+    /// The initiation as sent, to send again unchanged.
+    pub message: [u8; crate::wire::InitiationPacket::<&[u8]>::LEN],
 }
 
 /// Events waiting for `poll_event`, as flags so none is ever lost.
@@ -100,6 +102,8 @@ pub(crate) struct Peer {
     pub attempts_since: Option<Instant>,
     /// An initiation should be sent at the next `poll_transmit`.
     pub want_initiation: bool,
+    /// The pending initiation should be sent again, unchanged.
+    pub want_resend: bool,
     /// A response waiting to be sent.
     pub response: Option<([u8; crate::wire::ResponsePacket::<&[u8]>::LEN], SocketAddr)>,
     pub want_keepalive: bool,
@@ -149,6 +153,7 @@ impl Peer {
             pending: None,
             attempts_since: keep_up.then_some(now),
             want_initiation: keep_up,
+            want_resend: false,
             response: None,
             want_keepalive: false,
             last_timestamp: None,

@@ -1108,3 +1108,38 @@ fn forged_cookie_replies_are_refused() {
     });
     assert_eq!(r, Err(DropReason::Malformed));
 }
+
+#[test]
+fn crossing_initiations_converge_in_a_round_trip_when_the_first_was_lost() {
+    for seed in 0..10 {
+        let mut p = Pair::with(300 + seed, |_| {}, |c| c.endpoint = Some(addr(A_ADDR)));
+        // The side with the higher key starts first, while the other is not
+        // listening yet: its first initiation is lost.
+        let a_higher = p.a.public_key().as_bytes() > p.b.public_key().as_bytes();
+        let mut lost = false;
+        p.hook = Box::new(move |to_b, bytes| {
+            if bytes[0] == 1 && to_b != a_higher && !lost {
+                lost = true;
+                return Fate::Drop;
+            }
+            Fate::Deliver
+        });
+        if a_higher {
+            p.a.connect(p.a_peer, p.now);
+        } else {
+            p.b.connect(p.b_peer, p.now);
+        }
+        p.run_for(Duration::from_millis(100));
+        if a_higher {
+            p.b.connect(p.b_peer, p.now);
+        } else {
+            p.a.connect(p.a_peer, p.now);
+        }
+        p.run_for(Duration::from_millis(200));
+        assert!(
+            p.a.is_up(p.a_peer, p.now),
+            "seed {seed}: a up within a round trip or two"
+        );
+        assert!(p.b.is_up(p.b_peer, p.now), "seed {seed}: b up");
+    }
+}
