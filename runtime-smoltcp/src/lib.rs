@@ -81,7 +81,7 @@ use core::net::SocketAddr;
 
 use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
-use sdt_core::link::MIN_TRANSMIT_BUFFER;
+use sdt_core::node::TRANSMIT_BUFFER;
 use sdt_core::node::{Node, NodeEvent, SocketId, HEADROOM, TAILROOM};
 use smoltcp::iface::{Interface, PollIngressSingleResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{Device, Medium, RxToken};
@@ -149,7 +149,7 @@ pub struct Storage<const N: usize, const PKTS: usize, const BYTES: usize> {
     rx: [[u8; BYTES]; N],
     tx: [[u8; BYTES]; N],
     packet: [u8; PACKET_BUF],
-    scratch: [u8; MIN_TRANSMIT_BUFFER],
+    scratch: [u8; TRANSMIT_BUFFER],
 }
 
 impl<const N: usize, const PKTS: usize, const BYTES: usize> Storage<N, PKTS, BYTES> {
@@ -162,7 +162,7 @@ impl<const N: usize, const PKTS: usize, const BYTES: usize> Storage<N, PKTS, BYT
             rx: [[0; BYTES]; N],
             tx: [[0; BYTES]; N],
             packet: [0; PACKET_BUF],
-            scratch: [0; MIN_TRANSMIT_BUFFER],
+            scratch: [0; TRANSMIT_BUFFER],
         }
     }
 }
@@ -248,7 +248,7 @@ pub struct SmolNode<'a, R, const P: usize, const S: usize, const C: usize> {
     iface: Interface,
     net: Net<'a>,
     packet: &'a mut [u8; PACKET_BUF],
-    scratch: &'a mut [u8; MIN_TRANSMIT_BUFFER],
+    scratch: &'a mut [u8; TRANSMIT_BUFFER],
 }
 
 impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>

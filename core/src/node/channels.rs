@@ -86,6 +86,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         if s.next_number == u32::MAX {
             self.link.renew_incarnation(peer, now);
             self.drop_peer_channels(peer);
+            self.drop_staged(peer);
             for s in self.services.iter_mut() {
                 if s.config.peers == Peers::One(peer) {
                     s.next_number = 0;

@@ -66,7 +66,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             Ok(Output::Link { to, range }) => io.send_link(to, &buf[range]),
             Ok(Output::Customer { socket, to, range }) => io.send_customer(socket, to, &buf[range]),
             Ok(Output::Tun { service, range }) => io.write_tun(service, &buf[range]),
-            Ok(Output::Consumed) => {}
+            Ok(Output::Consumed | Output::Queued) => {}
             Err(dropped) => io.dropped(dropped),
         }
         self.flush(io, now, scratch);

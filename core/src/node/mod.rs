@@ -60,6 +60,7 @@ mod forward;
 mod io;
 mod push;
 mod router;
+mod stage;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -83,6 +84,7 @@ pub use config::{
     ChannelLimits, Half, Mode, Peers, Role, ServiceConfig, ServiceError, MAX_ALLOW_RULES,
 };
 pub use io::{Io, OpenFailed};
+pub use stage::{STAGE_BYTES, STAGE_SLOTS, TRANSMIT_BUFFER};
 pub use stats::{ServiceDrop, ServiceDrops, ServiceStats, Traffic};
 
 /// Free bytes the runtime leaves before every datagram it hands in: the
@@ -165,6 +167,9 @@ pub enum Output {
     /// A handshake or keepalive, consumed by the link; call
     /// [`Node::poll_transmit`] for anything it calls for.
     Consumed,
+    /// The datagram waits for the link's handshake and goes out through
+    /// [`Node::poll_transmit`] once the session is up.
+    Queued,
 }
 
 /// Why a datagram went nowhere. Every drop is counted.
@@ -250,6 +255,8 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     unknown_reported: [u64; 4],
     /// Exit halves: channel creation per peer.
     peer_new_channels: [TokenBucket; P],
+    /// Datagrams waiting for a session.
+    stage: stage::Stage,
 }
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
@@ -266,6 +273,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             drops: ServiceDrops::default(),
             unknown_reported: [0; 4],
             peer_new_channels: [TokenBucket::new(); P],
+            stage: stage::Stage::new(),
         }
     }
 
@@ -448,6 +456,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         };
         self.absorb_link_events();
         match result {
+            Ok(Output::Queued) => Ok(Output::Queued),
             Ok(output) => {
                 self.services[si].stats.to_peer.add(payload.len());
                 Ok(output)
@@ -476,6 +485,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         let result = self.router_from_tun(now, si, buf, packet);
         self.absorb_link_events();
         match result {
+            Ok((Output::Queued, _)) => Ok(Output::Queued),
             Ok((output, payload_len)) => {
                 self.services[si].stats.to_peer.add(payload_len);
                 Ok(output)
@@ -515,8 +525,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
 
     // ---- output ----
 
-    /// A handshake or keepalive to send on the link socket, written to the
-    /// start of `buf` (at least [`crate::link::MIN_TRANSMIT_BUFFER`] bytes).
+    /// A handshake, keepalive or staged datagram to send on the link
+    /// socket, written to the start of `buf`: at least
+    /// [`crate::link::MIN_TRANSMIT_BUFFER`] bytes, and [`TRANSMIT_BUFFER`]
+    /// for every staged datagram to fit.
     pub fn poll_transmit(
         &mut self,
         now: Instant,
@@ -524,7 +536,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     ) -> Result<Option<Transmit>, SendError> {
         let t = self.link.poll_transmit(now, buf);
         self.absorb_link_events();
-        t
+        match t {
+            Ok(None) => Ok(self.poll_staged(now, buf)),
+            other => other,
+        }
     }
 
     /// The next socket request. Carry them all out before acting on an
@@ -678,17 +693,30 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 to: t.to,
                 range: frame_start..frame_start + t.len,
             }),
-            Err(SendError::NoSession) => Err(ServiceDrop::NoSession),
+            Err(SendError::NoSession) => {
+                let plaintext = &buf[plaintext_start..payload.end];
+                if self.stage(now, peer, header.service, plaintext, payload.len()) {
+                    Ok(Output::Queued)
+                } else {
+                    Err(ServiceDrop::NoSession)
+                }
+            }
             Err(_) => Err(ServiceDrop::BufferLayout),
         }
     }
 
-    /// Acts on the link's events: a restarted peer loses its channels at
-    /// once. Every event is passed on to the runtime.
+    /// Acts on the link's events: a restarted peer loses its channels and
+    /// staged datagrams at once, a peer whose handshake gave up its staged
+    /// datagrams. Every event is passed on to the runtime.
     fn absorb_link_events(&mut self) {
         while let Some(event) = self.link.poll_event() {
-            if let LinkEvent::PeerRestarted(peer) = event {
-                self.drop_peer_channels(peer);
+            match event {
+                LinkEvent::PeerRestarted(peer) => {
+                    self.drop_peer_channels(peer);
+                    self.drop_staged(peer);
+                }
+                LinkEvent::HandshakeTimedOut(peer) => self.drop_staged(peer),
+                _ => {}
             }
             self.events.push_back(NodeEvent::Link(event)).ok();
         }

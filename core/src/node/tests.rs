@@ -5,7 +5,7 @@
 use super::*;
 use crate::allow::AllowList;
 use crate::key::PrivateKey;
-use crate::link::PeerConfig;
+use crate::link::{PeerConfig, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
 use core::time::Duration;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -222,7 +222,7 @@ impl Net {
                 });
             }
             Ok(Output::Tun { service, range }) => self.tun.push((i, service, buf[range].to_vec())),
-            Ok(Output::Consumed) => {}
+            Ok(Output::Consumed | Output::Queued) => {}
             Err(d) => self.drops[i].push(d),
         }
     }
@@ -233,7 +233,7 @@ impl Net {
         for _ in 0..10_000 {
             for i in [X, Y] {
                 self.apply_actions(i);
-                let mut buf = [0u8; 256];
+                let mut buf = [0u8; TRANSMIT_BUFFER];
                 let now = self.now;
                 while let Some(t) = self.nodes[i].poll_transmit(now, &mut buf).unwrap() {
                     self.wire.push((i, buf[..t.len].to_vec()));

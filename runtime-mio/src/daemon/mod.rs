@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sdt_core::node::{HEADROOM, TAILROOM};
+use sdt_core::node::{HEADROOM, TAILROOM, TRANSMIT_BUFFER};
 use sdt_core::Instant;
 use tracing::{debug, info, warn};
 
@@ -258,7 +258,7 @@ impl Loop {
         }
 
         // Bind every service socket now, so a port in use stops the start.
-        let mut scratch = vec![0u8; 256];
+        let mut scratch = vec![0u8; TRANSMIT_BUFFER];
         node.flush(&mut io, started, &mut scratch);
         if let Some((id, why)) = io.service_open_errors.first() {
             return Err(RunError::ServiceSocket(*id, why.clone()));

@@ -397,17 +397,57 @@ fn mode_mismatch_and_unknown_service_are_dropped_and_reported_once() {
 }
 
 #[test]
-fn datagrams_before_the_link_is_up_are_counted_not_lost_silently() {
+fn datagrams_before_the_link_is_up_wait_for_the_handshake() {
     let mut net = Net::new(11);
     let (px, py) = (net.peer[X], net.peer[Y]);
     net.service(X, forward_entry(1, px, LISTEN));
     net.service(Y, forward_exit(1, Peers::One(py), TARGET));
-    net.send(X, client(1), a(LISTEN), b"too early");
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 1);
-    // The handshake it started completes; the client's retry goes through.
-    assert!(net.nodes[X].link().is_up(px, net.now));
-    net.send(X, client(1), a(LISTEN), b"retry");
-    assert_eq!(net.take_delivered_to(a(TARGET)).len(), 1);
+    net.link_up = false;
+    net.send(X, client(1), a(LISTEN), b"first");
+    net.send(X, client(2), a(LISTEN), b"second");
+    assert!(net.take_delivered_to(a(TARGET)).is_empty());
+    assert_eq!(
+        net.stats(X, 1).to_peer.datagrams,
+        0,
+        "counted when sent, not when staged"
+    );
+    // The network comes back; the handshake's retry brings the session up
+    // and the staged datagrams out, in order.
+    net.link_up = true;
+    net.run_for(REKEY_TIMEOUT + MAX_JITTER);
+    let got = net.take_delivered_to(a(TARGET));
+    let payloads: Vec<_> = got.iter().map(|d| d.payload.clone()).collect();
+    assert_eq!(payloads, vec![b"first".to_vec(), b"second".to_vec()]);
+    assert_eq!(net.stats(X, 1).to_peer.datagrams, 2);
+    assert_eq!(net.stats(X, 1).drops.total(), 0);
+}
+
+#[test]
+fn the_stage_is_bounded_and_gives_up_with_the_handshake() {
+    let mut net = Net::new(17);
+    let (px, py) = (net.peer[X], net.peer[Y]);
+    net.service(X, forward_entry(1, px, LISTEN));
+    net.service(Y, forward_exit(1, Peers::One(py), TARGET));
+    net.link_up = false;
+    for c in 0..(STAGE_SLOTS as u16 + 2) {
+        net.send(X, client(c), a(LISTEN), b"waiting");
+    }
+    // Too large to stage: dropped at once.
+    net.send(X, client(0), a(LISTEN), &[0u8; STAGE_BYTES]);
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 3);
+    // The handshake gives up after REKEY_ATTEMPT_TIME: the rest go too.
+    net.run_for(REKEY_ATTEMPT_TIME + REKEY_TIMEOUT + MAX_JITTER);
+    assert_eq!(
+        net.drop_count(X, 1, ServiceDrop::NoSession),
+        3 + STAGE_SLOTS as u64
+    );
+    assert!(net.events[X].contains(&NodeEvent::Link(LinkEvent::HandshakeTimedOut(px))));
+    net.link_up = true;
+    net.run_for(Duration::from_secs(1));
+    assert!(
+        net.take_delivered_to(a(TARGET)).is_empty(),
+        "nothing stale goes out later"
+    );
 }
 
 #[test]
