@@ -94,7 +94,8 @@ fn nonce(counter: u64) -> chacha20poly1305::Nonce {
     n.into()
 }
 
-/// A ChaCha20-Poly1305 key ready to seal or open many messages.
+/// A ChaCha20-Poly1305 key ready to seal or open many messages. The key is
+/// zeroized when the value is dropped (chacha20poly1305 does it in `Drop`).
 #[derive(Clone)]
 pub struct Aead(ChaCha20Poly1305);
 
