@@ -449,24 +449,30 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         if p.last_timestamp.is_some_and(|t| timestamp <= t) {
             return Err((Some(slot), DropReason::ReplayedInitiation));
         }
+        // Recorded before the race decision: an initiation we ignore must
+        // not be accepted later as a replay either.
+        p.last_timestamp = Some(timestamp);
         // Crossing initiations: the side with the higher public key keeps
-        // its own handshake and ignores the peer's once; the other side
-        // abandons its own and answers. Ignoring only once per attempt means
-        // a peer that cannot hear us (a stale endpoint behind NAT) is answered
-        // on its next try. The peer initiating means it may never have seen
-        // our initiation (it was not listening yet), so ours goes again now,
-        // not at the retry timer: the link comes up in one round trip.
-        if let Some(pending) = p.pending.as_mut() {
-            if ours_higher && !pending.ignored_race {
-                pending.ignored_race = true;
-                p.want_resend = true;
-                return Err((Some(slot), DropReason::HandshakeRace));
-            }
+        // its own handshake and ignores the peer's; the other side abandons
+        // its own and answers. The peer initiating means it may not have
+        // seen our initiation (it was not listening yet), so ours goes again
+        // at once, unchanged: the link comes up in one round trip. We ignore
+        // only an initiation from where ours went, and only once per run of
+        // attempts: a peer that cannot hear us (it moved, or our endpoint
+        // for it is stale) is answered, and its initiation moves the
+        // endpoint to where it really is.
+        let crossing = p.pending.as_ref().is_some_and(|h| h.sent_to == from);
+        if crossing && ours_higher && !p.race_ignored {
+            p.race_ignored = true;
+            p.want_resend = true;
+            return Err((Some(slot), DropReason::HandshakeRace));
+        }
+        if p.pending.is_some() {
             p.pending = None;
             p.want_initiation = false;
+            p.want_resend = false;
             p.attempts_since = None;
         }
-        p.last_timestamp = Some(timestamp);
         let local_index = new_index(&mut self.rng, p, slot);
         let ephemeral = StaticSecret::random_from_rng(&mut self.rng);
         let mut response = [0u8; ResponsePacket::<&[u8]>::LEN];
@@ -696,7 +702,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
                 noise,
                 local_index,
                 retry_at: now + REKEY_TIMEOUT + jitter,
-                ignored_race: false,
+                sent_to: to,
                 message,
             });
             p.attempts_since.get_or_insert(now);

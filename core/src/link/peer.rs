@@ -64,9 +64,8 @@ pub(crate) struct Pending {
     pub local_index: u32,
     /// When the next retry is due.
     pub retry_at: Instant,
-    /// Whether we already ignored a crossing initiation from the peer during
-    /// this attempt (see the race rule in `Link::handle_initiation`).
-    pub ignored_race: bool,
+    /// Where the initiation went.
+    pub sent_to: SocketAddr,
     /// The initiation as sent, to send again unchanged.
     pub message: [u8; crate::wire::InitiationPacket::<&[u8]>::LEN],
 }
@@ -104,6 +103,10 @@ pub(crate) struct Peer {
     pub want_initiation: bool,
     /// The pending initiation should be sent again, unchanged.
     pub want_resend: bool,
+    /// We ignored a crossing initiation of the peer in this run of
+    /// attempts (see the race rule in `Link::handle_initiation`); the next
+    /// one is answered. Cleared when a handshake completes or the run ends.
+    pub race_ignored: bool,
     /// A response waiting to be sent.
     pub response: Option<([u8; crate::wire::ResponsePacket::<&[u8]>::LEN], SocketAddr)>,
     pub want_keepalive: bool,
@@ -154,6 +157,7 @@ impl Peer {
             attempts_since: keep_up.then_some(now),
             want_initiation: keep_up,
             want_resend: false,
+            race_ignored: false,
             response: None,
             want_keepalive: false,
             last_timestamp: None,
@@ -213,6 +217,7 @@ impl Peer {
             self.next = Some(session);
         }
         self.last_handshake = Some(now);
+        self.race_ignored = false;
         self.stats.handshakes_completed += 1;
     }
 
@@ -284,6 +289,7 @@ impl Peer {
                     self.want_initiation = true;
                 } else {
                     self.attempts_since = None;
+                    self.race_ignored = false;
                     self.events.handshake_timeout = true;
                 }
             }

@@ -1143,3 +1143,69 @@ fn crossing_initiations_converge_in_a_round_trip_when_the_first_was_lost() {
         assert!(p.b.is_up(p.b_peer, p.now), "seed {seed}: b up");
     }
 }
+
+#[test]
+fn an_initiation_ignored_in_a_race_cannot_be_replayed_later() {
+    // Found by the simulation (sim/README.md, finding 1).
+    for seed in 0..6 {
+        let mut p = Pair::with(320 + seed, |_| {}, |c| c.endpoint = Some(addr(A_ADDR)));
+        let captured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = captured.clone();
+        p.hook = Box::new(move |to_b, bytes| {
+            if bytes[0] == 1 {
+                log.borrow_mut().push((to_b, bytes.to_vec()));
+            }
+            Fate::Deliver
+        });
+        p.a.connect(p.a_peer, p.now);
+        p.b.connect(p.b_peer, p.now);
+        p.run_for(Duration::from_secs(1));
+        assert!(p.a.is_up(p.a_peer, p.now) && p.b.is_up(p.b_peer, p.now));
+        let (a_end, b_end) = (
+            p.a.peer(p.a_peer, p.now).unwrap().endpoint,
+            p.b.peer(p.b_peer, p.now).unwrap().endpoint,
+        );
+        // Every initiation seen on the wire, replayed from elsewhere: refused.
+        let attacker = addr("198.51.100.66:666");
+        for (to_b, bytes) in captured.borrow().iter() {
+            let d = Datagram {
+                at: p.now,
+                to_b: *to_b,
+                from: attacker,
+                bytes: bytes.clone(),
+            };
+            assert_eq!(
+                p.deliver(d),
+                Err(DropReason::ReplayedInitiation),
+                "seed {seed}"
+            );
+        }
+        assert_eq!(p.a.peer(p.a_peer, p.now).unwrap().endpoint, a_end);
+        assert_eq!(p.b.peer(p.b_peer, p.now).unwrap().endpoint, b_end);
+    }
+}
+
+#[test]
+fn a_peer_that_cannot_hear_us_is_answered_at_once() {
+    // Found by the simulation (sim/README.md, finding 3): our endpoint for
+    // the peer is stale, so our initiations go nowhere, while the peer's
+    // reach us from its new address.
+    for seed in 0..10 {
+        let mut p = Pair::with(
+            340 + seed,
+            |c| c.endpoint = Some(addr("192.0.2.99:9")),
+            |c| c.endpoint = Some(addr(A_ADDR)),
+        );
+        p.a.connect(p.a_peer, p.now);
+        p.run_for(Duration::from_millis(50));
+        p.b.connect(p.b_peer, p.now);
+        p.run_for(Duration::from_millis(100));
+        assert!(p.a.is_up(p.a_peer, p.now), "seed {seed}: a up");
+        assert!(p.b.is_up(p.b_peer, p.now), "seed {seed}: b up");
+        assert_eq!(p.a.peer(p.a_peer, p.now).unwrap().endpoint, Some(p.b_addr));
+        // Retries after the stale endpoint keep landing: still no livelock
+        // when both keep trying for a while.
+        p.run_for(Duration::from_secs(30));
+        assert!(p.a.is_up(p.a_peer, p.now) && p.b.is_up(p.b_peer, p.now));
+    }
+}
