@@ -496,7 +496,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         let session = Session::new(&keys, false, local_index, sender_index, now);
         note_incarnation(p, incarnation);
         p.install(session, now);
-        p.received(now, from, datagram.len());
+        p.heard(now, datagram.len());
         p.response = Some((response, from));
         Ok(Received::Control {
             peer: PeerId(slot as u16),

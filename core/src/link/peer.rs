@@ -261,15 +261,23 @@ impl Peer {
 
     /// Records that we received `len` authenticated bytes from `from`.
     pub fn received(&mut self, now: Instant, from: SocketAddr, len: usize) {
-        self.last_received = Some(now);
-        self.unanswered_since = None;
-        self.stats.rx_datagrams += 1;
-        self.stats.rx_bytes += len as u64;
+        self.heard(now, len);
         if self.endpoint != Some(from) {
             // Roaming: follow the source of the latest authenticated frame.
             self.events.roamed = self.endpoint.is_some();
             self.endpoint = Some(from);
         }
+    }
+
+    /// Records an authenticated datagram that does not prove the sender is
+    /// the peer *now*: an initiation could be a replay (after our restart
+    /// forgot its timestamp), so it does not move the endpoint; the
+    /// initiator's first frame on the new session does.
+    pub fn heard(&mut self, now: Instant, len: usize) {
+        self.last_received = Some(now);
+        self.unanswered_since = None;
+        self.stats.rx_datagrams += 1;
+        self.stats.rx_bytes += len as u64;
     }
 
     /// Runs the peer's timers at `now`.

@@ -1209,3 +1209,56 @@ fn a_peer_that_cannot_hear_us_is_answered_at_once() {
         assert!(p.a.is_up(p.a_peer, p.now) && p.b.is_up(p.b_peer, p.now));
     }
 }
+
+#[test]
+fn an_initiation_replayed_after_a_restart_does_not_move_the_endpoint() {
+    // A restarted node has forgotten the timestamps it saw, as WireGuard
+    // does (sim/README.md, finding 2): a captured initiation is answered,
+    // but its sender cannot finish the handshake, and the peer's endpoint
+    // stays where the peer really is.
+    let mut p = Pair::with(360, |_| {}, |c| c.endpoint = Some(addr(A_ADDR)));
+    let captured = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let log = captured.clone();
+    p.hook = Box::new(move |to_b, bytes| {
+        if to_b && bytes[0] == 1 && log.borrow().is_none() {
+            *log.borrow_mut() = Some(bytes.to_vec());
+        }
+        Fate::Deliver
+    });
+    p.up();
+    // b restarts: same key, state lost.
+    let kb = key(360 * 2 + 2);
+    let pa = p.a.public_key().to_owned();
+    p.b = TestLink::new(
+        kb,
+        ChaCha20Rng::seed_from_u64(9),
+        p.now,
+        START_UNIX + 1_000_000_000,
+    );
+    p.b_peer = p.b.add_peer(config(pa, Some(A_ADDR)), p.now).unwrap();
+    let old = captured.borrow().clone().unwrap();
+    let attacker = addr("198.51.100.66:666");
+    let r = p.deliver(Datagram {
+        at: p.now,
+        to_b: true,
+        from: attacker,
+        bytes: old,
+    });
+    assert!(matches!(r, Ok(Received::Control { .. })), "{r:?}");
+    assert_eq!(p.b.peer(p.b_peer, p.now).unwrap().endpoint, Some(p.a_addr));
+    // The response goes to the replayer, once; nothing else.
+    let mut buf = [0u8; 256];
+    let t = p.b.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+    assert_eq!((t.to, t.len), (attacker, 97));
+    assert!(!p.b.is_up(p.b_peer, p.now), "no session from a replay");
+    // The real peers meet again.
+    p.b.connect(p.b_peer, p.now);
+    p.run_for(Duration::from_millis(200));
+    assert!(p.a.is_up(p.a_peer, p.now) && p.b.is_up(p.b_peer, p.now));
+    p.send(true, b"to the real a").unwrap();
+    p.run_for(Duration::from_millis(50));
+    assert_eq!(
+        p.at_a.last().map(Vec::as_slice),
+        Some(&b"to the real a"[..])
+    );
+}
