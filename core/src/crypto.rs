@@ -8,6 +8,46 @@
 //! - `xseal`/`xopen`: XChaCha20-Poly1305, for cookie replies whose nonce is random.
 //!
 //! Every function works on caller buffers; none allocates.
+//!
+//! # Speed on x86: the Poly1305 backend
+//!
+//! `chacha20` 0.9 and `poly1305` 0.8 choose their AVX2 backends at run time
+//! (`cpufeatures`), and the detection works. Yet a default build sealed and
+//! opened 2-4x slower than one with `-C target-feature=+avx2`, because part
+//! of poly1305's AVX2 backend is compiled without AVX2: functions with
+//! neither `#[target_feature(enable = "avx2")]` nor `#[inline(always)]`
+//! are built for baseline x86-64, where LLVM may not inline an AVX2
+//! intrinsic, so every `_mm256_*` in them is an out-of-line call with its
+//! vectors passed through memory. objdump of a release build shows 40 such
+//! calls in `avx2::State::new`, 40 in `PrecomputedMultiplier *
+//! PrecomputedMultiplier` (called from `finalize` and the first 4-block
+//! step) and 10 in the carry propagation of the final addition. They run
+//! for every message, since every nonce gives Poly1305 a fresh key: about
+//! 2 µs per seal+open at any length. `poly1305` 0.9 (`chacha20poly1305`
+//! 0.11) has the same helpers; `chacha20_force_avx2` needs AVX2 at compile
+//! time (not portable) and would not touch Poly1305; and an AVX2 copy of
+//! [`Aead::seal`]/[`Aead::open`] does not help, because that code is
+//! poly1305's own, not generic, and never inlined into the copy.
+//!
+//! So the workspace builds poly1305's portable backend on x86
+//! (`--cfg poly1305_force_soft` in `.cargo/config.toml`; [`POLY1305_BACKEND`]
+//! says which one a build has). ChaCha20 keeps its run-time detected AVX2
+//! backend, and the build runs on any x86-64. Seal+open of one message,
+//! thread CPU time, best of 5 runs of 20,000, on the development machine:
+//!
+//! | build | 64 B | 1400 B |
+//! |---|---|---|
+//! | default (AVX2 Poly1305, detected) | 2.83 µs | 4.96-5.14 µs |
+//! | `-C target-feature=+avx2` | 0.69 µs | 2.78-2.79 µs |
+//! | portable Poly1305 (this build) | 0.62 µs | 3.23-3.25 µs |
+//!
+//! `cargo bench -p sdt-core --bench seal_open` (the whole link path, wall
+//! clock, two runs on a busy 2-core machine): 64 B 2.80-2.94 µs before,
+//! 0.67-0.95 µs after; 1400 B 5.07-6.70 µs before, 3.52-3.71 µs after.
+//!
+//! Adding the missing `#[inline(always)]` to those helpers in a patched
+//! poly1305 0.8 reached 0.71 µs and 2.67-2.74 µs without any target flag:
+//! the fix that belongs upstream, after which this setting can go.
 
 use blake2::digest::{consts::U16, Mac as _};
 use blake2::{Blake2s256, Blake2sMac, Digest};
@@ -15,6 +55,18 @@ use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use hmac::SimpleHmac;
 use zeroize::Zeroize;
+
+/// Which Poly1305 implementation this build of the crate runs: see the
+/// module documentation for why it matters on x86.
+pub const POLY1305_BACKEND: &str = if cfg!(poly1305_force_soft) {
+    "portable (poly1305_force_soft)"
+} else if cfg!(not(any(target_arch = "x86", target_arch = "x86_64"))) {
+    "portable"
+} else if cfg!(target_feature = "avx2") {
+    "AVX2 (enabled at compile time)"
+} else {
+    "AVX2 when detected, with out-of-line intrinsics (slow: poly1305_force_soft is missing)"
+};
 
 /// Length of a hash, a chaining key and a symmetric key.
 pub const HASH_LEN: usize = 32;
@@ -227,6 +279,44 @@ mod tests {
         let mut b = sealed;
         b[0] ^= 1;
         assert_eq!(aead.open(42, b"hdr", &mut b, &tag), Err(AuthFailed));
+    }
+
+    /// The workspace's `.cargo/config.toml` selects poly1305's portable
+    /// backend on x86; a RUSTFLAGS environment variable silently replaces
+    /// it, and the build is then 2-4x slower at sealing (module docs).
+    #[test]
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    // The constant is the build's configuration: what this test checks.
+    #[allow(clippy::assertions_on_constants)]
+    fn x86_builds_use_a_fast_poly1305() {
+        assert!(
+            cfg!(any(poly1305_force_soft, target_feature = "avx2")),
+            "this build has poly1305's slow AVX2 path ({POLY1305_BACKEND}): \
+             add `--cfg poly1305_force_soft` to RUSTFLAGS, which replaced \
+             the one in .cargo/config.toml"
+        );
+    }
+
+    /// RFC 8439, section 2.8.2: the AEAD test vector, through whichever
+    /// Poly1305 backend this build has (module docs).
+    #[test]
+    fn chacha20poly1305_rfc8439_vector() {
+        let key: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
+        let nonce = hex::<12>("070000004041424344454647");
+        let aad = hex::<12>("50515253c0c1c2c3c4c5c6c7");
+        let mut buf = *b"Ladies and Gentlemen of the class of '99: If I could offer you \
+only one tip for the future, sunscreen would be it.";
+        let tag = ChaCha20Poly1305::new((&key).into())
+            .encrypt_in_place_detached((&nonce).into(), &aad, &mut buf)
+            .unwrap();
+        let want = hex::<114>(concat!(
+            "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6",
+            "3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36",
+            "92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc",
+            "3ff4def08e4b7a9de576d26586cec64b6116",
+        ));
+        assert_eq!(buf, want);
+        assert_eq!(tag[..], hex::<16>("1ae10b594f09e26a7e902ecbd0600691"));
     }
 
     #[test]

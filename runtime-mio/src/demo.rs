@@ -9,18 +9,19 @@
 //! echo, throughput, and the nodes' own counters. No root, no config.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand_core::OsRng;
 use sdt_core::key::PrivateKey;
 
-use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec};
+use crate::config::{Half, Mode, PeerSpec};
 use crate::daemon::{Daemon, Options, RunError};
+use crate::loopback::{
+    free_port, localhost, micros, node_config, percentile, ping, service, throughput, Echo,
+};
 use crate::status::Status;
 
 const FORWARD: u8 = 1;
@@ -59,150 +60,12 @@ impl From<io::Error> for DemoError {
     }
 }
 
-fn localhost() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// A free loopback port, for a service's listen address.
-fn free_port() -> io::Result<SocketAddr> {
-    UdpSocket::bind(localhost())?.local_addr()
-}
-
-fn service(id: u8, peer: usize, mode: Mode, half: Half) -> ServiceSpec {
-    ServiceSpec::new(id, PeerRef::Named(peer), mode, half)
-}
-
-fn node_config(name: &str, key: PrivateKey, peer: PeerSpec, services: Vec<ServiceSpec>) -> Config {
-    Config {
-        path: PathBuf::from(format!("demo-{name}")),
-        private_key: key,
-        listen: Some(localhost()),
-        control_socket: PathBuf::new(),
-        peers: vec![peer],
-        services,
-    }
-}
-
-/// A UDP echo server on its own thread.
-struct Echo {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start() -> io::Result<Echo> {
-        let socket = UdpSocket::bind(localhost())?;
-        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
-        let addr = socket.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(&buf[..n], from);
-                }
-            }
-        });
-        Ok(Echo {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Round-trip times of `count` sequential pings to `to`; lost ones are
-/// left out.
-fn ping(to: SocketAddr, count: usize) -> io::Result<Vec<Duration>> {
-    let socket = UdpSocket::bind(localhost())?;
-    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let mut rtts = Vec::with_capacity(count);
-    let mut buf = [0u8; 64];
-    for i in 0..count as u64 {
-        let sent = Instant::now();
-        socket.send_to(&i.to_be_bytes(), to)?;
-        loop {
-            match socket.recv_from(&mut buf) {
-                Ok((8, _)) if buf[..8] == i.to_be_bytes() => {
-                    rtts.push(sent.elapsed());
-                    break;
-                }
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
-    }
-    Ok(rtts)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Echoed datagrams and payload bytes per second through `to` with `size`
-/// byte datagrams, keeping up to `window` in flight, for `duration`.
-fn throughput(
-    to: SocketAddr,
-    size: usize,
-    window: usize,
-    duration: Duration,
-) -> io::Result<(u64, u64, f64)> {
-    let socket = UdpSocket::bind(localhost())?;
-    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let payload = vec![0x5a; size];
-    let mut buf = vec![0u8; 65536];
-    let (mut sent, mut echoed) = (0u64, 0u64);
-    let start = Instant::now();
-    while start.elapsed() < duration {
-        while sent - echoed < window as u64 {
-            socket.send_to(&payload, to)?;
-            sent += 1;
-        }
-        match socket.recv_from(&mut buf) {
-            Ok(_) => echoed += 1,
-            // Lost in a full socket buffer: give up on the window's rest.
-            Err(_) => echoed = sent,
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    // Collect stragglers so the counters settle.
-    socket.set_read_timeout(Some(Duration::from_millis(50)))?;
-    while socket.recv_from(&mut buf).is_ok() {}
-    Ok((sent, echoed, secs))
-}
-
 fn wait_for(
     what: &str,
     limit: Duration,
-    mut done: impl FnMut() -> bool,
+    done: impl FnMut() -> bool,
 ) -> Result<Duration, DemoError> {
-    let start = Instant::now();
-    while !done() {
-        if start.elapsed() > limit {
-            return Err(DemoError::Failed(format!("{what} within {limit:?}")));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Ok(start.elapsed())
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    crate::loopback::wait_for(what, limit, done).map_err(DemoError::Failed)
 }
 
 /// Runs the demo, printing to `out`; `seconds` is the length of each
@@ -225,9 +88,9 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
 
     // Y: the exit of forward and push, one side of direct. It only accepts X.
     let mut y_services = vec![
-        service(FORWARD, 0, Mode::Forward, Half::Exit),
-        service(PUSH, 0, Mode::Push, Half::Exit),
-        service(DIRECT, 0, Mode::Direct, Half::Both),
+        service(FORWARD, Mode::Forward, Half::Exit),
+        service(PUSH, Mode::Push, Half::Exit),
+        service(DIRECT, Mode::Direct, Half::Both),
     ];
     y_services[0].target = Some(echo.addr);
     y_services[1].target = Some(receiver.local_addr()?);
@@ -242,16 +105,16 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
         keep_up: false,
     };
     let y = Daemon::start(
-        node_config("y", key_y, peer_x, y_services),
+        node_config("demo-y", key_y, peer_x, y_services),
         Options::default(),
     )
     .map_err(DemoError::Start)?;
 
     // X: the entry side; it knows Y's endpoint and keeps the link up.
     let mut x_services = vec![
-        service(FORWARD, 0, Mode::Forward, Half::Entry),
-        service(PUSH, 0, Mode::Push, Half::Entry),
-        service(DIRECT, 0, Mode::Direct, Half::Both),
+        service(FORWARD, Mode::Forward, Half::Entry),
+        service(PUSH, Mode::Push, Half::Entry),
+        service(DIRECT, Mode::Direct, Half::Both),
     ];
     x_services[0].listen = Some(forward_listen);
     x_services[1].listen = Some(push_listen);
@@ -266,7 +129,7 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
         keep_up: true,
     };
     let x = Daemon::start(
-        node_config("x", key_x, peer_y, x_services),
+        node_config("demo-x", key_x, peer_y, x_services),
         Options::default(),
     )
     .map_err(DemoError::Start)?;
@@ -313,8 +176,14 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
     )?;
     let run_for = Duration::from_secs_f64(seconds.max(0.1));
     for size in [1400usize, 64] {
-        let (sent, echoed, secs) = throughput(forward_listen, size, 64, run_for)?;
-        let rate = echoed as f64 / secs;
+        let t = throughput(
+            forward_listen,
+            size,
+            64,
+            run_for,
+            Duration::from_millis(100),
+        )?;
+        let (sent, echoed, secs, rate) = (t.sent, t.echoed, t.secs, t.rate());
         writeln!(
             out,
             "  {size:>4} B datagrams: {rate:.0} echoed per second, {:.1} Mbit/s of payload each way ({sent} sent, {echoed} echoed in {secs:.1} s)",

@@ -14,6 +14,8 @@
 //!   control socket, signals.
 //! - [`status`]: the live state `sdt status` prints.
 //! - [`demo`]: `sdt demo`, a self-contained tunnel on loopback.
+//! - [`loopback`]: what `sdt demo` and `sdt-bench` share: nodes on
+//!   loopback in one process, an echo server, pings and throughput runs.
 //! - [`cli`]: the `sdt` command line and its exit statuses.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,4 +27,5 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod keyfile;
+pub mod loopback;
 pub mod status;

@@ -37,6 +37,7 @@ use sockets::MioIo;
 use tun::{Tun, TunError};
 
 pub use control::{query_status, ControlError};
+pub use sys::{open_file_limits, raise_open_file_limit_to};
 
 const LINK: Token = Token(0);
 const WAKER: Token = Token(1);

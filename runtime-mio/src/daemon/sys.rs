@@ -58,3 +58,47 @@ pub fn raise_open_file_limit() -> usize {
     }
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
+
+/// The soft and hard limits on open files.
+pub fn open_file_limits() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit the call fills in.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the limit on open files to at least `wanted`: the soft limit to
+/// the hard limit, and both to `wanted` if the hard limit is lower (only
+/// root, or CAP_SYS_RESOURCE, may raise a hard limit). Returns the soft and
+/// hard limits now in force, whether or not `wanted` was reached.
+pub fn raise_open_file_limit_to(
+    wanted: libc::rlim_t,
+) -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let (soft, hard) = open_file_limits()?;
+    let target = if hard >= wanted {
+        (hard, hard)
+    } else {
+        (wanted, wanted)
+    };
+    if target != (soft, hard) {
+        let raised = libc::rlimit {
+            rlim_cur: target.0,
+            rlim_max: target.1,
+        };
+        // SAFETY: a valid rlimit that lives across the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if rc != 0 && hard > soft {
+            // Not allowed to raise the hard limit: the soft one at least.
+            let _ = raise_open_file_limit();
+        }
+    }
+    open_file_limits()
+}
