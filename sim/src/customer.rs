@@ -1,0 +1,265 @@
+//! Customers: `alice-N` in front of X send requests, `bob-N` behind Y
+//! receive them and answer. Every payload carries its id (see
+//! [`crate::payload`]), recorded in the ledger when sent and checked when
+//! delivered.
+//!
+//! In router mode the alices have no sockets: they forge IP packets from
+//! their addresses on X's TUN side (`10.1.0.N+1:4000`) to a bob and put them
+//! in X's TUN queue; what X writes to its TUN device is parsed back and
+//! delivered to the alice it is addressed to, by the X driver.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use sdt_core::ip::{forge_udp, udp_header_len};
+use turmoil::net::UdpSocket;
+
+use crate::payload::{MsgId, Payload};
+use crate::scenario::{Mode, Traffic, ALICE_PORT, BOB_CLOSED_PORT, BOB_PORT, LISTEN_PORT};
+use crate::trace::mix;
+use crate::world::{sim_now, SharedRef};
+
+/// A customer's address on X's TUN side in router mode.
+pub fn tun_client_addr(index: usize) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, index as u8 + 1)),
+        ALICE_PORT,
+    )
+}
+
+/// A time far beyond any run.
+const NEVER: Duration = Duration::from_secs(100_000);
+
+/// When one customer sends.
+struct Schedule {
+    traffic: Traffic,
+    next: Duration,
+    /// Bursty traffic: whether active now, and until when.
+    on: bool,
+    switch_at: Duration,
+}
+
+fn between(rng: &mut ChaCha8Rng, (lo, hi): (u64, u64)) -> Duration {
+    Duration::from_millis(lo + rng.next_u64() % (hi - lo + 1))
+}
+
+impl Schedule {
+    fn new(traffic: &Traffic, rng: &mut ChaCha8Rng) -> Schedule {
+        let first = traffic.start + between(rng, (0, traffic.gap_ms.1));
+        let (on, switch_at) = match traffic.bursts {
+            None => (true, NEVER),
+            Some((on, _)) => {
+                let starts_on = rng.next_u64() % 2 == 0;
+                (starts_on, first + between(rng, on))
+            }
+        };
+        Schedule {
+            traffic: traffic.clone(),
+            next: first,
+            on,
+            switch_at,
+        }
+    }
+
+    /// The time of the next send.
+    fn next(&self) -> Duration {
+        if self.next >= self.traffic.stop {
+            NEVER
+        } else {
+            self.next
+        }
+    }
+
+    /// Whether to send now; moves the schedule on either way.
+    fn due(&mut self, now: Duration, rng: &mut ChaCha8Rng) -> bool {
+        if now < self.next || self.next >= self.traffic.stop {
+            return false;
+        }
+        while let Some((on, off)) = self.traffic.bursts.filter(|_| now >= self.switch_at) {
+            self.on = !self.on;
+            self.switch_at += between(rng, if self.on { on } else { off });
+        }
+        self.next = now + between(rng, self.traffic.gap_ms);
+        if !self.on {
+            self.next = self.next.max(self.switch_at);
+        }
+        self.on
+    }
+}
+
+/// Sleeps until simulated time `at` (or wakes when `sock` is readable).
+async fn wait(sock: Option<&UdpSocket>, at: Duration) {
+    let now = sim_now();
+    let sleep = tokio::time::sleep(at.saturating_sub(now).min(NEVER));
+    match sock {
+        Some(sock) => {
+            tokio::select! {
+                biased;
+                _ = sock.readable() => {}
+                _ = sleep => {}
+            }
+        }
+        None => sleep.await,
+    }
+}
+
+struct Customer {
+    name: String,
+    shared: SharedRef,
+    rng: ChaCha8Rng,
+    seq: u32,
+    pad_max: usize,
+}
+
+impl Customer {
+    fn new(shared: &SharedRef, name: String) -> Customer {
+        let (seed, pad_max) = {
+            let s = shared.borrow();
+            (s.setup.seed, s.setup.traffic.pad_max)
+        };
+        Customer {
+            rng: ChaCha8Rng::seed_from_u64(mix(seed, &name, 0)),
+            name,
+            shared: shared.clone(),
+            seq: 0,
+            pad_max,
+        }
+    }
+
+    /// The next payload from this customer: a request, or an answer to
+    /// `answers`. Recorded as sent to `to`.
+    fn payload(&mut self, answers: Option<MsgId>, to: SocketAddr) -> Vec<u8> {
+        self.seq += 1;
+        let p = Payload {
+            id: MsgId {
+                sender: self.name.clone(),
+                seq: self.seq,
+            },
+            answers,
+        };
+        let pad = (self.rng.next_u64() % (self.pad_max as u64 + 1)) as usize;
+        let bytes = p.encode(pad);
+        let mut shared = self.shared.borrow_mut();
+        let what = format!("-> {} {p}", shared.name_addr(to));
+        shared.log(&self.name, &what, &bytes);
+        shared.sent(&p, to);
+        bytes
+    }
+
+    fn send(&mut self, sock: &UdpSocket, answers: Option<MsgId>, to: SocketAddr) {
+        let bytes = self.payload(answers, to);
+        if let Err(e) = sock.try_send_to(&bytes, to) {
+            let what = format!("send failed: {e}");
+            self.shared.borrow_mut().log(&self.name, &what, &[]);
+        }
+    }
+
+    /// Reads everything waiting on `sock`; answers requests if `answer`.
+    fn receive(&mut self, sock: &UdpSocket, buf: &mut [u8], answer: bool) {
+        while let Ok((n, from)) = sock.try_recv_from(buf) {
+            let bytes = &buf[..n];
+            {
+                let mut shared = self.shared.borrow_mut();
+                let what = format!(
+                    "<- {} {}",
+                    shared.name_addr(from),
+                    crate::payload::describe(bytes)
+                );
+                shared.log(&self.name, &what, &[]);
+                shared.deliver(&self.name, from, bytes);
+            }
+            if answer {
+                if let Some(p) = Payload::parse(bytes).filter(|p| p.answers.is_none()) {
+                    self.send(sock, Some(p.id), from);
+                }
+            }
+        }
+    }
+}
+
+/// `alice-N` in direct, forward and push modes: sends requests to X; in
+/// direct mode answers bob-0's requests too.
+pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
+    let mut me = Customer::new(&shared, format!("alice-{index}"));
+    let (setup, x) = {
+        let s = shared.borrow();
+        (s.setup.clone(), s.ip("x"))
+    };
+    let port = match setup.mode {
+        Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
+        _ => LISTEN_PORT,
+    };
+    let to = SocketAddr::new(x, port);
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, ALICE_PORT)).await?;
+    let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        wait(Some(&sock), schedule.next()).await;
+        me.receive(&sock, &mut buf, setup.mode == Mode::Direct);
+        if schedule.due(sim_now(), &mut me.rng) {
+            me.send(&sock, None, to);
+        }
+    }
+}
+
+/// `alice-N` in router mode: forges IP packets to the bobs (now and then to
+/// one the allow-list refuses) into X's TUN queue.
+pub async fn router_alice(shared: SharedRef, index: usize) -> turmoil::Result {
+    let mut me = Customer::new(&shared, format!("alice-{index}"));
+    let (setup, bobs) = {
+        let s = shared.borrow();
+        let bobs: Vec<IpAddr> = (0..s.setup.bobs)
+            .map(|b| s.ip(&format!("bob-{b}")))
+            .collect();
+        (s.setup.clone(), bobs)
+    };
+    let src = tun_client_addr(index);
+    let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
+    loop {
+        wait(None, schedule.next()).await;
+        if !schedule.due(sim_now(), &mut me.rng) {
+            continue;
+        }
+        let roll = me.rng.next_u64() % 20;
+        let allowed = bobs.len() - 1;
+        let dst = match roll {
+            // Not on the allow-list: the last bob.
+            0 => SocketAddr::new(bobs[allowed], BOB_PORT),
+            // An allowed host, but a port the list does not admit.
+            1 => SocketAddr::new(bobs[0], BOB_CLOSED_PORT),
+            _ => SocketAddr::new(bobs[(roll as usize) % allowed], BOB_PORT),
+        };
+        let payload = me.payload(None, dst);
+        let head = udp_header_len(&dst);
+        let mut packet = vec![0u8; head + payload.len()];
+        packet[head..].copy_from_slice(&payload);
+        let range = forge_udp(&mut packet, head..head + payload.len(), src, dst)
+            .map_err(|e| e.to_string())?;
+        shared.borrow_mut().tun_in.push_back(packet[range].to_vec());
+    }
+}
+
+/// `bob-N`: answers every request it receives, to where it came from (in
+/// push mode too: push must not carry the answer back). In direct mode bob-0
+/// also sends requests of its own to Y.
+pub async fn bob(shared: SharedRef, index: usize) -> turmoil::Result {
+    let mut me = Customer::new(&shared, format!("bob-{index}"));
+    let (setup, y) = {
+        let s = shared.borrow();
+        (s.setup.clone(), s.ip("y"))
+    };
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, BOB_PORT)).await?;
+    let originates = setup.mode == Mode::Direct && index == 0;
+    let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let next = if originates { schedule.next() } else { NEVER };
+        wait(Some(&sock), next).await;
+        me.receive(&sock, &mut buf, true);
+        if originates && schedule.due(sim_now(), &mut me.rng) {
+            me.send(&sock, None, SocketAddr::new(y, LISTEN_PORT));
+        }
+    }
+}
