@@ -20,35 +20,9 @@ use sdt_core::wire::{DataPacket, InitiationPacket, ResponsePacket};
 use turmoil::net::UdpSocket;
 
 use crate::driver::{core_now, START_UNIX_NANOS};
-use crate::scenario::{Mode, ATTACKER_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
+use crate::scenario::{Attack, Mode, Move, ATTACKER_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
 use crate::trace::mix;
-use crate::world::{sim_now, SharedRef};
-
-/// What the attacker sends, one datagram at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Move {
-    /// Random bytes, sometimes with a valid message type and length.
-    Garbage,
-    /// A captured frame cut short.
-    Truncated,
-    /// A captured frame with a few bits flipped.
-    BitFlipped,
-    /// A captured frame, verbatim.
-    Replay,
-    /// A data frame with a real receiver index and counter but a forged body.
-    ForgedData,
-    /// A real initiation, from a key the target does not know.
-    UnknownKey,
-}
-
-const MOVES: [Move; 6] = [
-    Move::Garbage,
-    Move::Truncated,
-    Move::BitFlipped,
-    Move::Replay,
-    Move::ForgedData,
-    Move::UnknownKey,
-];
+use crate::world::{sim_now, Captured, SharedRef};
 
 struct Attacker {
     shared: SharedRef,
@@ -58,6 +32,7 @@ struct Attacker {
     mode: Mode,
     seed: u64,
     unknown_keys: u64,
+    attack: Attack,
 }
 
 /// The attacker's software.
@@ -81,6 +56,7 @@ pub async fn run(shared: SharedRef, keys: [PublicKey; 2]) -> turmoil::Result {
         mode,
         seed,
         unknown_keys: 0,
+        attack: attack.clone(),
     };
     let mut floods = attack.floods.clone();
     floods.sort();
@@ -135,17 +111,40 @@ impl Attacker {
     fn one(&mut self) {
         let target_node = self.below(2);
         let mut to = self.shared.borrow().link_addr(target_node);
-        let mv = MOVES[self.below(MOVES.len())];
+        let moves: Vec<Move> = if self.attack.moves.is_empty() {
+            Move::ALL.to_vec()
+        } else {
+            self.attack.moves.clone()
+        };
+        let mv = moves[self.below(moves.len())];
         let captured = {
             let s = self.shared.borrow();
-            if s.captured.is_empty() {
+            let race_losers = self.attack.replay_race_losers;
+            let from: Vec<&Captured> = if mv == Move::ReplayHandshake {
+                // With race losers on, only them: the known core bug.
+                s.captured_handshakes
+                    .iter()
+                    .filter(|c| c.race_loser == race_losers)
+                    .collect()
+            } else {
+                s.captured
+                    .iter()
+                    .filter(|c| race_losers || !c.race_loser)
+                    .collect()
+            };
+            if from.is_empty() {
                 None
             } else {
-                let k = (self.rng.next_u64() % s.captured.len() as u64) as usize;
-                Some(s.captured[k].clone())
+                let k = (self.rng.next_u64() % from.len() as u64) as usize;
+                Some(from[k].clone())
             }
         };
+        if captured.is_none() && !self.attack.moves.is_empty() && mv != Move::UnknownKey {
+            // A restricted attack sends only what it was told to.
+            return;
+        }
         let bytes = match (mv, captured) {
+            // Nothing captured to replay yet: garbage instead.
             (Move::Garbage, _) | (_, None) if mv != Move::UnknownKey => self.garbage(),
             (Move::Truncated, Some(c)) => {
                 to = self.shared.borrow().link_addr(c.node);
@@ -161,7 +160,7 @@ impl Attacker {
                 }
                 b
             }
-            (Move::Replay, Some(c)) => {
+            (Move::Replay | Move::ReplayHandshake, Some(c)) => {
                 to = self.shared.borrow().link_addr(c.node);
                 c.bytes
             }
@@ -177,7 +176,7 @@ impl Attacker {
             _ => self.unknown_key_initiation(target_node),
         };
         // Direct services listen for one customer: try them too.
-        if self.mode == Mode::Direct && self.below(5) == 0 {
+        if self.mode == Mode::Direct && self.attack.moves.is_empty() && self.below(5) == 0 {
             let node = self.below(2);
             let ip = self.shared.borrow().ip(NODE_NAMES[node]);
             to = SocketAddr::new(ip, LISTEN_PORT);

@@ -47,7 +47,11 @@ fn between(rng: &mut ChaCha8Rng, (lo, hi): (u64, u64)) -> Duration {
 
 impl Schedule {
     fn new(traffic: &Traffic, rng: &mut ChaCha8Rng) -> Schedule {
-        let first = traffic.start + between(rng, (0, traffic.gap_ms.1));
+        let first = if traffic.in_step {
+            traffic.start
+        } else {
+            traffic.start + between(rng, (0, traffic.gap_ms.1))
+        };
         let (on, switch_at) = match traffic.bursts {
             None => (true, NEVER),
             Some((on, _)) => {

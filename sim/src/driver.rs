@@ -31,7 +31,7 @@ use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use rand_core::{RngCore, SeedableRng};
 use sdt_core::ip::parse_udp;
 use sdt_core::key::PrivateKey;
-use sdt_core::link::{DropCounts, PeerConfig, PeerId, PeerStats, MIN_TRANSMIT_BUFFER};
+use sdt_core::link::{DropCounts, DropReason, PeerConfig, PeerId, PeerStats, MIN_TRANSMIT_BUFFER};
 use sdt_core::node::{
     Dropped, Io, Node, NodeEvent, OpenFailed, Output, ServiceConfig, ServiceDrops, ServiceStats,
     SocketId, HEADROOM, TAILROOM,
@@ -44,6 +44,7 @@ use crate::payload::describe;
 use crate::scenario::{Mode, ALICE_PORT, BOB_PORT, NODE_NAMES, TICK, X, Y};
 use crate::trace::mix;
 use crate::world::{router_allows, sim_now, SharedRef};
+use crate::Sabotage;
 
 /// The node type of the simulation: one peer used (room for two), four
 /// services, a channel table of 64.
@@ -195,6 +196,8 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         rng: ChaCha8Rng::seed_from_u64(mix(ctx.seed, &format!("{name}-dup"), boot)),
         duplicate: ctx.spec.duplicate,
         mode: ctx.shared.borrow().setup.mode,
+        sabotage: ctx.shared.borrow().sabotage,
+        outputs: 0,
     };
     io.log(&format!("boot #{boot} on port {link_port}"), &[]);
     let mut scratch = vec![0u8; MIN_TRANSMIT_BUFFER.max(256)];
@@ -225,6 +228,8 @@ struct SimIo {
     rng: ChaCha8Rng,
     duplicate: f64,
     mode: Mode,
+    sabotage: Option<Sabotage>,
+    outputs: u64,
 }
 
 /// What a link datagram is, for the trace.
@@ -327,7 +332,8 @@ impl SimIo {
                 self.on_tun(node, now, &packet, buf, scratch);
             }
         }
-        if node.poll_timeout().is_some_and(|d| d <= now) {
+        let timers = self.sabotage != Some(Sabotage::NoTimers);
+        if timers && node.poll_timeout().is_some_and(|d| d <= now) {
             node.handle_timeout(now);
             node.flush(self, now, scratch);
             if let Some(d) = node.poll_timeout().filter(|&d| d <= now) {
@@ -380,11 +386,12 @@ impl SimIo {
             let peer = NODE_NAMES[crate::world::other(self.i)];
             (shared.ip(peer), shared.addrs.get("attacker").copied())
         };
-        if from.ip() == peer_ip {
-            self.shared.borrow_mut().capture(self.i, &bytes);
-        }
         let kind = frame_kind(&bytes);
         let r = node.handle_link_datagram(now, from, buf, range);
+        if from.ip() == peer_ip {
+            let race_loser = r == Err(Dropped::Link(DropReason::HandshakeRace));
+            self.shared.borrow_mut().capture(self.i, &bytes, race_loser);
+        }
         self.log(
             &format!(
                 "link <- {} {kind}({n}): {}",
@@ -415,6 +422,12 @@ impl SimIo {
             Ok(_) => {}
         }
         self.shared.borrow_mut().count(self.i, |c| c.link_in += 1);
+        if self.sabotage == Some(Sabotage::EchoAttacker)
+            && self.i == Y
+            && Some(from.ip()) == attacker_ip
+        {
+            let _ = self.link.try_send_to(&bytes, from);
+        }
         node.carry_out(self, now, buf, r, scratch);
     }
 
@@ -654,7 +667,30 @@ impl Io for SimIo {
             ),
             payload,
         );
-        let sent = s.sock.try_send_to(payload, dest);
+        self.outputs += 1;
+        let mut dest = dest;
+        let mut copies = 1;
+        if self.i == X {
+            match self.sabotage {
+                Some(Sabotage::DeliverTwice) => copies = 2,
+                Some(Sabotage::LoseOutputs) if self.outputs % 10 == 0 => copies = 0,
+                Some(Sabotage::Misroute) => {
+                    let shared = self.shared.borrow();
+                    let me = shared.names.get(&dest.ip()).cloned().unwrap_or_default();
+                    let n: usize = me
+                        .strip_prefix("alice-")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    let next = format!("alice-{}", (n + 1) % shared.setup.alices);
+                    dest = SocketAddr::new(shared.ip(&next), dest.port());
+                }
+                _ => {}
+            }
+        }
+        let mut sent = Ok(0);
+        for _ in 0..copies {
+            sent = s.sock.try_send_to(payload, dest);
+        }
         if let Err(e) = sent {
             self.log(&format!("send failed: {e}"), &[]);
             self.shared

@@ -65,6 +65,24 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 pub struct Options {
     /// Keep every trace line, not just the first and last.
     pub full_trace: bool,
+    /// Break the runtime on purpose, to show the checks catch it.
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Ways to break the runtime on purpose: the harness's own tests use them
+/// to show that each family of invariants actually fails a broken run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    /// X's runtime sends every customer output twice.
+    DeliverTwice,
+    /// X's runtime sends customer outputs to the next client instead.
+    Misroute,
+    /// The runtimes never run the node's timers.
+    NoTimers,
+    /// Y's runtime echoes whatever the attacker sends it.
+    EchoAttacker,
+    /// X's runtime loses every tenth customer output without a trace.
+    LoseOutputs,
 }
 
 /// What a run found.
@@ -342,6 +360,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     if options.full_trace {
         shared.borrow_mut().trace.full = Some(Vec::new());
     }
+    shared.borrow_mut().sabotage = options.sabotage;
     let mut hosts: Vec<String> = vec!["x".into(), "y".into()];
     hosts.extend((0..setup.bobs).map(|b| format!("bob-{b}")));
     hosts.extend((0..setup.alices).map(|a| format!("alice-{a}")));

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
     let single = scenarios.len() == 1 && seeds.len() == 1;
     let options = Options {
         full_trace: args.trace && single,
+        ..Options::default()
     };
     let started = Instant::now();
     let mut failures = Vec::new();

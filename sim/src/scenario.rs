@@ -99,6 +99,45 @@ pub struct Attack {
     pub floods: Vec<Duration>,
     /// Datagrams per flood.
     pub flood_size: usize,
+    /// The moves it makes (all of them if empty).
+    pub moves: Vec<Move>,
+    /// Whether it replays initiations a node ignored because they crossed
+    /// its own. Off in the general attack scenarios: core accepts such a
+    /// replay (a known core bug, pinned by the `direct-race-replay`
+    /// scenario and the ignored test `core_bug_race_loser_replay`).
+    pub replay_race_losers: bool,
+}
+
+/// What the attacker sends, one datagram at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// Random bytes, sometimes with a valid message type and length.
+    Garbage,
+    /// A captured frame cut short.
+    Truncated,
+    /// A captured frame with a few bits flipped.
+    BitFlipped,
+    /// A captured frame, verbatim.
+    Replay,
+    /// A captured handshake message (initiation or response), verbatim.
+    ReplayHandshake,
+    /// A data frame with a real receiver index but forged counter and body.
+    ForgedData,
+    /// A real initiation, from a key the target does not know.
+    UnknownKey,
+}
+
+impl Move {
+    /// Every move.
+    pub const ALL: [Move; 7] = [
+        Move::Garbage,
+        Move::Truncated,
+        Move::BitFlipped,
+        Move::Replay,
+        Move::ReplayHandshake,
+        Move::ForgedData,
+        Move::UnknownKey,
+    ];
 }
 
 /// Faults of a scenario; each can be switched on alone.
@@ -171,6 +210,9 @@ pub struct Traffic {
     pub bursts: Option<((u64, u64), (u64, u64))>,
     /// Most padding bytes after the id.
     pub pad_max: usize,
+    /// Every customer sends its first datagram at `start` exactly (else at a
+    /// random time within the first gap).
+    pub in_step: bool,
 }
 
 /// Everything one run needs, drawn from the scenario and the seed.
@@ -324,6 +366,7 @@ fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> Setup {
             gap_ms: (50, d.int(150, 400)),
             bursts: None,
             pad_max: d.int(0, 600) as usize,
+            in_step: false,
         },
         duration: stop + QUIET,
         customer_latency: (Duration::from_millis(1), Duration::from_millis(3)),
@@ -448,6 +491,36 @@ fn attack(d: &mut Draw, s: &mut Setup, mode: Mode) {
         gap_ms: (5, d.int(20, 80)),
         floods,
         flood_size: d.int(100, 300) as usize,
+        moves: Vec::new(),
+        replay_race_losers: false,
+    });
+}
+
+/// The smallest reproduction of the race-loser replay: direct mode, both
+/// customers start at once so both nodes initiate and one initiation loses
+/// the race; the attacker then replays that initiation, and nothing else.
+fn race_replay(d: &mut Draw, s: &mut Setup) {
+    set_mode(s, d, Mode::Direct);
+    // Both customers send at once: both nodes initiate and the initiations
+    // cross. Sessions are confirmed (3 one-way trips) before the next
+    // datagram, so neither node initiates again and the initiation that
+    // lost the race stays the newest the winner has seen from its peer.
+    s.traffic.start = Duration::from_millis(100);
+    s.traffic.in_step = true;
+    s.traffic.gap_ms = (300, 300);
+    s.traffic.stop = Duration::from_secs(5);
+    s.duration = s.traffic.stop + QUIET;
+    s.faults.latency = (Duration::from_millis(30), Duration::from_millis(30));
+    s.faults.attack = Some(Attack {
+        active: Window {
+            start: Duration::from_secs(2),
+            end: Duration::from_secs(4),
+        },
+        gap_ms: (500, 500),
+        floods: Vec::new(),
+        flood_size: 0,
+        moves: vec![Move::ReplayHandshake],
+        replay_race_losers: true,
     });
 }
 
@@ -593,6 +666,11 @@ pub const SCENARIOS: &[Scenario] = &[
         "router-attack",
         "router, attacker: garbage, mutations, replays, unknown keys, floods",
         |d, s| attack(d, s, Mode::Router)
+    ),
+    scenario!(
+        "direct-race-replay",
+        "KNOWN CORE BUG: a replayed initiation that lost a handshake race is accepted",
+        |d, s| race_replay(d, s)
     ),
     scenario!(
         "mayhem",

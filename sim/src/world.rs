@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
+use sdt_core::wire::MessageType;
+
 use crate::payload::{describe, MsgId, Payload};
 use crate::scenario::{Mode, Setup, BOB_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
 use crate::trace::Trace;
@@ -91,10 +93,15 @@ pub struct Captured {
     pub node: usize,
     /// The frame.
     pub bytes: Vec<u8>,
+    /// An initiation the node ignored because it crossed its own
+    /// (`DropReason::HandshakeRace`).
+    pub race_loser: bool,
 }
 
 /// Frames the attacker remembers.
 pub const CAPTURE_CAP: usize = 512;
+/// Handshake messages the attacker remembers.
+pub const HANDSHAKE_CAP: usize = 64;
 
 /// The shared state of a run.
 #[derive(Debug)]
@@ -115,6 +122,9 @@ pub struct Shared {
     pub link_port: [u16; 2],
     /// Frames that arrived at the nodes from each other, newest last.
     pub captured: VecDeque<Captured>,
+    /// Handshake messages that arrived at the nodes from each other (the
+    /// most interesting to replay), newest last.
+    pub captured_handshakes: VecDeque<Captured>,
     /// Router mode: IP packets from the customers to X's TUN device.
     pub tun_in: VecDeque<Vec<u8>>,
     /// Router mode: the customers' addresses on X's TUN side.
@@ -127,6 +137,8 @@ pub struct Shared {
     pub attacker_received: u64,
     /// Of the attacker's datagrams, those sent to customer sockets.
     pub attacker_customer_sent: u64,
+    /// Deliberate breakage, for the harness's own tests.
+    pub sabotage: Option<crate::Sabotage>,
 }
 
 impl Shared {
@@ -141,12 +153,14 @@ impl Shared {
             addrs: BTreeMap::new(),
             link_port: [crate::scenario::LINK_PORT; 2],
             captured: VecDeque::new(),
+            captured_handshakes: VecDeque::new(),
             tun_in: VecDeque::new(),
             tun_clients: BTreeMap::new(),
             counts: Default::default(),
             attacker_sent: 0,
             attacker_received: 0,
             attacker_customer_sent: 0,
+            sabotage: None,
         }
     }
 
@@ -354,14 +368,26 @@ impl Shared {
     }
 
     /// A frame arrived at node `node` from its peer.
-    pub fn capture(&mut self, node: usize, bytes: &[u8]) {
+    pub fn capture(&mut self, node: usize, bytes: &[u8], race_loser: bool) {
+        let c = Captured {
+            node,
+            bytes: bytes.to_vec(),
+            race_loser,
+        };
+        let handshake = matches!(
+            MessageType::of(bytes),
+            Ok(MessageType::Initiation | MessageType::Response)
+        );
+        if handshake {
+            if self.captured_handshakes.len() == HANDSHAKE_CAP {
+                self.captured_handshakes.pop_front();
+            }
+            self.captured_handshakes.push_back(c.clone());
+        }
         if self.captured.len() == CAPTURE_CAP {
             self.captured.pop_front();
         }
-        self.captured.push_back(Captured {
-            node,
-            bytes: bytes.to_vec(),
-        });
+        self.captured.push_back(c);
     }
 }
 
