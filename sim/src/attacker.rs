@@ -119,19 +119,16 @@ impl Attacker {
         let mv = moves[self.below(moves.len())];
         let captured = {
             let s = self.shared.borrow();
-            let race_losers = self.attack.replay_race_losers;
-            let from: Vec<&Captured> = if mv == Move::ReplayHandshake {
-                // With race losers on, only them: the known core bug.
-                s.captured_handshakes
-                    .iter()
-                    .filter(|c| c.race_loser == race_losers)
-                    .collect()
+            let replays = self.attack.replays;
+            let pool = if mv == Move::ReplayHandshake {
+                &s.captured_handshakes
             } else {
-                s.captured
-                    .iter()
-                    .filter(|c| race_losers || !c.race_loser)
-                    .collect()
+                &s.captured
             };
+            let from: Vec<&Captured> = pool
+                .iter()
+                .filter(|c| c.replayable(replays, s.boots))
+                .collect();
             if from.is_empty() {
                 None
             } else {

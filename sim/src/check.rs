@@ -114,8 +114,8 @@ pub struct Recovery {
     pub one_way: Option<Duration>,
     /// Until the first answer to a request sent after it was back.
     pub round_trip: Option<Duration>,
-    /// The bound asserted, if one applies (no random loss, no other fault
-    /// within it).
+    /// The bound asserted, if one applies (the loss has stopped, and no
+    /// other fault starts within the bound).
     pub bound: Option<Duration>,
 }
 
@@ -146,7 +146,7 @@ impl std::fmt::Display for Recovery {
         )?;
         match self.bound {
             Some(b) => write!(f, " (bound {:.3}s)", b.as_secs_f64()),
-            None => write!(f, " (no bound: lossy or overlapping faults)"),
+            None => write!(f, " (no bound: loss still on, or another fault within it)"),
         }
     }
 }
@@ -182,7 +182,8 @@ pub fn recoveries(shared: &mut Shared) -> Vec<Recovery> {
             .map(|d| d.at - at)
             .min();
         let overlapped = starts.iter().any(|&s| s > at && s <= at + bound);
-        let bounded = setup.faults.loss.is_none() && !overlapped;
+        let lossy = setup.faults.loss.is_some_and(|l| l.until > at);
+        let bounded = !lossy && !overlapped;
         let r = Recovery {
             what,
             at,

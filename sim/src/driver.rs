@@ -199,6 +199,7 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         sabotage: ctx.shared.borrow().sabotage,
         outputs: 0,
     };
+    io.shared.borrow_mut().boots[i] = boot;
     io.log(&format!("boot #{boot} on port {link_port}"), &[]);
     let mut scratch = vec![0u8; MIN_TRANSMIT_BUFFER.max(256)];
     let mut buf = vec![0u8; HEADROOM + MAX_DATAGRAM + TAILROOM];

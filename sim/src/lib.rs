@@ -321,6 +321,7 @@ enum Action {
     Crash(usize),
     Bounce(usize),
     Roam,
+    LossStop,
 }
 
 fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
@@ -336,6 +337,9 @@ fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
     }
     for &t in &f.roams {
         v.push((t, Action::Roam));
+    }
+    if let Some(l) = f.loss {
+        v.push((l.until, Action::LossStop));
     }
     v.sort_by_key(|(t, _)| *t);
     v
@@ -422,13 +426,14 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     }
 
     let mut actions = schedule(&setup).into_iter().peekable();
+    let mut partitioned = false;
     let mut next_sample = Duration::ZERO;
     while sim.elapsed() < setup.duration {
         let now = sim.elapsed();
         HARNESS_NOW.with(|n| n.set(now));
         while let Some(&(_, action)) = actions.peek().filter(|(t, _)| *t <= now) {
             actions.next();
-            apply(&mut sim, &shared, &slots, action);
+            apply(&mut sim, &shared, &slots, action, &mut partitioned);
         }
         if let Err(e) = sim.step() {
             shared.borrow_mut().violate(format!("a host failed: {e}"));
@@ -469,15 +474,26 @@ fn apply(
     shared: &SharedRef,
     slots: &[Rc<RefCell<NodeSlot>>; 2],
     action: Action,
+    partitioned: &mut bool,
 ) {
     let what = match action {
         Action::Partition => {
             sim.partition("x", "y");
+            *partitioned = true;
             "partition x | y".to_string()
         }
         Action::Repair => {
             sim.repair("x", "y");
+            *partitioned = false;
             "repair x - y".to_string()
+        }
+        Action::LossStop => {
+            sim.set_link_fail_rate("x", "y", 0.0);
+            // Heal a link the loss left broken (not one a partition holds).
+            if !*partitioned {
+                sim.repair("x", "y");
+            }
+            "loss stops; link x - y repaired".to_string()
         }
         Action::Crash(i) => {
             sim.crash(NODE_NAMES[i]);

@@ -79,13 +79,19 @@ pub struct Restart {
 
 /// Link loss as turmoil models it: at each send the link breaks with
 /// `fail_rate` and a broken link heals with `repair_rate`, so losses come in
-/// bursts (and a break drops what is in flight).
+/// bursts (and a break drops what is in flight). A broken link heals only
+/// when something is sent on it, so with sparse traffic (a node retrying a
+/// handshake every 5 s) an outage can last as long as the run: the loss
+/// therefore stops at `until`, when the harness repairs the link, and
+/// recovery is measured from there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Loss {
     /// Chance per send that the link breaks.
     pub fail_rate: f64,
     /// Chance per send that a broken link heals.
     pub repair_rate: f64,
+    /// When the loss stops.
+    pub until: Duration,
 }
 
 /// What the attacker does and when.
@@ -101,11 +107,25 @@ pub struct Attack {
     pub flood_size: usize,
     /// The moves it makes (all of them if empty).
     pub moves: Vec<Move>,
-    /// Whether it replays initiations a node ignored because they crossed
-    /// its own. Off in the general attack scenarios: core accepts such a
-    /// replay (a known core bug, pinned by the `direct-race-replay`
-    /// scenario and the ignored test `core_bug_race_loser_replay`).
-    pub replay_race_losers: bool,
+    /// Which captured initiations it may replay.
+    pub replays: Replays,
+}
+
+/// Which captured initiations the attacker replays. Core accepts two kinds
+/// of replayed initiation (see the crate README, "Findings"); the general
+/// attack scenarios leave those two out so that everything else stays
+/// covered, and a scenario of its own pins each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replays {
+    /// Any, except the two kinds below.
+    Safe,
+    /// Only initiations a node ignored because they crossed its own
+    /// (`handshake_race`): core bug, `direct-race-replay`.
+    RaceLosers,
+    /// Only initiations captured before the receiving node's latest
+    /// restart: the responder forgot their timestamps (as WireGuard's
+    /// does), `forward-restart-replay`.
+    FromBeforeRestart,
 }
 
 /// What the attacker sends, one datagram at a time.
@@ -189,6 +209,9 @@ impl Faults {
         }
         for &t in &self.roams {
             v.push((t, format!("x roamed at {:.3}s", secs(t))));
+        }
+        if let Some(l) = self.loss {
+            v.push((l.until, format!("loss stopped at {:.3}s", secs(l.until))));
         }
         v.sort();
         v
@@ -406,14 +429,14 @@ fn clean(d: &mut Draw, s: &mut Setup, mode: Mode) {
 fn chaos(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
     s.exact_counters = false;
-    s.traffic.stop = d.ms(30_000, 40_000);
-    s.duration = s.traffic.stop + QUIET;
     s.faults.latency = (d.ms(1, 10), d.ms(40, 150));
     s.faults.loss = Some(Loss {
         fail_rate: d.real(0.01, 0.08),
         repair_rate: d.real(0.2, 0.6),
+        until: d.ms(15_000, 25_000),
     });
     s.faults.duplicate = d.real(0.02, 0.2);
+    extend_for_recovery(s);
 }
 
 /// Runs at least until every heal has had its recovery bound, plus slack.
@@ -492,7 +515,7 @@ fn attack(d: &mut Draw, s: &mut Setup, mode: Mode) {
         floods,
         flood_size: d.int(100, 300) as usize,
         moves: Vec::new(),
-        replay_race_losers: false,
+        replays: Replays::Safe,
     });
 }
 
@@ -520,8 +543,37 @@ fn race_replay(d: &mut Draw, s: &mut Setup) {
         floods: Vec::new(),
         flood_size: 0,
         moves: vec![Move::ReplayHandshake],
-        replay_race_losers: true,
+        replays: Replays::RaceLosers,
     });
+}
+
+/// The smallest reproduction of the replay across a restart: forward mode,
+/// Y restarts, and the attacker then replays initiations X sent to Y's
+/// previous incarnation, and nothing else.
+fn restart_replay(d: &mut Draw, s: &mut Setup) {
+    set_mode(s, d, Mode::Forward);
+    s.traffic.stop = Duration::from_secs(10);
+    s.duration = s.traffic.stop + QUIET;
+    s.faults.latency = (Duration::from_millis(20), Duration::from_millis(20));
+    s.faults.restarts.push(Restart {
+        node: Y,
+        down: Window {
+            start: Duration::from_secs(3),
+            end: Duration::from_secs(4),
+        },
+    });
+    s.faults.attack = Some(Attack {
+        active: Window {
+            start: Duration::from_secs(4),
+            end: Duration::from_secs(5),
+        },
+        gap_ms: (300, 300),
+        floods: Vec::new(),
+        flood_size: 0,
+        moves: vec![Move::ReplayHandshake],
+        replays: Replays::FromBeforeRestart,
+    });
+    s.exact_counters = false;
 }
 
 fn mayhem(d: &mut Draw, s: &mut Setup) {
@@ -546,6 +598,9 @@ fn mayhem(d: &mut Draw, s: &mut Setup) {
         },
     });
     s.faults.roams.push(d.ms(22_000, 28_000));
+    if let Some(l) = &mut s.faults.loss {
+        l.until = d.ms(29_000, 32_000);
+    }
     extend_for_recovery(s);
     if let Some(a) = &mut s.faults.attack {
         a.active.end = s.traffic.stop;
@@ -671,6 +726,11 @@ pub const SCENARIOS: &[Scenario] = &[
         "direct-race-replay",
         "KNOWN CORE BUG: a replayed initiation that lost a handshake race is accepted",
         |d, s| race_replay(d, s)
+    ),
+    scenario!(
+        "forward-restart-replay",
+        "KNOWN CORE LIMITATION: a restarted node accepts initiations replayed from before its restart",
+        |d, s| restart_replay(d, s)
     ),
     scenario!(
         "mayhem",

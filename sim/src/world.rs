@@ -14,7 +14,7 @@ use std::time::Duration;
 use sdt_core::wire::MessageType;
 
 use crate::payload::{describe, MsgId, Payload};
-use crate::scenario::{Mode, Setup, BOB_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
+use crate::scenario::{Mode, Replays, Setup, BOB_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
 use crate::trace::Trace;
 
 /// Shared state, behind one `Rc<RefCell<..>>`.
@@ -96,6 +96,22 @@ pub struct Captured {
     /// An initiation the node ignored because it crossed its own
     /// (`DropReason::HandshakeRace`).
     pub race_loser: bool,
+    /// The receiving node's boot count then.
+    pub boot: u64,
+}
+
+impl Captured {
+    /// Whether the attacker may replay this frame under `replays`, with the
+    /// nodes' boot counts now `boots`.
+    pub fn replayable(&self, replays: Replays, boots: [u64; 2]) -> bool {
+        let init = MessageType::of(&self.bytes) == Ok(MessageType::Initiation);
+        let stale = init && self.boot != boots[self.node];
+        match replays {
+            Replays::Safe => !self.race_loser && !stale,
+            Replays::RaceLosers => self.race_loser,
+            Replays::FromBeforeRestart => stale,
+        }
+    }
 }
 
 /// Frames the attacker remembers.
@@ -120,6 +136,8 @@ pub struct Shared {
     pub addrs: BTreeMap<String, IpAddr>,
     /// Current link port of each node.
     pub link_port: [u16; 2],
+    /// How often each node has booted.
+    pub boots: [u64; 2],
     /// Frames that arrived at the nodes from each other, newest last.
     pub captured: VecDeque<Captured>,
     /// Handshake messages that arrived at the nodes from each other (the
@@ -152,6 +170,7 @@ impl Shared {
             names: BTreeMap::new(),
             addrs: BTreeMap::new(),
             link_port: [crate::scenario::LINK_PORT; 2],
+            boots: [0; 2],
             captured: VecDeque::new(),
             captured_handshakes: VecDeque::new(),
             tun_in: VecDeque::new(),
@@ -373,6 +392,7 @@ impl Shared {
             node,
             bytes: bytes.to_vec(),
             race_loser,
+            boot: self.boots[node],
         };
         let handshake = matches!(
             MessageType::of(bytes),
