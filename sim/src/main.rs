@@ -104,7 +104,8 @@ fn main() -> ExitCode {
                 }
                 print!("{}", outcome.summary());
             } else if !outcome.passed() {
-                print!("{}", outcome.failure_report());
+                print!("{}", outcome.summary());
+                println!("  reproduce: {}", outcome.setup.reproduce());
             }
             for r in &outcome.recoveries {
                 if let Some(took) = r.took(outcome.setup.answers()) {

@@ -426,6 +426,28 @@ fn clean(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
 }
 
+/// A short, fault-free, in-order run (fixed latencies), for the snapshot
+/// of each mode's first trace lines.
+fn canonical(d: &mut Draw, s: &mut Setup, mode: Mode) {
+    set_mode(s, d, mode);
+    s.alices = 2;
+    s.services = 1;
+    if mode == Mode::Forward {
+        s.bobs = 1;
+    }
+    s.traffic = Traffic {
+        start: Duration::from_millis(100),
+        stop: Duration::from_secs(3),
+        gap_ms: (300, 300),
+        bursts: None,
+        pad_max: 0,
+        in_step: false,
+    };
+    s.duration = s.traffic.stop + QUIET;
+    s.customer_latency = (Duration::from_millis(2), Duration::from_millis(2));
+    s.faults = Faults::none(Duration::from_millis(10));
+}
+
 fn chaos(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
     s.exact_counters = false;
@@ -456,7 +478,8 @@ fn partition(d: &mut Draw, s: &mut Setup, mode: Mode) {
     for _ in 0..d.int(1, 2) {
         let end = t + d.ms(1_000, 25_000);
         s.faults.partitions.push(Window { start: t, end });
-        t = end + d.ms(2_000, 20_000);
+        // The next fault only after this one's recovery bound.
+        t = end + s.recovery_bound() + d.ms(1_000, 5_000);
     }
     extend_for_recovery(s);
 }
@@ -479,9 +502,9 @@ fn roam(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
     s.exact_counters = false;
     let mut t = d.ms(2_000, 6_000);
-    for _ in 0..d.int(1, 3) {
+    for _ in 0..d.int(1, 2) {
         s.faults.roams.push(t);
-        t += d.ms(1_000, 8_000);
+        t += s.recovery_bound() + d.ms(1_000, 5_000);
     }
     extend_for_recovery(s);
 }
@@ -547,6 +570,26 @@ fn race_replay(d: &mut Draw, s: &mut Setup) {
     });
 }
 
+/// The stale-endpoint race: X restarts and comes back on a new link port
+/// (a reboot behind NAT). Y, whose sends to X went unanswered, keeps
+/// initiating to X's old port; X initiates from the new one and, when Y's key
+/// is the higher, Y ignores each of X's initiations as a race, once per
+/// attempt of its own, and starts a new attempt every REKEY_TIMEOUT.
+fn restart_new_port(d: &mut Draw, s: &mut Setup) {
+    set_mode(s, d, Mode::Forward);
+    s.exact_counters = false;
+    let start = d.ms(2_000, 4_000);
+    // Down long enough for Y to notice (KEEPALIVE + REKEY_TIMEOUT) and
+    // start initiating to the old port.
+    let end = start + d.ms(16_000, 25_000);
+    s.faults.restarts.push(Restart {
+        node: X,
+        down: Window { start, end },
+    });
+    s.faults.roams.push(end - Duration::from_millis(1));
+    extend_for_recovery(s);
+}
+
 /// The smallest reproduction of the replay across a restart: forward mode,
 /// Y restarts, and the attacker then replays initiations X sent to Y's
 /// previous incarnation, and nothing else.
@@ -574,6 +617,7 @@ fn restart_replay(d: &mut Draw, s: &mut Setup) {
         replays: Replays::FromBeforeRestart,
     });
     s.exact_counters = false;
+    extend_for_recovery(s);
 }
 
 fn mayhem(d: &mut Draw, s: &mut Setup) {
@@ -619,6 +663,26 @@ macro_rules! scenario {
 
 /// Every scenario.
 pub const SCENARIOS: &[Scenario] = &[
+    scenario!(
+        "canonical-direct",
+        "direct, short, in order, no faults (snapshot)",
+        |d, s| canonical(d, s, Mode::Direct)
+    ),
+    scenario!(
+        "canonical-forward",
+        "forward, short, in order, no faults (snapshot)",
+        |d, s| canonical(d, s, Mode::Forward)
+    ),
+    scenario!(
+        "canonical-push",
+        "push, short, in order, no faults (snapshot)",
+        |d, s| canonical(d, s, Mode::Push)
+    ),
+    scenario!(
+        "canonical-router",
+        "router, short, in order, no faults (snapshot)",
+        |d, s| canonical(d, s, Mode::Router)
+    ),
     scenario!(
         "direct",
         "direct mode, jitter only; counters exact",
@@ -689,7 +753,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
     scenario!(
         "forward-roam",
-        "forward, X's link port changes 1-3 times; recovery bounded",
+        "forward, X's link port changes 1-2 times; recovery bounded",
         |d, s| roam(d, s, Mode::Forward)
     ),
     scenario!(
@@ -731,6 +795,11 @@ pub const SCENARIOS: &[Scenario] = &[
         "forward-restart-replay",
         "KNOWN CORE LIMITATION: a restarted node accepts initiations replayed from before its restart",
         |d, s| restart_replay(d, s)
+    ),
+    scenario!(
+        "forward-restart-new-port",
+        "KNOWN CORE BUG: X restarts on a new port; Y's retries to the old one make it ignore X's initiations",
+        |d, s| restart_new_port(d, s)
     ),
     scenario!(
         "mayhem",
