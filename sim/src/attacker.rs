@@ -20,7 +20,7 @@ use sdt_core::wire::{DataPacket, InitiationPacket, ResponsePacket};
 use turmoil::net::UdpSocket;
 
 use crate::driver::{core_now, START_UNIX_NANOS};
-use crate::scenario::{Attack, Mode, Move, ATTACKER_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
+use crate::scenario::{Attack, Mode, Move, ATTACKER_PORT, LISTEN_PORT, NODE_NAMES};
 use crate::trace::mix;
 use crate::world::{sim_now, Captured, SharedRef};
 
@@ -233,6 +233,3 @@ impl Attacker {
         }
     }
 }
-
-/// Both node indices, for callers that pick one.
-pub const TARGETS: [usize; 2] = [X, Y];

@@ -55,7 +55,7 @@ impl Schedule {
         let (on, switch_at) = match traffic.bursts {
             None => (true, NEVER),
             Some((on, _)) => {
-                let starts_on = rng.next_u64() % 2 == 0;
+                let starts_on = rng.next_u64().is_multiple_of(2);
                 (starts_on, first + between(rng, on))
             }
         };

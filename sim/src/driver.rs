@@ -315,10 +315,8 @@ impl SimIo {
         }
         let ids: Vec<SocketId> = self.sockets.iter().map(|s| s.id).collect();
         for id in ids {
-            loop {
-                let Some(s) = self.sockets.iter().find(|s| s.id == id) else {
-                    break;
-                };
+            // The socket may close while its datagrams are handled.
+            while let Some(s) = self.sockets.iter().find(|s| s.id == id) {
                 let Ok((n, from)) = s.sock.try_recv_from(&mut buf[slot.clone()]) else {
                     break;
                 };
@@ -674,7 +672,7 @@ impl Io for SimIo {
         if self.i == X {
             match self.sabotage {
                 Some(Sabotage::DeliverTwice) => copies = 2,
-                Some(Sabotage::LoseOutputs) if self.outputs % 10 == 0 => copies = 0,
+                Some(Sabotage::LoseOutputs) if self.outputs.is_multiple_of(10) => copies = 0,
                 Some(Sabotage::Misroute) => {
                     let shared = self.shared.borrow();
                     let me = shared.names.get(&dest.ip()).cloned().unwrap_or_default();
@@ -753,6 +751,3 @@ impl Io for SimIo {
 
 /// Index of a node's peer in its peer table.
 pub const PEER: PeerId = PeerId(0);
-
-/// Both nodes' index into per-node arrays, for iteration.
-pub const NODES: [usize; 2] = [X, Y];
