@@ -183,10 +183,10 @@ impl Customer {
     }
 }
 
-/// `alice-N` in direct, forward and push modes: sends requests to X; in
-/// direct mode answers bob-0's requests too.
+/// `alice-N` in direct, forward and push modes: a client of X (sends
+/// requests to X's listen socket), or in the mirror image a target behind
+/// X; answers every request it receives.
 pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
-    let mut me = Customer::new(&shared, format!("alice-{index}"));
     let (setup, x) = {
         let s = shared.borrow();
         (s.setup.clone(), s.ip("x"))
@@ -195,15 +195,53 @@ pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
         Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
         _ => LISTEN_PORT,
     };
-    let to = SocketAddr::new(x, port);
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, ALICE_PORT)).await?;
-    let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
+    let sends_to = (!setup.reverse).then_some(SocketAddr::new(x, port));
+    customer(shared, format!("alice-{index}"), ALICE_PORT, sends_to).await
+}
+
+/// `bob-N`: a target behind Y, or in the mirror image a client of Y; in
+/// direct mode bob-0 is the fixed customer and sends too. Answers every
+/// request it receives, to where it came from (in push mode too: push must
+/// not carry the answer back).
+pub async fn bob(shared: SharedRef, index: usize) -> turmoil::Result {
+    let (setup, y) = {
+        let s = shared.borrow();
+        (s.setup.clone(), s.ip("y"))
+    };
+    let port = match setup.mode {
+        Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
+        _ => LISTEN_PORT,
+    };
+    let sends = setup.reverse || (setup.mode == Mode::Direct && index == 0);
+    let sends_to = sends.then_some(SocketAddr::new(y, port));
+    customer(shared, format!("bob-{index}"), BOB_PORT, sends_to).await
+}
+
+/// A customer with one socket on `port`: sends requests to `sends_to` on
+/// its schedule, answers every request it receives.
+async fn customer(
+    shared: SharedRef,
+    name: String,
+    port: u16,
+    sends_to: Option<SocketAddr>,
+) -> turmoil::Result {
+    let mut me = Customer::new(&shared, name);
+    let traffic = shared.borrow().setup.traffic.clone();
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
+    let mut schedule = Schedule::new(&traffic, &mut me.rng);
     let mut buf = vec![0u8; 4096];
     loop {
-        wait(Some(&sock), schedule.next()).await;
-        me.receive(&sock, &mut buf, setup.mode == Mode::Direct);
-        if schedule.due(sim_now(), &mut me.rng) {
-            me.send(&sock, None, to);
+        let next = if sends_to.is_some() {
+            schedule.next()
+        } else {
+            NEVER
+        };
+        wait(Some(&sock), next).await;
+        me.receive(&sock, &mut buf, true);
+        if let Some(to) = sends_to {
+            if schedule.due(sim_now(), &mut me.rng) {
+                me.send(&sock, None, to);
+            }
         }
     }
 }
@@ -242,28 +280,5 @@ pub async fn router_alice(shared: SharedRef, index: usize) -> turmoil::Result {
         let range = forge_udp(&mut packet, head..head + payload.len(), src, dst)
             .map_err(|e| e.to_string())?;
         shared.borrow_mut().tun_in.push_back(packet[range].to_vec());
-    }
-}
-
-/// `bob-N`: answers every request it receives, to where it came from (in
-/// push mode too: push must not carry the answer back). In direct mode bob-0
-/// also sends requests of its own to Y.
-pub async fn bob(shared: SharedRef, index: usize) -> turmoil::Result {
-    let mut me = Customer::new(&shared, format!("bob-{index}"));
-    let (setup, y) = {
-        let s = shared.borrow();
-        (s.setup.clone(), s.ip("y"))
-    };
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, BOB_PORT)).await?;
-    let originates = setup.mode == Mode::Direct && index == 0;
-    let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let next = if originates { schedule.next() } else { NEVER };
-        wait(Some(&sock), next).await;
-        me.receive(&sock, &mut buf, true);
-        if originates && schedule.due(sim_now(), &mut me.rng) {
-            me.send(&sock, None, SocketAddr::new(y, LISTEN_PORT));
-        }
     }
 }

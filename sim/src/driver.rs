@@ -287,20 +287,27 @@ impl SimIo {
             host.strip_prefix(prefix)
                 .and_then(|n| n.parse::<usize>().ok())
         };
-        if self.i == X {
-            let alice = index("alice-");
-            match self.mode {
-                Mode::Forward => alice.is_some() && to.port() == ALICE_PORT,
-                Mode::Direct => alice == Some(0) && to.port() == ALICE_PORT,
-                Mode::Push | Mode::Router => false,
+        match self.mode {
+            Mode::Forward | Mode::Push => {
+                let roles = setup.roles();
+                if self.i == roles.entry {
+                    // Forward entries answer their clients; push never.
+                    self.mode == Mode::Forward
+                        && index(roles.clients).is_some()
+                        && to.port() == roles.client_port
+                } else {
+                    let services = if self.mode == Mode::Push {
+                        1
+                    } else {
+                        setup.services
+                    };
+                    index(roles.targets).is_some_and(|t| t < services)
+                        && to.port() == roles.target_port
+                }
             }
-        } else {
-            let bob = index("bob-");
-            match self.mode {
-                Mode::Forward => bob.is_some_and(|b| b < setup.services) && to.port() == BOB_PORT,
-                Mode::Direct | Mode::Push => bob == Some(0) && to.port() == BOB_PORT,
-                Mode::Router => router_allows(setup, host, to.port()),
-            }
+            Mode::Direct if self.i == X => index("alice-") == Some(0) && to.port() == ALICE_PORT,
+            Mode::Direct => index("bob-") == Some(0) && to.port() == BOB_PORT,
+            Mode::Router => self.i == Y && router_allows(setup, host, to.port()),
         }
     }
 

@@ -211,12 +211,20 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
     let x = shared.ip("x");
     let y = shared.ip("y");
     let bob = |b: usize| SocketAddr::new(shared.ip(&format!("bob-{b}")), BOB_PORT);
+    let roles = setup.roles();
+    let target = |t: usize| {
+        SocketAddr::new(
+            shared.ip(&format!("{}{t}", roles.targets)),
+            roles.target_port,
+        )
+    };
     let one = Peers::One(PEER);
     let with_limits = |mut c: ServiceConfig| {
         c.limits = setup.limits;
         c
     };
-    let (sx, sy): (Vec<ServiceConfig>, Vec<ServiceConfig>) = match setup.mode {
+    // (entry half, exit half) for forward and push; (X, Y) otherwise.
+    let (first, second): (Vec<ServiceConfig>, Vec<ServiceConfig>) = match setup.mode {
         Mode::Direct => (
             vec![ServiceConfig::new(
                 DIRECT_SERVICE,
@@ -244,7 +252,7 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
                     with_limits(ServiceConfig::new(
                         id,
                         one,
-                        Role::ForwardExit { target: bob(s) },
+                        Role::ForwardExit { target: target(s) },
                     )),
                 )
             })
@@ -260,7 +268,7 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
             vec![ServiceConfig::new(
                 PUSH_SERVICE,
                 one,
-                Role::PushExit { target: bob(0) },
+                Role::PushExit { target: target(0) },
             )],
         ),
         Mode::Router => {
@@ -285,8 +293,16 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
             )
         }
     };
+    let (sx, sy) = if setup.reverse {
+        (second, first)
+    } else {
+        (first, second)
+    };
     let mut px = PeerConfig::new(keys[Y]);
     px.endpoint = Some(SocketAddr::new(y, LINK_PORT));
+    // The mirror image: Y holds the entry and cannot reach X, so X keeps
+    // the link up.
+    px.keep_up = setup.reverse;
     let mut py = PeerConfig::new(keys[X]);
     // Direct mode: either side may start, so Y knows X's endpoint too.
     if setup.mode == Mode::Direct {

@@ -2,10 +2,10 @@
 //! sweep of seeds, or every scenario) and prints a summary.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use sim::{find, run, Options, SCENARIOS};
+use sim::{find, run_setup, Options, SCENARIOS};
 
 #[derive(Parser, Debug)]
 #[command(about = "Runs the real sdt core in a turmoil network with faults and an attacker")]
@@ -34,6 +34,10 @@ struct Args {
     /// In a sweep, stop at the first failure.
     #[arg(long)]
     fail_fast: bool,
+    /// Run for this many simulated seconds (customers send until 2 s
+    /// before), instead of the scenario's length.
+    #[arg(long)]
+    run_for: Option<u64>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -89,7 +93,12 @@ fn main() -> ExitCode {
         let t = Instant::now();
         let mut worst: Vec<(String, f64)> = Vec::new();
         for &seed in &seeds {
-            let outcome = run(scenario, seed, options);
+            let mut setup = scenario.setup(seed);
+            if let Some(secs) = args.run_for {
+                setup.duration = Duration::from_secs(secs);
+                setup.traffic.stop = setup.duration.saturating_sub(Duration::from_secs(2));
+            }
+            let outcome = run_setup(setup, options);
             runs += 1;
             if single {
                 if let Some(n) = args.head {

@@ -267,6 +267,49 @@ pub struct Setup {
     /// Whether the network loses and duplicates nothing, so counters must
     /// add up exactly (see `check`).
     pub exact_counters: bool,
+    /// The mirror image (forward and push): the entry half is on Y, where
+    /// the bobs are the clients, and the exit on X, whose targets are the
+    /// alices. Y does not know X's endpoint; X keeps the link up
+    /// (`keep_up`), as the design asks of a node whose peer holds the entry.
+    pub reverse: bool,
+}
+
+/// Who starts and who answers in a forward or push service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Host name prefix of the clients (`alice-` or `bob-`).
+    pub clients: &'static str,
+    /// The clients' port.
+    pub client_port: u16,
+    /// Host name prefix of the targets.
+    pub targets: &'static str,
+    /// The targets' port.
+    pub target_port: u16,
+    /// The node with the entry half ([`X`] or [`Y`]).
+    pub entry: usize,
+}
+
+impl Setup {
+    /// The roles of forward and push services.
+    pub fn roles(&self) -> Roles {
+        if self.reverse {
+            Roles {
+                clients: "bob-",
+                client_port: BOB_PORT,
+                targets: "alice-",
+                target_port: ALICE_PORT,
+                entry: Y,
+            }
+        } else {
+            Roles {
+                clients: "alice-",
+                client_port: ALICE_PORT,
+                targets: "bob-",
+                target_port: BOB_PORT,
+                entry: X,
+            }
+        }
+    }
 }
 
 /// Upper bound on one trip of a datagram customer to customer: customer
@@ -398,6 +441,7 @@ fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> Setup {
             ..Faults::none(Duration::ZERO)
         },
         exact_counters: true,
+        reverse: false,
     }
 }
 
@@ -424,6 +468,14 @@ fn set_mode(s: &mut Setup, d: &mut Draw, mode: Mode) {
 
 fn clean(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
+}
+
+/// The mirror image of `mode` (forward or push): clients behind Y.
+fn reverse(d: &mut Draw, s: &mut Setup, mode: Mode) {
+    set_mode(s, d, mode);
+    s.reverse = true;
+    // The clients are the bobs, the targets the alices.
+    std::mem::swap(&mut s.alices, &mut s.bobs);
 }
 
 /// A short, fault-free, in-order run (fixed latencies), for the snapshot
@@ -700,6 +752,61 @@ pub const SCENARIOS: &[Scenario] = &[
         "router",
         "router mode, jitter only; counters exact",
         |d, s| { clean(d, s, Mode::Router) }
+    ),
+    scenario!(
+        "forward-reverse",
+        "forward, mirror image: entry on Y, clients behind it, X keeps the link up",
+        |d, s| reverse(d, s, Mode::Forward)
+    ),
+    scenario!(
+        "push-reverse",
+        "push, mirror image: entry on Y, X keeps the link up",
+        |d, s| reverse(d, s, Mode::Push)
+    ),
+    scenario!(
+        "forward-reverse-chaos",
+        "forward mirror image, bursty loss, jitter, duplication",
+        |d, s| {
+            chaos(d, s, Mode::Forward);
+            s.reverse = true;
+            std::mem::swap(&mut s.alices, &mut s.bobs);
+        }
+    ),
+    scenario!(
+        "forward-reverse-restart-x",
+        "forward mirror image, X (exit, keeps the link up) restarts",
+        |d, s| {
+            restart(d, s, Mode::Forward, Some(X));
+            s.reverse = true;
+            std::mem::swap(&mut s.alices, &mut s.bobs);
+        }
+    ),
+    scenario!(
+        "forward-reverse-restart-y",
+        "forward mirror image, Y (entry, cannot reach X) restarts",
+        |d, s| {
+            restart(d, s, Mode::Forward, Some(Y));
+            s.reverse = true;
+            std::mem::swap(&mut s.alices, &mut s.bobs);
+        }
+    ),
+    scenario!(
+        "push-reverse-restart-y",
+        "push mirror image, Y (entry, cannot reach X) restarts; X never sends data",
+        |d, s| {
+            restart(d, s, Mode::Push, Some(Y));
+            s.reverse = true;
+            std::mem::swap(&mut s.alices, &mut s.bobs);
+        }
+    ),
+    scenario!(
+        "forward-reverse-attack",
+        "forward mirror image, attacker",
+        |d, s| {
+            attack(d, s, Mode::Forward);
+            s.reverse = true;
+            std::mem::swap(&mut s.alices, &mut s.bobs);
+        }
     ),
     scenario!(
         "direct-chaos",

@@ -302,7 +302,6 @@ impl Shared {
         let sender = p.id.sender.as_str();
         let x = self.ip("x");
         let y = self.ip("y");
-        let bob = |i: usize| format!("bob-{i}");
         if let Some(orig) = &p.answers {
             // An answer goes to the one client whose request opened the
             // channel, and no one else.
@@ -345,24 +344,23 @@ impl Shared {
                     return Err(format!("must come from {}", self.name_addr(expected_from)));
                 }
             }
-            Mode::Forward => {
+            Mode::Forward | Mode::Push => {
+                let roles = setup.roles();
+                let (entry, exit) = if roles.entry == X { (x, y) } else { (y, x) };
                 let service = usize::from(sent.to.port().wrapping_sub(LISTEN_PORT));
-                if sent.to.ip() != x || service >= setup.services {
-                    return Err("was not sent to a listen socket".into());
+                if !sender.starts_with(roles.clients)
+                    || sent.to.ip() != entry
+                    || service >= setup.services.max(1)
+                {
+                    return Err("was not sent by a client to a listen socket".into());
                 }
-                if receiver != bob(service) {
-                    return Err(format!("service {service}'s target is {}", bob(service)));
+                let service = if setup.mode == Mode::Push { 0 } else { service };
+                let target = format!("{}{service}", roles.targets);
+                if receiver != target {
+                    return Err(format!("service {service}'s target is {target}"));
                 }
-                if from.ip() != y {
-                    return Err("must come from y".into());
-                }
-            }
-            Mode::Push => {
-                if receiver != "bob-0" {
-                    return Err("the push target is bob-0".into());
-                }
-                if from.ip() != y {
-                    return Err("must come from y".into());
+                if from.ip() != exit {
+                    return Err("must come from the exit node".into());
                 }
             }
             Mode::Router => {

@@ -37,6 +37,7 @@ macro_rules! sweeps {
                 "direct-race-replay",
                 "forward-restart-replay",
                 "forward-restart-new-port",
+                "push-reverse-restart-y",
             ];
             let recovery = [
                 "direct-partition",
@@ -46,6 +47,8 @@ macro_rules! sweeps {
                 "direct-restart",
                 "router-restart",
                 "forward-roam",
+                "forward-reverse-restart-x",
+                "forward-reverse-restart-y",
             ];
             for s in SCENARIOS {
                 assert!(
@@ -69,6 +72,10 @@ sweeps! {
     forward: "forward", 0..4;
     push: "push", 0..4;
     router: "router", 0..4;
+    forward_reverse: "forward-reverse", 0..3;
+    push_reverse: "push-reverse", 0..3;
+    forward_reverse_chaos: "forward-reverse-chaos", 0..2;
+    forward_reverse_attack: "forward-reverse-attack", 0..2;
     direct_chaos: "direct-chaos", 0..2;
     forward_chaos: "forward-chaos", 0..2;
     push_chaos: "push-chaos", 0..2;
@@ -111,4 +118,15 @@ fn core_limitation_replay_across_restart() {
 #[ignore = "core bug: a stale endpoint turns the handshake race rule into a livelock (sim/README.md, Findings 3)"]
 fn core_bug_stale_endpoint_race_livelock() {
     sweep("forward-restart-new-port", 0..12);
+}
+
+/// The mirror image of push: Y holds the entry and cannot reach X, X keeps
+/// the link up. When Y restarts, X cannot tell: Y does not know X's
+/// endpoint, and X, the exit of a one-way service, sends no data whose
+/// silence would start its unanswered timer. The service stays down until
+/// X's keep-up rekey at REKEY_AFTER_TIME (120 s after the session began).
+#[test]
+#[ignore = "core liveness gap: after the entry of a mirror-image push restarts, nothing happens until the keep-up rekey (sim/README.md, Findings 4)"]
+fn core_gap_reverse_push_entry_restart() {
+    sweep("push-reverse-restart-y", 0..4);
 }
