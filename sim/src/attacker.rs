@@ -9,7 +9,7 @@
 //! replays would; a replay that won the race against its original would
 //! be the original as far as the receiver can tell.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
@@ -47,7 +47,8 @@ pub async fn run(shared: SharedRef, keys: [PublicKey; 2]) -> turmoil::Result {
             .ok_or("no attack configured")?;
         (a, s.setup.seed, s.setup.mode)
     };
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, ATTACKER_PORT)).await?;
+    let any = shared.borrow().setup.unspecified();
+    let sock = UdpSocket::bind((any, ATTACKER_PORT)).await?;
     let mut me = Attacker {
         shared,
         sock,

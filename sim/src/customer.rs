@@ -8,7 +8,7 @@
 //! in X's TUN queue; what X writes to its TUN device is parsed back and
 //! delivered to the alice it is addressed to, by the X driver.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -21,12 +21,15 @@ use crate::scenario::{Mode, Traffic, ALICE_PORT, BOB_CLOSED_PORT, BOB_PORT, LIST
 use crate::trace::mix;
 use crate::world::{sim_now, SharedRef};
 
-/// A customer's address on X's TUN side in router mode.
-pub fn tun_client_addr(index: usize) -> SocketAddr {
-    SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::new(10, 1, 0, index as u8 + 1)),
-        ALICE_PORT,
-    )
+/// A customer's address on X's TUN side in router mode: `10.1.0.N+1`, or
+/// `fd00::1:N+1` over IPv6.
+pub fn tun_client_addr(index: usize, ipv6: bool) -> SocketAddr {
+    let ip = if ipv6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 1, index as u16 + 1))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, index as u8 + 1))
+    };
+    SocketAddr::new(ip, ALICE_PORT)
 }
 
 /// A time far beyond any run.
@@ -226,8 +229,11 @@ async fn customer(
     sends_to: Option<SocketAddr>,
 ) -> turmoil::Result {
     let mut me = Customer::new(&shared, name);
-    let traffic = shared.borrow().setup.traffic.clone();
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
+    let (traffic, any) = {
+        let s = shared.borrow();
+        (s.setup.traffic.clone(), s.setup.unspecified())
+    };
+    let sock = UdpSocket::bind((any, port)).await?;
     let mut schedule = Schedule::new(&traffic, &mut me.rng);
     let mut buf = vec![0u8; 4096];
     loop {
@@ -257,7 +263,7 @@ pub async fn router_alice(shared: SharedRef, index: usize) -> turmoil::Result {
             .collect();
         (s.setup.clone(), bobs)
     };
-    let src = tun_client_addr(index);
+    let src = tun_client_addr(index, setup.ipv6);
     let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
     loop {
         wait(None, schedule.next()).await;

@@ -12,7 +12,7 @@
 //! Sends happen inside the [`Io`] calls: turmoil's `try_send_to` is
 //! synchronous and never blocks (its UDP has no backpressure), so nothing
 //! is queued in the driver. Opening a socket is an `async fn` in turmoil
-//! that completes without waiting; [`ready`] polls it once.
+//! that completes without waiting; `ready` polls it once.
 //!
 //! The node lives in a [`NodeSlot`] the harness can read (counters, channel
 //! tables); the sockets live in the host's future, so a turmoil `crash`
@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -185,7 +185,8 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         node.add_service(s.clone()).map_err(|e| e.to_string())?;
     }
     let link_port = ctx.shared.borrow().link_port[i];
-    let link = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, link_port)).await?;
+    let any = ctx.shared.borrow().setup.unspecified();
+    let link = UdpSocket::bind((any, link_port)).await?;
     let mut io = SimIo {
         i,
         name,
@@ -361,7 +362,8 @@ impl SimIo {
         if port == self.link_port {
             return;
         }
-        match ready(UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))) {
+        let any = self.shared.borrow().setup.unspecified();
+        match ready(UdpSocket::bind((any, port))) {
             Ok(sock) => {
                 // The old socket closes as it is replaced.
                 self.link = sock;
@@ -554,7 +556,8 @@ impl Io for SimIo {
                 self.addr(remote)
             ));
         }
-        let opened = ready(UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))).and_then(|sock| {
+        let any = self.shared.borrow().setup.unspecified();
+        let opened = ready(UdpSocket::bind((any, 0))).and_then(|sock| {
             ready(sock.connect(remote))?;
             Ok(sock)
         });

@@ -23,7 +23,7 @@ pub mod trace;
 pub mod world;
 
 use std::cell::{Cell, RefCell};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -202,10 +202,6 @@ fn node_key(seed: u64, i: usize) -> PrivateKey {
     PrivateKey::generate(&mut ChaCha20Rng::seed_from_u64(mix(seed, "key", i as u64)))
 }
 
-fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)
-}
-
 /// The two nodes' configurations.
 fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpec; 2] {
     let x = shared.ip("x");
@@ -218,6 +214,7 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
             roles.target_port,
         )
     };
+    let any = |port: u16| SocketAddr::new(setup.unspecified(), port);
     let one = Peers::One(PEER);
     let with_limits = |mut c: ServiceConfig| {
         c.limits = setup.limits;
@@ -274,7 +271,10 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
         Mode::Router => {
             let mut allow = AllowList::new();
             for b in 0..setup.bobs - 1 {
-                let rule = format!("{}/32:{BOB_PORT}", bob(b).ip());
+                let rule = match bob(b).ip() {
+                    IpAddr::V4(ip) => format!("{ip}/32:{BOB_PORT}"),
+                    IpAddr::V6(ip) => format!("[{ip}]/128:{BOB_PORT}"),
+                };
                 allow
                     .push(rule.parse().expect("allow rule"))
                     .expect("room for the rule");
@@ -373,6 +373,11 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
         .min_message_latency(setup.customer_latency.0)
         .max_message_latency(setup.customer_latency.1)
         .udp_capacity(1 << 14)
+        .ip_version(if setup.ipv6 {
+            turmoil::IpVersion::V6
+        } else {
+            turmoil::IpVersion::V4
+        })
         .repair_rate(setup.faults.loss.map_or(1.0, |l| l.repair_rate));
     let mut sim = builder.build();
 
@@ -396,8 +401,10 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
         }
         if setup.mode == Mode::Router {
             for a in 0..setup.alices {
-                s.tun_clients
-                    .insert(customer::tun_client_addr(a), format!("alice-{a}"));
+                s.tun_clients.insert(
+                    customer::tun_client_addr(a, setup.ipv6),
+                    format!("alice-{a}"),
+                );
             }
         }
     }

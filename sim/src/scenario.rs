@@ -1,6 +1,7 @@
 //! Scenarios: a mode, a cast of customers, traffic, and the faults to inject,
 //! all drawn from the seed.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -272,6 +273,20 @@ pub struct Setup {
     /// alices. Y does not know X's endpoint; X keeps the link up
     /// (`keep_up`), as the design asks of a node whose peer holds the entry.
     pub reverse: bool,
+    /// Run the network over IPv6 (turmoil's fe80::/64), the TUN side of
+    /// router mode too.
+    pub ipv6: bool,
+}
+
+impl Setup {
+    /// The unspecified address of the run's IP version, to bind to.
+    pub fn unspecified(&self) -> IpAddr {
+        if self.ipv6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        }
+    }
 }
 
 /// Who starts and who answers in a forward or push service.
@@ -442,6 +457,7 @@ fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> Setup {
         },
         exact_counters: true,
         reverse: false,
+        ipv6: false,
     }
 }
 
@@ -806,6 +822,38 @@ pub const SCENARIOS: &[Scenario] = &[
             attack(d, s, Mode::Forward);
             s.reverse = true;
             std::mem::swap(&mut s.alices, &mut s.bobs);
+        }
+    ),
+    scenario!(
+        "direct-ipv6",
+        "direct mode over IPv6, jitter only; counters exact",
+        |d, s| {
+            clean(d, s, Mode::Direct);
+            s.ipv6 = true;
+        }
+    ),
+    scenario!(
+        "forward-ipv6",
+        "forward mode over IPv6, jitter only; counters exact",
+        |d, s| {
+            clean(d, s, Mode::Forward);
+            s.ipv6 = true;
+        }
+    ),
+    scenario!(
+        "router-ipv6",
+        "router mode over IPv6 (IPv6 packets on the TUN side), jitter only; counters exact",
+        |d, s| {
+            clean(d, s, Mode::Router);
+            s.ipv6 = true;
+        }
+    ),
+    scenario!(
+        "router-ipv6-chaos",
+        "router over IPv6, bursty loss, jitter, duplication",
+        |d, s| {
+            chaos(d, s, Mode::Router);
+            s.ipv6 = true;
         }
     ),
     scenario!(

@@ -76,6 +76,10 @@ sweeps! {
     push_reverse: "push-reverse", 0..3;
     forward_reverse_chaos: "forward-reverse-chaos", 0..2;
     forward_reverse_attack: "forward-reverse-attack", 0..2;
+    direct_ipv6: "direct-ipv6", 0..2;
+    forward_ipv6: "forward-ipv6", 0..2;
+    router_ipv6: "router-ipv6", 0..2;
+    router_ipv6_chaos: "router-ipv6-chaos", 0..2;
     direct_chaos: "direct-chaos", 0..2;
     forward_chaos: "forward-chaos", 0..2;
     push_chaos: "push-chaos", 0..2;
