@@ -111,7 +111,11 @@ fn main() -> ExitCode {
                         println!("{l}");
                     }
                 }
-                print!("{}", outcome.summary());
+                if outcome.passed() {
+                    print!("{}", outcome.summary());
+                } else {
+                    print!("{}", outcome.failure_report());
+                }
             } else if !outcome.passed() {
                 print!("{}", outcome.summary());
                 println!("  reproduce: {}", outcome.setup.reproduce());
