@@ -314,7 +314,6 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         let len = DataPacket::<&[u8]>::OVERHEAD + plaintext_len;
         let frame = frame.get_mut(..len).ok_or(SendError::BufferTooSmall)?;
         let Some(to) = p.endpoint else {
-            p.stats.drops.add(DropReason::NoSession);
             return Err(SendError::NoSession);
         };
         let result = match p.current.as_mut() {
@@ -336,7 +335,6 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             Err(_) => {
                 // Expired or used up: it is of no use any more.
                 p.current = None;
-                p.stats.drops.add(DropReason::NoSession);
                 p.start_handshake(now);
                 Err(SendError::NoSession)
             }

@@ -41,14 +41,11 @@ pub enum DropReason {
     Replayed,
     /// A data frame that failed authentication.
     AuthFailed,
-    /// A data frame could not be sent: no session with the peer yet (a
-    /// handshake is started), or the session is used up.
-    NoSession,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`DropCounts`].
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::BadMac1,
         DropReason::HandshakeFailed,
@@ -64,7 +61,6 @@ impl DropReason {
         DropReason::Expired,
         DropReason::Replayed,
         DropReason::AuthFailed,
-        DropReason::NoSession,
     ];
 
     /// A short stable name, for status output and logs.
@@ -85,7 +81,6 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::Replayed => "replayed",
             DropReason::AuthFailed => "auth_failed",
-            DropReason::NoSession => "no_session",
         }
     }
 

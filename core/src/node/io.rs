@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Action, Dropped, Node, NodeEvent, Output, SocketId};
+use super::{Action, Dropped, Node, NodeEvent, Output, ServiceDrop, SocketId};
 use crate::link::MIN_TRANSMIT_BUFFER;
 use crate::time::Instant;
 
@@ -84,6 +84,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         self.apply_actions(io);
         while let Some(event) = self.poll_event() {
             io.event(event);
+        }
+        for _ in 0..core::mem::take(&mut self.unreported_drops) {
+            io.dropped(Dropped::Service(ServiceDrop::NoSession));
         }
     }
 

@@ -257,6 +257,9 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     peer_new_channels: [TokenBucket; P],
     /// Datagrams waiting for a session.
     stage: stage::Stage,
+    /// Drops no handle call returned (staged datagrams given up), for
+    /// `flush` to report.
+    unreported_drops: u32,
 }
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
@@ -274,6 +277,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             unknown_reported: [0; 4],
             peer_new_channels: [TokenBucket::new(); P],
             stage: stage::Stage::new(),
+            unreported_drops: 0,
         }
     }
 

@@ -8,7 +8,8 @@
 //! the session is up. The stage holds [`STAGE_SLOTS`] datagrams of up to
 //! [`STAGE_BYTES`] for all peers together; when it is full the oldest is
 //! dropped. Whatever is dropped from it (full, the handshake gave up, the
-//! peer restarted) is counted as [`ServiceDrop::NoSession`].
+//! peer restarted) is counted as [`ServiceDrop::NoSession`] and reported to
+//! the runtime's [`Io::dropped`](super::Io::dropped) by the next `flush`.
 
 use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
@@ -123,5 +124,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         if let Some(s) = self.services.iter_mut().find(|s| s.config.id == service) {
             s.stats.drops.add(ServiceDrop::NoSession);
         }
+        // No handle call returns this drop: `flush` tells the runtime.
+        self.unreported_drops = self.unreported_drops.saturating_add(1);
     }
 }

@@ -1,0 +1,281 @@
+//! Checks at the end of a run: counters against what the harness saw,
+//! conservation of datagrams where the network lost nothing, and recovery
+//! after each fault.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::driver::NodeStats;
+use crate::scenario::{Setup, NODE_NAMES, X, Y};
+use crate::world::Shared;
+
+/// Counters of a node summed over its incarnations.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    /// Customer datagrams sent across the link.
+    pub to_peer: u64,
+    /// Datagrams from the link delivered to customers.
+    pub from_peer: u64,
+    /// Service drops (all services), by reason.
+    pub service_drops: BTreeMap<&'static str, u64>,
+    /// Drops no service is blamed for, by reason.
+    pub node_drops: BTreeMap<&'static str, u64>,
+    /// Link drops (peer and unattributed), by reason.
+    pub link_drops: BTreeMap<&'static str, u64>,
+    /// Handshakes initiated and completed.
+    pub handshakes: (u64, u64),
+    /// Channels created, expired, evicted, closed.
+    pub channels: (u64, u64, u64, u64),
+    /// Incarnations.
+    pub incarnations: usize,
+}
+
+fn sum(m: &BTreeMap<&'static str, u64>) -> u64 {
+    m.values().sum()
+}
+
+impl Totals {
+    /// Sums `stats`.
+    pub fn of(stats: &[NodeStats]) -> Totals {
+        let mut t = Totals {
+            incarnations: stats.len(),
+            ..Totals::default()
+        };
+        for s in stats {
+            for (_, st) in &s.services {
+                t.to_peer += st.to_peer.datagrams;
+                t.from_peer += st.from_peer.datagrams;
+                for (r, n) in st.drops.iter() {
+                    *t.service_drops.entry(r.as_str()).or_default() += n;
+                }
+                t.channels.0 += st.channels_created;
+                t.channels.1 += st.channels_expired;
+                t.channels.2 += st.channels_evicted;
+                t.channels.3 += st.channels_closed;
+            }
+            for (r, n) in s.node_drops.iter() {
+                *t.node_drops.entry(r.as_str()).or_default() += n;
+            }
+            for (r, n) in s.peer.drops.iter().chain(s.unattributed.iter()) {
+                *t.link_drops.entry(r.as_str()).or_default() += n;
+            }
+            t.handshakes.0 += s.peer.handshakes_initiated;
+            t.handshakes.1 += s.peer.handshakes_completed;
+        }
+        t
+    }
+
+    /// One line for a summary.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "to_peer {} from_peer {} handshakes {}/{} channels +{} expired {} evicted {} closed {}",
+            self.to_peer,
+            self.from_peer,
+            self.handshakes.1,
+            self.handshakes.0,
+            self.channels.0,
+            self.channels.1,
+            self.channels.2,
+            self.channels.3
+        );
+        if self.incarnations > 1 {
+            let _ = write!(s, " incarnations {}", self.incarnations);
+        }
+        for (label, m) in [
+            ("service drops", &self.service_drops),
+            ("node drops", &self.node_drops),
+            ("link drops", &self.link_drops),
+        ] {
+            if !m.is_empty() {
+                let items: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let _ = write!(s, "; {label}: {}", items.join(", "));
+            }
+        }
+        s
+    }
+}
+
+/// Recovery after one fault.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The fault that ended.
+    pub what: String,
+    /// When it ended.
+    pub at: Duration,
+    /// Until the first datagram sent after it was delivered.
+    pub one_way: Option<Duration>,
+    /// Until the first answer to a request sent after it was back.
+    pub round_trip: Option<Duration>,
+    /// The bound asserted, if one applies (the loss has stopped, and no
+    /// other fault starts within the bound).
+    pub bound: Option<Duration>,
+}
+
+impl Recovery {
+    /// The measure the bound applies to: the round trip where answers
+    /// come back, else one way.
+    pub fn took(&self, answers: bool) -> Option<Duration> {
+        if answers {
+            self.round_trip
+        } else {
+            self.one_way
+        }
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("never".into(), |d| format!("{:.3}s", d.as_secs_f64()))
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: first delivery after {}, first answer after {}",
+            self.what,
+            ms(self.one_way),
+            ms(self.round_trip)
+        )?;
+        match self.bound {
+            Some(b) => write!(f, " (bound {:.3}s)", b.as_secs_f64()),
+            None => write!(f, " (no bound: loss still on, or another fault within it)"),
+        }
+    }
+}
+
+/// Start times of faults, to tell whether a recovery window is clean.
+fn fault_starts(setup: &Setup) -> Vec<Duration> {
+    let f = &setup.faults;
+    let mut v: Vec<Duration> = f.partitions.iter().map(|p| p.start).collect();
+    v.extend(f.restarts.iter().map(|r| r.down.start));
+    v.extend(f.roams.iter().copied());
+    v
+}
+
+/// Measures recovery after every fault and checks it against the bound.
+pub fn recoveries(shared: &mut Shared) -> Vec<Recovery> {
+    let setup = shared.setup.clone();
+    let bound = setup.recovery_bound();
+    let starts = fault_starts(&setup);
+    let mut out = Vec::new();
+    for (at, what) in setup.faults.heals() {
+        let one_way = shared
+            .ledger
+            .deliveries
+            .iter()
+            .filter(|d| !d.answer && d.sent_at >= at)
+            .map(|d| d.at - at)
+            .min();
+        let round_trip = shared
+            .ledger
+            .deliveries
+            .iter()
+            .filter(|d| d.answer && d.request_sent_at.is_some_and(|r| r >= at))
+            .map(|d| d.at - at)
+            .min();
+        let overlapped = starts.iter().any(|&s| s > at && s <= at + bound);
+        let lossy = setup.faults.loss.is_some_and(|l| l.until > at);
+        let bounded = !lossy && !overlapped;
+        let r = Recovery {
+            what,
+            at,
+            one_way,
+            round_trip,
+            bound: bounded.then_some(bound),
+        };
+        match (r.took(setup.answers()), r.bound) {
+            (None, _) => shared.violate(format!("no traffic flowed again after {}", r.what)),
+            (Some(took), Some(b)) if took > b => shared.violate(format!(
+                "recovery after {} took {:.3}s, more than the bound {:.3}s",
+                r.what,
+                took.as_secs_f64(),
+                b.as_secs_f64()
+            )),
+            _ => {}
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Checks the nodes' counters against what the drivers and customers saw.
+pub fn counters(shared: &mut Shared, stats: &[Vec<NodeStats>; 2]) -> [Totals; 2] {
+    let totals = [Totals::of(&stats[X]), Totals::of(&stats[Y])];
+    let mut problems = Vec::new();
+    for i in [X, Y] {
+        let t = &totals[i];
+        let c = shared.counts[i];
+        let name = NODE_NAMES[i];
+        if c.outputs != t.from_peer {
+            problems.push(format!(
+                "{name}: from_peer counts {} datagrams, the runtime was given {}",
+                t.from_peer, c.outputs
+            ));
+        }
+        let link_rx_drops = sum(&t.link_drops);
+        if c.link_dropped != link_rx_drops {
+            problems.push(format!(
+                "{name}: link drop counters say {link_rx_drops} received datagrams were dropped, the runtime saw {}",
+                c.link_dropped
+            ));
+        }
+        let service_drops = sum(&t.service_drops) + sum(&t.node_drops);
+        if c.service_dropped + c.open_failed != service_drops {
+            problems.push(format!(
+                "{name}: service and node drop counters say {service_drops}, the runtime saw {} (+{} failed opens)",
+                c.service_dropped, c.open_failed
+            ));
+        }
+        if c.open_failed > 0 {
+            problems.push(format!(
+                "{name}: the runtime failed to open {} sockets",
+                c.open_failed
+            ));
+        }
+        let prefix = if i == X { "alice-" } else { "bob-" };
+        let received: u64 = shared
+            .ledger
+            .received
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum();
+        if received + c.send_failed != t.from_peer {
+            problems.push(format!(
+                "{name}: from_peer counts {} datagrams, its customers received {received} ({} sends failed)",
+                t.from_peer, c.send_failed
+            ));
+        }
+    }
+    if shared.setup.exact_counters {
+        let [cx, cy] = shared.counts;
+        let customer_in = cx.customer_in + cy.customer_in;
+        let sent = shared.ledger.sent.len() as u64 + shared.attacker_customer_sent;
+        if sent != customer_in {
+            problems.push(format!(
+                "customers sent {sent} datagrams to the nodes, the nodes were handed {customer_in}"
+            ));
+        }
+        let mut accounted = cx.outputs + cy.outputs + cx.peer_data_dropped + cy.peer_data_dropped;
+        for t in &totals {
+            accounted += sum(&t.service_drops) + sum(&t.node_drops);
+        }
+        if customer_in != accounted {
+            problems.push(format!(
+                "lossless network: {customer_in} customer datagrams handed in, but only {accounted} delivered or counted as dropped \
+                 (outputs {}+{}, drops of peer data frames {}+{}, service and node drops {}+{})",
+                cx.outputs,
+                cy.outputs,
+                cx.peer_data_dropped,
+                cy.peer_data_dropped,
+                sum(&totals[X].service_drops) + sum(&totals[X].node_drops),
+                sum(&totals[Y].service_drops) + sum(&totals[Y].node_drops),
+            ));
+        }
+    }
+    for p in problems {
+        shared.violate(format!("counters: {p}"));
+    }
+    totals
+}

@@ -1,0 +1,290 @@
+//! Customers: `alice-N` in front of X send requests, `bob-N` behind Y
+//! receive them and answer. Every payload carries its id (see
+//! [`crate::payload`]), recorded in the ledger when sent and checked when
+//! delivered.
+//!
+//! In router mode the alices have no sockets: they forge IP packets from
+//! their addresses on X's TUN side (`10.1.0.N+1:4000`) to a bob and put them
+//! in X's TUN queue; what X writes to its TUN device is parsed back and
+//! delivered to the alice it is addressed to, by the X driver.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use sdt_core::ip::{forge_udp, udp_header_len};
+use turmoil::net::UdpSocket;
+
+use crate::payload::{MsgId, Payload};
+use crate::scenario::{Mode, Traffic, ALICE_PORT, BOB_CLOSED_PORT, BOB_PORT, LISTEN_PORT};
+use crate::trace::mix;
+use crate::world::{sim_now, SharedRef};
+
+/// A customer's address on X's TUN side in router mode: `10.1.0.N+1`, or
+/// `fd00::1:N+1` over IPv6.
+pub fn tun_client_addr(index: usize, ipv6: bool) -> SocketAddr {
+    let ip = if ipv6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 1, index as u16 + 1))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, index as u8 + 1))
+    };
+    SocketAddr::new(ip, ALICE_PORT)
+}
+
+/// A time far beyond any run.
+const NEVER: Duration = Duration::from_secs(100_000);
+
+/// When one customer sends.
+struct Schedule {
+    traffic: Traffic,
+    next: Duration,
+    /// Bursty traffic: whether active now, and until when.
+    on: bool,
+    switch_at: Duration,
+}
+
+fn between(rng: &mut ChaCha8Rng, (lo, hi): (u64, u64)) -> Duration {
+    Duration::from_millis(lo + rng.next_u64() % (hi - lo + 1))
+}
+
+impl Schedule {
+    fn new(traffic: &Traffic, rng: &mut ChaCha8Rng) -> Schedule {
+        let first = if traffic.in_step {
+            traffic.start
+        } else {
+            traffic.start + between(rng, (0, traffic.gap_ms.1))
+        };
+        let (on, switch_at) = match traffic.bursts {
+            None => (true, NEVER),
+            Some((on, _)) => {
+                let starts_on = rng.next_u64().is_multiple_of(2);
+                (starts_on, first + between(rng, on))
+            }
+        };
+        Schedule {
+            traffic: traffic.clone(),
+            next: first,
+            on,
+            switch_at,
+        }
+    }
+
+    /// The time of the next send.
+    fn next(&self) -> Duration {
+        if self.next >= self.traffic.stop {
+            NEVER
+        } else {
+            self.next
+        }
+    }
+
+    /// Whether to send now; moves the schedule on either way.
+    fn due(&mut self, now: Duration, rng: &mut ChaCha8Rng) -> bool {
+        if now < self.next || self.next >= self.traffic.stop {
+            return false;
+        }
+        while let Some((on, off)) = self.traffic.bursts.filter(|_| now >= self.switch_at) {
+            self.on = !self.on;
+            self.switch_at += between(rng, if self.on { on } else { off });
+        }
+        self.next = now + between(rng, self.traffic.gap_ms);
+        if !self.on {
+            self.next = self.next.max(self.switch_at);
+        }
+        self.on
+    }
+}
+
+/// Sleeps until simulated time `at` (or wakes when `sock` is readable).
+async fn wait(sock: Option<&UdpSocket>, at: Duration) {
+    let now = sim_now();
+    let sleep = tokio::time::sleep(at.saturating_sub(now).min(NEVER));
+    match sock {
+        Some(sock) => {
+            tokio::select! {
+                biased;
+                _ = sock.readable() => {}
+                _ = sleep => {}
+            }
+        }
+        None => sleep.await,
+    }
+}
+
+struct Customer {
+    name: String,
+    shared: SharedRef,
+    rng: ChaCha8Rng,
+    seq: u32,
+    pad_max: usize,
+}
+
+impl Customer {
+    fn new(shared: &SharedRef, name: String) -> Customer {
+        let (seed, pad_max) = {
+            let s = shared.borrow();
+            (s.setup.seed, s.setup.traffic.pad_max)
+        };
+        Customer {
+            rng: ChaCha8Rng::seed_from_u64(mix(seed, &name, 0)),
+            name,
+            shared: shared.clone(),
+            seq: 0,
+            pad_max,
+        }
+    }
+
+    /// The next payload from this customer: a request, or an answer to
+    /// `answers`. Recorded as sent to `to`.
+    fn payload(&mut self, answers: Option<MsgId>, to: SocketAddr) -> Vec<u8> {
+        self.seq += 1;
+        let p = Payload {
+            id: MsgId {
+                sender: self.name.clone(),
+                seq: self.seq,
+            },
+            answers,
+        };
+        let pad = (self.rng.next_u64() % (self.pad_max as u64 + 1)) as usize;
+        let bytes = p.encode(pad);
+        let mut shared = self.shared.borrow_mut();
+        let what = format!("-> {} {p}", shared.name_addr(to));
+        shared.log(&self.name, &what, &bytes);
+        shared.sent(&p, to);
+        bytes
+    }
+
+    fn send(&mut self, sock: &UdpSocket, answers: Option<MsgId>, to: SocketAddr) {
+        let bytes = self.payload(answers, to);
+        if let Err(e) = sock.try_send_to(&bytes, to) {
+            let what = format!("send failed: {e}");
+            self.shared.borrow_mut().log(&self.name, &what, &[]);
+        }
+    }
+
+    /// Reads everything waiting on `sock`; answers requests if `answer`.
+    fn receive(&mut self, sock: &UdpSocket, buf: &mut [u8], answer: bool) {
+        while let Ok((n, from)) = sock.try_recv_from(buf) {
+            let bytes = &buf[..n];
+            {
+                let mut shared = self.shared.borrow_mut();
+                let what = format!(
+                    "<- {} {}",
+                    shared.name_addr(from),
+                    crate::payload::describe(bytes)
+                );
+                shared.log(&self.name, &what, &[]);
+                shared.deliver(&self.name, from, bytes);
+            }
+            if answer {
+                if let Some(p) = Payload::parse(bytes).filter(|p| p.answers.is_none()) {
+                    self.send(sock, Some(p.id), from);
+                }
+            }
+        }
+    }
+}
+
+/// `alice-N` in direct, forward and push modes: a client of X (sends
+/// requests to X's listen socket), or in the mirror image a target behind
+/// X; answers every request it receives.
+pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
+    let (setup, x) = {
+        let s = shared.borrow();
+        (s.setup.clone(), s.ip("x"))
+    };
+    let port = match setup.mode {
+        Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
+        _ => LISTEN_PORT,
+    };
+    let sends_to = (!setup.reverse).then_some(SocketAddr::new(x, port));
+    customer(shared, format!("alice-{index}"), ALICE_PORT, sends_to).await
+}
+
+/// `bob-N`: a target behind Y, or in the mirror image a client of Y; in
+/// direct mode bob-0 is the fixed customer and sends too. Answers every
+/// request it receives, to where it came from (in push mode too: push must
+/// not carry the answer back).
+pub async fn bob(shared: SharedRef, index: usize) -> turmoil::Result {
+    let (setup, y) = {
+        let s = shared.borrow();
+        (s.setup.clone(), s.ip("y"))
+    };
+    let port = match setup.mode {
+        Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
+        _ => LISTEN_PORT,
+    };
+    let sends = setup.reverse || (setup.mode == Mode::Direct && index == 0);
+    let sends_to = sends.then_some(SocketAddr::new(y, port));
+    customer(shared, format!("bob-{index}"), BOB_PORT, sends_to).await
+}
+
+/// A customer with one socket on `port`: sends requests to `sends_to` on
+/// its schedule, answers every request it receives.
+async fn customer(
+    shared: SharedRef,
+    name: String,
+    port: u16,
+    sends_to: Option<SocketAddr>,
+) -> turmoil::Result {
+    let mut me = Customer::new(&shared, name);
+    let (traffic, any) = {
+        let s = shared.borrow();
+        (s.setup.traffic.clone(), s.setup.unspecified())
+    };
+    let sock = UdpSocket::bind((any, port)).await?;
+    let mut schedule = Schedule::new(&traffic, &mut me.rng);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let next = if sends_to.is_some() {
+            schedule.next()
+        } else {
+            NEVER
+        };
+        wait(Some(&sock), next).await;
+        me.receive(&sock, &mut buf, true);
+        if let Some(to) = sends_to {
+            if schedule.due(sim_now(), &mut me.rng) {
+                me.send(&sock, None, to);
+            }
+        }
+    }
+}
+
+/// `alice-N` in router mode: forges IP packets to the bobs (now and then to
+/// one the allow-list refuses) into X's TUN queue.
+pub async fn router_alice(shared: SharedRef, index: usize) -> turmoil::Result {
+    let mut me = Customer::new(&shared, format!("alice-{index}"));
+    let (setup, bobs) = {
+        let s = shared.borrow();
+        let bobs: Vec<IpAddr> = (0..s.setup.bobs)
+            .map(|b| s.ip(&format!("bob-{b}")))
+            .collect();
+        (s.setup.clone(), bobs)
+    };
+    let src = tun_client_addr(index, setup.ipv6);
+    let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
+    loop {
+        wait(None, schedule.next()).await;
+        if !schedule.due(sim_now(), &mut me.rng) {
+            continue;
+        }
+        let roll = me.rng.next_u64() % 20;
+        let allowed = bobs.len() - 1;
+        let dst = match roll {
+            // Not on the allow-list: the last bob.
+            0 => SocketAddr::new(bobs[allowed], BOB_PORT),
+            // An allowed host, but a port the list does not admit.
+            1 => SocketAddr::new(bobs[0], BOB_CLOSED_PORT),
+            _ => SocketAddr::new(bobs[(roll as usize) % allowed], BOB_PORT),
+        };
+        let payload = me.payload(None, dst);
+        let head = udp_header_len(&dst);
+        let mut packet = vec![0u8; head + payload.len()];
+        packet[head..].copy_from_slice(&payload);
+        let range = forge_udp(&mut packet, head..head + payload.len(), src, dst)
+            .map_err(|e| e.to_string())?;
+        shared.borrow_mut().tun_in.push_back(packet[range].to_vec());
+    }
+}

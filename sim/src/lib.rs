@@ -1,0 +1,565 @@
+//! The real sdt core in a simulated network.
+//!
+//! [turmoil] runs every host on one thread in simulated time: customers
+//! `alice-N` in front of node `x`, node `y`, targets `bob-N` behind it, and
+//! an `attacker`. The nodes are [`sdt_core::node::Node`]s driven through
+//! the same [`sdt_core::node::Io`] glue every runtime uses (see
+//! [`driver`]). Each [`scenario`] picks a mode, a cast, traffic and faults
+//! from its seed; [`run`] plays it and checks the invariants listed in the
+//! crate's README, returning an [`Outcome`] with the violations found, the
+//! measured recovery times and a hash of the trace.
+//!
+//! The same seed gives the same run: turmoil's RNG, every node's
+//! `ChaCha20Rng`, every customer's and the attacker's RNG are all derived
+//! from it, no host draws on the OS, and nothing iterates a `HashMap`.
+
+pub mod attacker;
+pub mod check;
+pub mod customer;
+pub mod driver;
+pub mod payload;
+pub mod scenario;
+pub mod trace;
+pub mod world;
+
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use sdt_core::allow::AllowList;
+use sdt_core::key::{PrivateKey, PublicKey};
+use sdt_core::link::PeerConfig;
+use sdt_core::node::{Peers, Role, ServiceConfig};
+
+use crate::check::{Recovery, Totals};
+use crate::driver::{
+    NodeCtx, NodeSlot, NodeSpec, DIRECT_SERVICE, FORWARD_SERVICE, PEER, PUSH_SERVICE,
+    ROUTER_SERVICE, START_UNIX_NANOS,
+};
+use crate::scenario::{
+    Mode, Scenario, Setup, ALICE_PORT, BOB_PORT, LINK_PORT, LISTEN_PORT, NODE_NAMES, X, Y,
+};
+use crate::trace::mix;
+use crate::world::{Shared, SharedRef};
+
+pub use scenario::{find, SCENARIOS};
+
+thread_local! {
+    /// The harness's idea of now, between steps (hosts ask turmoil).
+    static HARNESS_NOW: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// Simulated time outside any host: the harness's clock.
+pub(crate) fn harness_now() -> Duration {
+    HARNESS_NOW.with(Cell::get)
+}
+
+/// How often the harness samples the channel tables.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Run options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Keep every trace line, not just the first and last.
+    pub full_trace: bool,
+    /// Break the runtime on purpose, to show the checks catch it.
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Ways to break the runtime on purpose: the harness's own tests use them
+/// to show that each family of invariants actually fails a broken run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    /// X's runtime sends every customer output twice.
+    DeliverTwice,
+    /// X's runtime sends customer outputs to the next client instead.
+    Misroute,
+    /// The runtimes never run the node's timers.
+    NoTimers,
+    /// Y's runtime echoes whatever the attacker sends it.
+    EchoAttacker,
+    /// X's runtime loses every tenth customer output without a trace.
+    LoseOutputs,
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The setup that ran.
+    pub setup: Setup,
+    /// Broken invariants; empty if the run passed.
+    pub violations: Vec<String>,
+    /// Hash of the whole trace.
+    pub hash: u64,
+    /// Trace events.
+    pub events: u64,
+    /// The first trace lines.
+    pub head: Vec<String>,
+    /// The last trace lines.
+    pub tail: Vec<String>,
+    /// Every trace line, with [`Options::full_trace`].
+    pub full: Option<Vec<String>>,
+    /// Recovery after each fault.
+    pub recoveries: Vec<Recovery>,
+    /// Customer datagrams sent, and delivered.
+    pub sent: usize,
+    /// Customer datagrams delivered.
+    pub delivered: usize,
+    /// Each node's counters.
+    pub totals: [Totals; 2],
+    /// Datagrams the attacker sent.
+    pub attacker_sent: u64,
+}
+
+impl Outcome {
+    /// Whether every invariant held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// One line: scenario, seed, result, traffic.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} seed {}: {} — sent {} delivered {}, {} events, trace {:016x}",
+            self.setup.scenario,
+            self.setup.seed,
+            if self.passed() { "ok" } else { "FAILED" },
+            self.sent,
+            self.delivered,
+            self.events,
+            self.hash
+        );
+        if self.attacker_sent > 0 {
+            s += &format!(", attacker sent {}", self.attacker_sent);
+        }
+        s
+    }
+
+    /// A full summary: setup, counters, recoveries, violations.
+    pub fn summary(&self) -> String {
+        let mut s = self.line();
+        s += "\n";
+        let f = &self.setup.faults;
+        s += &format!(
+            "  mode {}, {} alices, {} bobs, max_channels {}, traffic until {:.3}s, run {:.3}s\n",
+            self.setup.mode.as_str(),
+            self.setup.alices,
+            self.setup.bobs,
+            self.setup.limits.max_channels,
+            self.setup.traffic.stop.as_secs_f64(),
+            self.setup.duration.as_secs_f64()
+        );
+        s += &format!(
+            "  faults: latency {:?}..{:?}, loss {:?}, duplicate {:.3}, partitions {}, restarts {}, roams {}, attacker {}\n",
+            f.latency.0,
+            f.latency.1,
+            f.loss.map(|l| (l.fail_rate, l.repair_rate)),
+            f.duplicate,
+            f.partitions.len(),
+            f.restarts.len(),
+            f.roams.len(),
+            f.attack.is_some()
+        );
+        for i in [X, Y] {
+            s += &format!("  {}: {}\n", NODE_NAMES[i], self.totals[i].line());
+        }
+        for r in &self.recoveries {
+            s += &format!("  recovery: {r}\n");
+        }
+        for v in &self.violations {
+            s += &format!("  VIOLATION {v}\n");
+        }
+        s
+    }
+
+    /// What a failing test prints: the violations, the end of the trace,
+    /// and how to run it again.
+    pub fn failure_report(&self) -> String {
+        let mut s = self.summary();
+        s += "  last trace lines:\n";
+        for l in &self.tail {
+            s += &format!("    {l}\n");
+        }
+        s += &format!(
+            "  seed {}; reproduce with:\n    {}\n",
+            self.setup.seed,
+            self.setup.reproduce()
+        );
+        s
+    }
+}
+
+/// Plays `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64, options: Options) -> Outcome {
+    run_setup(scenario.setup(seed), options)
+}
+
+/// The key of node `i` for `seed`; the same at every boot.
+fn node_key(seed: u64, i: usize) -> PrivateKey {
+    PrivateKey::generate(&mut ChaCha20Rng::seed_from_u64(mix(seed, "key", i as u64)))
+}
+
+/// The two nodes' configurations.
+fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpec; 2] {
+    let x = shared.ip("x");
+    let y = shared.ip("y");
+    let bob = |b: usize| SocketAddr::new(shared.ip(&format!("bob-{b}")), BOB_PORT);
+    let roles = setup.roles();
+    let target = |t: usize| {
+        SocketAddr::new(
+            shared.ip(&format!("{}{t}", roles.targets)),
+            roles.target_port,
+        )
+    };
+    let any = |port: u16| SocketAddr::new(setup.unspecified(), port);
+    let one = Peers::One(PEER);
+    let with_limits = |mut c: ServiceConfig| {
+        c.limits = setup.limits;
+        c
+    };
+    // (entry half, exit half) for forward and push; (X, Y) otherwise.
+    let (first, second): (Vec<ServiceConfig>, Vec<ServiceConfig>) = match setup.mode {
+        Mode::Direct => (
+            vec![ServiceConfig::new(
+                DIRECT_SERVICE,
+                one,
+                Role::Direct {
+                    listen: any(LISTEN_PORT),
+                    customer: SocketAddr::new(shared.ip("alice-0"), ALICE_PORT),
+                },
+            )],
+            vec![ServiceConfig::new(
+                DIRECT_SERVICE,
+                one,
+                Role::Direct {
+                    listen: any(LISTEN_PORT),
+                    customer: bob(0),
+                },
+            )],
+        ),
+        Mode::Forward => (0..setup.services)
+            .map(|s| {
+                let id = FORWARD_SERVICE + s as u8;
+                let listen = any(LISTEN_PORT + s as u16);
+                (
+                    with_limits(ServiceConfig::new(id, one, Role::ForwardEntry { listen })),
+                    with_limits(ServiceConfig::new(
+                        id,
+                        one,
+                        Role::ForwardExit { target: target(s) },
+                    )),
+                )
+            })
+            .unzip(),
+        Mode::Push => (
+            vec![ServiceConfig::new(
+                PUSH_SERVICE,
+                one,
+                Role::PushEntry {
+                    listen: any(LISTEN_PORT),
+                },
+            )],
+            vec![ServiceConfig::new(
+                PUSH_SERVICE,
+                one,
+                Role::PushExit { target: target(0) },
+            )],
+        ),
+        Mode::Router => {
+            let mut allow = AllowList::new();
+            for b in 0..setup.bobs - 1 {
+                let rule = match bob(b).ip() {
+                    IpAddr::V4(ip) => format!("{ip}/32:{BOB_PORT}"),
+                    IpAddr::V6(ip) => format!("[{ip}]/128:{BOB_PORT}"),
+                };
+                allow
+                    .push(rule.parse().expect("allow rule"))
+                    .expect("room for the rule");
+            }
+            (
+                vec![with_limits(ServiceConfig::new(
+                    ROUTER_SERVICE,
+                    one,
+                    Role::RouterEntry,
+                ))],
+                vec![with_limits(ServiceConfig::new(
+                    ROUTER_SERVICE,
+                    one,
+                    Role::RouterExit { allow },
+                ))],
+            )
+        }
+    };
+    let (sx, sy) = if setup.reverse {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    let mut px = PeerConfig::new(keys[Y]);
+    px.endpoint = Some(SocketAddr::new(y, LINK_PORT));
+    // The mirror image: Y holds the entry and cannot reach X, so X keeps
+    // the link up.
+    px.keep_up = setup.reverse;
+    let mut py = PeerConfig::new(keys[X]);
+    // Direct mode: either side may start, so Y knows X's endpoint too.
+    if setup.mode == Mode::Direct {
+        py.endpoint = Some(SocketAddr::new(x, LINK_PORT));
+    }
+    let key = |i| node_key(setup.seed, i).to_bytes();
+    [
+        NodeSpec {
+            index: X,
+            key: key(X),
+            peer: px,
+            services: sx,
+            connect: false,
+            duplicate: setup.faults.duplicate,
+        },
+        NodeSpec {
+            index: Y,
+            key: key(Y),
+            peer: py,
+            services: sy,
+            connect: false,
+            duplicate: setup.faults.duplicate,
+        },
+    ]
+}
+
+/// A fault the harness applies at a time.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Partition,
+    Repair,
+    Crash(usize),
+    Bounce(usize),
+    Roam,
+    LossStop,
+}
+
+fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
+    let f = &setup.faults;
+    let mut v = Vec::new();
+    for p in &f.partitions {
+        v.push((p.start, Action::Partition));
+        v.push((p.end, Action::Repair));
+    }
+    for r in &f.restarts {
+        v.push((r.down.start, Action::Crash(r.node)));
+        v.push((r.down.end, Action::Bounce(r.node)));
+    }
+    for &t in &f.roams {
+        v.push((t, Action::Roam));
+    }
+    if let Some(l) = f.loss {
+        v.push((l.until, Action::LossStop));
+    }
+    v.sort_by_key(|(t, _)| *t);
+    v
+}
+
+/// Plays `setup`.
+pub fn run_setup(setup: Setup, options: Options) -> Outcome {
+    HARNESS_NOW.with(|n| n.set(Duration::ZERO));
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(setup.seed)
+        .epoch(UNIX_EPOCH + Duration::from_nanos(START_UNIX_NANOS))
+        .simulation_duration(setup.duration + Duration::from_secs(60))
+        .tick_duration(scenario::TICK)
+        .min_message_latency(setup.customer_latency.0)
+        .max_message_latency(setup.customer_latency.1)
+        .udp_capacity(1 << 14)
+        .ip_version(if setup.ipv6 {
+            turmoil::IpVersion::V6
+        } else {
+            turmoil::IpVersion::V4
+        })
+        .repair_rate(setup.faults.loss.map_or(1.0, |l| l.repair_rate));
+    let mut sim = builder.build();
+
+    let shared: SharedRef = Rc::new(RefCell::new(Shared::new(setup.clone())));
+    if options.full_trace {
+        shared.borrow_mut().trace.full = Some(Vec::new());
+    }
+    shared.borrow_mut().sabotage = options.sabotage;
+    let mut hosts: Vec<String> = vec!["x".into(), "y".into()];
+    hosts.extend((0..setup.bobs).map(|b| format!("bob-{b}")));
+    hosts.extend((0..setup.alices).map(|a| format!("alice-{a}")));
+    if setup.faults.attack.is_some() {
+        hosts.push("attacker".into());
+    }
+    {
+        let mut s = shared.borrow_mut();
+        for h in &hosts {
+            let ip = sim.lookup(h.as_str());
+            s.names.insert(ip, h.clone());
+            s.addrs.insert(h.clone(), ip);
+        }
+        if setup.mode == Mode::Router {
+            for a in 0..setup.alices {
+                s.tun_clients.insert(
+                    customer::tun_client_addr(a, setup.ipv6),
+                    format!("alice-{a}"),
+                );
+            }
+        }
+    }
+    let keys = [
+        node_key(setup.seed, X).public_key(),
+        node_key(setup.seed, Y).public_key(),
+    ];
+    let specs = node_specs(&setup, &shared.borrow(), &keys);
+    let slots: [Rc<RefCell<NodeSlot>>; 2] = Default::default();
+    for (i, spec) in specs.into_iter().enumerate() {
+        let ctx = Rc::new(NodeCtx {
+            spec,
+            slot: slots[i].clone(),
+            shared: shared.clone(),
+            seed: setup.seed,
+        });
+        sim.host(NODE_NAMES[i], move || driver::run(ctx.clone()));
+    }
+    for b in 0..setup.bobs {
+        let s = shared.clone();
+        sim.host(format!("bob-{b}"), move || customer::bob(s.clone(), b));
+    }
+    for a in 0..setup.alices {
+        let s = shared.clone();
+        if setup.mode == Mode::Router {
+            sim.host(format!("alice-{a}"), move || {
+                customer::router_alice(s.clone(), a)
+            });
+        } else {
+            sim.host(format!("alice-{a}"), move || customer::alice(s.clone(), a));
+        }
+    }
+    if setup.faults.attack.is_some() {
+        let s = shared.clone();
+        sim.host("attacker", move || attacker::run(s.clone(), keys));
+    }
+    let (lo, hi) = setup.faults.latency;
+    sim.set_link_latency("x", "y", lo);
+    sim.set_link_max_message_latency("x", "y", hi);
+    if let Some(loss) = setup.faults.loss {
+        sim.set_link_fail_rate("x", "y", loss.fail_rate);
+    }
+
+    let mut actions = schedule(&setup).into_iter().peekable();
+    let mut partitioned = false;
+    let mut next_sample = Duration::ZERO;
+    while sim.elapsed() < setup.duration {
+        let now = sim.elapsed();
+        HARNESS_NOW.with(|n| n.set(now));
+        while let Some(&(_, action)) = actions.peek().filter(|(t, _)| *t <= now) {
+            actions.next();
+            apply(&mut sim, &shared, &slots, action, &mut partitioned);
+        }
+        if let Err(e) = sim.step() {
+            shared.borrow_mut().violate(format!("a host failed: {e}"));
+            break;
+        }
+        if sim.elapsed() >= next_sample {
+            HARNESS_NOW.with(|n| n.set(sim.elapsed()));
+            sample(&shared, &slots);
+            next_sample += SAMPLE_EVERY;
+        }
+    }
+    HARNESS_NOW.with(|n| n.set(sim.elapsed()));
+    let stats = [slots[X].borrow().all_stats(), slots[Y].borrow().all_stats()];
+    let mut s = shared.borrow_mut();
+    let totals = check::counters(&mut s, &stats);
+    let recoveries = check::recoveries(&mut s);
+    let outcome = Outcome {
+        setup,
+        violations: s.violations.clone(),
+        hash: s.trace.hash(),
+        events: s.trace.len(),
+        head: s.trace.head().to_vec(),
+        tail: s.trace.tail().cloned().collect(),
+        full: s.trace.full.take(),
+        recoveries,
+        sent: s.ledger.sent.len(),
+        delivered: s.ledger.delivered.len(),
+        totals,
+        attacker_sent: s.attacker_sent,
+    };
+    drop(s);
+    drop(sim);
+    outcome
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    shared: &SharedRef,
+    slots: &[Rc<RefCell<NodeSlot>>; 2],
+    action: Action,
+    partitioned: &mut bool,
+) {
+    let what = match action {
+        Action::Partition => {
+            sim.partition("x", "y");
+            *partitioned = true;
+            "partition x | y".to_string()
+        }
+        Action::Repair => {
+            sim.repair("x", "y");
+            *partitioned = false;
+            "repair x - y".to_string()
+        }
+        Action::LossStop => {
+            sim.set_link_fail_rate("x", "y", 0.0);
+            // Heal a link the loss left broken (not one a partition holds).
+            if !*partitioned {
+                sim.repair("x", "y");
+            }
+            "loss stops; link x - y repaired".to_string()
+        }
+        Action::Crash(i) => {
+            sim.crash(NODE_NAMES[i]);
+            slots[i].borrow_mut().archive();
+            format!("crash {}", NODE_NAMES[i])
+        }
+        Action::Bounce(i) => {
+            sim.bounce(NODE_NAMES[i]);
+            format!("bounce {}", NODE_NAMES[i])
+        }
+        Action::Roam => {
+            let mut s = shared.borrow_mut();
+            s.link_port[X] += 1;
+            format!("x roams to link port {}", s.link_port[X])
+        }
+    };
+    shared.borrow_mut().log("harness", &what, &[]);
+}
+
+/// Checks that every channel table is within its limits.
+fn sample(shared: &SharedRef, slots: &[Rc<RefCell<NodeSlot>>; 2]) {
+    for i in [X, Y] {
+        let slot = slots[i].borrow();
+        let Some(node) = slot.node.as_ref() else {
+            continue;
+        };
+        let mut over = Vec::new();
+        for (config, stats) in node.services() {
+            if config.role.has_channels()
+                && stats.channels_open > u64::from(config.limits.max_channels)
+            {
+                over.push(format!(
+                    "{}: service {} has {} channels open, max_channels is {}",
+                    NODE_NAMES[i], config.id, stats.channels_open, config.limits.max_channels
+                ));
+            }
+        }
+        if node.channels().len() > node.channels().capacity() {
+            over.push(format!("{}: channel table over capacity", NODE_NAMES[i]));
+        }
+        drop(slot);
+        for o in over {
+            shared.borrow_mut().violate(o);
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! State the hosts share with each other and with the harness: the trace,
+//! the ledger of every customer datagram sent and delivered, the frames the
+//! attacker has seen, counters, and the violations found so far.
+//!
+//! Everything runs on one thread; hosts hold an `Rc<RefCell<Shared>>` and
+//! borrow it only between awaits.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use sdt_core::wire::MessageType;
+
+use crate::payload::{describe, MsgId, Payload};
+use crate::scenario::{Mode, Replays, Setup, BOB_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
+use crate::trace::Trace;
+
+/// Shared state, behind one `Rc<RefCell<..>>`.
+pub type SharedRef = Rc<RefCell<Shared>>;
+
+/// Simulated time, as the harness and the hosts see it.
+pub fn sim_now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_else(crate::harness_now)
+}
+
+/// One customer datagram as sent.
+#[derive(Debug, Clone)]
+pub struct SentRec {
+    /// When.
+    pub at: Duration,
+    /// Where the customer sent it (for router mode: the IP destination).
+    pub to: SocketAddr,
+    /// The request it answers, for answers.
+    pub answers: Option<MsgId>,
+}
+
+/// One delivery to a customer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// When it arrived.
+    pub at: Duration,
+    /// Who got it.
+    pub receiver: String,
+    /// When it was sent.
+    pub sent_at: Duration,
+    /// For an answer, when the request was sent.
+    pub request_sent_at: Option<Duration>,
+    /// Whether it is an answer.
+    pub answer: bool,
+}
+
+/// Every customer datagram sent, and every one delivered.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Sent, by id.
+    pub sent: BTreeMap<MsgId, SentRec>,
+    /// Ids delivered (each at most once).
+    pub delivered: BTreeMap<MsgId, Duration>,
+    /// Deliveries in order.
+    pub deliveries: Vec<Delivery>,
+    /// Datagrams each customer host received, parsable or not.
+    pub received: BTreeMap<String, u64>,
+}
+
+/// What the drivers saw, per node, summed over the node's restarts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DriverCounts {
+    /// Datagrams handed in from customer sockets and the TUN device.
+    pub customer_in: u64,
+    /// Datagrams handed in from the link socket.
+    pub link_in: u64,
+    /// Link datagrams the node returned `Err(Dropped::Link)` for.
+    pub link_dropped: u64,
+    /// Of those, data frames with a payload from the peer's host.
+    pub peer_data_dropped: u64,
+    /// Results `Err(Dropped::Service)`, from any input.
+    pub service_dropped: u64,
+    /// Payloads sent on customer sockets and packets written to TUN.
+    pub outputs: u64,
+    /// Sends that failed in the runtime (no socket, no route).
+    pub send_failed: u64,
+    /// Sockets the runtime could not open.
+    pub open_failed: u64,
+}
+
+/// A frame that arrived at a node from its peer, as the attacker learns
+/// it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The node it arrived at.
+    pub node: usize,
+    /// The frame.
+    pub bytes: Vec<u8>,
+    /// An initiation the node ignored because it crossed its own
+    /// (`DropReason::HandshakeRace`).
+    pub race_loser: bool,
+    /// The receiving node's boot count then.
+    pub boot: u64,
+}
+
+impl Captured {
+    /// Whether the attacker may replay this frame under `replays`, with the
+    /// nodes' boot counts now `boots`.
+    pub fn replayable(&self, replays: Replays, boots: [u64; 2]) -> bool {
+        let init = MessageType::of(&self.bytes) == Ok(MessageType::Initiation);
+        let stale = init && self.boot != boots[self.node];
+        match replays {
+            Replays::Safe => !self.race_loser && !stale,
+            Replays::RaceLosers => self.race_loser,
+            Replays::FromBeforeRestart => stale,
+        }
+    }
+}
+
+/// Frames the attacker remembers.
+pub const CAPTURE_CAP: usize = 512;
+/// Handshake messages the attacker remembers.
+pub const HANDSHAKE_CAP: usize = 64;
+
+/// The shared state of a run.
+#[derive(Debug)]
+pub struct Shared {
+    /// The run's setup.
+    pub setup: Setup,
+    /// The trace.
+    pub trace: Trace,
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Violations of invariants, with the time found.
+    pub violations: Vec<String>,
+    /// Host names by address.
+    pub names: BTreeMap<IpAddr, String>,
+    /// Addresses by host name.
+    pub addrs: BTreeMap<String, IpAddr>,
+    /// Current link port of each node.
+    pub link_port: [u16; 2],
+    /// How often each node has booted.
+    pub boots: [u64; 2],
+    /// Frames that arrived at the nodes from each other, newest last.
+    pub captured: VecDeque<Captured>,
+    /// Handshake messages that arrived at the nodes from each other (the
+    /// most interesting to replay), newest last.
+    pub captured_handshakes: VecDeque<Captured>,
+    /// Router mode: IP packets from the customers to X's TUN device.
+    pub tun_in: VecDeque<Vec<u8>>,
+    /// Router mode: the customers' addresses on X's TUN side.
+    pub tun_clients: BTreeMap<SocketAddr, String>,
+    /// Per node driver counts.
+    pub counts: [DriverCounts; 2],
+    /// Datagrams the attacker sent, and received (must stay 0).
+    pub attacker_sent: u64,
+    /// Datagrams that reached the attacker.
+    pub attacker_received: u64,
+    /// Of the attacker's datagrams, those sent to customer sockets.
+    pub attacker_customer_sent: u64,
+    /// Deliberate breakage, for the harness's own tests.
+    pub sabotage: Option<crate::Sabotage>,
+}
+
+impl Shared {
+    /// Fresh state for `setup`.
+    pub fn new(setup: Setup) -> Shared {
+        Shared {
+            setup,
+            trace: Trace::default(),
+            ledger: Ledger::default(),
+            violations: Vec::new(),
+            names: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            link_port: [crate::scenario::LINK_PORT; 2],
+            boots: [0; 2],
+            captured: VecDeque::new(),
+            captured_handshakes: VecDeque::new(),
+            tun_in: VecDeque::new(),
+            tun_clients: BTreeMap::new(),
+            counts: Default::default(),
+            attacker_sent: 0,
+            attacker_received: 0,
+            attacker_customer_sent: 0,
+            sabotage: None,
+        }
+    }
+
+    /// The address of host `name`.
+    pub fn ip(&self, name: &str) -> IpAddr {
+        self.addrs[name]
+    }
+
+    /// The link address of node `i` now.
+    pub fn link_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(self.ip(NODE_NAMES[i]), self.link_port[i])
+    }
+
+    /// `addr` with the host's name for its IP.
+    pub fn name_addr(&self, addr: SocketAddr) -> String {
+        match self.names.get(&addr.ip()) {
+            Some(n) => format!("{n}:{}", addr.port()),
+            None => match self.tun_clients.get(&addr) {
+                Some(n) => format!("{n}@{addr}"),
+                None => addr.to_string(),
+            },
+        }
+    }
+
+    /// Records an event in the trace.
+    pub fn log(&mut self, host: &str, what: &str, bytes: &[u8]) {
+        let now = sim_now();
+        self.trace.record(now, host, what, bytes);
+    }
+
+    /// Records a violation (and traces it).
+    pub fn violate(&mut self, what: String) {
+        let now = sim_now();
+        self.trace
+            .record(now, "!", &format!("VIOLATION {what}"), &[]);
+        self.violations
+            .push(format!("at {:.3}s: {what}", now.as_secs_f64()));
+    }
+
+    /// A customer sends a datagram: it goes into the ledger.
+    pub fn sent(&mut self, payload: &Payload, to: SocketAddr) {
+        let rec = SentRec {
+            at: sim_now(),
+            to,
+            answers: payload.answers.clone(),
+        };
+        if self.ledger.sent.insert(payload.id.clone(), rec).is_some() {
+            self.violate(format!("harness: id {} sent twice", payload.id));
+        }
+    }
+
+    /// Customer `receiver` got `bytes` from `from`: checks that it is a
+    /// datagram some customer sent, delivered at most once, to where the
+    /// mode allows.
+    pub fn deliver(&mut self, receiver: &str, from: SocketAddr, bytes: &[u8]) {
+        *self
+            .ledger
+            .received
+            .entry(receiver.to_string())
+            .or_default() += 1;
+        let now = sim_now();
+        let Some(p) = Payload::parse(bytes) else {
+            let what = format!(
+                "{receiver} received {} from {}: no customer sent it",
+                describe(bytes),
+                self.name_addr(from)
+            );
+            self.violate(what);
+            return;
+        };
+        let Some(sent) = self.ledger.sent.get(&p.id).cloned() else {
+            self.violate(format!("{receiver} received {p}, which was never sent"));
+            return;
+        };
+        if let Some(first) = self.ledger.delivered.insert(p.id.clone(), now) {
+            self.violate(format!(
+                "{receiver} received {p} again (first at {:.3}s)",
+                first.as_secs_f64()
+            ));
+            return;
+        }
+        let request = match &p.answers {
+            None => None,
+            Some(orig) => match self.ledger.sent.get(orig).cloned() {
+                Some(r) => Some(r),
+                None => {
+                    self.violate(format!(
+                        "{receiver} received {p}: its request was never sent"
+                    ));
+                    return;
+                }
+            },
+        };
+        if let Err(why) = self.check_route(receiver, from, &p, &sent, request.as_ref()) {
+            let what = format!(
+                "{receiver} received {p} from {}: {why}",
+                self.name_addr(from)
+            );
+            self.violate(what);
+        }
+        self.ledger.deliveries.push(Delivery {
+            at: now,
+            receiver: receiver.to_string(),
+            sent_at: sent.at,
+            request_sent_at: request.map(|r| r.at),
+            answer: p.answers.is_some(),
+        });
+    }
+
+    /// The mode's rules about who may receive what, from where.
+    fn check_route(
+        &self,
+        receiver: &str,
+        from: SocketAddr,
+        p: &Payload,
+        sent: &SentRec,
+        request: Option<&SentRec>,
+    ) -> Result<(), String> {
+        let setup = &self.setup;
+        let sender = p.id.sender.as_str();
+        let x = self.ip("x");
+        let y = self.ip("y");
+        if let Some(orig) = &p.answers {
+            // An answer goes to the one client whose request opened the
+            // channel, and no one else.
+            if setup.mode == Mode::Push {
+                return Err("push carried an answer back, exit to entry".into());
+            }
+            if receiver != orig.sender {
+                return Err(format!("the answer belongs to {}", orig.sender));
+            }
+            let request = request.ok_or("no request")?;
+            let expected_from = match setup.mode {
+                // From the listen socket the request went to.
+                Mode::Forward => request.to,
+                // Forged as if from the destination.
+                Mode::Router => request.to,
+                Mode::Direct => SocketAddr::new(
+                    if receiver.starts_with("alice") { x } else { y },
+                    LISTEN_PORT,
+                ),
+                Mode::Push => unreachable!(),
+            };
+            if from != expected_from {
+                return Err(format!(
+                    "answers must come from {}",
+                    self.name_addr(expected_from)
+                ));
+            }
+            return Ok(());
+        }
+        match setup.mode {
+            Mode::Direct => {
+                let ok = (sender == "alice-0" && receiver == "bob-0")
+                    || (sender == "bob-0" && receiver == "alice-0");
+                if !ok {
+                    return Err("direct carries only between alice-0 and bob-0".into());
+                }
+                let expected_from =
+                    SocketAddr::new(if receiver == "bob-0" { y } else { x }, LISTEN_PORT);
+                if from != expected_from {
+                    return Err(format!("must come from {}", self.name_addr(expected_from)));
+                }
+            }
+            Mode::Forward | Mode::Push => {
+                let roles = setup.roles();
+                let (entry, exit) = if roles.entry == X { (x, y) } else { (y, x) };
+                let service = usize::from(sent.to.port().wrapping_sub(LISTEN_PORT));
+                if !sender.starts_with(roles.clients)
+                    || sent.to.ip() != entry
+                    || service >= setup.services.max(1)
+                {
+                    return Err("was not sent by a client to a listen socket".into());
+                }
+                let service = if setup.mode == Mode::Push { 0 } else { service };
+                let target = format!("{}{service}", roles.targets);
+                if receiver != target {
+                    return Err(format!("service {service}'s target is {target}"));
+                }
+                if from.ip() != exit {
+                    return Err("must come from the exit node".into());
+                }
+            }
+            Mode::Router => {
+                let target = self.names.get(&sent.to.ip());
+                if target.map(String::as_str) != Some(receiver) || sent.to.port() != BOB_PORT {
+                    return Err(format!("it was addressed to {}", self.name_addr(sent.to)));
+                }
+                if !router_allows(setup, receiver, sent.to.port()) {
+                    return Err("the destination is not on y's allow-list".into());
+                }
+                if from.ip() != y {
+                    return Err("must come from y".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The driver of node `i` counts something.
+    pub fn count(&mut self, i: usize, f: impl FnOnce(&mut DriverCounts)) {
+        f(&mut self.counts[i]);
+    }
+
+    /// A frame arrived at node `node` from its peer.
+    pub fn capture(&mut self, node: usize, bytes: &[u8], race_loser: bool) {
+        let c = Captured {
+            node,
+            bytes: bytes.to_vec(),
+            race_loser,
+            boot: self.boots[node],
+        };
+        let handshake = matches!(
+            MessageType::of(bytes),
+            Ok(MessageType::Initiation | MessageType::Response)
+        );
+        if handshake {
+            if self.captured_handshakes.len() == HANDSHAKE_CAP {
+                self.captured_handshakes.pop_front();
+            }
+            self.captured_handshakes.push_back(c.clone());
+        }
+        if self.captured.len() == CAPTURE_CAP {
+            self.captured.pop_front();
+        }
+        self.captured.push_back(c);
+    }
+}
+
+/// Whether router mode's allow-list on Y admits `bob:port`: bob-0 and
+/// bob-1 on [`BOB_PORT`]; the last bob is never allowed.
+pub fn router_allows(setup: &Setup, bob: &str, port: u16) -> bool {
+    let allowed = setup.bobs.saturating_sub(1);
+    port == BOB_PORT
+        && bob
+            .strip_prefix("bob-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n < allowed)
+}
+
+/// Index of the other node.
+pub fn other(i: usize) -> usize {
+    if i == X {
+        Y
+    } else {
+        X
+    }
+}

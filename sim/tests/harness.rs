@@ -1,0 +1,58 @@
+//! The harness's own tests: every family of invariants fails a run whose
+//! runtime is broken on purpose, so a passing sweep means something.
+
+use sim::{find, run, Options, Sabotage};
+
+fn sabotaged(scenario: &str, seed: u64, sabotage: Sabotage) -> Vec<String> {
+    let s = find(scenario).expect("scenario");
+    let clean = run(s, seed, Options::default());
+    assert!(clean.passed(), "{}", clean.failure_report());
+    let broken = run(
+        s,
+        seed,
+        Options {
+            sabotage: Some(sabotage),
+            ..Options::default()
+        },
+    );
+    assert!(!broken.passed(), "{sabotage:?} went unnoticed");
+    broken.violations
+}
+
+fn any(violations: &[String], needle: &str) -> bool {
+    violations.iter().any(|v| v.contains(needle))
+}
+
+#[test]
+fn duplicate_deliveries_are_caught() {
+    let v = sabotaged("forward", 1, Sabotage::DeliverTwice);
+    assert!(any(&v, "again (first at"), "{v:#?}");
+}
+
+#[test]
+fn misrouted_answers_are_caught() {
+    let v = sabotaged("forward", 1, Sabotage::Misroute);
+    assert!(any(&v, "the answer belongs to alice-"), "{v:#?}");
+}
+
+#[test]
+fn answering_the_attacker_is_caught() {
+    let v = sabotaged("forward-attack", 1, Sabotage::EchoAttacker);
+    assert!(any(&v, "the attacker received"), "{v:#?}");
+}
+
+#[test]
+fn lost_outputs_break_the_counters() {
+    let v = sabotaged("forward", 1, Sabotage::LoseOutputs);
+    assert!(any(&v, "counters: x: from_peer counts"), "{v:#?}");
+}
+
+#[test]
+fn a_stuck_restart_breaks_the_recovery_bound() {
+    // Without timers nobody notices y lost its sessions.
+    let v = sabotaged("forward-restart-y", 1, Sabotage::NoTimers);
+    assert!(
+        any(&v, "no traffic flowed again") || any(&v, "more than the bound"),
+        "{v:#?}"
+    );
+}
