@@ -60,6 +60,14 @@ pub use session::{
 };
 pub use stats::{DropCounts, DropReason, PeerStats};
 
+/// The plaintext of a liveness probe: a data frame a kept-up peer sends
+/// after [`KEEPALIVE_TIMEOUT`] of silence, which the other side answers at
+/// once with a keepalive. No answer within [`REKEY_TIMEOUT`] means the other
+/// side lost the session (it restarted, say, and cannot reach us itself):
+/// a new handshake follows. The byte is not a valid service header (its
+/// destination bits are `11`), so no payload is ever mistaken for it.
+pub const PROBE: [u8; 1] = [0x30];
+
 /// Cookie replies queued at most; see [`Link`]'s `cookie_replies`.
 const COOKIE_REPLY_QUEUE: usize = 16;
 
@@ -414,6 +422,13 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
                 peer: PeerId(slot as u16),
             });
         }
+        if datagram[payload.clone()] == PROBE {
+            // A kept-up peer asks whether we still hold this session.
+            p.want_keepalive = true;
+            return Ok(Received::Control {
+                peer: PeerId(slot as u16),
+            });
+        }
         p.last_data_received = Some(now);
         Ok(Received::Data {
             peer: PeerId(slot as u16),
@@ -705,6 +720,17 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             });
             p.attempts_since.get_or_insert(now);
             p.stats.handshakes_initiated += 1;
+            p.sent(now, len);
+            return Some(Transmit { to, len });
+        }
+        if core::mem::take(&mut p.want_probe) {
+            let to = p.endpoint?;
+            let s = p.current.as_mut()?;
+            let len = DataPacket::<&[u8]>::OVERHEAD + PROBE.len();
+            let start = DataPacket::<&[u8]>::HEADER_LEN;
+            buf[start..start + PROBE.len()].copy_from_slice(&PROBE);
+            s.seal(now, &mut buf[..len]).ok()?;
+            p.probe_sent = Some(now);
             p.sent(now, len);
             return Some(Transmit { to, len });
         }

@@ -110,6 +110,10 @@ pub(crate) struct Peer {
     /// A response waiting to be sent.
     pub response: Option<([u8; crate::wire::ResponsePacket::<&[u8]>::LEN], SocketAddr)>,
     pub want_keepalive: bool,
+    /// A liveness probe should be sent (kept-up peers only).
+    pub want_probe: bool,
+    /// When our unanswered probe went out.
+    pub probe_sent: Option<Instant>,
     /// The newest initiation timestamp accepted from the peer.
     pub last_timestamp: Option<Tai64N>,
     /// The peer's incarnation (boot id) from its latest handshake.
@@ -160,6 +164,8 @@ impl Peer {
             race_ignored: false,
             response: None,
             want_keepalive: false,
+            want_probe: false,
+            probe_sent: None,
             last_timestamp: None,
             incarnation: None,
             local_incarnation,
@@ -276,6 +282,7 @@ impl Peer {
     pub fn heard(&mut self, now: Instant, len: usize) {
         self.last_received = Some(now);
         self.unanswered_since = None;
+        self.probe_sent = None;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += len as u64;
     }
@@ -324,6 +331,18 @@ impl Peer {
                 }
             }
         }
+        if let Some(sent) = self.probe_sent {
+            if now >= sent + REKEY_TIMEOUT {
+                // The peer no longer holds our session: handshake again.
+                self.probe_sent = None;
+                self.start_handshake(now);
+            }
+        }
+        if let Some(t) = self.probe_due() {
+            if now >= t {
+                self.want_probe = true;
+            }
+        }
         if self.config.keep_up {
             let due = match &self.current {
                 None => true,
@@ -359,6 +378,21 @@ impl Peer {
         Some(self.last_sent.map_or(Instant::ZERO, |s| s + interval))
     }
 
+    /// When a kept-up link should probe its peer: after [`KEEPALIVE_TIMEOUT`]
+    /// without hearing from it, with a session and no probe out.
+    fn probe_due(&self) -> Option<Instant> {
+        let busy = self.want_probe
+            || self.probe_sent.is_some()
+            || self.pending.is_some()
+            || self.want_initiation;
+        if !self.config.keep_up || busy || self.endpoint.is_none() {
+            return None;
+        }
+        self.current.as_ref()?;
+        let heard = self.last_received?;
+        Some(heard + KEEPALIVE_TIMEOUT)
+    }
+
     /// When a keepalive becomes due: the peer sent data after our last send.
     /// Only with a session to send it on, so the deadline always has an effect.
     fn keepalive_due(&self) -> Option<Instant> {
@@ -391,6 +425,12 @@ impl Peer {
         }
         if let Some(u) = self.unanswered_since {
             at(u + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
+        }
+        if let Some(p) = self.probe_due() {
+            at(p);
+        }
+        if let Some(sent) = self.probe_sent {
+            at(sent + REKEY_TIMEOUT);
         }
         if let Some(k) = self.persistent_keepalive_due() {
             at(k);

@@ -1264,3 +1264,36 @@ fn an_initiation_replayed_after_a_restart_does_not_move_the_endpoint() {
         Some(&b"to the real a"[..])
     );
 }
+
+#[test]
+fn a_kept_up_link_notices_a_silent_peer_restart_by_probing() {
+    // Found by the simulation (sim/README.md, finding 4): b cannot reach a
+    // (it knows no endpoint) and a sends nothing, so without probes a would
+    // not notice b's restart until its rekey, 120 s on.
+    let mut p = Pair::with(380, |c| c.keep_up = true, |_| {});
+    p.run_for(Duration::from_millis(100));
+    assert!(p.a.is_up(p.a_peer, p.now) && p.b.is_up(p.b_peer, p.now));
+    // An idle, healthy link: probes are answered, no new handshake.
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(p.stats(false).handshakes_completed, 1);
+    assert!(
+        p.stats(false).tx_datagrams >= 6,
+        "a probes about every 10 s"
+    );
+    // b restarts, forgets everything, and knows no endpoint for a.
+    let kb = key(380 * 2 + 2);
+    let pa = p.a.public_key().to_owned();
+    p.b = TestLink::new(
+        kb,
+        ChaCha20Rng::seed_from_u64(11),
+        p.now,
+        START_UNIX + 100_000_000_000,
+    );
+    p.b_peer = p.b.add_peer(config(pa, None), p.now).unwrap();
+    p.events_a.clear();
+    let restarted = p.now;
+    p.run_for(KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + MAX_JITTER + Duration::from_millis(100));
+    assert!(p.b.is_up(p.b_peer, p.now), "b has a session again");
+    assert!(p.events_a.contains(&LinkEvent::PeerRestarted(p.a_peer)));
+    assert!(p.now - restarted <= Duration::from_secs(16));
+}
