@@ -14,8 +14,16 @@
 //!   the forward service, `max_channels = 16384`), checked against both
 //!   nodes' own channel counts, and the process's peak RSS (VmHWM).
 //!
+//! - handshake flood: initiations from a key y does not know, with a valid
+//!   `mac1` (anyone who knows y's public key can make them), sent as fast as
+//!   two threads can from 128 source ports; what y does with them (cookie
+//!   replies, Diffie-Hellmans spent), how real traffic fares meanwhile, and
+//!   how long x, restarted in the middle of the flood, takes to get its
+//!   session back.
+//!
 //! Run: `cargo run --release -p sdt --bin sdt-bench`. It exits non-zero if
-//! a node did not start or the channels did not all open.
+//! a node did not start, the channels did not all open, or x could not
+//! handshake during the flood.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -32,6 +40,8 @@ use sdt::loopback::{
     wait_for, Echo, Throughput,
 };
 use sdt_core::key::PrivateKey;
+
+mod flood;
 
 const FORWARD: u8 = 1;
 const SIZES: [usize; 2] = [64, 1400];
@@ -62,6 +72,9 @@ struct Args {
     /// Channels to open for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     channels: usize,
+    /// Seconds of the handshake flood.
+    #[arg(long, default_value_t = 8.0)]
+    flood_seconds: f64,
     /// Internal: be the child process that holds the channels' client
     /// sockets, sending through the service at this address.
     #[arg(long, hide = true)]
@@ -404,7 +417,8 @@ fn run(args: &Args) -> Result<bool, String> {
     latency(&pair, args.pings)?;
     throughputs(&pair, args)?;
     pair.stop();
-    Ok(channels_ok)
+    let flood_ok = flood::run(Duration::from_secs_f64(args.flood_seconds.max(7.0)))?;
+    Ok(channels_ok && flood_ok)
 }
 
 fn main() -> ExitCode {
