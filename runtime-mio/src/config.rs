@@ -41,9 +41,10 @@
 //!
 //! Every error is a [`ConfigError`] whose `Display` is one line of the form
 //! `FILE:LINE: key `KEY`: message` (the line and key left out when there are
-//! none to name), which `sdt check` prints after `sdt: `.
+//! none to name, control characters in quoted values escaped as `\n`, ...),
+//! which `sdt check` prints after `sdt: `.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
@@ -270,6 +271,10 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Paths and values quoted from the file may hold line breaks (a
+        // TOML string can say "\n") and other control characters: escape
+        // them, so the error stays on one line and cannot drive a terminal.
+        let f = &mut OneLine(f);
         write!(f, "{}", self.path().display())?;
         if let Some(line) = self.line() {
             write!(f, ":{line}")?;
@@ -285,6 +290,23 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::KeyFile { source, .. } => write!(f, "{source}"),
         }
+    }
+}
+
+/// Writes through to a formatter with every control character escaped as
+/// Rust writes it in a string literal (`\n`, `\r`, `\u{1b}`, ...).
+struct OneLine<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl fmt::Write for OneLine<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(self.0, "{}", c.escape_debug())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
     }
 }
 

@@ -642,3 +642,45 @@ fn halves_complement() {
     assert!(!Half::Entry.complements(Half::Entry));
     assert!(!Half::Exit.complements(Half::Both));
 }
+
+/// Found by the `config` fuzz target (its exact input): a value quoted in
+/// the message held a line feed, written as a TOML escape, and broke the
+/// error over two lines.
+#[test]
+fn fuzz_config_line_feed_in_a_quoted_value() {
+    let text = "private_key=\"5wWk3NSibY7Xt5a/cnyrUerHfN1VchUMeQjVpxFdap8=\"\nlisten=\"\\u000a\"";
+    let err = Config::parse(text, Path::new("fuzz.toml")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fuzz.toml:2: key `listen`: `\\n` is not an IP address and port such as \
+         127.0.0.1:5353 or [::1]:5353"
+    );
+}
+
+/// Every way text from the file (or the file's own path) reaches an error
+/// comes out escaped: the parser's messages, key file paths, values.
+#[test]
+fn control_characters_in_errors_are_escaped() {
+    let endpoint = with_peer("endpoint = \"\\u001b[2J\"\n");
+    let cases: [(&str, &str); 3] = [
+        // The TOML parser quotes an unknown key.
+        ("\"a\\nb\" = 1\n", "conf/t.toml:1: unknown field `a\\nb`"),
+        // A key file path, in the key file error.
+        (
+            "private_key_file = \"k\\r\\n.key\"\n",
+            "conf/t.toml:1: key `private_key_file`: key file conf/k\\r\\n.key does not exist",
+        ),
+        // A value, with an escape sequence a terminal would obey.
+        (
+            &endpoint,
+            "key `endpoint`: `\\u{1b}[2J` is not an address and port",
+        ),
+    ];
+    for (text, want) in cases {
+        let shown = parse(text).unwrap_err().to_string();
+        assert!(shown.contains(want), "{shown:?} should contain {want:?}");
+        assert!(!shown.contains(char::is_control), "{shown:?}");
+    }
+    let err = Config::parse("", Path::new("a\nb.toml")).unwrap_err();
+    assert!(err.to_string().starts_with("a\\nb.toml: "), "{err}");
+}
