@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::driver::NodeStats;
-use crate::scenario::{Setup, NODE_NAMES, X, Y};
+use crate::scenario::{ClockStep, Setup, NODE_NAMES, X, Y};
 use crate::world::Shared;
 
 /// Counters of a node summed over its incarnations.
@@ -110,6 +110,8 @@ pub struct Recovery {
     /// The bound asserted, if one applies (the loss has stopped, and no
     /// other fault starts within the bound).
     pub bound: Option<Duration>,
+    /// The clock step of a restart, as (node, step).
+    pub clock_step: Option<(usize, ClockStep)>,
 }
 
 impl Recovery {
@@ -153,13 +155,14 @@ fn fault_starts(setup: &Setup) -> Vec<Duration> {
     v
 }
 
-/// Measures recovery after every fault and checks it against the bound.
+/// Measures recovery after every fault and checks it against its bound
+/// (`Setup::heals`).
 pub fn recoveries(shared: &mut Shared) -> Vec<Recovery> {
     let setup = shared.setup.clone();
-    let bound = setup.recovery_bound();
     let starts = fault_starts(&setup);
     let mut out = Vec::new();
-    for (at, what) in setup.faults.heals() {
+    for heal in setup.heals() {
+        let (at, bound) = (heal.at, heal.bound);
         let one_way = shared
             .ledger
             .deliveries
@@ -178,11 +181,12 @@ pub fn recoveries(shared: &mut Shared) -> Vec<Recovery> {
         let lossy = setup.faults.loss.is_some_and(|l| l.until > at);
         let bounded = !lossy && !overlapped;
         let r = Recovery {
-            what,
+            what: heal.what,
             at,
             one_way,
             round_trip,
             bound: bounded.then_some(bound),
+            clock_step: heal.clock_step,
         };
         match (r.took(setup.answers()), r.bound) {
             (None, _) => shared.violate(format!("no traffic flowed again after {}", r.what)),

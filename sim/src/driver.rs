@@ -41,7 +41,7 @@ use sdt_core::Instant;
 use turmoil::net::UdpSocket;
 
 use crate::payload::describe;
-use crate::scenario::{Mode, ALICE_PORT, BOB_PORT, NODE_NAMES, TICK, X, Y};
+use crate::scenario::{ClockStep, Mode, ALICE_PORT, BOB_PORT, NODE_NAMES, TICK, X, Y};
 use crate::trace::mix;
 use crate::world::{router_allows, sim_now, SharedRef};
 use crate::Sabotage;
@@ -176,7 +176,10 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         slot.boots
     };
     let rng = ChaCha20Rng::seed_from_u64(mix(ctx.seed, name, boot));
-    let unix = START_UNIX_NANOS + t.as_nanos() as u64;
+    // The wall clock, read once at boot: the simulation's, plus the clock
+    // steps the harness gave this node.
+    let offset = ctx.shared.borrow().wall_offset[i];
+    let unix = (i128::from(START_UNIX_NANOS) + t.as_nanos() as i128 + i128::from(offset)) as u64;
     let mut node = SimNode::new(PrivateKey::from_bytes(ctx.spec.key), rng, now, unix);
     let peer = node
         .add_peer(ctx.spec.peer.clone(), now)
@@ -202,7 +205,18 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         result_drop_pending: false,
     };
     io.shared.borrow_mut().boots[i] = boot;
-    io.log(&format!("boot #{boot} on port {link_port}"), &[]);
+    if offset == 0 {
+        io.log(&format!("boot #{boot} on port {link_port}"), &[]);
+    } else {
+        let step = ClockStep {
+            forward: offset > 0,
+            by: Duration::from_nanos(offset.unsigned_abs()),
+        };
+        io.log(
+            &format!("boot #{boot} on port {link_port}, wall clock {step}"),
+            &[],
+        );
+    }
     let mut scratch = vec![0u8; sdt_core::node::TRANSMIT_BUFFER];
     let mut buf = vec![0u8; HEADROOM + MAX_DATAGRAM + TAILROOM];
     if ctx.spec.connect {

@@ -40,7 +40,8 @@ use crate::driver::{
     ROUTER_SERVICE, START_UNIX_NANOS,
 };
 use crate::scenario::{
-    Mode, Scenario, Setup, ALICE_PORT, BOB_PORT, LINK_PORT, LISTEN_PORT, NODE_NAMES, X, Y,
+    ClockStep, Mode, Scenario, Setup, ALICE_PORT, BOB_PORT, LINK_PORT, LISTEN_PORT, NODE_NAMES, X,
+    Y,
 };
 use crate::trace::mix;
 use crate::world::{Shared, SharedRef};
@@ -163,6 +164,22 @@ impl Outcome {
             f.roams.len(),
             f.attack.is_some()
         );
+        let steps: Vec<String> = f
+            .restarts
+            .iter()
+            .filter_map(|r| {
+                r.clock_step.map(|c| {
+                    format!(
+                        "{} at {:.3}s: {c}",
+                        NODE_NAMES[r.node],
+                        r.down.end.as_secs_f64()
+                    )
+                })
+            })
+            .collect();
+        if !steps.is_empty() {
+            s += &format!("  clock steps: {}\n", steps.join(", "));
+        }
         for i in [X, Y] {
             s += &format!("  {}: {}\n", NODE_NAMES[i], self.totals[i].line());
         }
@@ -335,7 +352,7 @@ enum Action {
     Partition,
     Repair,
     Crash(usize),
-    Bounce(usize),
+    Bounce(usize, Option<ClockStep>),
     Roam,
     LossStop,
 }
@@ -349,7 +366,7 @@ fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
     }
     for r in &f.restarts {
         v.push((r.down.start, Action::Crash(r.node)));
-        v.push((r.down.end, Action::Bounce(r.node)));
+        v.push((r.down.end, Action::Bounce(r.node, r.clock_step)));
     }
     for &t in &f.roams {
         v.push((t, Action::Roam));
@@ -523,9 +540,16 @@ fn apply(
             slots[i].borrow_mut().archive();
             format!("crash {}", NODE_NAMES[i])
         }
-        Action::Bounce(i) => {
+        Action::Bounce(i, step) => {
+            // The node reads its wall clock when it boots, in the next step.
+            if let Some(step) = step {
+                shared.borrow_mut().wall_offset[i] += step.nanos();
+            }
             sim.bounce(NODE_NAMES[i]);
-            format!("bounce {}", NODE_NAMES[i])
+            match step {
+                None => format!("bounce {}", NODE_NAMES[i]),
+                Some(step) => format!("bounce {}, its wall clock stepped {step}", NODE_NAMES[i]),
+            }
         }
         Action::Roam => {
             let mut s = shared.borrow_mut();

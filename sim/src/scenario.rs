@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use sdt_core::link::{KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_TIMEOUT};
+use sdt_core::link::{KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
 use sdt_core::node::ChannelLimits;
 
 use crate::trace::mix;
@@ -76,6 +76,82 @@ pub struct Restart {
     pub node: usize,
     /// When it is down.
     pub down: Window,
+    /// The node's wall clock stepped while it was down (drawn when the
+    /// scenario switches [`Faults::clock_steps`] on).
+    pub clock_step: Option<ClockStep>,
+}
+
+/// Which way clock steps go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Ahead.
+    Forward,
+    /// Back.
+    Backward,
+    /// Either, drawn per step.
+    Both,
+}
+
+/// Clock steps switched on: every restart of the scenario comes back with
+/// the node's wall clock stepped by a size drawn log-uniformly in `sizes`
+/// (so seconds, minutes and hours all come up).
+///
+/// Core reads the wall clock once, at start (`Node::new`'s `unix_nanos`,
+/// the base of its TAI64N initiation timestamps), and measures everything
+/// else with the monotonic clock, which here is turmoil's elapsed time and
+/// cannot step. A step of a running node is therefore invisible until it
+/// restarts: a clock step is a restart whose wall clock jumped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSteps {
+    /// Smallest and largest step.
+    pub sizes: (Duration, Duration),
+    /// Which way, for each node ([`X`], [`Y`]).
+    pub directions: [Direction; 2],
+}
+
+/// One step of a node's wall clock, seen by the node at its next boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockStep {
+    /// Ahead (else back).
+    pub forward: bool,
+    /// By how much.
+    pub by: Duration,
+}
+
+impl ClockStep {
+    /// The step in signed nanoseconds.
+    pub fn nanos(&self) -> i64 {
+        let n = self.by.as_nanos() as i64;
+        if self.forward {
+            n
+        } else {
+            -n
+        }
+    }
+}
+
+impl std::fmt::Display for ClockStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            hms(self.by),
+            if self.forward { "ahead" } else { "back" }
+        )
+    }
+}
+
+/// `1h02m03.456s`, `2m03.456s` or `3.456s`.
+pub fn hms(d: Duration) -> String {
+    let ms = d.as_millis();
+    let (h, m, s, ms) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}.{ms:03}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}.{ms:03}s")
+    } else {
+        format!("{s}.{ms:03}s")
+    }
 }
 
 /// Link loss as turmoil models it: at each send the link breaks with
@@ -175,6 +251,9 @@ pub struct Faults {
     pub partitions: Vec<Window>,
     /// Node restarts (turmoil `crash`, then `bounce`).
     pub restarts: Vec<Restart>,
+    /// Whether restarts step the node's wall clock, and how far (each
+    /// restart's step is in [`Restart::clock_step`]).
+    pub clock_steps: Option<ClockSteps>,
     /// Times at which X's link socket moves to a new port (roaming).
     pub roams: Vec<Duration>,
     /// The attacker, if any.
@@ -190,33 +269,26 @@ impl Faults {
             duplicate: 0.0,
             partitions: Vec::new(),
             restarts: Vec::new(),
+            clock_steps: None,
             roams: Vec::new(),
             attack: None,
         }
     }
+}
 
-    /// Times at which a fault ends and traffic must flow again within the
-    /// recovery bound: partitions heal, restarted nodes come back, X roams.
-    pub fn heals(&self) -> Vec<(Duration, String)> {
-        let mut v: Vec<(Duration, String)> = Vec::new();
-        for p in &self.partitions {
-            v.push((p.end, format!("partition healed at {:.3}s", secs(p.end))));
-        }
-        for r in &self.restarts {
-            v.push((
-                r.down.end,
-                format!("{} back at {:.3}s", NODE_NAMES[r.node], secs(r.down.end)),
-            ));
-        }
-        for &t in &self.roams {
-            v.push((t, format!("x roamed at {:.3}s", secs(t))));
-        }
-        if let Some(l) = self.loss {
-            v.push((l.until, format!("loss stopped at {:.3}s", secs(l.until))));
-        }
-        v.sort();
-        v
-    }
+/// The end of a fault, after which traffic must flow again within `bound`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heal {
+    /// When the fault ended.
+    pub at: Duration,
+    /// What ended, for reports.
+    pub what: String,
+    /// The bound on recovery after it: [`Setup::recovery_bound`], plus the
+    /// step for a backward clock step that only the stepped node can get
+    /// over (see [`Setup::heal_bound`]).
+    pub bound: Duration,
+    /// The clock step of a restart, as (node, step).
+    pub clock_step: Option<(usize, ClockStep)>,
 }
 
 /// When customers send.
@@ -324,6 +396,126 @@ impl Setup {
                 entry: X,
             }
         }
+    }
+}
+
+impl Setup {
+    /// Times at which a fault ends and traffic must flow again within the
+    /// recovery bound: partitions heal, restarted nodes come back, X roams,
+    /// the loss stops.
+    pub fn heals(&self) -> Vec<Heal> {
+        let f = &self.faults;
+        let normal = self.recovery_bound();
+        let mut v: Vec<Heal> = Vec::new();
+        let heal = |at: Duration, what: String| Heal {
+            at,
+            what,
+            bound: normal,
+            clock_step: None,
+        };
+        for p in &f.partitions {
+            v.push(heal(
+                p.end,
+                format!("partition healed at {:.3}s", secs(p.end)),
+            ));
+        }
+        for r in &f.restarts {
+            let mut h = heal(
+                r.down.end,
+                format!("{} back at {:.3}s", NODE_NAMES[r.node], secs(r.down.end)),
+            );
+            if let Some(c) = r.clock_step {
+                h.what += &format!(", wall clock {c}");
+                h.clock_step = Some((r.node, c));
+                h.bound = self.heal_bound(r, c);
+            }
+            v.push(h);
+        }
+        for &t in &f.roams {
+            let mut h = heal(t, format!("x roamed at {:.3}s", secs(t)));
+            // A roam around a restart of X with its clock stepped is part of
+            // that fault, and has its bound.
+            for r in &f.restarts {
+                if let Some(c) = r.clock_step {
+                    if r.node == X && t >= r.down.start && t <= r.down.end + normal {
+                        h.bound = h.bound.max(self.heal_bound(r, c));
+                    }
+                }
+            }
+            v.push(h);
+        }
+        if let Some(l) = f.loss {
+            v.push(heal(
+                l.until,
+                format!("loss stopped at {:.3}s", secs(l.until)),
+            ));
+        }
+        v.sort_by_key(|h| h.at);
+        v
+    }
+
+    /// Whether node `i` starts handshakes on its own after its peer
+    /// restarted: it knows (or has learned) the peer's endpoint, and either
+    /// sends data whose silence starts its `KEEPALIVE_TIMEOUT +
+    /// REKEY_TIMEOUT` timer, or keeps the link up (and probes). Every node
+    /// does, except Y in push mode: it learns X's endpoint, but the exit of
+    /// a push service never sends data (keepalives do not start the timer).
+    pub fn initiates(&self, i: usize) -> bool {
+        !(i == Y && self.mode == Mode::Push && !self.reverse)
+    }
+
+    /// The bound on recovery after restart `r`, whose node came back with
+    /// its wall clock stepped by `step`.
+    ///
+    /// A responder refuses an initiation whose TAI64N timestamp is not newer
+    /// than the last it accepted from the initiator (`replayed_initiation`).
+    /// With its wall clock `W` ahead of the true time `t`, a node stamps
+    /// `t + W`. Its peer last accepted a stamp `t_a + W_old`, from an
+    /// initiation sent at `t_a`, before the crash. Stepped by `s`, the node
+    /// stamps `t + W_old + s`:
+    /// - ahead (`s > 0`), every stamp is newer: the normal bound;
+    /// - back by `S`, the peer refuses the node's initiations until
+    ///   `t > t_a + S`, which is before `t_boot + S` since `t_a < t_boot`.
+    ///   The restarted node has no timestamps to hold against anyone, so an
+    ///   initiation of the peer is accepted at once: where the peer
+    ///   initiates to where the node is ([`Setup::peer_reaches`]), the
+    ///   normal bound still applies (its `KEEPALIVE_TIMEOUT + REKEY_TIMEOUT`
+    ///   term is the peer noticing; its `REKEY_TIMEOUT + MAX_JITTER` term
+    ///   covers the one crossing initiation the restarted node may ignore).
+    ///   Otherwise only the stepped node's attempts can bring the link up
+    ///   (every `REKEY_TIMEOUT` plus jitter, again at the next send after
+    ///   `REKEY_ATTEMPT_TIME`), and they get through once its clock passes
+    ///   `t_a`: at most `S` plus the normal bound.
+    pub fn heal_bound(&self, r: &Restart, step: ClockStep) -> Duration {
+        let normal = self.recovery_bound();
+        if step.forward || self.peer_reaches(r) {
+            normal
+        } else {
+            normal + step.by
+        }
+    }
+
+    /// Whether the peer of the node restarted in `r` initiates to where the
+    /// node is, soon enough to bring the link up within the normal bound:
+    /// - it initiates on its own at all ([`Setup::initiates`]);
+    /// - its attempts have not given up: they start about `KEEPALIVE_TIMEOUT
+    ///   + REKEY_TIMEOUT` after the crash (its last unanswered datagram)
+    ///   and end `REKEY_ATTEMPT_TIME` later, so the node must be down for
+    ///   less than `REKEY_ATTEMPT_TIME`;
+    /// - they go where the node is: X must not move to a new port from its
+    ///   crash until the bound has passed (the peer's endpoint would be
+    ///   stale, and a refused initiation rightly does not move it).
+    pub fn peer_reaches(&self, r: &Restart) -> bool {
+        let until = r.down.end + self.recovery_bound();
+        let moved = r.node == X
+            && self
+                .faults
+                .roams
+                .iter()
+                .any(|&t| t >= r.down.start && t <= until);
+        self.initiates(crate::world::other(r.node))
+            && r.down.end - r.down.start < REKEY_ATTEMPT_TIME
+            && !moved
     }
 }
 
@@ -532,8 +724,12 @@ fn chaos(d: &mut Draw, s: &mut Setup, mode: Mode) {
 
 /// Runs at least until every heal has had its recovery bound, plus slack.
 fn extend_for_recovery(s: &mut Setup) {
-    let last = s.faults.heals().last().map_or(Duration::ZERO, |(t, _)| *t);
-    let need = last + s.recovery_bound() + Duration::from_secs(3);
+    let need = s
+        .heals()
+        .iter()
+        .map(|h| h.at + h.bound + Duration::from_secs(3))
+        .max()
+        .unwrap_or(Duration::ZERO);
     if s.traffic.stop < need {
         s.traffic.stop = need;
     }
@@ -563,8 +759,72 @@ fn restart(d: &mut Draw, s: &mut Setup, mode: Mode, node: Option<usize>) {
     s.faults.restarts.push(Restart {
         node,
         down: Window { start, end },
+        clock_step: None,
     });
     extend_for_recovery(s);
+}
+
+/// Steps: from a second to six hours, log-uniform.
+const CLOCK_STEPS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(6 * 3600));
+
+/// Steps of the scenarios that pin finding 5: longer than a restart comes
+/// back after (so the delay shows on every seed), short enough for the runs
+/// to reach recovery.
+const PINNED_STEPS: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(120));
+
+/// Draws a clock step for every restart, if the scenario switched clock
+/// steps on. Called last, so every other draw is the one the scenario makes
+/// without clock steps.
+fn step_clocks(d: &mut Draw, s: &mut Setup) {
+    let Some(c) = s.faults.clock_steps else {
+        return;
+    };
+    let (lo, hi) = (c.sizes.0.as_secs_f64(), c.sizes.1.as_secs_f64());
+    for r in &mut s.faults.restarts {
+        let forward = match c.directions[r.node] {
+            Direction::Forward => true,
+            Direction::Backward => false,
+            Direction::Both => d.int(0, 1) == 1,
+        };
+        let by = lo * (hi / lo).powf(d.real(0.0, 1.0));
+        r.clock_step = Some(ClockStep {
+            forward,
+            by: Duration::from_millis((by * 1000.0) as u64),
+        });
+    }
+    // A step may lengthen a bound.
+    extend_for_recovery(s);
+}
+
+/// One restart of `node` (drawn if `None`), its wall clock stepped.
+fn clock_step(d: &mut Draw, s: &mut Setup, mode: Mode, node: Option<usize>, steps: ClockSteps) {
+    restart(d, s, mode, node);
+    s.faults.clock_steps = Some(steps);
+    step_clocks(d, s);
+}
+
+/// Both nodes restart, one after the other (the order drawn), each with its
+/// wall clock stepped ahead.
+fn clock_forward(d: &mut Draw, s: &mut Setup) {
+    set_mode(s, d, Mode::Forward);
+    s.exact_counters = false;
+    let first = d.int(0, 1) as usize;
+    let mut t = d.ms(3_000, 10_000);
+    for node in [first, crate::world::other(first)] {
+        let end = t + d.ms(100, 20_000);
+        s.faults.restarts.push(Restart {
+            node,
+            down: Window { start: t, end },
+            clock_step: None,
+        });
+        // The next fault only after this one's recovery bound.
+        t = end + s.recovery_bound() + d.ms(1_000, 5_000);
+    }
+    s.faults.clock_steps = Some(ClockSteps {
+        sizes: CLOCK_STEPS,
+        directions: [Direction::Forward; 2],
+    });
+    step_clocks(d, s);
 }
 
 fn roam(d: &mut Draw, s: &mut Setup, mode: Mode) {
@@ -655,6 +915,7 @@ fn restart_new_port(d: &mut Draw, s: &mut Setup) {
     s.faults.restarts.push(Restart {
         node: X,
         down: Window { start, end },
+        clock_step: None,
     });
     s.faults.roams.push(end - Duration::from_millis(1));
     extend_for_recovery(s);
@@ -674,6 +935,7 @@ fn restart_replay(d: &mut Draw, s: &mut Setup) {
             start: Duration::from_secs(3),
             end: Duration::from_secs(4),
         },
+        clock_step: None,
     });
     s.faults.attack = Some(Attack {
         active: Window {
@@ -710,12 +972,22 @@ fn mayhem(d: &mut Draw, s: &mut Setup) {
             start: b,
             end: b + d.ms(100, 8_000),
         },
+        clock_step: None,
     });
     s.faults.roams.push(d.ms(22_000, 28_000));
     if let Some(l) = &mut s.faults.loss {
         l.until = d.ms(29_000, 32_000);
     }
     extend_for_recovery(s);
+    // The restart steps the wall clock: Y's either way, X's ahead only. A
+    // step back of X is finding 5 when the roam moves X out of Y's reach
+    // before Y initiates, and fails mayhem whenever it comes up (13 of
+    // seeds 0..100 with X's steps either way).
+    s.faults.clock_steps = Some(ClockSteps {
+        sizes: CLOCK_STEPS,
+        directions: [Direction::Forward, Direction::Both],
+    });
+    step_clocks(d, s);
     if let Some(a) = &mut s.faults.attack {
         a.active.end = s.traffic.stop;
     }
@@ -914,6 +1186,53 @@ pub const SCENARIOS: &[Scenario] = &[
         |d, s| roam(d, s, Mode::Forward)
     ),
     scenario!(
+        "forward-clock-forward",
+        "forward, X and Y restart in turn, each with its wall clock stepped ahead 1 s-6 h",
+        |d, s| clock_forward(d, s)
+    ),
+    scenario!(
+        "forward-clock-back-x",
+        "forward, X (initiator) restarts with its wall clock stepped back 1 s-6 h; Y initiates",
+        |d, s| clock_step(
+            d,
+            s,
+            Mode::Forward,
+            Some(X),
+            ClockSteps {
+                sizes: CLOCK_STEPS,
+                directions: [Direction::Backward; 2],
+            }
+        )
+    ),
+    scenario!(
+        "forward-clock-back-y",
+        "forward, Y (responder) restarts with its wall clock stepped back 1 s-6 h",
+        |d, s| clock_step(
+            d,
+            s,
+            Mode::Forward,
+            Some(Y),
+            ClockSteps {
+                sizes: CLOCK_STEPS,
+                directions: [Direction::Backward; 2],
+            }
+        )
+    ),
+    scenario!(
+        "push-clock-back-x",
+        "KNOWN CORE LIMITATION: push, X (the only initiator) restarts with its clock stepped back 60-120 s; Y refuses it until the clock catches up",
+        |d, s| clock_step(
+            d,
+            s,
+            Mode::Push,
+            Some(X),
+            ClockSteps {
+                sizes: PINNED_STEPS,
+                directions: [Direction::Backward; 2],
+            }
+        )
+    ),
+    scenario!(
         "forward-pressure",
         "forward, more bursty clients than max_channels",
         |d, s| pressure(d, s, Mode::Forward)
@@ -959,8 +1278,20 @@ pub const SCENARIOS: &[Scenario] = &[
         |d, s| restart_new_port(d, s)
     ),
     scenario!(
+        "forward-clock-back-new-port",
+        "KNOWN CORE LIMITATION: X restarts on a new port with its clock stepped back 60-120 s; Y initiates to the old port and refuses X",
+        |d, s| {
+            restart_new_port(d, s);
+            s.faults.clock_steps = Some(ClockSteps {
+                sizes: PINNED_STEPS,
+                directions: [Direction::Backward; 2],
+            });
+            step_clocks(d, s);
+        }
+    ),
+    scenario!(
         "mayhem",
-        "forward with everything: loss, duplication, pressure, partition, restart, roam, attacker",
+        "forward with everything: loss, duplication, pressure, partition, restart with a clock step, roam, attacker",
         |d, s| mayhem(d, s)
     ),
 ];

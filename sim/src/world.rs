@@ -138,6 +138,10 @@ pub struct Shared {
     pub link_port: [u16; 2],
     /// How often each node has booted.
     pub boots: [u64; 2],
+    /// How far each node's wall clock is ahead of the simulation's (behind
+    /// if negative), in nanoseconds: the sum of its clock steps so far. A
+    /// node reads it when it boots.
+    pub wall_offset: [i64; 2],
     /// Frames that arrived at the nodes from each other, newest last.
     pub captured: VecDeque<Captured>,
     /// Handshake messages that arrived at the nodes from each other (the
@@ -171,6 +175,7 @@ impl Shared {
             addrs: BTreeMap::new(),
             link_port: [crate::scenario::LINK_PORT; 2],
             boots: [0; 2],
+            wall_offset: [0; 2],
             captured: VecDeque::new(),
             captured_handshakes: VecDeque::new(),
             tun_in: VecDeque::new(),

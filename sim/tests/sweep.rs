@@ -49,6 +49,11 @@ macro_rules! sweeps {
                 "forward-roam",
                 "forward-reverse-restart-x",
                 "forward-reverse-restart-y",
+                "forward-clock-forward",
+                "forward-clock-back-x",
+                "forward-clock-back-y",
+                "push-clock-back-x",
+                "forward-clock-back-new-port",
             ];
             for s in SCENARIOS {
                 assert!(
