@@ -168,6 +168,21 @@ pub struct ServiceSpec {
     pub new_channels_per_second: u32,
 }
 
+impl PeerSpec {
+    /// A peer for configs built in code: no pre-shared key, no persistent
+    /// keepalive, and the link kept up exactly when the endpoint is known.
+    pub fn new(name: &str, public_key: PublicKey, endpoint: Option<SocketAddr>) -> PeerSpec {
+        PeerSpec {
+            name: name.to_owned(),
+            public_key,
+            endpoint,
+            preshared_key: None,
+            persistent_keepalive: None,
+            keep_up: endpoint.is_some(),
+        }
+    }
+}
+
 impl ServiceSpec {
     /// A service with every optional key at its default, for configs built
     /// in code (the demo, tests, embedding programs).

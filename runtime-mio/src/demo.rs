@@ -96,14 +96,7 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
     y_services[1].target = Some(receiver.local_addr()?);
     y_services[2].listen = Some(direct_y);
     y_services[2].target = Some(customer_b.local_addr()?);
-    let peer_x = PeerSpec {
-        name: "x".into(),
-        public_key: pub_x,
-        endpoint: None,
-        preshared_key: None,
-        persistent_keepalive: None,
-        keep_up: false,
-    };
+    let peer_x = PeerSpec::new("x", pub_x, None);
     let y = Daemon::start(
         node_config("demo-y", key_y, peer_x, y_services),
         Options::default(),
@@ -120,14 +113,7 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
     x_services[1].listen = Some(push_listen);
     x_services[2].listen = Some(direct_x);
     x_services[2].target = Some(customer_a.local_addr()?);
-    let peer_y = PeerSpec {
-        name: "y".into(),
-        public_key: pub_y,
-        endpoint: Some(y.link_addr()),
-        preshared_key: None,
-        persistent_keepalive: None,
-        keep_up: true,
-    };
+    let peer_y = PeerSpec::new("y", pub_y, Some(y.link_addr()));
     let x = Daemon::start(
         node_config("demo-x", key_x, peer_y, x_services),
         Options::default(),

@@ -93,14 +93,7 @@ fn steady_state_forwarding_does_not_allocate() {
     let listen = UdpSocket::bind(localhost()).unwrap().local_addr().unwrap();
     let mut exit = service(Half::Exit);
     exit.target = Some(echo_addr);
-    let peer = |name: &str, public_key, endpoint| PeerSpec {
-        name: name.into(),
-        public_key,
-        endpoint,
-        preshared_key: None,
-        persistent_keepalive: None,
-        keep_up: endpoint.is_some(),
-    };
+    let peer = PeerSpec::new;
     let y = Daemon::start(config(ky, peer("x", px, None), exit), Options::default()).unwrap();
     let mut entry = service(Half::Entry);
     entry.listen = Some(listen);

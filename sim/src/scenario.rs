@@ -33,31 +33,12 @@ pub const ATTACKER_PORT: u16 = 6666;
 /// Simulated time per turmoil step.
 pub const TICK: Duration = Duration::from_millis(1);
 
-/// The four modes of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// alice-0 <-> bob-0; alice-1 is a stranger.
-    Direct,
-    /// alice-N -> x:7000+s -> bob-s, answers back.
-    Forward,
-    /// alice-N -> x:7000 -> bob-0, one way.
-    Push,
-    /// alice-N's IP packets to any bob through X's TUN; the last bob is not
-    /// on Y's allow-list.
-    Router,
-}
-
-impl Mode {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Direct => "direct",
-            Mode::Forward => "forward",
-            Mode::Push => "push",
-            Mode::Router => "router",
-        }
-    }
-}
+/// The four modes of a service, core's own. In the scenarios: direct is
+/// alice-0 <-> bob-0 with alice-1 a stranger; forward is alice-N ->
+/// x:7000+s -> bob-s with answers back; push is alice-N -> x:7000 -> bob-0,
+/// one way; router is alice-N's IP packets to any bob through X's TUN, the
+/// last bob not on Y's allow-list.
+pub use sdt_core::node::Mode;
 
 /// A window of simulated time, from `start` to `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

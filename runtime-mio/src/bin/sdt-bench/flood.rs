@@ -103,14 +103,7 @@ fn flood_at(rate: u64, length: Duration) -> Result<(bool, bool), String> {
     exit.target = Some(echo.addr);
     let mut entry = service(FORWARD, Mode::Forward, Half::Entry);
     entry.listen = Some(listen);
-    let peer = |name: &str, public_key, endpoint: Option<SocketAddr>| PeerSpec {
-        name: name.into(),
-        public_key,
-        endpoint,
-        preshared_key: None,
-        persistent_keepalive: None,
-        keep_up: endpoint.is_some(),
-    };
+    let peer = PeerSpec::new;
     let start_x = |endpoint| {
         Daemon::start(
             node_config(

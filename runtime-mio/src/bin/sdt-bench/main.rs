@@ -105,16 +105,13 @@ impl Pair {
             s.max_channels = max_channels;
             s.idle_timeout = idle_timeout;
         }
-        let peer = |name: &str, public_key, endpoint, keep_up| PeerSpec {
-            name: name.into(),
-            public_key,
-            endpoint,
-            preshared_key: None,
-            persistent_keepalive: None,
-            keep_up,
-        };
         let y = Daemon::start(
-            node_config("bench-y", key_y, peer("x", pub_x, None, false), vec![exit]),
+            node_config(
+                "bench-y",
+                key_y,
+                PeerSpec::new("x", pub_x, None),
+                vec![exit],
+            ),
             Options::default(),
         )
         .map_err(|e| format!("node y: {e}"))?;
@@ -122,7 +119,7 @@ impl Pair {
             node_config(
                 "bench-x",
                 key_x,
-                peer("y", pub_y, Some(y.link_addr()), true),
+                PeerSpec::new("y", pub_y, Some(y.link_addr())),
                 vec![entry],
             ),
             Options::default(),
