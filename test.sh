@@ -32,3 +32,9 @@ cargo build --locked --release -p sdt-smoltcp --example firmware \
 
 echo "== tests"
 cargo test --workspace --locked
+
+# The README's main command, exactly as README.md writes it (the first
+# `cargo run` line), so the two cannot drift apart.
+main_command=$(grep -m1 -E '^cargo run' README.md)
+echo "== README's main command: $main_command"
+bash -c "$main_command"
