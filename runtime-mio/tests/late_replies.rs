@@ -191,12 +191,14 @@ struct Seen {
 }
 
 /// Opens `plan.clients` client sockets at `plan.rate` a second, each
-/// sending `q:<its id>` to the entry, and reads every reply until
-/// `drain` after the last client started.
+/// sending `q:<its id>` to the entry and reading replies for `drain`, then
+/// closing (as a DNS client gives up), so that only `rate * drain` sockets
+/// are open at once.
 fn clients(plan: &Plan, entry: SocketAddr, drain: Duration) -> Seen {
     let mut poll = mio::Poll::new().expect("poll");
     let mut events = mio::Events::with_capacity(1024);
     let mut sockets: HashMap<usize, mio::net::UdpSocket> = HashMap::new();
+    let mut closing: std::collections::VecDeque<(Instant, usize)> = Default::default();
     let mut seen = Seen::default();
     let started = Instant::now();
     let gap = Duration::from_secs(1) / plan.rate.max(1);
@@ -215,7 +217,15 @@ fn clients(plan: &Plan, entry: SocketAddr, drain: Duration) -> Seen {
                 seen.sent += 1;
             }
             sockets.insert(next, sock);
+            closing.push_back((Instant::now() + drain, next));
             next += 1;
+        }
+        while closing.front().is_some_and(|(at, _)| *at <= Instant::now()) {
+            if let Some((_, client)) = closing.pop_front() {
+                if let Some(mut sock) = sockets.remove(&client) {
+                    let _ = poll.registry().deregister(&mut sock);
+                }
+            }
         }
         poll.poll(&mut events, Some(Duration::from_millis(5)))
             .expect("poll");
@@ -253,7 +263,8 @@ fn clients(plan: &Plan, entry: SocketAddr, drain: Duration) -> Seen {
 #[test]
 fn late_replies_reach_only_their_own_client_while_exit_ports_are_reused() {
     let plan = Plan::from_env();
-    let wanted = plan.clients as libc::rlim_t + 1024;
+    let open_at_once = plan.rate as usize * (plan.max_delay.as_secs() as usize + 3);
+    let wanted = open_at_once.min(plan.clients) as libc::rlim_t + 1024;
     sdt::daemon::raise_open_file_limit_to(wanted).expect("open file limit");
     let lab = Lab::new("late", 41);
     support::require_tool("sysctl");

@@ -457,7 +457,8 @@ fn refuses_bad_service_values() {
 
 #[test]
 fn port_hold_belongs_to_channel_exits() {
-    let service = |body: &str| with_peer(&format!("\n[[service]] # S\nid = 1\npeer = \"y\"\n{body}"));
+    let service =
+        |body: &str| with_peer(&format!("\n[[service]] # S\nid = 1\npeer = \"y\"\n{body}"));
     let exit = "mode = \"forward\"\ntarget = \"127.0.0.1:53\"\n";
     let held = |text: &str| parse(text).unwrap().services[0].port_hold;
     assert_eq!(held(&service(exit)), ChannelLimits::DEFAULT_PORT_HOLD);
@@ -483,7 +484,12 @@ fn port_hold_belongs_to_channel_exits() {
         "mode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"127.0.0.1:8\"\n",
     ] {
         let text = service(&format!("{elsewhere}port_hold = \"5s\"\n"));
-        refused(&text, "port_hold", "port_hold", "exit half of a forward or router");
+        refused(
+            &text,
+            "port_hold",
+            "port_hold",
+            "exit half of a forward or router",
+        );
     }
 }
 
