@@ -19,6 +19,7 @@ DEBS=(
   "bsdutils:logger"
   "util-linux:setpriv"
   "libcap2-bin:capsh"
+  "procps:sysctl"
 )
 
 for t in "${RUST_TARGETS[@]}"; do

@@ -9,10 +9,9 @@
 //! (service, peer, number) on both sides, and by [`ChannelId`] for the
 //! sockets a channel owns.
 //!
-//! The table is bounded and does no eviction itself: idle channels expire
-//! through [`ChannelTable::retain`], and when the table is full the caller
-//! may evict [`ChannelTable::oldest`] of the service if it has been idle long
-//! enough. For that each service keeps an intrusive doubly-linked LRU list
+//! The table is bounded and does no eviction itself: the caller expires
+//! idle channels and, when the table is full, may evict
+//! [`ChannelTable::oldest`] of the service if it has been idle long enough. For that each service keeps an intrusive doubly-linked LRU list
 //! through the slots, least recently active first, so touching, inserting,
 //! removing and finding the oldest channel are all O(1).
 //!
@@ -26,6 +25,27 @@
 //!   every live channel is indexed by its number and, if it has a client, by
 //!   its client and destination;
 //! - `len` is the number of live slots and the sum of all `service_len`.
+//! - every held slot is in the held list, in the order it was held, and in
+//!   no index; `held_len` is their number and the sum of all
+//!   `service_held`.
+//!
+//! # Held slots: the exit port rule
+//!
+//! An exit channel owns a socket connected to its target, on a local port
+//! the OS chose. When the channel ends, that port must not serve another
+//! channel while replies to the old one may still arrive: a target that
+//! answers late would otherwise hand the old client's reply to the new
+//! channel's client (the NAT port-reuse problem; RFC 4787 and RFC 6888
+//! REQ-8 ask NATs to hold a port after its mapping ends). So a channel can
+//! be [`hold`](ChannelTable::hold)ed instead of removed: it leaves every
+//! index and its service's LRU list at once (its number and client are free
+//! for a new channel), but its slot, its [`ChannelId`] and therefore its
+//! socket stay, until [`release_due`](ChannelTable::release_due) frees them
+//! after the release time the caller chose. Datagrams that still arrive on
+//! the socket find the id [`held`](ChannelTable::held) and are dropped as
+//! late. Because a held slot is still a slot, the table's capacity bounds
+//! live and held sockets together: the runtime never holds more than `C`
+//! channel sockets.
 
 use core::fmt;
 use core::net::SocketAddr;
@@ -39,6 +59,9 @@ pub type ServiceIndex = u8;
 
 /// Number of possible services, the size of the per-service arrays.
 const SERVICES: usize = ServiceIndex::MAX as usize + 1;
+
+/// The held slots' list, after the services' LRU lists in `head`/`tail`.
+const HELD: usize = SERVICES;
 
 /// "No slot": the end of a list. Never a valid slot, since `C <= 32768`.
 const NONE: u16 = u16::MAX;
@@ -128,6 +151,18 @@ pub enum InsertError {
     DuplicateNumber,
 }
 
+/// What [`ChannelTable::retain`] does with a live channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It stays live.
+    Keep,
+    /// It is removed and its slot freed.
+    Remove,
+    /// It ends, and its slot is held until the given time (see
+    /// [`ChannelTable::hold`]).
+    Hold(Instant),
+}
+
 /// Index key on the entry side.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct ClientKey {
@@ -162,27 +197,51 @@ impl Channel {
     }
 }
 
+/// What a slot holds.
+#[derive(Clone, Debug)]
+enum Occupant {
+    /// Nothing: the slot is on the free list.
+    Free,
+    /// A live channel, indexed and in its service's LRU list.
+    Live(Channel),
+    /// A channel that ended but whose socket is held until `release_at`: in
+    /// no index, in the held list.
+    Held {
+        channel: Channel,
+        release_at: Instant,
+    },
+}
+
 /// One place for a channel.
 #[derive(Clone, Debug)]
 struct Slot {
-    channel: Option<Channel>,
-    /// Bumped (wrapping) whenever the slot's channel is removed.
+    occupant: Occupant,
+    /// Bumped (wrapping) whenever the slot is freed.
     generation: u16,
     /// Live: the previous (less recently active) slot of the service's LRU
-    /// list. Free: unused.
+    /// list. Held: the previous (earlier held) slot of the held list. Free:
+    /// unused.
     prev: u16,
     /// Live: the next (more recently active) slot of the service's LRU list.
-    /// Free: the next slot of the free list.
+    /// Held: the next slot of the held list. Free: the next slot of the free
+    /// list.
     next: u16,
 }
 
 impl Slot {
     const EMPTY: Slot = Slot {
-        channel: None,
+        occupant: Occupant::Free,
         generation: 0,
         prev: NONE,
         next: NONE,
     };
+
+    fn live(&self) -> Option<&Channel> {
+        match &self.occupant {
+            Occupant::Live(channel) => Some(channel),
+            _ => None,
+        }
+    }
 }
 
 /// The channels of all services, at most `C` of them.
@@ -201,9 +260,12 @@ impl Slot {
 /// Getters: [`len`](Self::len), [`service_len`](Self::service_len),
 /// [`get`](Self::get), [`find_by_client`](Self::find_by_client),
 /// [`find_by_number`](Self::find_by_number), [`oldest`](Self::oldest),
-/// [`iter`](Self::iter). Commands: [`insert`](Self::insert),
-/// [`touch`](Self::touch), [`remove`](Self::remove),
-/// [`retain`](Self::retain). The table never evicts on its own and reads no
+/// [`iter`](Self::iter), [`held`](Self::held),
+/// [`held_len`](Self::held_len), [`service_held`](Self::service_held),
+/// [`next_release`](Self::next_release). Commands:
+/// [`insert`](Self::insert), [`touch`](Self::touch),
+/// [`remove`](Self::remove), [`hold`](Self::hold),
+/// [`release_due`](Self::release_due), [`retain`](Self::retain). The table never evicts on its own and reads no
 /// clock: activity times come from the caller, which must never pass an
 /// earlier `now` than before (otherwise [`oldest`](Self::oldest) is still the
 /// least recently *touched* channel, but its `last_active` may not be the
@@ -213,12 +275,17 @@ pub struct ChannelTable<const C: usize> {
     /// First slot of the free list, or `NONE` when the table is full.
     free: u16,
     len: usize,
-    /// Per service: least recently active slot, or `NONE`.
-    head: [u16; SERVICES],
-    /// Per service: most recently active slot, or `NONE`.
-    tail: [u16; SERVICES],
+    /// Per service: least recently active slot, or `NONE`; at [`HELD`] the
+    /// earliest held slot.
+    head: [u16; SERVICES + 1],
+    /// Per service: most recently active slot, or `NONE`; at [`HELD`] the
+    /// latest held slot.
+    tail: [u16; SERVICES + 1],
     /// Per service: number of live channels.
     count: [u16; SERVICES],
+    /// Per service: number of held slots.
+    held: [u16; SERVICES],
+    held_len: usize,
     by_client: FnvIndexMap<ClientKey, u16, C>,
     by_number: FnvIndexMap<NumberKey, u16, C>,
 }
@@ -258,9 +325,11 @@ impl<const C: usize> ChannelTable<C> {
             slots,
             free: 0,
             len: 0,
-            head: [NONE; SERVICES],
-            tail: [NONE; SERVICES],
+            head: [NONE; SERVICES + 1],
+            tail: [NONE; SERVICES + 1],
             count: [0; SERVICES],
+            held: [0; SERVICES],
+            held_len: 0,
             by_client: FnvIndexMap::new(),
             by_number: FnvIndexMap::new(),
         }
@@ -286,14 +355,55 @@ impl<const C: usize> ChannelTable<C> {
         usize::from(self.count[usize::from(service)])
     }
 
-    /// The channel `id` names, or `None` if it was removed (the id is stale)
-    /// or the id is not from this table.
+    /// Held slots, of all services.
+    pub fn held_len(&self) -> usize {
+        self.held_len
+    }
+
+    /// Held slots of `service`.
+    pub fn service_held(&self, service: ServiceIndex) -> usize {
+        usize::from(self.held[usize::from(service)])
+    }
+
+    /// Whether a slot is free for [`insert`](Self::insert).
+    pub fn has_free_slot(&self) -> bool {
+        self.free != NONE
+    }
+
+    /// The live channel `id` names, or `None` if it was removed or held
+    /// (the id is stale for live lookups) or the id is not from this table.
     pub fn get(&self, id: ChannelId) -> Option<&Channel> {
-        let slot = self.slots.get(usize::from(id.slot))?;
-        if slot.generation != id.generation {
-            return None;
+        self.slot_of(id)?.live()
+    }
+
+    /// The held channel `id` names, or `None` if it is live, was released
+    /// or never existed.
+    pub fn held(&self, id: ChannelId) -> Option<&Channel> {
+        match &self.slot_of(id)?.occupant {
+            Occupant::Held { channel, .. } => Some(channel),
+            _ => None,
         }
-        slot.channel.as_ref()
+    }
+
+    /// The earliest release time in the held list: when
+    /// [`release_due`](Self::release_due) next has something to do.
+    ///
+    /// The held list is in the order channels were held, and only its head
+    /// is looked at, so a slot held later with an earlier release time
+    /// waits for the slots before it. A slot is therefore never released
+    /// before its own release time, and at the latest when every slot held
+    /// before it is due; when callers choose release times of at most
+    /// "now plus a fixed hold", that is at most the hold after it was held.
+    pub fn next_release(&self) -> Option<Instant> {
+        match &self.slots.get(usize::from(self.head[HELD]))?.occupant {
+            Occupant::Held { release_at, .. } => Some(*release_at),
+            _ => None,
+        }
+    }
+
+    fn slot_of(&self, id: ChannelId) -> Option<&Slot> {
+        let slot = self.slots.get(usize::from(id.slot))?;
+        (slot.generation == id.generation).then_some(slot)
     }
 
     /// The entry-side channel of `service` for this client (and, in router
@@ -336,12 +446,13 @@ impl<const C: usize> ChannelTable<C> {
             return;
         };
         let slot = id.slot;
-        if let Some(channel) = self.slots[usize::from(slot)].channel.as_mut() {
+        if let Occupant::Live(channel) = &mut self.slots[usize::from(slot)].occupant {
             channel.last_active = now;
         }
-        if self.tail[usize::from(service)] != slot {
-            self.unlink(slot, service);
-            self.link_tail(slot, service);
+        let list = usize::from(service);
+        if self.tail[list] != slot {
+            self.unlink(slot, list);
+            self.link_tail(slot, list);
         }
     }
 
@@ -380,67 +491,159 @@ impl<const C: usize> ChannelTable<C> {
         let service = channel.service;
         let s = &mut self.slots[usize::from(slot)];
         self.free = s.next;
-        s.channel = Some(channel);
+        s.occupant = Occupant::Live(channel);
         let id = ChannelId {
             slot,
             generation: s.generation,
         };
-        self.link_tail(slot, service);
+        self.link_tail(slot, usize::from(service));
         self.len += 1;
         self.count[usize::from(service)] += 1;
         Ok(id)
     }
 
-    /// Removes the channel `id` names and returns it; `None` for a stale
-    /// id. Bumps the slot's generation, so `id` goes stale.
+    /// Removes the live channel `id` names and returns it; `None` for a
+    /// stale or held id. Bumps the slot's generation, so `id` goes stale.
     pub fn remove(&mut self, id: ChannelId) -> Option<Channel> {
-        let slot = id.slot;
-        let s = self.slots.get_mut(usize::from(slot))?;
-        if s.generation != id.generation {
+        self.get(id)?;
+        let channel = self.unindex(id.slot)?;
+        self.free_slot(id.slot);
+        Some(channel)
+    }
+
+    /// Ends the live channel `id` names but holds its slot, and so its id,
+    /// until `release_at`; returns a copy of the channel, or `None` for a
+    /// stale or held id. Its number and client are free for new channels at
+    /// once; [`get`](Self::get) no longer finds it, [`held`](Self::held)
+    /// does, and [`release_due`](Self::release_due) frees it.
+    pub fn hold(&mut self, id: ChannelId, release_at: Instant) -> Option<Channel> {
+        self.get(id)?;
+        let channel = self.unindex(id.slot)?;
+        self.held[usize::from(channel.service)] += 1;
+        self.held_len += 1;
+        self.link_tail(id.slot, HELD);
+        self.slots[usize::from(id.slot)].occupant = Occupant::Held {
+            channel: channel.clone(),
+            release_at,
+        };
+        Some(channel)
+    }
+
+    /// Frees the held slots due at `now`, from the head of the held list
+    /// (see [`next_release`](Self::next_release)), passing each one's id
+    /// and channel to `released` (to close its socket).
+    pub fn release_due(&mut self, now: Instant, mut released: impl FnMut(ChannelId, &Channel)) {
+        while self.next_release().is_some_and(|at| at <= now) {
+            let slot = self.head[HELD];
+            self.release(slot, &mut released);
+        }
+    }
+
+    /// Frees every held slot of `service` now, whatever its release time
+    /// (the service is going away), passing each to `released`. O(held).
+    pub fn release_service(
+        &mut self,
+        service: ServiceIndex,
+        mut released: impl FnMut(ChannelId, &Channel),
+    ) {
+        let mut slot = self.head[HELD];
+        while slot != NONE {
+            let next = self.slots[usize::from(slot)].next;
+            if matches!(&self.slots[usize::from(slot)].occupant,
+                Occupant::Held { channel, .. } if channel.service == service)
+            {
+                self.release(slot, &mut released);
+            }
+            slot = next;
+        }
+    }
+
+    /// Frees the held slot `id` names now, whatever its release time (the
+    /// runtime never opened its socket); returns its channel, or `None` if
+    /// `id` is not held.
+    pub fn release_held(&mut self, id: ChannelId) -> Option<Channel> {
+        let channel = self.held(id)?.clone();
+        self.release(id.slot, &mut |_, _| {});
+        Some(channel)
+    }
+
+    /// Frees the held `slot`.
+    fn release(&mut self, slot: u16, released: &mut impl FnMut(ChannelId, &Channel)) {
+        let id = self.id_of(slot);
+        self.unlink(slot, HELD);
+        let occupant =
+            core::mem::replace(&mut self.slots[usize::from(slot)].occupant, Occupant::Free);
+        if let Occupant::Held { channel, .. } = occupant {
+            self.held[usize::from(channel.service)] -= 1;
+            self.held_len -= 1;
+            released(id, &channel);
+        }
+        self.free_slot(slot);
+    }
+
+    /// Takes the live `slot`'s channel out of the indexes, its LRU list and
+    /// the live counts; the slot is left to the caller (free or held).
+    /// `None`, with nothing changed, if the slot is not live.
+    fn unindex(&mut self, slot: u16) -> Option<Channel> {
+        let s = &mut self.slots[usize::from(slot)];
+        if !matches!(s.occupant, Occupant::Live(_)) {
             return None;
         }
-        let channel = s.channel.take()?;
-        s.generation = s.generation.wrapping_add(1);
+        let Occupant::Live(channel) = core::mem::replace(&mut s.occupant, Occupant::Free) else {
+            return None;
+        };
         self.by_number.remove(&channel.number_key());
         if let Some(key) = channel.client_key() {
             self.by_client.remove(&key);
         }
-        self.unlink(slot, channel.service);
-        self.slots[usize::from(slot)].next = self.free;
-        self.free = slot;
+        self.unlink(slot, usize::from(channel.service));
         self.len -= 1;
         self.count[usize::from(channel.service)] -= 1;
         Some(channel)
+    }
+
+    /// Puts `slot`, in no list and `Free`, on the free list, bumping its
+    /// generation so ids of what it held go stale.
+    fn free_slot(&mut self, slot: u16) {
+        let s = &mut self.slots[usize::from(slot)];
+        s.generation = s.generation.wrapping_add(1);
+        s.next = self.free;
+        self.free = slot;
     }
 
     /// The least recently active channel of `service`, with its last
     /// activity.
     pub fn oldest(&self, service: ServiceIndex) -> Option<(ChannelId, Instant)> {
         let slot = self.head[usize::from(service)];
-        let channel = self.slots.get(usize::from(slot))?.channel.as_ref()?;
+        let channel = self.slots.get(usize::from(slot))?.live()?;
         Some((self.id_of(slot), channel.last_active))
     }
 
-    /// Removes every channel for which `keep` returns false, passing each
-    /// removed one to `removed` (e.g. to close its socket). O(C).
+    /// Decides with `fate` what becomes of every live channel, and passes
+    /// each one that ended to `ended` with its fate (e.g. to close its
+    /// socket, or count it held). O(C).
     ///
-    /// Use it to expire idle channels, or to drop all channels of a peer
-    /// that restarted or of a service that was reconfigured.
+    /// Use it to drop all channels of a peer that restarted or of a service
+    /// that was reconfigured.
     pub fn retain(
         &mut self,
-        mut keep: impl FnMut(ChannelId, &Channel) -> bool,
-        mut removed: impl FnMut(ChannelId, Channel),
+        mut fate: impl FnMut(ChannelId, &Channel) -> Fate,
+        mut ended: impl FnMut(ChannelId, Channel, Fate),
     ) {
         for slot in 0..C {
             // `C <= 32768`, so every slot index fits in a `u16`.
             let id = self.id_of(slot as u16);
-            let Some(channel) = self.slots[slot].channel.as_ref() else {
+            let Some(channel) = self.slots[slot].live() else {
                 continue;
             };
-            if !keep(id, channel) {
-                if let Some(channel) = self.remove(id) {
-                    removed(id, channel);
-                }
+            let f = fate(id, channel);
+            let gone = match f {
+                Fate::Keep => None,
+                Fate::Remove => self.remove(id),
+                Fate::Hold(release_at) => self.hold(id, release_at),
+            };
+            if let Some(channel) = gone {
+                ended(id, channel, f);
             }
         }
     }
@@ -452,7 +655,7 @@ impl<const C: usize> ChannelTable<C> {
                 slot: i as u16,
                 generation: s.generation,
             };
-            s.channel.as_ref().map(|c| (id, c))
+            s.live().map(|c| (id, c))
         })
     }
 
@@ -464,34 +667,34 @@ impl<const C: usize> ChannelTable<C> {
         }
     }
 
-    /// Takes the live `slot` out of `service`'s LRU list.
-    fn unlink(&mut self, slot: u16, service: ServiceIndex) {
+    /// Takes `slot` out of `list`: a service's LRU list (the service as a
+    /// `usize`) or the held list ([`HELD`]).
+    fn unlink(&mut self, slot: u16, list: usize) {
         let s = &mut self.slots[usize::from(slot)];
         let (prev, next) = (s.prev, s.next);
         s.prev = NONE;
         s.next = NONE;
         match prev {
-            NONE => self.head[usize::from(service)] = next,
+            NONE => self.head[list] = next,
             p => self.slots[usize::from(p)].next = next,
         }
         match next {
-            NONE => self.tail[usize::from(service)] = prev,
+            NONE => self.tail[list] = prev,
             n => self.slots[usize::from(n)].prev = prev,
         }
     }
 
-    /// Appends `slot`, in no list, at the most recent end of `service`'s
-    /// LRU list.
-    fn link_tail(&mut self, slot: u16, service: ServiceIndex) {
-        let tail = self.tail[usize::from(service)];
+    /// Appends `slot`, in no list, at the most recent end of `list`.
+    fn link_tail(&mut self, slot: u16, list: usize) {
+        let tail = self.tail[list];
         let s = &mut self.slots[usize::from(slot)];
         s.prev = tail;
         s.next = NONE;
         match tail {
-            NONE => self.head[usize::from(service)] = slot,
+            NONE => self.head[list] = slot,
             t => self.slots[usize::from(t)].next = slot,
         }
-        self.tail[usize::from(service)] = slot;
+        self.tail[list] = slot;
     }
 }
 

@@ -136,6 +136,7 @@ pub fn service_config(spec: &ServiceSpec) -> ServiceConfig {
         idle_timeout: spec.idle_timeout,
         min_idle_for_eviction: spec.min_idle_for_eviction,
         new_channels_per_second: spec.new_channels_per_second,
+        port_hold: spec.port_hold,
     };
     config
 }

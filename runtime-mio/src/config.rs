@@ -24,6 +24,7 @@
 //! max_channels = 1024               # default 1024, 1..=16384
 //! min_idle_for_eviction = "5s"      # default 5s
 //! new_channels_per_second = 1000     # default 1000: entry per service, exit per peer
+//! port_hold = "30s"                 # exit half of forward/router: default 30s, "0s" allowed
 //! ```
 //!
 //! Which half of a service this node holds follows from its keys:
@@ -59,7 +60,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::addr::InterfaceAddress;
 use crate::keyfile::{self, KeyFileError};
 use sdt_core::allow::AllowRule;
-use sdt_core::node::MAX_ALLOW_RULES;
+use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES};
 
 /// Default [`ServiceSpec::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -166,6 +167,11 @@ pub struct ServiceSpec {
     /// New channels per second: for the whole service on an entry, per
     /// peer on an exit.
     pub new_channels_per_second: u32,
+    /// Exit halves of forward and router services: how long after a
+    /// channel's last datagram its socket's port is held when the channel
+    /// ends, so a late reply cannot reach a newer channel on the same port
+    /// ([`sdt_core::node::ChannelLimits::port_hold`]). Zero is allowed.
+    pub port_hold: Duration,
 }
 
 impl PeerSpec {
@@ -200,6 +206,7 @@ impl ServiceSpec {
             max_channels: DEFAULT_MAX_CHANNELS,
             min_idle_for_eviction: DEFAULT_MIN_IDLE_FOR_EVICTION,
             new_channels_per_second: DEFAULT_NEW_CHANNELS_PER_SECOND,
+            port_hold: ChannelLimits::DEFAULT_PORT_HOLD,
         }
     }
 }
@@ -423,6 +430,7 @@ struct RawService {
     max_channels: Option<Spanned<i64>>,
     min_idle_for_eviction: Option<Spanned<String>>,
     new_channels_per_second: Option<Spanned<i64>>,
+    port_hold: Option<Spanned<String>>,
 }
 
 /// The file being validated, for error positions.
@@ -929,6 +937,21 @@ impl Ctx<'_> {
             },
             None => DEFAULT_NEW_CHANNELS_PER_SECOND,
         };
+        let port_hold = match &s.port_hold {
+            Some(d) if half != Half::Exit || !matches!(mode, Mode::Forward | Mode::Router) => {
+                return Err(self.at(
+                    d,
+                    "port_hold",
+                    "only the exit half of a forward or router service opens a socket per \
+                     channel; port_hold applies there",
+                ))
+            }
+            Some(d) if humantime::parse_duration(d.get_ref()).is_ok_and(|d| d.is_zero()) => {
+                Duration::ZERO
+            }
+            Some(d) => self.duration(d, "port_hold")?,
+            None => ChannelLimits::DEFAULT_PORT_HOLD,
+        };
 
         Ok(ServiceSpec {
             id: id_value,
@@ -943,6 +966,7 @@ impl Ctx<'_> {
             max_channels,
             min_idle_for_eviction,
             new_channels_per_second,
+            port_hold,
         })
     }
 

@@ -86,6 +86,10 @@ pub struct ServiceState {
     pub channels_evicted: u64,
     /// Channels closed for other reasons (peer restart, socket failure).
     pub channels_closed: u64,
+    /// Exit: sockets of ended channels held now so their ports serve no
+    /// other channel while late replies may arrive (`port_hold`).
+    #[serde(default)]
+    pub ports_held: u64,
     /// Drops by reason.
     pub drops: Vec<(String, u64)>,
 }
@@ -144,6 +148,7 @@ impl Status {
                 channels_expired: s.channels_expired,
                 channels_evicted: s.channels_evicted,
                 channels_closed: s.channels_closed,
+                ports_held: s.ports_held,
                 drops: s
                     .drops
                     .iter()
@@ -247,6 +252,9 @@ impl fmt::Display for Status {
                     s.channels_evicted,
                     s.channels_closed
                 );
+                if s.half == "exit" {
+                    let _ = writeln!(out, "  ports held for late replies: {}", s.ports_held);
+                }
             }
             drops(&mut out, &s.drops);
         }

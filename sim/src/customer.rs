@@ -163,8 +163,16 @@ impl Customer {
         }
     }
 
-    /// Reads everything waiting on `sock`; answers requests if `answer`.
-    fn receive(&mut self, sock: &UdpSocket, buf: &mut [u8], answer: bool) {
+    /// Reads everything waiting on `sock` and answers every request, at
+    /// once or, with a [`Traffic::answer_delay_ms`], into `later` with the
+    /// time it is due.
+    fn receive(
+        &mut self,
+        sock: &UdpSocket,
+        buf: &mut [u8],
+        delay_ms: (u64, u64),
+        later: &mut Vec<(Duration, MsgId, SocketAddr)>,
+    ) {
         while let Ok((n, from)) = sock.try_recv_from(buf) {
             let bytes = &buf[..n];
             {
@@ -177,9 +185,12 @@ impl Customer {
                 shared.log(&self.name, &what, &[]);
                 shared.deliver(&self.name, from, bytes);
             }
-            if answer {
-                if let Some(p) = Payload::parse(bytes).filter(|p| p.answers.is_none()) {
+            if let Some(p) = Payload::parse(bytes).filter(|p| p.answers.is_none()) {
+                if delay_ms == (0, 0) {
                     self.send(sock, Some(p.id), from);
+                } else {
+                    let due = sim_now() + between(&mut self.rng, delay_ms);
+                    later.push((due, p.id, from));
                 }
             }
         }
@@ -236,14 +247,22 @@ async fn customer(
     let sock = UdpSocket::bind((any, port)).await?;
     let mut schedule = Schedule::new(&traffic, &mut me.rng);
     let mut buf = vec![0u8; 4096];
+    // Answers held back by `answer_delay_ms`: (due, request, to).
+    let mut later: Vec<(Duration, MsgId, SocketAddr)> = Vec::new();
     loop {
         let next = if sends_to.is_some() {
             schedule.next()
         } else {
             NEVER
         };
+        let next = later.iter().map(|l| l.0).fold(next, Duration::min);
         wait(Some(&sock), next).await;
-        me.receive(&sock, &mut buf, true);
+        me.receive(&sock, &mut buf, traffic.answer_delay_ms, &mut later);
+        let now = sim_now();
+        while let Some(k) = later.iter().position(|l| l.0 <= now) {
+            let (_, id, to) = later.remove(k);
+            me.send(&sock, Some(id), to);
+        }
         if let Some(to) = sends_to {
             if schedule.due(sim_now(), &mut me.rng) {
                 me.send(&sock, None, to);

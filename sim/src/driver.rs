@@ -41,14 +41,19 @@ use sdt_core::Instant;
 use turmoil::net::UdpSocket;
 
 use crate::payload::describe;
-use crate::scenario::{ClockStep, Mode, ALICE_PORT, BOB_PORT, NODE_NAMES, TICK, X, Y};
+use crate::scenario::{
+    ClockStep, Mode, ALICE_PORT, BOB_PORT, NODE_CHANNELS, NODE_NAMES, TICK, X, Y,
+};
 use crate::trace::mix;
 use crate::world::{router_allows, sim_now, SharedRef};
 use crate::Sabotage;
 
 /// The node type of the simulation: one peer used (room for two), four
-/// services, a channel table of 64.
-pub type SimNode = Node<ChaCha20Rng, 2, 4, 64>;
+/// services, a channel table of [`NODE_CHANNELS`].
+pub type SimNode = Node<ChaCha20Rng, 2, 4, NODE_CHANNELS>;
+
+/// The first port of the exit's port pool ([`crate::scenario::Setup::exit_port_pool`]).
+const EXIT_PORT_POOL_BASE: u16 = 40_000;
 
 /// Wall-clock time of the simulation's start, for handshake timestamps.
 pub const START_UNIX_NANOS: u64 = 1_700_000_000_000_000_000;
@@ -184,8 +189,13 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
     let peer = node
         .add_peer(ctx.spec.peer.clone(), now)
         .map_err(|e| e.to_string())?;
+    let no_port_hold = ctx.shared.borrow().sabotage == Some(Sabotage::NoPortHold);
     for s in &ctx.spec.services {
-        node.add_service(s.clone()).map_err(|e| e.to_string())?;
+        let mut s = s.clone();
+        if no_port_hold {
+            s.limits.port_hold = Duration::ZERO;
+        }
+        node.add_service(s).map_err(|e| e.to_string())?;
     }
     let link_port = ctx.shared.borrow().link_port[i];
     let any = ctx.shared.borrow().setup.unspecified();
@@ -197,6 +207,11 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         link,
         link_port,
         sockets: Vec::new(),
+        free_ports: ctx.shared.borrow().setup.exit_port_pool.map(|n| {
+            (EXIT_PORT_POOL_BASE..EXIT_PORT_POOL_BASE + n)
+                .rev()
+                .collect()
+        }),
         rng: ChaCha8Rng::seed_from_u64(mix(ctx.seed, &format!("{name}-dup"), boot)),
         duplicate: ctx.spec.duplicate,
         mode: ctx.shared.borrow().setup.mode,
@@ -242,6 +257,9 @@ struct SimIo {
     link: UdpSocket,
     link_port: u16,
     sockets: Vec<Sock>,
+    /// With [`crate::scenario::Setup::exit_port_pool`]: the free ports of
+    /// the pool, the next to hand out last.
+    free_ports: Option<Vec<u16>>,
     rng: ChaCha8Rng,
     duplicate: f64,
     mode: Mode,
@@ -580,10 +598,20 @@ impl Io for SimIo {
             ));
         }
         let any = self.shared.borrow().setup.unspecified();
-        let opened = ready(UdpSocket::bind((any, 0))).and_then(|sock| {
-            ready(sock.connect(remote))?;
-            Ok(sock)
-        });
+        let port = match &mut self.free_ports {
+            None => Some(0),
+            Some(free) => free.pop(),
+        };
+        let opened = match port {
+            Some(port) => ready(UdpSocket::bind((any, port))).and_then(|sock| {
+                ready(sock.connect(remote))?;
+                Ok(sock)
+            }),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "the exit port pool is exhausted",
+            )),
+        };
         match opened {
             Ok(sock) => {
                 let local = sock.local_addr().map(|a| a.port()).unwrap_or_default();
@@ -615,8 +643,14 @@ impl Io for SimIo {
     fn close(&mut self, socket: SocketId) {
         match self.sockets.iter().position(|s| s.id == socket) {
             Some(k) => {
-                // Dropping a turmoil socket unbinds it.
-                self.sockets.swap_remove(k);
+                // Dropping a turmoil socket unbinds it; its pool port is
+                // the next one handed out.
+                let closed = self.sockets.swap_remove(k);
+                if let (Some(free), Some(_)) = (&mut self.free_ports, closed.remote) {
+                    if let Ok(local) = closed.sock.local_addr() {
+                        free.push(local.port());
+                    }
+                }
                 self.log(&format!("close {}", socket_name(socket)), &[]);
             }
             None => self.violate(format!(

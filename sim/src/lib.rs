@@ -84,6 +84,10 @@ pub enum Sabotage {
     EchoAttacker,
     /// X's runtime loses every tenth customer output without a trace.
     LoseOutputs,
+    /// Both nodes run with `port_hold` zero: an ended exit channel's socket
+    /// closes at once, and its port may serve the next channel while late
+    /// replies to the old one are still on their way.
+    NoPortHold,
 }
 
 /// What a run found.

@@ -290,6 +290,9 @@ pub struct Traffic {
     /// Every customer sends its first datagram at `start` exactly (else at a
     /// random time within the first gap).
     pub in_step: bool,
+    /// Targets answer each request after a delay drawn in this range (ms),
+    /// like a slow DNS upstream; `(0, 0)` answers at once.
+    pub answer_delay_ms: (u64, u64),
 }
 
 /// Everything one run needs, drawn from the scenario and the seed.
@@ -329,6 +332,11 @@ pub struct Setup {
     /// Run the network over IPv6 (turmoil's fe80::/64), the TUN side of
     /// router mode too.
     pub ipv6: bool,
+    /// The exit's channel sockets take their local ports from a pool of
+    /// this many, the most recently freed first, as a kernel short of
+    /// ephemeral ports hands them out: a port released early serves the
+    /// next channel at once. `None`: turmoil's own ephemeral ports.
+    pub exit_port_pool: Option<u16>,
 }
 
 impl Setup {
@@ -597,6 +605,10 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// The capacity of each simulated node's channel table (live and held
+/// channels together).
+pub const NODE_CHANNELS: usize = 64;
+
 /// Quiet time at the end of a run for everything in flight to land.
 const QUIET: Duration = Duration::from_secs(2);
 
@@ -622,6 +634,7 @@ fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> Setup {
             bursts: None,
             pad_max: d.int(0, 600) as usize,
             in_step: false,
+            answer_delay_ms: (0, 0),
         },
         duration: stop + QUIET,
         customer_latency: (Duration::from_millis(1), Duration::from_millis(3)),
@@ -632,6 +645,7 @@ fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> Setup {
         exact_counters: true,
         reverse: false,
         ipv6: false,
+        exit_port_pool: None,
     }
 }
 
@@ -684,6 +698,7 @@ fn canonical(d: &mut Draw, s: &mut Setup, mode: Mode) {
         bursts: None,
         pad_max: 0,
         in_step: false,
+        answer_delay_ms: (0, 0),
     };
     s.duration = s.traffic.stop + QUIET;
     s.customer_latency = (Duration::from_millis(2), Duration::from_millis(2));
@@ -832,6 +847,18 @@ fn pressure(d: &mut Draw, s: &mut Setup, mode: Mode) {
     s.traffic.stop = d.ms(25_000, 35_000);
     s.duration = s.traffic.stop + QUIET;
     s.traffic.bursts = Some(((300, 3_000), (200, 6_000)));
+}
+
+/// Table pressure with targets that answer up to 8 s late, and an exit
+/// whose ports are reused as soon as they are freed: a late reply for an
+/// evicted channel arrives on its port, which must still be held (core's
+/// exit port rule), never on a newer channel's.
+fn late_replies(d: &mut Draw, s: &mut Setup, mode: Mode) {
+    pressure(d, s, mode);
+    s.traffic.answer_delay_ms = (0, 8_000);
+    s.exit_port_pool = Some(NODE_CHANNELS as u16);
+    // The last answers land before the run ends.
+    s.duration = s.traffic.stop + Duration::from_secs(8) + QUIET;
 }
 
 fn attack(d: &mut Draw, s: &mut Setup, mode: Mode) {
@@ -1222,6 +1249,16 @@ pub const SCENARIOS: &[Scenario] = &[
         "router-pressure",
         "router, more (client, destination) pairs than max_channels",
         |d, s| pressure(d, s, Mode::Router)
+    ),
+    scenario!(
+        "forward-late-replies",
+        "forward, table pressure, targets answering 0-8 s late, exit ports reused at once",
+        |d, s| late_replies(d, s, Mode::Forward)
+    ),
+    scenario!(
+        "router-late-replies",
+        "router, table pressure, destinations answering 0-8 s late, exit ports reused at once",
+        |d, s| late_replies(d, s, Mode::Router)
     ),
     scenario!(
         "direct-attack",

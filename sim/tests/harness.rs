@@ -56,3 +56,14 @@ fn a_stuck_restart_breaks_the_recovery_bound() {
         "{v:#?}"
     );
 }
+
+/// The exit port rule (core's port hold): with it switched off, an exit
+/// whose ports are reused at once hands a late answer for an evicted
+/// channel to a newer channel's client.
+#[test]
+fn late_replies_on_reused_ports_are_caught_without_the_port_hold() {
+    for scenario in ["forward-late-replies", "router-late-replies"] {
+        let v = sabotaged(scenario, 1, Sabotage::NoPortHold);
+        assert!(any(&v, "the answer belongs to"), "{scenario}: {v:#?}");
+    }
+}

@@ -91,6 +91,8 @@ sweeps! {
     router_chaos: "router-chaos", 0..2;
     forward_pressure: "forward-pressure", 0..2;
     router_pressure: "router-pressure", 0..2;
+    forward_late_replies: "forward-late-replies", 0..3;
+    router_late_replies: "router-late-replies", 0..3;
     direct_attack: "direct-attack", 0..3;
     forward_attack: "forward-attack", 0..3;
     push_attack: "push-attack", 0..3;

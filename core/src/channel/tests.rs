@@ -48,7 +48,7 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
             let s = &t.slots[usize::from(slot)];
             assert!(!in_list[usize::from(slot)], "slot {slot} in two lists");
             in_list[usize::from(slot)] = true;
-            let ch = s.channel.as_ref().expect("free slot in an LRU list");
+            let ch = s.live().expect("free or held slot in an LRU list");
             assert_eq!(
                 usize::from(ch.service),
                 service,
@@ -68,36 +68,68 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
         assert_eq!(t.service_len(service as u8), count);
         total += count;
     }
-    let live = t.slots.iter().filter(|s| s.channel.is_some()).count();
+    let live = t.slots.iter().filter(|s| s.live().is_some()).count();
     assert_eq!(live, total, "a live slot is in no list");
     assert_eq!(t.len(), total);
     assert_eq!(t.is_empty(), total == 0);
+
+    // The held list holds exactly the held slots, with per-service counts.
+    let mut held = 0;
+    let mut held_per_service = [0usize; SERVICES];
+    let mut prev = NONE;
+    let mut slot = t.head[HELD];
+    while slot != NONE {
+        let s = &t.slots[usize::from(slot)];
+        let Occupant::Held { channel, .. } = &s.occupant else {
+            panic!("slot {slot} in the held list is not held");
+        };
+        assert!(!in_list[usize::from(slot)], "held slot {slot} in two lists");
+        in_list[usize::from(slot)] = true;
+        assert_eq!(s.prev, prev, "broken back link in the held list");
+        held_per_service[usize::from(channel.service)] += 1;
+        held += 1;
+        prev = slot;
+        slot = s.next;
+    }
+    assert_eq!(t.tail[HELD], prev, "held tail is not the list's end");
+    assert_eq!(t.held_len(), held);
+    let all_held = t
+        .slots
+        .iter()
+        .filter(|s| matches!(s.occupant, Occupant::Held { .. }))
+        .count();
+    assert_eq!(all_held, held, "a held slot is not in the held list");
+    for (service, &n) in held_per_service.iter().enumerate() {
+        assert_eq!(t.service_held(service as u8), n);
+    }
 
     // The free list holds exactly the free slots.
     let mut free = 0;
     let mut slot = t.free;
     while slot != NONE {
         let s = &t.slots[usize::from(slot)];
-        assert!(s.channel.is_none(), "live slot on the free list");
+        assert!(
+            matches!(s.occupant, Occupant::Free),
+            "live or held slot on the free list"
+        );
         assert!(!in_list[usize::from(slot)]);
         in_list[usize::from(slot)] = true;
         free += 1;
         slot = s.next;
     }
-    assert_eq!(free + live, C);
+    assert_eq!(free + live + held, C);
+    assert_eq!(t.has_free_slot(), free > 0);
 
     // Indexes: every entry is right, and every live channel is indexed.
     for (key, &slot) in t.by_number.iter() {
         let ch = t.slots[usize::from(slot)]
-            .channel
-            .as_ref()
+            .live()
             .expect("stale number index");
         assert!(ch.number_key() == *key);
     }
     for (key, &slot) in t.by_client.iter() {
         let ch = t.slots[usize::from(slot)]
-            .channel
-            .as_ref()
+            .live()
             .expect("stale client index");
         assert!(ch.client_key() == Some(*key));
     }
@@ -115,14 +147,18 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
     }
 }
 
+/// The design's budget is at most 256 bytes of core state per channel; the
+/// table's doc states its size per slot.
 #[test]
-fn size_of_table() {
+fn table_stays_within_256_bytes_per_channel() {
+    let per_slot = core::mem::size_of::<ChannelTable<1024>>() / 1024;
     std::println!(
-        "size_of::<ChannelTable<1024>>() = {} bytes; Channel = {}, Slot = {}",
+        "size_of::<ChannelTable<1024>>() = {} bytes ({per_slot} per slot); Channel = {}, Slot = {}",
         core::mem::size_of::<ChannelTable<1024>>(),
         core::mem::size_of::<Channel>(),
         core::mem::size_of::<Slot>(),
     );
+    assert!(per_slot <= 256, "{per_slot} bytes per channel");
 }
 
 #[test]
@@ -275,10 +311,21 @@ fn retain_reports_what_it_removes() {
         })
         .collect();
     let mut gone = Vec::new();
-    t.retain(
-        |_, c| c.last_active >= at(3),
-        |id, c| gone.push((id, c.number)),
-    );
+    let fate = |c: &Channel| {
+        if c.last_active >= at(3) {
+            Fate::Keep
+        } else {
+            Fate::Remove
+        }
+    };
+    t.retain(|_, c| fate(c), |id, c, f| gone.push((id, c.number, f)));
+    let gone: Vec<_> = gone
+        .into_iter()
+        .map(|(id, n, f)| {
+            assert_eq!(f, Fate::Remove);
+            (id, n)
+        })
+        .collect();
     assert_eq!(gone, [(ids[0], 0), (ids[1], 1), (ids[2], 2)]);
     assert_eq!(t.len(), 3);
     assert!(ids[..3].iter().all(|&id| t.get(id).is_none()));
@@ -287,13 +334,126 @@ fn retain_reports_what_it_removes() {
     t.retain(
         |id, _| {
             seen.push(id);
-            true
+            Fate::Keep
         },
-        |_, _| panic!("nothing to remove"),
+        |_, _, _| panic!("nothing to remove"),
     );
     assert_eq!(seen, ids[3..]);
     let listed: Vec<_> = t.iter().map(|(id, _)| id).collect();
     assert_eq!(listed, ids[3..]);
+}
+
+#[test]
+fn a_held_slot_keeps_its_id_but_frees_its_keys() {
+    let mut t = ChannelTable::<4>::new();
+    let a = t.insert(exit(0, 1, 7, at(0))).unwrap();
+    let held = t.hold(a, at(30)).expect("live channel");
+    assert_eq!(held.number, 7);
+    check_invariants(&t);
+    // Gone for live lookups, found as held, not counted live.
+    assert_eq!(t.get(a), None);
+    assert_eq!(t.held(a).map(|c| c.number), Some(7));
+    assert_eq!(t.find_by_number(0, 1, 7), None);
+    assert_eq!((t.len(), t.held_len(), t.service_held(0)), (0, 1, 1));
+    assert_eq!(t.oldest(0), None);
+    // Its number serves a new channel at once, in another slot.
+    let b = t.insert(exit(0, 1, 7, at(1))).unwrap();
+    assert_ne!(a.slot(), b.slot());
+    // Neither live-only command touches a held slot.
+    assert_eq!(t.remove(a), None);
+    assert_eq!(t.hold(a, at(40)), None);
+    t.touch(a, at(2));
+    check_invariants(&t);
+    // Not due yet; then due: released, its id stale for good.
+    assert_eq!(t.next_release(), Some(at(30)));
+    let mut released = Vec::new();
+    t.release_due(at(29), |id, c| released.push((id, c.number)));
+    assert!(released.is_empty());
+    t.release_due(at(30), |id, c| released.push((id, c.number)));
+    assert_eq!(released, [(a, 7)]);
+    assert_eq!((t.held(a), t.held_len(), t.next_release()), (None, 0, None));
+    check_invariants(&t);
+}
+
+#[test]
+fn held_slots_count_against_capacity() {
+    let mut t = ChannelTable::<2>::new();
+    let a = t.insert(exit(0, 1, 0, at(0))).unwrap();
+    t.insert(exit(0, 1, 1, at(0))).unwrap();
+    t.hold(a, at(10)).unwrap();
+    assert!(!t.has_free_slot());
+    assert_eq!(t.insert(exit(0, 1, 2, at(1))), Err(InsertError::Full));
+    t.release_due(at(10), |_, _| {});
+    assert!(t.has_free_slot());
+    t.insert(exit(0, 1, 2, at(10))).unwrap();
+    check_invariants(&t);
+}
+
+/// The held list is released from its head only: a slot held later with
+/// an earlier release time waits for the ones before it, and is never
+/// released before its own time.
+#[test]
+fn release_follows_the_order_of_holding() {
+    let mut t = ChannelTable::<8>::new();
+    let ids: Vec<_> = (0..3)
+        .map(|n| t.insert(exit(0, 1, n, at(0))).unwrap())
+        .collect();
+    t.hold(ids[0], at(20)).unwrap();
+    t.hold(ids[1], at(5)).unwrap();
+    t.hold(ids[2], at(25)).unwrap();
+    let mut released = Vec::new();
+    t.release_due(at(10), |id, _| released.push(id));
+    assert!(released.is_empty(), "the head is not due");
+    t.release_due(at(20), |id, _| released.push(id));
+    assert_eq!(released, [ids[0], ids[1]]);
+    t.release_due(at(25), |id, _| released.push(id));
+    assert_eq!(released, ids);
+    check_invariants(&t);
+}
+
+#[test]
+fn release_service_and_release_held_free_at_once() {
+    let mut t = ChannelTable::<8>::new();
+    let a = t.insert(exit(0, 1, 0, at(0))).unwrap();
+    let b = t.insert(exit(1, 1, 0, at(0))).unwrap();
+    let c = t.insert(exit(0, 1, 1, at(0))).unwrap();
+    for id in [a, b, c] {
+        t.hold(id, at(100)).unwrap();
+    }
+    let mut released = Vec::new();
+    t.release_service(0, |id, _| released.push(id));
+    assert_eq!(released, [a, c]);
+    assert_eq!(
+        (t.held_len(), t.service_held(0), t.service_held(1)),
+        (1, 0, 1)
+    );
+    check_invariants(&t);
+    assert_eq!(t.release_held(a), None, "already released");
+    assert_eq!(t.release_held(b).map(|c| c.service), Some(1));
+    assert_eq!(t.held_len(), 0);
+    check_invariants(&t);
+}
+
+#[test]
+fn retain_can_hold() {
+    let mut t = ChannelTable::<8>::new();
+    let ids: Vec<_> = (0..4)
+        .map(|n| t.insert(exit(0, n as u16, n, at(0))).unwrap())
+        .collect();
+    let mut ended = Vec::new();
+    t.retain(
+        |_, c| match c.peer {
+            0 => Fate::Hold(at(9)),
+            1 => Fate::Remove,
+            _ => Fate::Keep,
+        },
+        |id, _, f| ended.push((id, f)),
+    );
+    assert_eq!(ended, [(ids[0], Fate::Hold(at(9))), (ids[1], Fate::Remove)]);
+    assert!(t.held(ids[0]).is_some());
+    assert!(t.held(ids[1]).is_none() && t.get(ids[1]).is_none());
+    assert_eq!((t.len(), t.held_len()), (2, 1));
+    check_invariants(&t);
 }
 
 #[test]
@@ -352,7 +512,13 @@ enum Op {
     /// Touches the `n`th live channel (modulo), or a stale id.
     Touch(usize),
     Remove(usize),
-    /// Keeps channels with `(number + peer + salt) % 3 != 0`.
+    /// Holds the `n`th live channel (or a stale or held id) for this many
+    /// seconds.
+    Hold(usize, u64),
+    /// Releases the held slots due now.
+    ReleaseDue,
+    /// Keeps channels with `(number + peer + salt) % 3 != 0`, holds those
+    /// with remainder 1 for `salt % 4` seconds and removes the rest.
     Retain(u32),
     /// Advances the clock by this many seconds.
     Wait(u64),
@@ -366,27 +532,42 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         3 => any::<usize>().prop_map(Op::Touch),
         2 => any::<usize>().prop_map(Op::Remove),
+        2 => (any::<usize>(), 0..5u64).prop_map(|(n, secs)| Op::Hold(n, secs)),
+        1 => Just(Op::ReleaseDue),
         1 => any::<u32>().prop_map(Op::Retain),
         2 => (0..3u64).prop_map(Op::Wait),
     ]
 }
 
 /// The reference model: live channels with the order stamp of their last
-/// insert or touch, and every id that went stale.
+/// insert or touch, held channels in the order they were held with their
+/// release times, and every id that went stale.
 #[derive(Default)]
 struct Model {
     live: Vec<(ChannelId, Channel, u64)>,
+    held: Vec<(ChannelId, Channel, Instant)>,
     stale: Vec<ChannelId>,
     stamp: u64,
 }
 
 impl Model {
-    /// Picks a live id, or a stale one every few choices.
+    /// Picks a live id, or a stale or held one every few choices.
     fn pick(&self, n: usize) -> Option<ChannelId> {
+        if !self.held.is_empty() && n % 7 == 1 {
+            return Some(self.held[n / 7 % self.held.len()].0);
+        }
         if !self.stale.is_empty() && (n.is_multiple_of(4) || self.live.is_empty()) {
             return Some(self.stale[n / 4 % self.stale.len()]);
         }
         self.live.get(n % self.live.len().max(1)).map(|e| e.0)
+    }
+
+    /// Moves the live `id` to the held list.
+    fn hold(&mut self, id: ChannelId, release_at: Instant) -> Option<Channel> {
+        let i = self.live.iter().position(|e| e.0 == id)?;
+        let (_, ch, _) = self.live.remove(i);
+        self.held.push((id, ch.clone(), release_at));
+        Some(ch)
     }
 
     fn expect_insert(&self, ch: &Channel) -> Result<(), InsertError> {
@@ -405,7 +586,7 @@ impl Model {
         {
             return Err(InsertError::DuplicateClient);
         }
-        if self.live.len() == 16 {
+        if self.live.len() + self.held.len() == 16 {
             return Err(InsertError::Full);
         }
         Ok(())
@@ -420,7 +601,14 @@ fn check_against_model(t: &ChannelTable<16>, m: &Model) {
     }
     for id in &m.stale {
         assert_eq!(t.get(*id), None);
+        assert_eq!(t.held(*id), None);
     }
+    assert_eq!(t.held_len(), m.held.len());
+    for (id, ch, _) in &m.held {
+        assert_eq!(t.get(*id), None);
+        assert_eq!(t.held(*id), Some(ch));
+    }
+    assert_eq!(t.next_release(), m.held.first().map(|e| e.2));
     for service in 0..4u8 {
         let expected = m
             .live
@@ -492,6 +680,7 @@ proptest! {
                     prop_assert_eq!(got.map(|_| ()), expected);
                     if let Ok(id) = got {
                         prop_assert!(m.live.iter().all(|e| e.0.slot() != id.slot()));
+                        prop_assert!(m.held.iter().all(|e| e.0.slot() != id.slot()));
                         prop_assert!(!m.stale.contains(&id));
                         m.live.push((id, ch, m.stamp));
                     }
@@ -516,20 +705,46 @@ proptest! {
                         }
                     }
                 }
+                Op::Hold(n, secs) => {
+                    if let Some(id) = m.pick(n) {
+                        let release_at = now + core::time::Duration::from_secs(secs);
+                        let got = t.hold(id, release_at);
+                        prop_assert_eq!(got, m.hold(id, release_at));
+                    }
+                }
+                Op::ReleaseDue => {
+                    let mut released = Vec::new();
+                    t.release_due(now, |id, c| released.push((id, c.clone())));
+                    let due = m.held.iter().take_while(|e| e.2 <= now).count();
+                    let expected: Vec<_> = m.held.drain(..due).map(|e| (e.0, e.1)).collect();
+                    prop_assert_eq!(&released, &expected);
+                    m.stale.extend(released.iter().map(|e| e.0));
+                }
                 Op::Retain(salt) => {
-                    let keep = |c: &Channel| (c.number + u32::from(c.peer)).wrapping_add(salt) % 3 != 0;
-                    let mut removed = Vec::new();
-                    t.retain(|_, c| keep(c), |id, c| removed.push((id, c)));
+                    let fate = |c: &Channel| match (c.number + u32::from(c.peer)).wrapping_add(salt) % 3 {
+                        0 => Fate::Remove,
+                        1 => Fate::Hold(now + core::time::Duration::from_secs(u64::from(salt % 4))),
+                        _ => Fate::Keep,
+                    };
+                    let mut ended = Vec::new();
+                    t.retain(|_, c| fate(c), |id, c, f| ended.push((id, c, f)));
                     let mut expected: Vec<_> = m
                         .live
                         .iter()
-                        .filter(|e| !keep(&e.1))
-                        .map(|e| (e.0, e.1.clone()))
+                        .filter(|e| fate(&e.1) != Fate::Keep)
+                        .map(|e| (e.0, e.1.clone(), fate(&e.1)))
                         .collect();
                     expected.sort_by_key(|e| e.0.slot());
-                    prop_assert_eq!(&removed, &expected);
-                    m.live.retain(|e| keep(&e.1));
-                    m.stale.extend(removed.iter().map(|e| e.0));
+                    prop_assert_eq!(&ended, &expected);
+                    for (id, _, f) in &ended {
+                        match f {
+                            Fate::Hold(at) => { m.hold(*id, *at); }
+                            _ => {
+                                m.live.retain(|e| e.0 != *id);
+                                m.stale.push(*id);
+                            }
+                        }
+                    }
                 }
                 Op::Wait(secs) => now += core::time::Duration::from_secs(secs),
             }

@@ -1,15 +1,45 @@
 //! The channel mechanics forward and router modes share: numbering at the
 //! entry, opening at the exit, the table limit with LRU eviction, idle
-//! expiry, and dropping a peer's channels when its node restarts.
+//! expiry, dropping a peer's channels when its node restarts, and the exit
+//! port rule.
+//!
+//! # The exit port rule
+//!
+//! An exit channel's socket is a NAT mapping: its local port is what the
+//! target's replies find it by. When the channel ends (idle expiry,
+//! eviction, its peer's restart), the port must not serve another channel
+//! until replies to the old one can no longer be expected, or a slow
+//! target's late reply reaches a new client. Core decides: an ended exit
+//! channel whose last datagram is more recent than its service's
+//! [`port_hold`](super::ChannelLimits::port_hold) keeps its socket open,
+//! held in the channel table (see [`crate::channel`]), until `last_active +
+//! port_hold`; only then does [`Node::poll_action`] ask the runtime to close
+//! it. Whatever arrives on a held socket is dropped as
+//! [`ServiceDrop::LateReply`]. Held sockets take table slots, so live and
+//! held sockets together never exceed the table's capacity; when every slot
+//! is live or held, a new channel is refused as [`ServiceDrop::PortsHeld`]
+//! rather than a port released early.
 
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Action, Node, Peers, ServiceDrop, SocketId};
-use crate::channel::{Channel, ChannelId};
+use crate::channel::{Channel, ChannelId, Fate};
 use crate::link::PeerId;
 use crate::time::Instant;
+
+/// Until when the socket of `channel`, ending at `now`, must be held under
+/// a port hold of `hold`; `None` if it may close at once (an entry channel
+/// has no socket; an exit channel idle for `hold` expects no more replies).
+fn port_release(channel: &Channel, hold: Duration, now: Instant) -> Option<Instant> {
+    if channel.client.is_some() {
+        return None;
+    }
+    let at = channel.last_active.saturating_add(hold);
+    (at > now).then_some(at)
+}
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
     /// The one peer of an entry or direct service (`add_service` makes sure
@@ -85,7 +115,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         let s = &mut self.services[si];
         if s.next_number == u32::MAX {
             self.link.renew_incarnation(peer, now);
-            self.drop_peer_channels(peer);
+            self.drop_peer_channels(now, peer);
             self.drop_staged(peer);
             for s in self.services.iter_mut() {
                 if s.config.peers == Peers::One(peer) {
@@ -136,54 +166,85 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     }
 
     /// Inserts a channel, first evicting the service's least recently used
-    /// one if the table is full and that one has been idle long enough.
+    /// one if the service or the table is full and that one has been idle
+    /// long enough. A full table is never relieved by evicting a channel
+    /// whose socket would only be held (that frees no slot).
     fn open_channel(
         &mut self,
         now: Instant,
         si: usize,
         channel: Channel,
     ) -> Result<ChannelId, ServiceDrop> {
+        self.release_ports(now);
         let limits = self.services[si].config.limits;
         let service = si as u8;
-        let full = self.channels.service_len(service) >= usize::from(limits.max_channels)
-            || self.channels.len() >= self.channels.capacity();
-        if full {
-            match self.channels.oldest(service) {
-                Some((old, last)) if now.saturating_since(last) >= limits.min_idle_for_eviction => {
-                    self.close_channel(old);
-                    self.services[si].stats.channels_evicted += 1;
-                }
-                _ => return Err(ServiceDrop::TableFull),
+        let service_full = self.channels.service_len(service) >= usize::from(limits.max_channels);
+        let table_full = !self.channels.has_free_slot();
+        let no_room = if table_full && self.channels.held_len() > 0 {
+            ServiceDrop::PortsHeld
+        } else {
+            ServiceDrop::TableFull
+        };
+        if service_full || table_full {
+            let (old, last) = self.channels.oldest(service).ok_or(no_room)?;
+            if now.saturating_since(last) < limits.min_idle_for_eviction {
+                return Err(no_room);
             }
+            let frees_slot = self
+                .channels
+                .get(old)
+                .is_some_and(|c| port_release(c, limits.port_hold, now).is_none());
+            if table_full && !frees_slot {
+                return Err(no_room);
+            }
+            self.close_channel(now, old);
+            self.services[si].stats.channels_evicted += 1;
         }
-        let id = self
-            .channels
-            .insert(channel)
-            .map_err(|_| ServiceDrop::TableFull)?;
+        let id = self.channels.insert(channel).map_err(|_| no_room)?;
         self.services[si].stats.channels_created += 1;
         Ok(id)
     }
 
-    /// Removes a channel; an exit channel's socket is closed.
-    fn close_channel(&mut self, id: ChannelId) {
-        if let Some(channel) = self.channels.remove(id) {
+    /// Ends a channel at `now`: an exit channel's socket is held under the
+    /// port rule, or closed.
+    fn close_channel(&mut self, now: Instant, id: ChannelId) {
+        let Some(channel) = self.channels.get(id) else {
+            return;
+        };
+        let hold = self.services[usize::from(channel.service)]
+            .config
+            .limits
+            .port_hold;
+        if let Some(release_at) = port_release(channel, hold, now) {
+            self.channels.hold(id, release_at);
+        } else if let Some(channel) = self.channels.remove(id) {
             if channel.client.is_none() {
-                // Holds C entries, one per channel: full only if the runtime
+                // Holds C entries, one per slot: full only if the runtime
                 // stopped draining actions.
                 self.closes.push_back(SocketId::Channel(id)).ok();
             }
         }
     }
 
-    /// Closes the channels idle for their service's `idle_timeout`.
+    /// Closes the sockets whose port hold is over.
+    pub(super) fn release_ports(&mut self, now: Instant) {
+        let closes = &mut self.closes;
+        self.channels.release_due(now, |id, _| {
+            closes.push_back(SocketId::Channel(id)).ok();
+        });
+    }
+
+    /// Closes the channels idle for their service's `idle_timeout`, and the
+    /// sockets whose port hold is over.
     pub(super) fn expire_channels(&mut self, now: Instant) {
+        self.release_ports(now);
         for si in 0..self.services.len() {
             let idle_timeout = self.services[si].config.limits.idle_timeout;
             while let Some((id, last)) = self.channels.oldest(si as u8) {
                 if now.saturating_since(last) < idle_timeout || self.closes.is_full() {
                     break;
                 }
-                self.close_channel(id);
+                self.close_channel(now, id);
                 self.services[si].stats.channels_expired += 1;
             }
         }
@@ -191,17 +252,34 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
 
     /// Drops every channel of `peer`, of every service: its node restarted
     /// (or ours renewed its incarnation), so no number it used means the
-    /// same any more.
-    pub(super) fn drop_peer_channels(&mut self, peer: PeerId) {
+    /// same any more. Exit sockets fall under the port rule like any other.
+    pub(super) fn drop_peer_channels(&mut self, now: Instant, peer: PeerId) {
+        let holds: heapless::Vec<Duration, S> = self
+            .services
+            .iter()
+            .map(|s| s.config.limits.port_hold)
+            .collect();
         let services = &mut self.services;
         let closes = &mut self.closes;
         self.channels.retain(
-            |_, channel| channel.peer != peer.0,
-            |id, channel| {
+            |_, channel| {
+                if channel.peer != peer.0 {
+                    return Fate::Keep;
+                }
+                let hold = holds
+                    .get(usize::from(channel.service))
+                    .copied()
+                    .unwrap_or_default();
+                match port_release(channel, hold, now) {
+                    Some(at) => Fate::Hold(at),
+                    None => Fate::Remove,
+                }
+            },
+            |id, channel, fate| {
                 if let Some(s) = services.get_mut(usize::from(channel.service)) {
                     s.stats.channels_closed += 1;
                 }
-                if channel.client.is_none() {
+                if fate == Fate::Remove && channel.client.is_none() {
                     closes.push_back(SocketId::Channel(id)).ok();
                 }
             },

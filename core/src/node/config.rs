@@ -190,6 +190,22 @@ pub struct ChannelLimits {
     /// would open a channel is dropped as
     /// [`ServiceDrop::ChannelRateLimited`](super::ServiceDrop::ChannelRateLimited).
     pub new_channels_per_second: u32,
+    /// Exit halves: how long after a channel's last datagram its socket,
+    /// and so its local port, is held when the channel ends, before the
+    /// port may serve another channel. A target's late reply to the old
+    /// client then reaches the held socket and is dropped as
+    /// [`ServiceDrop::LateReply`](super::ServiceDrop::LateReply), instead
+    /// of reaching whichever new channel the OS gave the port to. Zero
+    /// closes sockets at once, which is safe only if targets never answer
+    /// after the channel ends.
+    pub port_hold: Duration,
+}
+
+impl ChannelLimits {
+    /// [`ChannelLimits::port_hold`] by default: Linux conntrack's timeout
+    /// for a UDP flow without replies, so late replies sdt still drops are
+    /// ones a Linux NAT in its place would not have forwarded either.
+    pub const DEFAULT_PORT_HOLD: Duration = Duration::from_secs(30);
 }
 
 impl Default for ChannelLimits {
@@ -199,6 +215,7 @@ impl Default for ChannelLimits {
             idle_timeout: Duration::from_secs(60),
             min_idle_for_eviction: Duration::from_secs(5),
             new_channels_per_second: 1000,
+            port_hold: Self::DEFAULT_PORT_HOLD,
         }
     }
 }

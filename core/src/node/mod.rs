@@ -348,6 +348,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         self.services.iter().enumerate().map(|(i, s)| {
             let mut stats = s.stats;
             stats.channels_open = self.channels.service_len(i as u8) as u64;
+            stats.ports_held = self.channels.service_held(i as u8) as u64;
             (&s.config, stats)
         })
     }
@@ -386,7 +387,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         };
         let received = self.link.handle_datagram(now, from, frame);
         // A restarted peer's channels must be gone before its data is read.
-        self.absorb_link_events();
+        self.absorb_link_events(now);
         let (peer, plaintext) = match received {
             Ok(Received::Data { peer, payload }) => (
                 peer,
@@ -452,13 +453,17 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             }
             SocketId::Channel(id) => {
                 let Some(channel) = self.channels.get(id) else {
+                    if let Some(held) = self.channels.held(id) {
+                        let si = usize::from(held.service);
+                        return Err(self.service_drop(si, ServiceDrop::LateReply));
+                    }
                     return Err(self.node_drop(ServiceDrop::StaleSocket));
                 };
                 let si = usize::from(channel.service);
                 (si, self.reply_from_target(now, id, buf, payload.clone()))
             }
         };
-        self.absorb_link_events();
+        self.absorb_link_events(now);
         match result {
             Ok(Output::Queued) => Ok(Output::Queued),
             Ok(output) => {
@@ -487,7 +492,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             return Err(self.node_drop(ServiceDrop::StaleSocket));
         };
         let result = self.router_from_tun(now, si, buf, packet);
-        self.absorb_link_events();
+        self.absorb_link_events(now);
         match result {
             Ok((Output::Queued, _)) => Ok(Output::Queued),
             Ok((output, payload_len)) => {
@@ -507,6 +512,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                     let stats = &mut self.services[usize::from(channel.service)].stats;
                     stats.channels_closed += 1;
                     stats.drops.add(ServiceDrop::SocketFailed);
+                } else {
+                    // Held before the runtime got to open it: there is no
+                    // socket whose port needs holding.
+                    self.channels.release_held(id);
                 }
             }
             SocketId::Service(id) => {
@@ -523,7 +532,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     /// Runs the timers due at `now`: the link's, and channel expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.link.handle_timeout(now);
-        self.absorb_link_events();
+        self.absorb_link_events(now);
         self.expire_channels(now);
     }
 
@@ -539,7 +548,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, SendError> {
         let t = self.link.poll_transmit(now, buf);
-        self.absorb_link_events();
+        self.absorb_link_events(now);
         match t {
             Ok(None) => Ok(self.poll_staged(now, buf)),
             other => other,
@@ -578,7 +587,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             let (_, last) = self.channels.oldest(i as u8)?;
             Some(last.saturating_add(s.config.limits.idle_timeout))
         });
-        expiry.chain(self.link.poll_timeout()).min()
+        expiry
+            .chain(self.channels.next_release())
+            .chain(self.link.poll_timeout())
+            .min()
     }
 
     /// The next event, if any.
@@ -712,11 +724,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     /// Acts on the link's events: a restarted peer loses its channels and
     /// staged datagrams at once, a peer whose handshake gave up its staged
     /// datagrams. Every event is passed on to the runtime.
-    fn absorb_link_events(&mut self) {
+    fn absorb_link_events(&mut self, now: Instant) {
         while let Some(event) = self.link.poll_event() {
             match event {
                 LinkEvent::PeerRestarted(peer) => {
-                    self.drop_peer_channels(peer);
+                    self.drop_peer_channels(now, peer);
                     self.drop_staged(peer);
                 }
                 LinkEvent::HandshakeTimedOut(peer) => self.drop_staged(peer),

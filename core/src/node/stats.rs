@@ -37,6 +37,14 @@ pub enum ServiceDrop {
     UnknownChannel,
     /// A datagram on a socket that was closed (its channel is gone).
     StaleSocket,
+    /// Exit: a datagram on the socket of a channel that ended, while its
+    /// port is held for late replies (`port_hold`); it belongs to no
+    /// client any more.
+    LateReply,
+    /// A new channel found no free slot because ended channels' ports are
+    /// held for late replies (`port_hold`) and no channel could be evicted
+    /// without holding another.
+    PortsHeld,
     /// The runtime could not open a socket the service needs.
     SocketFailed,
     /// Router exit: the destination is not in the allow-list.
@@ -59,7 +67,7 @@ pub enum ServiceDrop {
 
 impl ServiceDrop {
     /// Every reason, in the order of [`ServiceDrops`].
-    pub const ALL: [ServiceDrop; 20] = [
+    pub const ALL: [ServiceDrop; 22] = [
         ServiceDrop::MalformedHeader,
         ServiceDrop::UnknownService,
         ServiceDrop::WrongPeer,
@@ -72,6 +80,8 @@ impl ServiceDrop {
         ServiceDrop::ChannelRateLimited,
         ServiceDrop::UnknownChannel,
         ServiceDrop::StaleSocket,
+        ServiceDrop::LateReply,
+        ServiceDrop::PortsHeld,
         ServiceDrop::SocketFailed,
         ServiceDrop::NotAllowed,
         ServiceDrop::DestinationMismatch,
@@ -97,6 +107,8 @@ impl ServiceDrop {
             ServiceDrop::ChannelRateLimited => "channel_rate_limited",
             ServiceDrop::UnknownChannel => "unknown_channel",
             ServiceDrop::StaleSocket => "stale_socket",
+            ServiceDrop::LateReply => "late_reply",
+            ServiceDrop::PortsHeld => "ports_held",
             ServiceDrop::SocketFailed => "socket_failed",
             ServiceDrop::NotAllowed => "not_allowed",
             ServiceDrop::DestinationMismatch => "destination_mismatch",
@@ -174,6 +186,9 @@ pub struct ServiceStats {
     pub from_peer: Traffic,
     /// Channels open now.
     pub channels_open: u64,
+    /// Exit: sockets of ended channels held now, so their ports serve no
+    /// other channel while late replies may still arrive (`port_hold`).
+    pub ports_held: u64,
     /// Channels created since start.
     pub channels_created: u64,
     /// Channels closed because they were idle for `idle_timeout`.

@@ -52,6 +52,10 @@ pub(super) struct Net {
     pub peer: [PeerId; 2],
     sockets: [HashMap<SocketId, FakeSocket>; 2],
     next_port: u16,
+    /// Ports of closed connected sockets, per node: a connect takes the
+    /// most recently freed one first, as a kernel short of ephemeral ports
+    /// would, so a port that is released early is reused at once.
+    free_ports: [Vec<u16>; 2],
     in_flight: VecDeque<(usize, SocketAddr, Vec<u8>)>,
     pub delivered: Vec<Delivery>,
     pub tun: Vec<(usize, u8, Vec<u8>)>,
@@ -107,6 +111,7 @@ impl Net {
             peer,
             sockets: [HashMap::new(), HashMap::new()],
             next_port: 40000,
+            free_ports: [Vec::new(), Vec::new()],
             in_flight: VecDeque::new(),
             delivered: Vec::new(),
             tun: Vec::new(),
@@ -171,8 +176,11 @@ impl Net {
                     assert!(old.is_none(), "socket {socket:?} opened twice");
                 }
                 Action::Connect { socket, remote } => {
-                    self.next_port += 1;
-                    let local = SocketAddr::new([10, 0, 0, 1 + i as u8].into(), self.next_port);
+                    let port = self.free_ports[i].pop().unwrap_or_else(|| {
+                        self.next_port += 1;
+                        self.next_port
+                    });
+                    let local = SocketAddr::new([10, 0, 0, 1 + i as u8].into(), port);
                     let old = self.sockets[i].insert(
                         socket,
                         FakeSocket {
@@ -183,10 +191,13 @@ impl Net {
                     assert!(old.is_none(), "socket {socket:?} opened twice");
                 }
                 Action::Close { socket } => {
-                    assert!(
-                        self.sockets[i].remove(&socket).is_some(),
-                        "closing unknown {socket:?}"
-                    );
+                    let closed = self.sockets[i].remove(&socket);
+                    let Some(closed) = closed else {
+                        panic!("closing unknown {socket:?}");
+                    };
+                    if closed.connected.is_some() {
+                        self.free_ports[i].push(closed.local.port());
+                    }
                 }
             }
         }
@@ -322,6 +333,30 @@ impl Net {
         );
         self.carry_out(i, &buf, r);
         self.settle();
+    }
+
+    /// A target at `from` sends `payload` to node `i`'s local address
+    /// `local`, as a real target answers the address a request came from:
+    /// whichever socket holds that address now gets it. False if none does
+    /// (the kernel would answer ICMP port unreachable).
+    pub fn send_to_local(
+        &mut self,
+        i: usize,
+        local: SocketAddr,
+        from: SocketAddr,
+        payload: &[u8],
+    ) -> bool {
+        let socket = self.sockets[i]
+            .iter()
+            .find(|(_, s)| s.local == local && s.connected.is_none_or(|c| c == from))
+            .map(|(id, _)| *id);
+        match socket {
+            Some(socket) => {
+                self.send_on(i, socket, from, payload);
+                true
+            }
+            None => false,
+        }
     }
 
     /// An IP packet from node `i`'s TUN device of router service `service`.

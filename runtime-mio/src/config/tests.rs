@@ -456,6 +456,44 @@ fn refuses_bad_service_values() {
 }
 
 #[test]
+fn port_hold_belongs_to_channel_exits() {
+    let service =
+        |body: &str| with_peer(&format!("\n[[service]] # S\nid = 1\npeer = \"y\"\n{body}"));
+    let exit = "mode = \"forward\"\ntarget = \"127.0.0.1:53\"\n";
+    let held = |text: &str| parse(text).unwrap().services[0].port_hold;
+    assert_eq!(held(&service(exit)), ChannelLimits::DEFAULT_PORT_HOLD);
+    assert_eq!(
+        held(&service(&format!("{exit}port_hold = \"2m\"\n"))),
+        Duration::from_secs(120)
+    );
+    // Zero is allowed: sockets close with their channels.
+    assert_eq!(
+        held(&service(&format!("{exit}port_hold = \"0s\"\n"))),
+        Duration::ZERO
+    );
+    let router_exit = "mode = \"router\"\nallow = [\"10.0.0.0/8\"]\n";
+    assert_eq!(
+        held(&service(&format!("{router_exit}port_hold = \"5s\"\n"))),
+        Duration::from_secs(5)
+    );
+    let text = service(&format!("{exit}port_hold = \"later\"\n"));
+    refused(&text, "port_hold", "port_hold", "not a duration");
+    for elsewhere in [
+        "mode = \"forward\"\nlisten = \"127.0.0.1:53\"\n",
+        "mode = \"push\"\ntarget = \"127.0.0.1:514\"\n",
+        "mode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"127.0.0.1:8\"\n",
+    ] {
+        let text = service(&format!("{elsewhere}port_hold = \"5s\"\n"));
+        refused(
+            &text,
+            "port_hold",
+            "port_hold",
+            "exit half of a forward or router",
+        );
+    }
+}
+
+#[test]
 fn refuses_wrong_halves() {
     let service = |body: &str| with_peer(&format!("\n[[service]] # S\nid = 7\n{body}"));
 

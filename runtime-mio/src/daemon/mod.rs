@@ -270,18 +270,34 @@ impl Loop {
         }
         node.flush(&mut io, started, &mut scratch);
 
-        let exit_channels: usize = config
+        // Each exit channel owns a socket, and an ended one keeps it while
+        // its port is held (core's exit port rule), up to the channel
+        // table's capacity of live and held channels together.
+        let exit_sockets: usize = config
             .services
             .iter()
             .filter(|s| s.half == crate::config::Half::Exit)
-            .map(|s| usize::from(s.max_channels))
-            .sum();
-        if exit_channels > 0 {
+            .map(|s| {
+                if s.port_hold.is_zero() {
+                    usize::from(s.max_channels)
+                } else {
+                    crate::build::CHANNELS
+                }
+            })
+            .sum::<usize>()
+            .min(crate::build::CHANNELS);
+        if exit_sockets > 0 {
             let files = sys::raise_open_file_limit();
-            let effective = exit_channels.min(files.saturating_sub(64));
-            info!("open file limit {files}: exit channels limited to {effective} (configured {exit_channels})");
-            if effective < exit_channels {
-                warn!("exit channels beyond {effective} will be dropped (socket_failed) for lack of file descriptors");
+            let effective = exit_sockets.min(files.saturating_sub(64));
+            info!(
+                "open file limit {files}: exit sockets (live channels and held ports) \
+                 limited to {effective} (up to {exit_sockets} wanted)"
+            );
+            if effective < exit_sockets {
+                warn!(
+                    "exit channels beyond {effective} sockets will be dropped (socket_failed) \
+                     for lack of file descriptors"
+                );
             }
         }
 

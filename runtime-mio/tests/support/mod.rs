@@ -73,6 +73,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("logger", "bsdutils"),
     ("setpriv", "util-linux"),
     ("capsh", "libcap2-bin"),
+    ("sysctl", "procps"),
 ];
 
 /// Fails the test, naming the package, if `tool` is not on `PATH`.
