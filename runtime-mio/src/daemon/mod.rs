@@ -389,6 +389,7 @@ impl Loop {
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
                 self.node.flush(&mut self.io, now, &mut self.scratch);
+                self.io.bury();
             }
         }
     }
@@ -431,6 +432,7 @@ impl Loop {
         let more = turn(self);
         let now = self.now();
         self.node.flush(&mut self.io, now, &mut self.scratch);
+        self.io.bury();
         more
     }
 

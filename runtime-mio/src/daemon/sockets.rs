@@ -45,6 +45,12 @@ pub struct MioIo {
     /// While the daemon starts, a service socket that cannot be opened is
     /// only recorded: the start fails and reports it in one line.
     pub starting: bool,
+    /// Sockets the node closed during the current turn, kept open until the
+    /// turn's sends are out ([`MioIo::bury`]): a batched send still names
+    /// their file descriptors, and a descriptor closed early could be
+    /// reused by a new socket within the turn, so a datagram would leave
+    /// from another customer's socket.
+    graveyard: Vec<Customer>,
 }
 
 impl MioIo {
@@ -60,7 +66,23 @@ impl MioIo {
             send_errors: 0,
             service_open_errors: Vec::new(),
             starting: true,
+            graveyard: Vec::new(),
         }
+    }
+
+    /// Closes the sockets the node closed since the last call. Call it once
+    /// a turn, after the turn's batched sends.
+    pub fn bury(&mut self) {
+        self.graveyard.clear();
+    }
+
+    /// The customer socket `socket`'s descriptor, and whether it is
+    /// connected (its sends name no destination).
+    pub fn customer_fd(&self, socket: SocketId) -> Option<(std::os::fd::RawFd, bool)> {
+        use std::os::fd::AsRawFd;
+        self.customers
+            .get(&socket)
+            .map(|c| (c.socket.as_raw_fd(), c.connected))
     }
 
     fn peer(&self, id: sdt_core::link::PeerId) -> &str {
@@ -152,6 +174,7 @@ impl Io for MioIo {
         if let Some(mut c) = self.customers.remove(&socket) {
             let _ = self.registry.deregister(&mut c.socket);
             self.tokens.remove(&c.token);
+            self.graveyard.push(c);
         }
     }
 
