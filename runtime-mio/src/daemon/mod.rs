@@ -396,7 +396,7 @@ impl Loop {
     /// Serves one ready token for one turn; true if it may have more.
     fn serve(&mut self, token: Token) -> bool {
         match token {
-            LINK => self.read_link(),
+            LINK => self.batch(Self::read_link),
             WAKER => {
                 while let Ok(reply) = self.requests.try_recv() {
                     let _ = reply.send(self.status());
@@ -419,9 +419,19 @@ impl Loop {
                 }
                 false
             }
-            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.read_customer(t),
-            t => self.read_tun(t),
+            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.batch(|l| l.read_customer(t)),
+            t => self.batch(|l| l.read_tun(t)),
         }
+    }
+
+    /// Runs one socket's turn, a batch of up to [`READ_BUDGET`] datagrams
+    /// each handled on its own, then flushes the node once for the batch
+    /// (handshakes, keepalives, events the batch caused).
+    fn batch(&mut self, turn: impl FnOnce(&mut Self) -> bool) -> bool {
+        let more = turn(self);
+        let now = self.now();
+        self.node.flush(&mut self.io, now, &mut self.scratch);
+        more
     }
 
     fn status(&self) -> Status {
@@ -451,8 +461,7 @@ impl Loop {
             let r = self
                 .node
                 .handle_link_datagram(now, from, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+            self.node.carry_out(&mut self.io, &self.buf, r);
         }
         true
     }
@@ -480,8 +489,7 @@ impl Loop {
             let r = self
                 .node
                 .handle_customer_datagram(now, socket, from, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+            self.node.carry_out(&mut self.io, &self.buf, r);
         }
         true
     }
@@ -513,8 +521,7 @@ impl Loop {
             let r = self
                 .node
                 .handle_tun_packet(now, service, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+            self.node.carry_out(&mut self.io, &self.buf, r);
         }
         true
     }
