@@ -53,6 +53,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sdt_core::key::{PresharedKey, PrivateKey, PublicKey};
+
+use crate::build::{MAX_PEERS, MAX_SERVICES};
 use serde::Deserialize;
 use toml::Spanned;
 use zeroize::{Zeroize, Zeroizing};
@@ -523,6 +525,13 @@ impl Ctx<'_> {
 
         let mut peers = Vec::with_capacity(raw.peer.len());
         for peer in &mut raw.peer {
+            if peers.len() == MAX_PEERS {
+                return Err(self.at(
+                    peer,
+                    "[[peer]]",
+                    format!("too many peers: a node holds at most {MAX_PEERS}"),
+                ));
+            }
             let spec = self.peer(peer, &peers, &private_key);
             if let Some(k) = peer.get_mut().preshared_key.as_mut() {
                 k.get_mut().zeroize();
@@ -533,6 +542,13 @@ impl Ctx<'_> {
 
         let mut services: Vec<(Range<usize>, ServiceSpec)> = Vec::new();
         for service in &raw.service {
+            if services.len() == MAX_SERVICES {
+                return Err(self.at(
+                    service,
+                    "[[service]]",
+                    format!("too many services: a node runs at most {MAX_SERVICES}"),
+                ));
+            }
             let spec = self.service(service, &peers)?;
             self.unique_service(service.get_ref(), &spec, listen, &services)?;
             services.push((service.span(), spec));

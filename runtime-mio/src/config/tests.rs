@@ -722,3 +722,55 @@ fn control_characters_in_errors_are_escaped() {
     let err = Config::parse("", Path::new("a\nb.toml")).unwrap_err();
     assert!(err.to_string().starts_with("a\\nb.toml: "), "{err}");
 }
+
+/// `sdt check` refuses what the node cannot hold, at the table that goes
+/// over, as `sdt run` would (it used to pass 4,097 peers or 65 services
+/// that only `run` refused, with no line).
+#[test]
+fn refuses_more_peers_and_services_than_a_node_holds() {
+    let peer = |i: usize| {
+        let mut bytes = [7u8; 32];
+        // Byte 0 loses bits to clamping: count in the bytes after it.
+        bytes[1..9].copy_from_slice(&(i as u64 + 1000).to_le_bytes());
+        format!(
+            "[[peer]]\nname = \"p{i}\"\npublic_key = \"{}\"\n",
+            PrivateKey::from_bytes(bytes).public_key()
+        )
+    };
+    let head = format!("private_key = \"{}\"\n\n", key(1));
+    let fits: String = (0..MAX_PEERS).map(peer).collect();
+    let config = parse(&format!("{head}{fits}")).unwrap();
+    assert_eq!(config.peers.len(), MAX_PEERS);
+    let over = format!(
+        "{head}{fits}{}",
+        peer(MAX_PEERS).replacen("]]", "]] # one too many", 1)
+    );
+    refused(
+        &over,
+        "# one too many",
+        "[[peer]]",
+        "too many peers: a node holds at most 4096",
+    );
+
+    let service = |id: usize| {
+        format!(
+            "\n[[service]]\nid = {id}\npeer = \"y\"\nmode = \"push\"\ntarget = \"127.0.0.1:{}\"\n",
+            1000 + id
+        )
+    };
+    let fits: String = (0..MAX_SERVICES).map(service).collect();
+    assert_eq!(
+        parse(&with_peer(&fits)).unwrap().services.len(),
+        MAX_SERVICES
+    );
+    let over = with_peer(&format!(
+        "{fits}{}",
+        service(MAX_SERVICES).replacen("]]", "]] # one too many", 1)
+    ));
+    refused(
+        &over,
+        "# one too many",
+        "[[service]]",
+        "too many services: a node runs at most 64",
+    );
+}
