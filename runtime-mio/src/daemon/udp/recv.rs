@@ -190,6 +190,8 @@ impl RecvBatch {
             let h = &self.hdrs[i];
             let flags = h.msg_hdr.msg_flags;
             let len = (h.msg_len as usize).min(self.payload);
+            // `size_t` with glibc, `socklen_t` with musl.
+            #[allow(clippy::unnecessary_cast)]
             let control_len = (h.msg_hdr.msg_controllen as usize).min(CONTROL_LEN);
             let control = &self.control[i * CONTROL_LEN..i * CONTROL_LEN + control_len];
             let mut segment = len;
