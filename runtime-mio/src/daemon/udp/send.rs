@@ -70,8 +70,9 @@ struct Entry {
 }
 
 impl Entry {
+    /// Its length; 0 for a reversed range (which `flush` marks invalid).
     fn len(&self) -> usize {
-        self.range.end - self.range.start
+        self.range.end.saturating_sub(self.range.start)
     }
 }
 

@@ -460,26 +460,53 @@ fn connection_refused_on_a_connected_socket_is_reported_per_datagram() {
 }
 
 #[test]
+fn ipv6_gso_and_gro_carry_the_right_sources() {
+    let offloads = Offloads::probe();
+    let rx = UdpSocket::bind("[::1]:0").unwrap();
+    prepare(rx.as_raw_fd(), &offloads, true, BURST_SOCKET_BUFFER).unwrap();
+    let tx = UdpSocket::bind("[::1]:0").unwrap();
+    let (buf, ranges) = slotted(&[1300, 1300, 1300, 20], 1400, 60);
+    let mut send = SendBatch::new(8, &offloads);
+    for r in &ranges {
+        send.push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
+            .unwrap();
+    }
+    assert_eq!(send.flush(&buf).gso_messages, 1);
+    let mut recv = RecvBatch::new(8, 48, 1500, 16, true);
+    let (got, messages) = batch_recv(&mut recv, rx.as_raw_fd(), 4);
+    assert_eq!(messages, 1);
+    for (i, (from, bytes)) in got.iter().enumerate() {
+        assert_eq!(*from, addr(&tx));
+        assert_eq!(bytes[..], buf[ranges[i].clone()]);
+    }
+}
+
+#[test]
 fn bad_ranges_are_counted_not_sent() {
     let rx = socket();
     let tx = socket();
     let buf = [5u8; 100];
-    let mut batch = SendBatch::new(4, &Offloads::probe());
+    let mut batch = SendBatch::new(5, &Offloads::probe());
     let to = Some(addr(&rx));
     #[allow(clippy::reversed_empty_ranges)]
-    let reversed = 50..10;
-    batch.push(tx.as_raw_fd(), to, reversed).unwrap();
+    let reversed = || 50..10;
+    batch.push(tx.as_raw_fd(), to, reversed()).unwrap();
     batch.push(tx.as_raw_fd(), to, 0..40).unwrap();
     batch.push(tx.as_raw_fd(), to, 90..101).unwrap();
     batch.push(tx.as_raw_fd(), to, 40..80).unwrap();
+    batch.push(tx.as_raw_fd(), to, reversed()).unwrap();
     assert_eq!(batch.push(tx.as_raw_fd(), to, 0..1), Err(send::BatchFull));
     let stats = batch.flush(&buf);
-    assert_eq!((stats.sent, stats.bad_range), (2, 2), "{stats:?}");
+    assert_eq!((stats.sent, stats.bad_range), (2, 3), "{stats:?}");
     let bad: Vec<(usize, SendFailure)> =
         batch.failures().iter().map(|f| (f.index, f.why)).collect();
     assert_eq!(
         bad,
-        vec![(0, SendFailure::BadRange), (2, SendFailure::BadRange)]
+        vec![
+            (0, SendFailure::BadRange),
+            (2, SendFailure::BadRange),
+            (4, SendFailure::BadRange)
+        ]
     );
     // The bad entry between them keeps the two good ones out of one GSO run.
     assert_eq!(stats.gso_messages, 0);
