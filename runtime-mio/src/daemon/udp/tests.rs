@@ -3,7 +3,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -617,66 +616,99 @@ fn nothing_is_allocated_after_construction() {
     assert_eq!(total, 20 * (3000 + 500 + 128));
 }
 
-/// Datagrams per second on loopback, one send per datagram against the
-/// batch: `cargo test -p sdt --release -- --ignored --nocapture udp_send_rate`.
+/// How a benchmark run sends and reads.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `send_to` per datagram, `recv_from` per datagram.
+    Plain,
+    /// [`SendBatch`] and [`RecvBatch`] without offloads.
+    Batched,
+    /// The same with GSO and GRO.
+    Offloaded,
+}
+
+/// Datagrams per second on loopback, sent and read, one system call per
+/// datagram against the batches: `cargo test -p sdt --release --lib --
+/// --ignored --nocapture udp_rate`. Sender and reader share the machine's
+/// cores with everything else: the figures move between runs, the ratios
+/// less.
 #[test]
 #[ignore = "a benchmark: prints figures"]
-fn udp_send_rate() {
-    let offloads = Offloads::probe();
+fn udp_rate() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let probed = Offloads::probe();
+    println!("offloads: {}", probed.describe());
     for size in [64usize, 1400] {
-        let n = 200_000;
-        let mut results = HashMap::new();
-        for (name, mode) in [("send_to", 0), ("sendmmsg", 1), ("sendmmsg+gso", 2)] {
-            let rx = socket();
-            // A reader drains in the background so that the receive queue
-            // does not turn the run into a drop test.
-            let rfd = rx.try_clone().unwrap();
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let stop2 = stop.clone();
-            let reader = std::thread::spawn(move || {
-                let mut batch = RecvBatch::new(BATCH, 0, 2048, 0, false);
-                let mut got = 0u64;
-                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                    match batch.recv(rfd.as_raw_fd()) {
-                        Ok(k) => got += k as u64,
-                        Err(_) => std::thread::yield_now(),
-                    }
-                }
-                got
-            });
-            let tx = socket();
-            let to = addr(&rx);
-            let (buf, ranges) = slotted(&vec![size; BATCH], size + 64, 0);
-            let o = if mode == 2 {
-                offloads
-            } else {
-                Offloads::none()
+        let mut rates = Vec::new();
+        for (name, mode) in [
+            ("send_to/recv_from", Mode::Plain),
+            ("sendmmsg/recvmmsg", Mode::Batched),
+            ("+gso/+gro", Mode::Offloaded),
+        ] {
+            let offloads = match mode {
+                Mode::Offloaded => probed,
+                _ => Offloads::none(),
             };
-            let mut batch = SendBatch::new(BATCH, &o);
+            let rx = socket();
+            prepare(rx.as_raw_fd(), &offloads, true, BURST_SOCKET_BUFFER).unwrap();
+            rx.set_nonblocking(true).unwrap();
+            let to = addr(&rx);
+            let stop = Arc::new(AtomicBool::new(false));
+            let reader = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let gro = matches!(mode, Mode::Offloaded);
+                    let mut batch = RecvBatch::new(BATCH, 48, 2048, 16, gro);
+                    let mut plain = vec![0u8; 2048];
+                    let mut got = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = match mode {
+                            Mode::Plain => rx.recv_from(&mut plain).map(|_| 1),
+                            _ => batch.recv(rx.as_raw_fd()),
+                        };
+                        match r {
+                            Ok(k) => got += k as u64,
+                            Err(_) => std::thread::yield_now(),
+                        }
+                    }
+                    got
+                })
+            };
+            let tx = socket();
+            let (buf, ranges) = slotted(&vec![size; BATCH], size + 64, 0);
+            let mut batch = SendBatch::new(BATCH, &offloads);
+            let n = 300_000;
             let start = Instant::now();
             let mut sent = 0;
             while sent < n {
-                if mode == 0 {
-                    for r in &ranges {
-                        let _ = tx.send_to(&buf[r.clone()], to);
+                match mode {
+                    Mode::Plain => {
+                        for r in &ranges {
+                            let _ = tx.send_to(&buf[r.clone()], to);
+                        }
                     }
-                } else {
-                    for r in &ranges {
-                        let _ = batch.push(tx.as_raw_fd(), Some(to), r.clone());
+                    _ => {
+                        for r in &ranges {
+                            let _ = batch.push(tx.as_raw_fd(), Some(to), r.clone());
+                        }
+                        batch.flush(&buf);
                     }
-                    batch.flush(&buf);
                 }
                 sent += BATCH;
             }
-            let rate = sent as f64 / start.elapsed().as_secs_f64();
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let elapsed = start.elapsed().as_secs_f64();
+            stop.store(true, Ordering::Relaxed);
             let got = reader.join().unwrap();
-            println!("{size:>5} B {name:<13} {rate:>12.0} datagrams/s sent ({got} read)");
-            results.insert(name, rate);
+            let (sent_rate, read_rate) = (sent as f64 / elapsed, got as f64 / elapsed);
+            println!("{size:>5} B {name:<18} {sent_rate:>10.0} sent/s {read_rate:>10.0} read/s");
+            rates.push(read_rate);
         }
         println!(
-            "{size:>5} B sendmmsg+gso / send_to = {:.2}x",
-            results["sendmmsg+gso"] / results["send_to"]
+            "{size:>5} B read/s against send_to/recv_from: batched {:.2}x, offloaded {:.2}x",
+            rates[1] / rates[0],
+            rates[2] / rates[0]
         );
     }
 }
