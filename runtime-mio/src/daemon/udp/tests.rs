@@ -512,6 +512,92 @@ fn bad_ranges_are_counted_not_sent() {
     assert_eq!(plain_recv(&rx, 2).len(), 2);
 }
 
+/// A network namespace for one test, deleted when dropped. Named like the
+/// end-to-end tests' (`sdte2e-<pid>-<tag>`) so that their sweep removes one
+/// a killed run left behind.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("sdte2e-{}-{tag}", std::process::id());
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+        let ns = Netns(name);
+        ns.run("ip", &["netns", "add", &ns.0]);
+        ns.run("ip", &["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(status.success(), "{program} {args:?}: {status}");
+    }
+
+    /// Runs `f` on a thread of its own inside the namespace (`setns` moves
+    /// only the calling thread).
+    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns on a namespace file descriptor that lives
+            // across the call; it affects only this thread.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_full_send_queue_drops_and_counts_without_blocking() {
+    let ns = Netns::new("udpfull");
+    // A slow qdisc holds datagrams, and the sender's buffer with them, so a
+    // small send buffer fills and the kernel answers EAGAIN.
+    ns.run(
+        "tc",
+        &[
+            "-n", &ns.0, "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "8kbit", "burst",
+            "1600", "limit", "1000000",
+        ],
+    );
+    let (stats, failures) = ns.enter(|| {
+        let rx = socket();
+        let tx = socket();
+        sys::set_int(tx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 1).unwrap();
+        let (buf, ranges) = slotted(&[1000; 40], 1100, 0);
+        let mut batch = SendBatch::new(BATCH, &Offloads::none());
+        for r in &ranges {
+            batch
+                .push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
+                .unwrap();
+        }
+        let stats = batch.flush(&buf);
+        (stats, batch.failures().to_vec())
+    });
+    assert!(stats.sent > 0 && stats.queue_full > 0, "{stats:?}");
+    assert_eq!(stats.sent + stats.queue_full, 40, "{stats:?}");
+    // The first refusal drops the rest of the call without trying them.
+    let indices: Vec<usize> = failures.iter().map(|f| f.index).collect();
+    assert_eq!(indices, (stats.sent..40).collect::<Vec<_>>());
+    assert!(failures.iter().all(|f| f.why == SendFailure::QueueFull));
+    assert_eq!(stats.calls, 2, "{stats:?}");
+}
+
 #[test]
 fn truncated_datagrams_are_counted_not_delivered() {
     let rx = socket();
