@@ -599,6 +599,41 @@ fn a_full_send_queue_drops_and_counts_without_blocking() {
 }
 
 #[test]
+fn a_gso_run_over_the_mtu_goes_one_by_one_and_gso_stays_on() {
+    let ns = Netns::new("udpmtu");
+    ns.run("ip", &["-n", &ns.0, "link", "set", "lo", "mtu", "1200"]);
+    let (stats, gso, got) = ns.enter(|| {
+        let rx = socket();
+        let tx = socket();
+        // Segments larger than the MTU: GSO refuses them (EMSGSIZE), one by
+        // one the kernel fragments them.
+        let (buf, ranges) = slotted(&[1300, 1300, 1300], 1400, 20);
+        let mut batch = SendBatch::new(8, &Offloads::probe());
+        for r in &ranges {
+            batch
+                .push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
+                .unwrap();
+        }
+        let stats = batch.flush(&buf);
+        let got: Vec<bool> = plain_recv(&rx, 3)
+            .iter()
+            .zip(&ranges)
+            .map(|((_, b), r)| b[..] == buf[r.clone()])
+            .collect();
+        (stats, batch.gso(), got)
+    });
+    assert_eq!(
+        (stats.sent, stats.errors, stats.gso_messages),
+        (3, 0, 0),
+        "{stats:?}"
+    );
+    assert!(!stats.gso_turned_off && gso, "{stats:?}");
+    // One refused GSO message, then one call with the three alone.
+    assert_eq!(stats.calls, 2, "{stats:?}");
+    assert_eq!(got, vec![true; 3]);
+}
+
+#[test]
 fn truncated_datagrams_are_counted_not_delivered() {
     let rx = socket();
     let tx = socket();
