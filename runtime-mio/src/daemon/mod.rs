@@ -15,6 +15,9 @@ mod control;
 mod sockets;
 mod sys;
 pub mod tun;
+// Batched socket I/O, not yet wired into the event loop (issue 11).
+#[allow(dead_code)]
+pub(crate) mod udp;
 
 use std::collections::VecDeque;
 use std::io;
