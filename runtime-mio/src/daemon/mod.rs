@@ -36,12 +36,14 @@ use crate::status::Status;
 use sockets::MioIo;
 use tun::{Tun, TunError};
 
-pub use control::{query_status, ControlError};
+pub use control::{
+    query_status, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
+    REQUEST_TIMEOUT, WRITE_TIMEOUT,
+};
 pub use sys::{open_file_limits, raise_open_file_limit_to};
 
 const LINK: Token = Token(0);
 const WAKER: Token = Token(1);
-const CONTROL: Token = Token(2);
 const SIGNALS: Token = Token(3);
 const FIRST_TUN: usize = 16;
 
@@ -98,7 +100,7 @@ pub struct Daemon {
     thread: Option<JoinHandle<Result<(), RunError>>>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    requests: mpsc::Sender<mpsc::Sender<Status>>,
+    requests: mpsc::SyncSender<control::Request>,
     link_addr: SocketAddr,
 }
 
@@ -114,7 +116,8 @@ struct Loop {
     control: Option<control::Server>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     stop: Arc<AtomicBool>,
-    requests: mpsc::Receiver<mpsc::Sender<Status>>,
+    /// Snapshot requests from the control thread and [`Daemon::status`].
+    requests: mpsc::Receiver<control::Request>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
     /// Sockets still readable after their turn.
@@ -127,22 +130,25 @@ impl Daemon {
     /// whose stack is large enough for it in any build.
     pub fn start(config: Config, options: Options) -> Result<Daemon, RunError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (requests, rx) = mpsc::channel();
+        let (requests, rx) = mpsc::sync_channel(control::REQUEST_QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
         let flag = stop.clone();
+        let control_requests = requests.clone();
         let thread = std::thread::Builder::new()
             .name("sdt-node".into())
             .stack_size(LOOP_STACK)
-            .spawn(move || match Loop::setup(config, options, flag, rx) {
-                Ok((mut state, waker)) => {
-                    let _ = ready_tx.send(Ok((waker, state.link_addr)));
-                    state.run()
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(()));
-                    Err(e)
-                }
-            })
+            .spawn(
+                move || match Loop::setup(config, options, flag, rx, control_requests) {
+                    Ok((mut state, waker)) => {
+                        let _ = ready_tx.send(Ok((waker, state.link_addr)));
+                        state.run()
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(()));
+                        Err(e)
+                    }
+                },
+            )
             .map_err(RunError::Poll)?;
         match ready_rx.recv() {
             Ok(Ok((waker, link_addr))) => Ok(Daemon {
@@ -166,8 +172,8 @@ impl Daemon {
 
     /// The node's state now, or `None` if it stopped.
     pub fn status(&self) -> Option<Status> {
-        let (tx, rx) = mpsc::channel();
-        self.requests.send(tx).ok()?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.requests.try_send(tx).ok()?;
         self.waker.wake().ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
@@ -209,7 +215,8 @@ impl Loop {
         config: Config,
         options: Options,
         stop: Arc<AtomicBool>,
-        requests: mpsc::Receiver<mpsc::Sender<Status>>,
+        requests: mpsc::Receiver<control::Request>,
+        control_requests: mpsc::SyncSender<control::Request>,
     ) -> Result<(Loop, Arc<Waker>), RunError> {
         let clock = std::time::Instant::now();
         let unix_nanos = SystemTime::now()
@@ -301,8 +308,9 @@ impl Loop {
             }
         }
 
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         let control = if options.control_socket {
-            match control::Server::bind(&config.control_socket, poll.registry(), CONTROL) {
+            match control::Server::start(&config.control_socket, control_requests, waker.clone()) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     warn!(
@@ -326,7 +334,6 @@ impl Loop {
             None
         };
 
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         info!(
             "listening on {link_addr}, public key {}",
             config.private_key.public_key()
@@ -398,16 +405,7 @@ impl Loop {
         match token {
             LINK => self.read_link(),
             WAKER => {
-                while let Ok(reply) = self.requests.try_recv() {
-                    let _ = reply.send(self.status());
-                }
-                false
-            }
-            CONTROL => {
-                let status = self.status();
-                if let Some(c) = &mut self.control {
-                    c.serve(&status);
-                }
+                control::answer_requests(&self.requests, || self.status());
                 false
             }
             SIGNALS => {
@@ -425,14 +423,19 @@ impl Loop {
     }
 
     fn status(&self) -> Status {
-        Status::collect(
+        let mut s = Status::collect(
             &self.node,
             &self.config,
             Some(self.link_addr),
             self.started,
             self.now(),
             self.io.send_errors,
-        )
+        );
+        if let Some(c) = &self.control {
+            s.control_refused = c.stats().refused.load(Ordering::Relaxed);
+            s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
+        }
+        s
     }
 
     fn read_link(&mut self) -> bool {

@@ -1,0 +1,295 @@
+//! The control plane never stalls the data path, end to end with two real
+//! nodes (issue 10, finding 2).
+//!
+//! The bug this pins: the daemon served its control socket on the event
+//! loop's thread with blocking reads of up to 2 s, so a local client that
+//! connected and sent nothing stopped forwarding for 2 s, and five for 10 s
+//! (a concurrent `sdt status` timed out too). Now a control thread serves
+//! clients, at most `MAX_CONTROL_CLIENTS` at once, each under a deadline,
+//! and the loop only hands it snapshots without waiting.
+//!
+//! Both tests run a forward service from A (entry, `127.0.0.1:5300` in A's
+//! namespace) to an echo target on B (`127.0.0.1:5301` in B's), and ping
+//! through it while control clients hang on both nodes' sockets. The
+//! bounds are generous (a gap of 500 ms against a stall of 2-10 s): the
+//! machine running the suite is shared and noisy.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sdt::daemon::{MAX_CONTROL_CLIENTS, REQUEST_TIMEOUT};
+use support::net::in_netns;
+use support::node::{Lab, Node};
+use support::{run, wait_until, SDT};
+
+const LISTEN: &str = "127.0.0.1:5300";
+const TARGET: &str = "127.0.0.1:5301";
+
+/// The largest time without forwarding the tests accept.
+const MAX_GAP: Duration = Duration::from_millis(500);
+
+/// A forward service: entry on A, exit on B to the echo target.
+fn services() -> (String, String) {
+    (
+        format!("[[service]]\nid = 1\npeer = \"b\"\nmode = \"forward\"\nlisten = \"{LISTEN}\"\n"),
+        format!("[[service]]\nid = 1\npeer = \"a\"\nmode = \"forward\"\ntarget = \"{TARGET}\"\n"),
+    )
+}
+
+/// The echo target in B's namespace: answers every datagram with itself
+/// until `stop`.
+fn start_echo(lab: &Lab, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    let ns = lab.pair.b.name.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        in_netns(&ns, move || {
+            let sock = UdpSocket::bind(TARGET).expect("echo socket");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            tx.send(()).expect("ready");
+            let mut echoed = 0u64;
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    if sock.send_to(&buf[..n], from).is_ok() {
+                        echoed += 1;
+                    }
+                }
+            }
+            echoed
+        })
+    });
+    rx.recv().expect("the echo target started");
+    handle
+}
+
+/// What a ping run saw.
+#[derive(Debug, Default)]
+struct Pings {
+    sent: u64,
+    answered: u64,
+    /// Sequence numbers never answered.
+    lost: Vec<u64>,
+    /// The longest round trip.
+    max_rtt: Duration,
+    /// The longest time between two answers (or from the first ping to the
+    /// first answer).
+    max_gap: Duration,
+}
+
+/// Sends a numbered ping to the entry every `every` for `length` from A's
+/// namespace, and reads the echoes until a second after the last ping.
+fn ping_pong(lab: &Lab, every: Duration, length: Duration) -> Pings {
+    let ns = lab.pair.a.name.clone();
+    in_netns(&ns, move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("ping socket");
+        sock.connect(LISTEN).expect("connect");
+        let count = (length.as_millis() / every.as_millis().max(1)) as u64;
+        let mut sent_at = Vec::with_capacity(count as usize);
+        let mut answered = vec![false; count as usize];
+        let mut pings = Pings::default();
+        let start = Instant::now();
+        let mut last_answer = start;
+        let end = start + every * count as u32 + Duration::from_secs(1);
+        let mut buf = [0u8; 64];
+        while Instant::now() < end && pings.answered < count {
+            let next = start + every * sent_at.len() as u32;
+            if sent_at.len() < count as usize && Instant::now() >= next {
+                let seq = sent_at.len() as u64;
+                sent_at.push(Instant::now());
+                if sock.send(&seq.to_be_bytes()).is_ok() {
+                    pings.sent += 1;
+                }
+                continue;
+            }
+            let wait = if sent_at.len() < count as usize {
+                next.saturating_duration_since(Instant::now())
+            } else {
+                end.saturating_duration_since(Instant::now())
+            };
+            sock.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let Ok(n) = sock.recv(&mut buf) else {
+                continue;
+            };
+            let now = Instant::now();
+            let Ok(bytes) = <[u8; 8]>::try_from(&buf[..n]) else {
+                continue;
+            };
+            let seq = u64::from_be_bytes(bytes) as usize;
+            if seq < sent_at.len() && !answered[seq] {
+                answered[seq] = true;
+                pings.answered += 1;
+                pings.max_rtt = pings.max_rtt.max(now - sent_at[seq]);
+                pings.max_gap = pings.max_gap.max(now - last_answer);
+                last_answer = now;
+            }
+        }
+        pings.lost = (0..count).filter(|&i| !answered[i as usize]).collect();
+        pings
+    })
+}
+
+/// `n` clients connected to `socket` that send nothing.
+fn silent_clients(socket: &Path, n: usize) -> Vec<UnixStream> {
+    (0..n)
+        .map(|i| {
+            UnixStream::connect(socket)
+                .unwrap_or_else(|e| panic!("control client {i} to {}: {e}", socket.display()))
+        })
+        .collect()
+}
+
+/// Whether the node has closed `client` (EOF, or an answer then EOF),
+/// waiting at most `timeout`.
+fn closed_by_node(client: &mut UnixStream, timeout: Duration) -> bool {
+    client
+        .set_read_timeout(Some(timeout))
+        .expect("read timeout");
+    let mut sink = Vec::new();
+    client.read_to_end(&mut sink).is_ok()
+}
+
+/// `sdt status --socket SOCKET` (text), with the time it took.
+fn cli_status(socket: &Path) -> (support::Ran, Duration) {
+    let started = Instant::now();
+    let ran = run(
+        Command::new(SDT).args(["status", "--socket"]).arg(socket),
+        Duration::from_secs(15),
+    );
+    (ran, started.elapsed())
+}
+
+fn session_and_channel(a: &Node, b: &Node, lab: &Lab) {
+    // One ping first, so the channel exists before the measured run.
+    let warm = ping_pong(lab, Duration::from_millis(100), Duration::from_millis(500));
+    assert!(
+        warm.answered > 0,
+        "nothing crosses the forward service: {warm:?}\nA: {:#?}\nB: {:#?}",
+        a.service(1),
+        b.service(1)
+    );
+}
+
+#[test]
+fn forwarding_and_status_do_not_wait_for_silent_control_clients() {
+    let lab = Lab::new("ctl-stall", 50);
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = start_echo(&lab, stop.clone());
+    let (entry, exit) = services();
+    let (a, b) = lab.start_nodes(&entry, &exit);
+    session_and_channel(&a, &b, &lab);
+
+    // Five silent clients on each node, then 3 s of pings every 20 ms and,
+    // a second in, `sdt status` on A.
+    let mut hanging = silent_clients(&a.socket, 5);
+    hanging.extend(silent_clients(&b.socket, 5));
+    let pinger = {
+        let lab = &lab;
+        std::thread::scope(|s| {
+            let pings =
+                s.spawn(|| ping_pong(lab, Duration::from_millis(20), Duration::from_secs(3)));
+            std::thread::sleep(Duration::from_secs(1));
+            let status = cli_status(&a.socket);
+            (pings.join().expect("pinger"), status)
+        })
+    };
+    let (pings, (status, status_took)) = pinger;
+    println!("pings: {pings:?}; sdt status took {status_took:?}");
+    assert_eq!(pings.sent, 150, "{pings:?}");
+    assert!(pings.lost.is_empty(), "pings lost: {pings:?}");
+    assert!(
+        pings.max_rtt < MAX_GAP && pings.max_gap < MAX_GAP,
+        "forwarding stalled while control clients hung: {pings:?}"
+    );
+    assert!(
+        status.ok() && status.stdout.contains("service 1 (forward, entry)"),
+        "sdt status while control clients hung (took {status_took:?}):\n{status}"
+    );
+
+    // The node closes each silent client after its deadline, and counts it.
+    for (i, client) in hanging.iter_mut().enumerate() {
+        assert!(
+            closed_by_node(client, REQUEST_TIMEOUT * 5),
+            "silent control client {i} was not closed by the node"
+        );
+    }
+    for node in [&a, &b] {
+        let s = node.status();
+        assert_eq!(s.control_timeouts, 5, "{}: {s:#?}", node.name);
+        assert_eq!(s.control_refused, 0, "{}: {s:#?}", node.name);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let echoed = echo.join().expect("echo");
+    assert!(echoed >= 150, "the target echoed {echoed}");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn control_clients_over_the_bound_are_refused_and_the_node_keeps_working() {
+    let lab = Lab::new("ctl-bound", 51);
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = start_echo(&lab, stop.clone());
+    let (entry, exit) = services();
+    let (a, b) = lab.start_nodes(&entry, &exit);
+    session_and_channel(&a, &b, &lab);
+
+    // Fill every slot with a silent client; the next ones are refused at
+    // once with one line, by hand and through `sdt status`.
+    let mut hanging = silent_clients(&a.socket, MAX_CONTROL_CLIENTS);
+    let mut extra = UnixStream::connect(&a.socket).expect("one more client");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    extra.write_all(b"status\n").expect("request");
+    let mut answer = Vec::new();
+    let read = extra.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (cli, cli_took) = cli_status(&a.socket);
+    let pings = ping_pong(&lab, Duration::from_millis(20), Duration::from_secs(1));
+    println!("refusal {answer:?} ({read:?}); sdt status: {cli} in {cli_took:?}; pings {pings:?}");
+    assert!(
+        answer.starts_with("error: busy") && answer.ends_with('\n') && answer.lines().count() == 1,
+        "the client over the bound got {answer:?} ({read:?})"
+    );
+    assert!(
+        cli.code() == Some(2)
+            && cli.stdout.is_empty()
+            && cli.stderr.starts_with("sdt: the node refused: busy")
+            && cli.stderr.lines().count() == 1,
+        "sdt status over the bound:\n{cli}"
+    );
+    assert!(pings.lost.is_empty(), "pings lost: {pings:?}");
+
+    // Once the silent clients are gone, status answers again and shows the
+    // refusals; the node still forwards and stops cleanly.
+    hanging.clear();
+    assert!(
+        wait_until(Duration::from_secs(10), || a.try_status().is_ok()),
+        "A does not answer status after the silent clients left:\n{}",
+        a.logs()
+    );
+    let s = a.status();
+    assert_eq!(s.control_refused, 2, "{s:#?}");
+    let (text, _) = cli_status(&a.socket);
+    assert!(
+        text.ok() && text.stdout.contains("control clients: 2 refused (busy)"),
+        "{text}"
+    );
+    let pings = ping_pong(&lab, Duration::from_millis(20), Duration::from_secs(1));
+    assert!(pings.lost.is_empty(), "pings lost after: {pings:?}");
+    stop.store(true, Ordering::Relaxed);
+    echo.join().expect("echo");
+    a.stop();
+    b.stop();
+}
