@@ -251,7 +251,8 @@ fn control_clients_over_the_bound_are_refused_and_the_node_keeps_working() {
     extra
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    extra.write_all(b"status\n").expect("request");
+    // The node may refuse and close before the request is written.
+    let _ = extra.write_all(b"status\n");
     let mut answer = Vec::new();
     let read = extra.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer).into_owned();

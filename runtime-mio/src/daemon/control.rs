@@ -487,14 +487,18 @@ pub fn query_status(path: &Path, json: bool) -> Result<String, ControlError> {
         .set_read_timeout(Some(QUERY_TIMEOUT))
         .map_err(ControlError::Io)?;
     let request: &[u8] = if json { b"status json\n" } else { b"status\n" };
-    stream.write_all(request).map_err(ControlError::Io)?;
+    // A node that refuses us (busy) answers and closes without waiting for
+    // our request: writing it may then fail, and reading may end in a reset
+    // after the answer. The answer is what counts.
+    let written = stream.write_all(request);
     let mut answer = Vec::new();
     match stream.read_to_end(&mut answer) {
         Ok(_) => {}
-        // A node that refused us may close before reading our request,
-        // which resets the connection after its answer.
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !answer.is_empty() => {}
-        Err(e) => return Err(ControlError::Io(e)),
+        Err(e) => return Err(ControlError::Io(written.err().unwrap_or(e))),
+    }
+    if answer.is_empty() {
+        written.map_err(ControlError::Io)?;
     }
     let answer = String::from_utf8_lossy(&answer).into_owned();
     match answer.strip_prefix("error: ") {
