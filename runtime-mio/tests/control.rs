@@ -13,6 +13,12 @@
 //! through it while control clients hang on both nodes' sockets. The
 //! bounds are generous (a gap of 500 ms against a stall of 2-10 s): the
 //! machine running the suite is shared and noisy.
+//!
+//! The rest, on loopback without namespaces, pin that a node never runs
+//! without its control socket (issue 12, finding 3): a missing directory
+//! or a file in the way is refused by `check` and `run` alike, and `run`
+//! refuses to start when another node serves the socket, a file is at its
+//! path, or its directory is not writable.
 
 mod support;
 
@@ -27,9 +33,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sdt::daemon::{MAX_CONTROL_CLIENTS, REQUEST_TIMEOUT};
+use std::os::unix::fs::PermissionsExt;
 use support::net::in_netns;
-use support::node::{Lab, Node};
-use support::{run, wait_until, SDT};
+use support::node::{write_private, Keys, Lab, Node};
+use support::{run, wait_until, Proc, SDT};
 
 const LISTEN: &str = "127.0.0.1:5300";
 const TARGET: &str = "127.0.0.1:5301";
@@ -293,4 +300,166 @@ fn control_clients_over_the_bound_are_refused_and_the_node_keeps_working() {
     echo.join().expect("echo");
     a.stop();
     b.stop();
+}
+
+/// A loopback node's configuration (one peer, no service, no namespace)
+/// with `control_socket` as written, in `dir/NAME.toml`.
+fn loopback_config(dir: &Path, name: &str, control_socket: &str) -> std::path::PathBuf {
+    let keys = Keys::new();
+    let peer = Keys::new();
+    let config = dir.join(format!("{name}.toml"));
+    write_private(
+        &config,
+        &format!(
+            "private_key = \"{}\"\nlisten = \"127.0.0.1:0\"\ncontrol_socket = \"{control_socket}\"\n\n\
+             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\n",
+            keys.private, peer.public
+        ),
+    );
+    config
+}
+
+/// `sdt ARGS... -c CONFIG` to completion (at most 10 s), with one stderr
+/// line and no panic.
+fn sdt_on(config: &Path, args: &[&str]) -> support::Ran {
+    let ran = run(
+        Command::new(SDT)
+            .args(args)
+            .arg("-c")
+            .arg(config)
+            .env_remove("RUST_LOG"),
+        Duration::from_secs(10),
+    );
+    assert!(ran.status.is_some(), "sdt {args:?} did not exit: {ran}");
+    assert!(!ran.stderr.contains("panicked"), "{ran}");
+    ran
+}
+
+/// The one stderr line of a failed command.
+fn one_line(ran: &support::Ran) -> &str {
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {ran}");
+    lines[0]
+}
+
+/// `sdt run` in the background on `config`, answering status on `socket`.
+fn run_node(dir: &Path, name: &str, config: &Path, socket: &Path) -> Proc {
+    let mut cmd = Command::new(SDT);
+    cmd.args(["run", "-c"]).arg(config).env_remove("RUST_LOG");
+    support::die_with_parent(&mut cmd);
+    let mut node = Proc::spawn(name, dir, &mut cmd, false);
+    let up = wait_until(Duration::from_secs(10), || {
+        node.exited().is_none() && sdt::daemon::query_status(socket, false).is_ok()
+    });
+    assert!(up, "node {name} did not come up: {}", node.describe());
+    node
+}
+
+/// `check` and `run` refuse a control socket under a missing directory or
+/// under a regular file with the same `FILE:LINE` line, and create nothing.
+#[test]
+fn a_control_socket_without_its_directory_is_refused_by_check_and_run() {
+    let dir = support::temp_dir();
+    std::fs::write(dir.path().join("plain"), "keep me\n").unwrap();
+    for (socket, why) in [
+        ("missing/dir/x.sock", "does not exist"),
+        ("plain/x.sock", "is not a directory"),
+    ] {
+        let config = loopback_config(dir.path(), "bad", socket);
+        let where_ = format!("{}:3: key `control_socket`", config.display());
+        for command in ["check", "run"] {
+            let ran = sdt_on(&config, &[command]);
+            assert_eq!(ran.code(), Some(1), "{command} {socket}: {ran}");
+            let line = one_line(&ran);
+            assert!(
+                line.contains(&where_) && line.contains(why),
+                "{command} {socket}: {ran}"
+            );
+        }
+    }
+    assert!(
+        !dir.path().join("missing").exists(),
+        "a directory was created"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("plain")).unwrap(),
+        "keep me\n"
+    );
+}
+
+/// `run` refuses to start when it cannot serve its control socket: another
+/// node serves it (which keeps answering), or a regular file is in the way
+/// (which is left alone).
+#[test]
+fn run_refuses_to_start_without_its_control_socket() {
+    let dir = support::temp_dir();
+    let socket = dir.path().join("n.sock");
+    let first = loopback_config(dir.path(), "first", "n.sock");
+    let _first = run_node(dir.path(), "first", &first, &socket);
+    let second = loopback_config(dir.path(), "second", "n.sock");
+    let ran = sdt_on(&second, &["run"]);
+    assert_eq!(ran.code(), Some(2), "{ran}");
+    assert_eq!(
+        one_line(&ran),
+        format!(
+            "sdt: cannot serve the control socket {}: another node is serving this control socket",
+            socket.display()
+        ),
+        "{ran}"
+    );
+    assert!(
+        sdt::daemon::query_status(&socket, false).is_ok(),
+        "the first node no longer answers"
+    );
+
+    std::fs::write(dir.path().join("file"), "keep me\n").unwrap();
+    let config = loopback_config(dir.path(), "onfile", "file");
+    let ran = sdt_on(&config, &["run"]);
+    assert_eq!(ran.code(), Some(2), "{ran}");
+    assert!(
+        one_line(&ran).contains("the path exists and is not a socket"),
+        "{ran}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("file")).unwrap(),
+        "keep me\n"
+    );
+}
+
+/// A user who may not create the socket in its directory gets a clear
+/// refusal from `run` (exit 2), not a node without a control socket.
+#[test]
+fn run_refuses_to_start_when_the_control_directory_is_not_writable() {
+    support::require_root();
+    support::require_tool("setpriv");
+    let dir = support::temp_dir();
+    // The unprivileged user must reach and read the config; the socket's
+    // directory is root's and read-only to it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = loopback_config(dir.path(), "nobody", "locked/x.sock");
+    std::os::unix::fs::chown(&config, Some(65534), Some(65534)).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        SDT,
+        "run",
+        "-c",
+    ])
+    .arg(&config)
+    .env_remove("RUST_LOG");
+    let ran = run(&mut cmd, Duration::from_secs(10));
+    assert_eq!(ran.code(), Some(2), "{ran}");
+    let line = one_line(&ran);
+    assert!(
+        line.contains(&format!(
+            "cannot serve the control socket {}",
+            locked.join("x.sock").display()
+        )) && line.contains("ermission denied"),
+        "{ran}"
+    );
 }

@@ -42,6 +42,7 @@ use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
+use crate::config::DEFAULT_CONTROL_DIR;
 use crate::status::Status;
 
 /// Control clients served at once; one more is refused with `error: busy`.
@@ -110,6 +111,12 @@ pub struct Server {
 pub enum BindError {
     /// A live node already answers on this path.
     InUse,
+    /// The path exists and is not a socket (a file, a directory): never
+    /// removed.
+    NotASocket,
+    /// The directory it would live in does not exist (only the default one
+    /// is created).
+    NoDirectory(PathBuf),
     /// Binding, or removing a stale socket, failed.
     Io(io::Error),
 }
@@ -118,6 +125,8 @@ impl std::fmt::Display for BindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BindError::InUse => write!(f, "another node is serving this control socket"),
+            BindError::NotASocket => write!(f, "the path exists and is not a socket"),
+            BindError::NoDirectory(d) => write!(f, "directory {} does not exist", d.display()),
             BindError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -186,13 +195,22 @@ impl Drop for Server {
     }
 }
 
-/// Binds the listening socket at `path`, creating its directory; a stale
-/// socket (nobody answers on it) is replaced.
+/// Binds the listening socket at `path`. Its directory must exist, except
+/// the default one, which is created; a stale socket (nobody answers on it)
+/// is replaced; anything else at `path` is left alone and refused.
 fn bind(path: &Path) -> Result<UnixListener, BindError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(BindError::Io)?;
+        if dir == Path::new(DEFAULT_CONTROL_DIR) {
+            std::fs::create_dir_all(dir).map_err(BindError::Io)?;
+        } else if !dir.exists() {
+            return Err(BindError::NoDirectory(dir.to_owned()));
+        }
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(BindError::NotASocket);
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(BindError::InUse);
         }

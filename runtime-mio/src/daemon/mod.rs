@@ -19,6 +19,7 @@ pub mod tun;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -37,7 +38,7 @@ use sockets::MioIo;
 use tun::{Tun, TunError};
 
 pub use control::{
-    query_status, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
+    query_status, BindError, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
     REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
 pub use sys::{open_file_limits, raise_open_file_limit_to};
@@ -66,6 +67,9 @@ pub enum RunError {
     ServiceSocket(u8, String),
     /// A TUN device could not be opened.
     Tun(u8, TunError),
+    /// The control socket could not be served: the node refuses to run
+    /// without it (`sdt status` could not reach it).
+    ControlSocket(PathBuf, control::BindError),
     /// The node could not be built.
     Build(BuildError),
     /// The event loop failed.
@@ -78,6 +82,9 @@ impl std::fmt::Display for RunError {
             RunError::LinkSocket(a, e) => write!(f, "cannot bind the link socket {a}: {e}"),
             RunError::ServiceSocket(id, why) => write!(f, "service {id}: {why}"),
             RunError::Tun(id, e) => write!(f, "service {id}: {e}"),
+            RunError::ControlSocket(p, e) => {
+                write!(f, "cannot serve the control socket {}: {e}", p.display())
+            }
             RunError::Build(e) => write!(f, "{e}"),
             RunError::Poll(e) => write!(f, "event loop: {e}"),
         }
@@ -89,7 +96,8 @@ impl std::error::Error for RunError {}
 /// How to run: what the command line or an embedding program decides.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Serve `sdt status` on the config's control socket.
+    /// Serve `sdt status` on the config's control socket; the start fails
+    /// if it cannot be served.
     pub control_socket: bool,
     /// Stop on SIGINT and SIGTERM.
     pub handle_signals: bool,
@@ -310,16 +318,10 @@ impl Loop {
 
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         let control = if options.control_socket {
-            match control::Server::start(&config.control_socket, control_requests, waker.clone()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    warn!(
-                        "no control socket at {}: {e}; `sdt status` will not reach this node",
-                        config.control_socket.display()
-                    );
-                    None
-                }
-            }
+            let server =
+                control::Server::start(&config.control_socket, control_requests, waker.clone())
+                    .map_err(|e| RunError::ControlSocket(config.control_socket.clone(), e))?;
+            Some(server)
         } else {
             None
         };
