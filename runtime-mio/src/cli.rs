@@ -97,7 +97,8 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run a node from a configuration file until SIGINT or SIGTERM.
+    /// Run a node from a configuration file until SIGINT or SIGTERM
+    /// (SIGHUP is ignored with a warning: reload does not exist yet).
     Run {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]

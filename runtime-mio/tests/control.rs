@@ -18,7 +18,8 @@
 //! without its control socket (issue 12, finding 3): a missing directory
 //! or a file in the way is refused by `check` and `run` alike, and `run`
 //! refuses to start when another node serves the socket, a file is at its
-//! path, or its directory is not writable.
+//! path, or its directory is not writable; and that SIGHUP, whose default
+//! action killed the node, is ignored with a warning until reload exists.
 
 mod support;
 
@@ -462,4 +463,37 @@ fn run_refuses_to_start_when_the_control_directory_is_not_writable() {
         )) && line.contains("ermission denied"),
         "{ran}"
     );
+}
+
+/// SIGHUP leaves the node running (it exited 129 and left its socket
+/// behind), with a warning; SIGTERM still stops it cleanly.
+#[test]
+fn sighup_is_ignored_with_a_warning() {
+    let dir = support::temp_dir();
+    let socket = dir.path().join("hup.sock");
+    let config = loopback_config(dir.path(), "hup", "hup.sock");
+    let mut node = run_node(dir.path(), "hup", &config, &socket);
+    // SAFETY: kill(2) on our own child, not reaped yet (so not reused).
+    unsafe { libc::kill(node.pid(), libc::SIGHUP) };
+    let warned = wait_until(Duration::from_secs(10), || {
+        node.stderr_text().contains("SIGHUP received")
+    });
+    assert!(warned, "no warning for SIGHUP: {}", node.describe());
+    assert!(
+        node.exited().is_none(),
+        "SIGHUP killed the node: {}",
+        node.describe()
+    );
+    assert!(
+        sdt::daemon::query_status(&socket, false).is_ok(),
+        "no status after SIGHUP: {}",
+        node.describe()
+    );
+    let status = node.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        node.describe()
+    );
+    assert!(!socket.exists(), "the control socket was left behind");
 }

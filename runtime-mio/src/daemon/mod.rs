@@ -99,7 +99,8 @@ pub struct Options {
     /// Serve `sdt status` on the config's control socket; the start fails
     /// if it cannot be served.
     pub control_socket: bool,
-    /// Stop on SIGINT and SIGTERM.
+    /// Stop on SIGINT and SIGTERM; ignore SIGHUP (whose default action would
+    /// kill the node) with a warning until reload exists.
     pub handle_signals: bool,
 }
 
@@ -326,8 +327,9 @@ impl Loop {
             None
         };
         let signals = if options.handle_signals {
-            let mut s = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])
-                .map_err(RunError::Poll)?;
+            let mut s =
+                signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+                    .map_err(RunError::Poll)?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)
                 .map_err(RunError::Poll)?;
@@ -412,9 +414,13 @@ impl Loop {
             }
             SIGNALS => {
                 if let Some(s) = &mut self.signals {
-                    if s.pending().next().is_some() {
-                        info!("signal received");
-                        self.stop.store(true, Ordering::SeqCst);
+                    for signal in s.pending() {
+                        if signal == libc::SIGHUP {
+                            warn!("SIGHUP received: reload is not implemented yet; ignored");
+                        } else {
+                            info!("signal {signal} received: stopping");
+                            self.stop.store(true, Ordering::SeqCst);
+                        }
                     }
                 }
                 false
