@@ -179,7 +179,9 @@ impl Daemon {
         self.link_addr
     }
 
-    /// The node's state now, or `None` if it stopped.
+    /// The node's state now, or `None` if it stopped (or, never in
+    /// practice, if the loop's bounded request queue is full: this never
+    /// waits for room).
     pub fn status(&self) -> Option<Status> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.requests.try_send(tx).ok()?;
