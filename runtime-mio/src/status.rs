@@ -12,7 +12,7 @@ use crate::build::DaemonNode;
 use crate::config::Config;
 
 /// A snapshot of a node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     /// This node's public key.
     pub public_key: String,

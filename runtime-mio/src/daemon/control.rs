@@ -531,16 +531,8 @@ mod tests {
 
     fn status(uptime_secs: f64) -> Status {
         Status {
-            public_key: String::new(),
-            listen: None,
             uptime_secs,
-            peers: Vec::new(),
-            services: Vec::new(),
-            unattributed_drops: Vec::new(),
-            node_drops: Vec::new(),
-            send_errors: 0,
-            control_refused: 0,
-            control_timeouts: 0,
+            ..Status::default()
         }
     }
 
