@@ -294,7 +294,11 @@ impl Acceptor {
             .stack_size(CLIENT_STACK)
             .spawn(move || {
                 if let Ok(stream) = rx.recv() {
-                    client.serve(stream);
+                    client.serve(&stream);
+                    // Free the slot before closing, so that once a client
+                    // has its whole answer the slot is free again.
+                    drop(client);
+                    drop(stream);
                 }
             });
         match spawned {
@@ -364,8 +368,8 @@ impl std::fmt::Display for ClientError {
 }
 
 impl Client {
-    fn serve(&self, stream: UnixStream) {
-        let result = self.exchange(&stream);
+    fn serve(&self, stream: &UnixStream) {
+        let result = self.exchange(stream);
         if let Err(e) = result {
             if matches!(e, ClientError::RequestTimeout | ClientError::WriteTimeout) {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
