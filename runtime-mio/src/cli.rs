@@ -107,8 +107,8 @@ pub enum Command {
     /// Print the live state of a running node: peers, services, channels,
     /// drops by reason.
     Status {
-        /// The running node's configuration file (to find its control
-        /// socket).
+        /// The running node's configuration file (only its
+        /// `control_socket` is read).
         #[arg(short, long, value_name = "FILE", required_unless_present = "socket")]
         config: Option<PathBuf>,
         /// The control socket, instead of a configuration file.
@@ -282,7 +282,7 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         } => {
             let path = match (socket, config) {
                 (Some(p), _) => p.clone(),
-                (None, Some(c)) => Config::load(c).map_err(CliError::Config)?.control_socket,
+                (None, Some(c)) => Config::control_socket_of(c).map_err(CliError::Config)?,
                 (None, None) => {
                     let why = io::Error::new(
                         io::ErrorKind::InvalidInput,

@@ -359,6 +359,32 @@ impl Config {
         Ok(config)
     }
 
+    /// Where the node run from the configuration file at `path` serves its
+    /// control socket, reading `control_socket` and nothing else: `sdt
+    /// status` must work for a user who may not read the key files, and
+    /// when an endpoint's name no longer resolves. Other keys, even unknown
+    /// or malformed ones, are not looked at; the file must still be TOML.
+    pub fn control_socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct ControlOnly {
+            control_socket: Option<Spanned<String>>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = Zeroizing::new(text);
+        let ctx = Ctx { path, text: &text };
+        let raw: ControlOnly = toml::from_str(&text).map_err(|e| ctx.parse_error(&e))?;
+        match &raw.control_socket {
+            Some(c) if c.get_ref().is_empty() => {
+                Err(ctx.at(c, "control_socket", "must not be empty"))
+            }
+            Some(c) => Ok(ctx.relative(c.get_ref())),
+            None => Ok(default_control_socket(path)),
+        }
+    }
+
     /// Validates configuration `text` as if read from `path`: `path` names
     /// the file in errors, its directory is where relative paths start, and
     /// its stem names the default control socket.

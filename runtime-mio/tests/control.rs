@@ -19,7 +19,8 @@
 //! or a file in the way is refused by `check` and `run` alike, and `run`
 //! refuses to start when another node serves the socket, a file is at its
 //! path, or its directory is not writable; and that SIGHUP, whose default
-//! action killed the node, is ignored with a warning until reload exists.
+//! action killed the node, is ignored with a warning until reload exists;
+//! and that `sdt status -c FILE` reads only the control socket's path.
 
 mod support;
 
@@ -509,4 +510,32 @@ fn sighup_is_ignored_with_a_warning() {
         node.describe()
     );
     assert!(!socket.exists(), "the control socket was left behind");
+}
+
+/// `sdt status -c FILE` reads only `control_socket`: it still reaches the
+/// node when the rest of the file no longer validates (a key file that is
+/// gone or unreadable, an endpoint name that no longer resolves), which
+/// `check` refuses.
+#[test]
+fn status_reads_only_the_control_socket_from_the_config() {
+    let dir = support::temp_dir();
+    let socket = dir.path().join("only.sock");
+    let config = loopback_config(dir.path(), "only", "only.sock");
+    let _node = run_node(dir.path(), "only", &config, &socket);
+    let peer = Keys::new();
+    write_private(
+        &config,
+        &format!(
+            "private_key_file = \"gone.key\"\ncontrol_socket = \"only.sock\"\n\n\
+             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"nowhere.invalid:51820\"\n",
+            peer.public
+        ),
+    );
+    let check = sdt_on(&config, &["check"]);
+    assert_eq!(check.code(), Some(1), "{check}");
+    let status = sdt_on(&config, &["status"]);
+    assert!(
+        status.ok() && status.stdout.starts_with("node: "),
+        "{status}"
+    );
 }
