@@ -54,8 +54,9 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
   1  configuration or usage error (bad config or key file, bad key on stdin, bad arguments)
-  2  runtime error (the system failed: a port in use, no TUN permission, no node answering
-     `sdt status`, a failed demo, no OS randomness, stdin or stdout unusable, ...)";
+  2  runtime error (the system failed: a port in use, no TUN permission, a control socket
+     that cannot be served, no node answering `sdt status` or a busy one, a failed demo,
+     no OS randomness, stdin or stdout unusable, ...)";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
