@@ -206,12 +206,49 @@ fn control_socket_defaults_from_the_file_name() {
         PathBuf::from("/run/sdt/sdt.sock")
     );
     // A relative control_socket is relative to the configuration's directory.
-    let cfg = parse(&format!(
-        "private_key = \"{}\"\ncontrol_socket = \"run/x.sock\"\n",
-        key(1)
-    ))
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    let cfg = Config::parse(
+        &format!(
+            "private_key = \"{}\"\ncontrol_socket = \"run/x.sock\"\n",
+            key(1)
+        ),
+        &dir.path().join("t.toml"),
+    )
     .unwrap();
-    assert_eq!(cfg.control_socket, PathBuf::from("conf/run/x.sock"));
+    assert_eq!(cfg.control_socket, dir.path().join("run/x.sock"));
+}
+
+/// `check` refuses a control socket whose directory is missing or is not a
+/// directory, as `run` would fail to bind it; only the default directory
+/// is left for `run` to create.
+#[test]
+fn the_control_socket_directory_must_exist_unless_it_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    std::fs::write(&file, "").unwrap();
+    for (socket, why) in [
+        ("nonexistent/dir/x.sock", "does not exist"),
+        ("plain/x.sock", "is not a directory"),
+        ("plain/sub/x.sock", "directory"),
+    ] {
+        let text = format!(
+            "private_key = \"{}\"\n\ncontrol_socket = \"{socket}\"\n",
+            key(1)
+        );
+        let err = Config::parse(&text, &dir.path().join("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("control_socket") && err.contains(why),
+            "{socket}: {err}"
+        );
+    }
+    let text = format!(
+        "private_key = \"{}\"\ncontrol_socket = \"{DEFAULT_CONTROL_DIR}/x.sock\"\n",
+        key(1)
+    );
+    assert!(Config::parse(&text, &dir.path().join("t.toml")).is_ok());
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! The few system calls std does not wrap: the open file limit. (Socket
 //! options for batched I/O are in [`super::udp`].)
 
-use std::os::fd::AsRawFd;
 
-use tracing::debug;
 
 /// Raises the soft limit on open files to the hard limit and returns the
 /// limit now in force: each exit channel holds one socket.
