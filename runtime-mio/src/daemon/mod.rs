@@ -39,8 +39,8 @@ use crate::config::Config;
 use crate::status::Status;
 use sdt_core::node::{Dropped, Io, Output};
 use sockets::MioIo;
-use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 use tun::{Tun, TunError};
+use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
 pub use control::{
     query_status, BindError, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
@@ -288,7 +288,13 @@ impl Loop {
         info!(
             "batched I/O: {}; link socket GRO {}, buffers {} KiB receive, {} KiB send{}",
             offloads.describe(),
-            if link_setup.gro { "on" } else if gro { "unavailable" } else { "off (router entry)" },
+            if link_setup.gro {
+                "on"
+            } else if gro {
+                "unavailable"
+            } else {
+                "off (router entry)"
+            },
             link_setup.recv_buffer >> 10,
             link_setup.send_buffer >> 10,
             if link_setup.forced { " (forced)" } else { "" },
@@ -512,6 +518,19 @@ impl Loop {
             s.control_refused = c.stats().refused.load(Ordering::Relaxed);
             s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
         }
+        let (services, channels) = self.io.kernel_drops();
+        s.data_path = crate::status::DataPath {
+            offloads: self.io.offloads.describe(),
+            link_gro: self.link_setup.gro,
+            gso: self.tx.gso(),
+            link_recv_buffer: self.link_setup.recv_buffer,
+            link_send_buffer: self.link_setup.send_buffer,
+            buffers_forced: self.link_setup.forced,
+            kernel_drops_link: self.link_drops.total(),
+            kernel_drops_services: services,
+            kernel_drops_channels: channels,
+            truncated: self.rx.truncated(),
+        };
         s
     }
 
@@ -620,7 +639,14 @@ impl Loop {
             let r = self
                 .node
                 .handle_tun_packet(now, service, slot, headroom..headroom + len);
-            emit(&mut self.node, &mut self.io, &mut self.tx, slot, i * stride, r);
+            emit(
+                &mut self.node,
+                &mut self.io,
+                &mut self.tx,
+                slot,
+                i * stride,
+                r,
+            );
         }
         true
     }
@@ -641,9 +667,11 @@ fn emit(
     use std::os::fd::AsRawFd;
     node.apply_actions(io);
     let queued = match result {
-        Ok(Output::Link { to, range }) => {
-            tx.push(io.link.as_raw_fd(), Some(to), base + range.start..base + range.end)
-        }
+        Ok(Output::Link { to, range }) => tx.push(
+            io.link.as_raw_fd(),
+            Some(to),
+            base + range.start..base + range.end,
+        ),
         Ok(Output::Customer { socket, to, range }) => match io.customer_fd(socket) {
             Some((fd, connected)) => tx.push(
                 fd,

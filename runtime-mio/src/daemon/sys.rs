@@ -1,8 +1,6 @@
 //! The few system calls std does not wrap: the open file limit. (Socket
 //! options for batched I/O are in [`super::udp`].)
 
-
-
 /// Raises the soft limit on open files to the hard limit and returns the
 /// limit now in force: each exit channel holds one socket.
 pub fn raise_open_file_limit() -> usize {
