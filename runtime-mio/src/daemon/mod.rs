@@ -565,6 +565,11 @@ impl Loop {
             let range = d.range.start - d.room.start..d.range.end - d.room.start;
             let r = self.node.handle_link_datagram(now, d.from, room, range);
             emit(&mut self.node, &mut self.io, &mut self.tx, room, base, r);
+            if self.node.needs_flush() {
+                // Handshake messages and cookie replies go from `scratch`,
+                // not from the batch: the queued sends are untouched.
+                self.node.flush(&mut self.io, now, &mut self.scratch);
+            }
         }
         handled > 0
     }
