@@ -5,11 +5,14 @@
 //! socket, open the control socket) so that `sdt run` can report a bad start
 //! with one line and a non-zero exit; then the loop runs on its own thread.
 //!
-//! The loop reads every ready socket into one reused buffer at
-//! [`HEADROOM`], hands the datagram to the node and carries out what it says
-//! through the `Io` trait; nothing is allocated per datagram. Sockets are read in
-//! turns of at most [`READ_BUDGET`] datagrams so a flood on one socket
-//! cannot starve the others.
+//! The loop reads each ready socket a batch at a time (`recvmmsg`, GRO on
+//! the link socket) into one reused receive batch whose slots have
+//! [`HEADROOM`] and [`TAILROOM`], hands each datagram to the node, queues
+//! what it sends and sends the turn's datagrams at its end (`sendmmsg`,
+//! GSO); nothing is allocated per datagram (see [`udp`] and
+//! docs/performance.md). A turn is one batch of at most [`udp::BATCH`]
+//! messages, so a flood on one socket cannot starve the others, and a
+//! lone datagram goes through at once: nothing waits for a batch to fill.
 
 mod control;
 mod sockets;
@@ -53,8 +56,11 @@ const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(3);
 const FIRST_TUN: usize = 16;
 
-/// Datagrams read from one socket before the others get a turn.
-pub const READ_BUDGET: usize = 64;
+/// Messages one turn reads from the link socket with GRO on: each may carry
+/// up to 64 datagrams, and 8 of them (up to 512 datagrams) are enough for
+/// a full-speed burst while a flood on the link cannot hold the other
+/// sockets off for long.
+const LINK_GRO_MESSAGES: usize = 8;
 /// The largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 /// Stack of the loop thread: the node lives on the heap, but building and
@@ -480,7 +486,7 @@ impl Loop {
         }
     }
 
-    /// Runs one socket's turn, a batch of up to [`READ_BUDGET`] datagrams
+    /// Runs one socket's turn, a batch of up to [`udp::BATCH`] messages
     /// each handled on its own, then flushes the node once for the batch
     /// (handshakes, keepalives, events the batch caused).
     fn batch(&mut self, turn: impl FnOnce(&mut Self) -> bool) -> bool {
@@ -534,15 +540,19 @@ impl Loop {
         s
     }
 
-    /// Reads the link socket: up to [`READ_BUDGET`] batches of up to
-    /// [`udp::BATCH`] messages (GRO trains split into their datagrams),
+    /// Reads the link socket: one batch of up to [`udp::BATCH`] messages (GRO trains split into their datagrams),
     /// each datagram opened in place.
     fn read_link(&mut self) -> bool {
         let fd = {
             use std::os::fd::AsRawFd;
             self.io.link.as_raw_fd()
         };
-        match self.rx.recv(fd) {
+        let limit = if self.link_setup.gro {
+            LINK_GRO_MESSAGES
+        } else {
+            udp::BATCH
+        };
+        match self.rx.recv_at_most(fd, limit) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) => {
@@ -555,9 +565,12 @@ impl Loop {
         }
         let now = self.now();
         let stride = self.rx.stride();
-        let mut handled = 0;
+        // A short read emptied the queue: the socket is drained, and mio's
+        // edge-triggered readiness reports the next datagram when it comes.
+        // A full one may have left more: the socket goes back in line (a
+        // turn each, so a flood on one socket cannot starve the others).
+        let more = self.rx.messages() == limit;
         while let Some(d) = self.rx.next_datagram() {
-            handled += 1;
             // The node sees only the room this datagram may use: a segment
             // of a GRO train cannot touch its neighbours.
             let base = d.slot_index * stride + d.room.start;
@@ -571,7 +584,7 @@ impl Loop {
                 self.node.flush(&mut self.io, now, &mut self.scratch);
             }
         }
-        handled > 0
+        more
     }
 
     /// Reads a customer socket: one batch of up to [`udp::BATCH`]
@@ -600,16 +613,19 @@ impl Loop {
         }
         let now = self.now();
         let stride = self.rx.stride();
-        let mut handled = 0;
+        // A short read emptied the queue: the socket is drained, and mio's
+        // edge-triggered readiness reports the next datagram when it comes.
+        // A full one may have left more: the socket goes back in line (a
+        // turn each, so a flood on one socket cannot starve the others).
+        let more = self.rx.messages() == self.rx.slots();
         while let Some(d) = self.rx.next_datagram() {
-            handled += 1;
             let base = d.slot_index * stride;
             let r = self
                 .node
                 .handle_customer_datagram(now, socket, d.from, d.slot, d.range);
             emit(&mut self.node, &mut self.io, &mut self.tx, d.slot, base, r);
         }
-        handled > 0
+        more
     }
 
     /// Reads a router entry's TUN device: up to [`udp::BATCH`] packets into

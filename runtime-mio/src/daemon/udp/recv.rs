@@ -155,6 +155,14 @@ impl RecvBatch {
     /// segment). `Ok(0)` means messages came but none could be delivered
     /// (all truncated): read again. `WouldBlock` means the queue is empty.
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_at_most(fd, self.slots)
+    }
+
+    /// [`recv`](Self::recv), reading at most `messages` messages (at least
+    /// one, at most one per slot): with GRO a message may carry 64
+    /// datagrams, and a turn of the loop should not carry thousands.
+    pub(crate) fn recv_at_most(&mut self, fd: RawFd, messages: usize) -> io::Result<usize> {
+        let limit = messages.clamp(1, self.slots);
         self.messages.clear();
         self.cursor = (0, 0);
         self.received = 0;
@@ -182,8 +190,8 @@ impl RecvBatch {
         // them are valid for writes of the lengths given and none is touched
         // during the call.
         #[allow(unsafe_code)]
-        let n = unsafe { sys::recvmmsg(fd, &mut self.hdrs)? };
-        let n = n.min(self.slots);
+        let n = unsafe { sys::recvmmsg(fd, &mut self.hdrs[..limit])? };
+        let n = n.min(limit);
         self.received = n;
         let mut ready = 0;
         for i in 0..n {
