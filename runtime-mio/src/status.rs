@@ -38,6 +38,10 @@ pub struct Status {
     /// take their answer, in time.
     #[serde(default)]
     pub control_timeouts: u64,
+    /// Node events (session up, peer restarted, ...) that found the event
+    /// queue full and went unreported in the log.
+    #[serde(default)]
+    pub events_lost: u64,
     /// How the daemon moves datagrams: batching features and socket
     /// buffers, and what the kernel dropped before the daemon could read it.
     #[serde(default)]
@@ -218,6 +222,7 @@ impl Status {
             send_errors,
             control_refused: 0,
             control_timeouts: 0,
+            events_lost: node.events_lost(),
             data_path: DataPath::default(),
         }
     }
@@ -249,6 +254,9 @@ impl fmt::Display for Status {
         let _ = writeln!(out, "  up {:.0} s", self.uptime_secs);
         if self.send_errors > 0 {
             let _ = writeln!(out, "  send errors: {}", self.send_errors);
+        }
+        if self.events_lost > 0 {
+            let _ = writeln!(out, "  events lost (queue full): {}", self.events_lost);
         }
         if self.control_refused > 0 || self.control_timeouts > 0 {
             let _ = writeln!(

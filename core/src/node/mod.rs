@@ -257,6 +257,8 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     events: Deque<NodeEvent, EVENT_QUEUE>,
     /// Drops no service can be blamed for.
     drops: ServiceDrops,
+    /// Events that found the event queue full.
+    events_lost: u64,
     /// Service ids already reported as unknown, one bit each.
     unknown_reported: [u64; 4],
     /// Exit halves: channel creation per peer.
@@ -286,6 +288,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             opens: Deque::new(),
             events: Deque::new(),
             drops: ServiceDrops::default(),
+            events_lost: 0,
             unknown_reported: [0; 4],
             peer_new_channels: [TokenBucket::new(); P],
             stage: stage::Stage::new(),
@@ -386,6 +389,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     /// datagrams on sockets already closed).
     pub fn node_drops(&self) -> &ServiceDrops {
         &self.drops
+    }
+
+    /// Events that did not fit the event queue because the runtime did not
+    /// poll it in time: they were counted here instead of reported.
+    pub fn events_lost(&self) -> u64 {
+        self.events_lost
     }
 
     /// The channel table, for status output.
@@ -538,9 +547,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             SocketId::Service(id) => {
                 if let Some(s) = self.service_index(id).map(|si| &mut self.services[si]) {
                     s.stats.drops.add(ServiceDrop::SocketFailed);
-                    self.events
-                        .push_back(NodeEvent::ServiceSocketFailed { service: id })
-                        .ok();
+                    self.notify(NodeEvent::ServiceSocketFailed { service: id });
                 }
             }
         }
@@ -651,13 +658,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             Some(problem) => {
                 if !core::mem::replace(&mut s.warned, true) {
                     let service = s.config.id;
-                    self.events
-                        .push_back(NodeEvent::Mismatch {
-                            service,
-                            peer,
-                            problem,
-                        })
-                        .ok();
+                    self.notify(NodeEvent::Mismatch {
+                        service,
+                        peer,
+                        problem,
+                    });
                 }
                 Err(problem)
             }
@@ -758,7 +763,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 LinkEvent::HandshakeTimedOut(peer) => self.drop_staged(peer),
                 _ => {}
             }
-            self.events.push_back(NodeEvent::Link(event)).ok();
+            self.notify(NodeEvent::Link(event));
         }
     }
 
@@ -772,13 +777,20 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         Dropped::Service(reason)
     }
 
+    /// Queues `event` for [`Node::poll_event`]. The queue holds
+    /// `EVENT_QUEUE` events between two polls; one that does not fit is
+    /// counted ([`Node::events_lost`]), never silently lost.
+    fn notify(&mut self, event: NodeEvent) {
+        if self.events.push_back(event).is_err() {
+            self.events_lost = self.events_lost.saturating_add(1);
+        }
+    }
+
     fn report_unknown(&mut self, service: u8, peer: PeerId) {
         let (word, bit) = (usize::from(service / 64), 1u64 << (service % 64));
         if self.unknown_reported[word] & bit == 0 {
             self.unknown_reported[word] |= bit;
-            self.events
-                .push_back(NodeEvent::UnknownService { service, peer })
-                .ok();
+            self.notify(NodeEvent::UnknownService { service, peer });
         }
     }
 }

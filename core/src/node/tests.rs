@@ -459,3 +459,29 @@ pub(super) fn router_exit(id: u8, peer: PeerId, rules: &[&str]) -> ServiceConfig
 pub(super) fn a(s: &str) -> SocketAddr {
     addr(s)
 }
+
+/// Events the runtime does not poll in time are counted, not lost without
+/// a trace: the queue holds 32, the rest show in `events_lost`.
+#[test]
+fn events_beyond_the_queue_are_counted() {
+    let mut net = Net::new(60);
+    let mut config = ServiceConfig::new(
+        5,
+        Peers::One(net.peer[X]),
+        Role::PushEntry {
+            listen: addr("127.0.0.1:5514"),
+        },
+    );
+    config.limits = ChannelLimits::default();
+    net.service(X, config);
+    let node = &mut net.nodes[X];
+    for _ in 0..40 {
+        node.socket_failed(SocketId::Service(5));
+    }
+    assert_eq!(node.events_lost(), 8);
+    let mut polled = 0;
+    while node.poll_event().is_some() {
+        polled += 1;
+    }
+    assert_eq!(polled, 32);
+}
