@@ -68,12 +68,14 @@ pub fn build_node(
         now,
         unix_nanos,
     ));
-    for (i, spec) in config.peers.iter().enumerate() {
+    for spec in &config.peers {
         let mut peer = PeerConfig::new(spec.public_key);
         peer.endpoint = spec.endpoint;
         peer.preshared_key = spec.preshared_key.clone();
         peer.persistent_keepalive = spec.persistent_keepalive;
-        peer.keep_up = keeps_up(config, i);
+        // Only what the config says: core adds the links the services
+        // call for (its liveness rule, `Node::add_service`).
+        peer.keep_up = spec.keep_up;
         node.add_peer(peer, now)
             .map_err(|_| BuildError::TooManyPeers)?;
     }
@@ -82,24 +84,6 @@ pub fn build_node(
             .map_err(|error| BuildError::Service { id: spec.id, error })?;
     }
     Ok(node)
-}
-
-/// Whether the link to peer `i` is brought up at start and kept up: when
-/// its `keep_up` says so, and, as the design's link liveness asks, whenever
-/// this node knows the peer's endpoint and the peer can be the first to send
-/// in a service they share: this node holds its exit half (the peer the
-/// entry, `ssh -R` style) or it is a direct service. The peer may know no
-/// endpoint for this node, so without this its customers' datagrams would
-/// be dropped until this side happened to send.
-pub fn keeps_up(config: &Config, i: usize) -> bool {
-    let Some(spec) = config.peers.get(i) else {
-        return false;
-    };
-    let peer_can_send_first = |s: &ServiceSpec| {
-        matches!(s.half, Half::Exit | Half::Both)
-            && (s.peer == PeerRef::Any || s.peer == PeerRef::Named(i))
-    };
-    spec.keep_up || (spec.endpoint.is_some() && config.services.iter().any(peer_can_send_first))
 }
 
 /// Core's view of one `[[service]]`. Validation guarantees the keys each
@@ -160,7 +144,11 @@ mod tests {
     fn keeps_y_up(peer_extra: &str, service: &str) -> bool {
         let text = format!("{HEAD}{peer_extra}\n[[service]]\nid = 1\npeer = \"y\"\n{service}");
         let config = Config::parse(&text, Path::new("/nonexistent/x.toml")).unwrap();
-        keeps_up(&config, 0)
+        // Kept up: the built node has an initiation to send at once.
+        build_node(&config, Instant::ZERO, 0)
+            .unwrap()
+            .link()
+            .wants_transmit()
     }
 
     #[test]

@@ -116,8 +116,9 @@ pub struct PeerSpec {
     /// Send a keepalive after this long without sending.
     pub persistent_keepalive: Option<Duration>,
     /// Bring the link up at start and keep it up even without traffic.
-    /// The daemon also does so without being told where the peer holds the
-    /// entry half of a shared service ([`crate::build::keeps_up`]).
+    /// The node also does so without being told where the peer may send
+    /// first in a shared service (core's rule,
+    /// [`sdt_core::node::Node::add_service`]).
     pub keep_up: bool,
 }
 
@@ -179,7 +180,8 @@ pub struct ServiceSpec {
 
 impl PeerSpec {
     /// A peer for configs built in code: no pre-shared key, no persistent
-    /// keepalive, and the link kept up exactly when the endpoint is known.
+    /// keepalive, no `keep_up` (core still keeps the link up where the
+    /// services call for it).
     pub fn new(name: &str, public_key: PublicKey, endpoint: Option<SocketAddr>) -> PeerSpec {
         PeerSpec {
             name: name.to_owned(),
@@ -187,7 +189,7 @@ impl PeerSpec {
             endpoint,
             preshared_key: None,
             persistent_keepalive: None,
-            keep_up: endpoint.is_some(),
+            keep_up: false,
         }
     }
 }

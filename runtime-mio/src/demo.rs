@@ -113,7 +113,8 @@ pub fn run(seconds: f64, out: &mut impl Write) -> Result<(), DemoError> {
     x_services[1].listen = Some(push_listen);
     x_services[2].listen = Some(direct_x);
     x_services[2].target = Some(customer_a.local_addr()?);
-    let peer_y = PeerSpec::new("y", pub_y, Some(y.link_addr()));
+    let mut peer_y = PeerSpec::new("y", pub_y, Some(y.link_addr()));
+    peer_y.keep_up = true;
     let x = Daemon::start(
         node_config("demo-x", key_x, peer_y, x_services),
         Options::default(),

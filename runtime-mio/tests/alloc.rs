@@ -97,11 +97,9 @@ fn steady_state_forwarding_does_not_allocate() {
     let y = Daemon::start(config(ky, peer("x", px, None), exit), Options::default()).unwrap();
     let mut entry = service(Half::Entry);
     entry.listen = Some(listen);
-    let x = Daemon::start(
-        config(kx, peer("y", py, Some(y.link_addr())), entry),
-        Options::default(),
-    )
-    .unwrap();
+    let mut peer_y = peer("y", py, Some(y.link_addr()));
+    peer_y.keep_up = true;
+    let x = Daemon::start(config(kx, peer_y, entry), Options::default()).unwrap();
     for _ in 0..500 {
         if x.status().is_some_and(|s| s.peers[0].session_up) {
             break;

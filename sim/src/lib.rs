@@ -321,9 +321,9 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
     };
     let mut px = PeerConfig::new(keys[Y]);
     px.endpoint = Some(SocketAddr::new(y, LINK_PORT));
-    // The mirror image: Y holds the entry and cannot reach X, so X keeps
-    // the link up.
-    px.keep_up = setup.reverse;
+    // No keep_up: core keeps the link up where the services call for it
+    // (X holds the exit of the mirror image, or a direct service), as the
+    // daemon does.
     let mut py = PeerConfig::new(keys[X]);
     // Direct mode: either side may start, so Y knows X's endpoint too.
     if setup.mode == Mode::Direct {

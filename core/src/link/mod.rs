@@ -313,6 +313,23 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         self.attend(peer.0 as usize);
     }
 
+    /// Keeps the link to `peer` up from now on, as if its config said
+    /// `keep_up`: its handshake starts at the next `poll_transmit` if its
+    /// endpoint is known. The node calls it for a peer that may be the
+    /// first to send in a service (see [`crate::node::Node::add_service`]).
+    pub fn keep_up(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(peer.0 as usize) else {
+            return;
+        };
+        if !p.config.keep_up {
+            p.config.keep_up = true;
+            if p.endpoint.is_some() && p.pending.is_none() && p.current.is_none() {
+                p.want_initiation = true;
+            }
+            self.attend(peer.0 as usize);
+        }
+    }
+
     /// Starts a handshake with `peer` now, unless one is under way.
     pub fn connect(&mut self, peer: PeerId, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer.0 as usize) {

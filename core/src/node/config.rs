@@ -147,6 +147,14 @@ impl Role {
         }
     }
 
+    /// Whether the peer may be the first to send in a service of this
+    /// role: this node holds the exit half (the peer the entry), or it is a
+    /// direct service, where either side's customer may start. Such a
+    /// service keeps the link up (see `Node::add_service`).
+    pub const fn peer_may_send_first(&self) -> bool {
+        !matches!(self.half(), Half::Entry)
+    }
+
     /// Whether frames of this mode carry a channel number.
     pub const fn has_channels(&self) -> bool {
         matches!(self.mode(), Mode::Forward | Mode::Router)

@@ -298,13 +298,31 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
 
     // ---- configuration ----
 
-    /// Adds a peer; see [`Link::add_peer`].
+    /// Adds a peer; see [`Link::add_peer`]. A service for any peer that
+    /// the peer may send first in keeps its link up ([`Node::add_service`]).
     pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
-        self.link.add_peer(config, now)
+        let id = self.link.add_peer(config, now)?;
+        if self
+            .services
+            .iter()
+            .any(|s| s.config.peers == Peers::Any && s.config.role.peer_may_send_first())
+        {
+            self.link.keep_up(id);
+        }
+        Ok(id)
     }
 
     /// Adds a service. Its own socket, if it has one, is requested through
     /// [`Node::poll_action`].
+    ///
+    /// The link liveness rule, in one place: when the peer may be the first
+    /// to send in the service (this node holds its exit half, or it is a
+    /// direct service), the node keeps the link to that peer (to every peer,
+    /// for a service of any peer) up whenever it knows the peer's endpoint.
+    /// The peer may know no endpoint for this node; without this its
+    /// customers' first datagrams would wait until this side happened to
+    /// send. A node holding only entry halves brings the link up on its
+    /// customers' first datagram, unless its peer config says `keep_up`.
     pub fn add_service(&mut self, config: ServiceConfig) -> Result<(), ServiceError> {
         if self.service_index(config.id).is_some() {
             return Err(ServiceError::DuplicateId);
@@ -348,6 +366,17 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         // At most 255 services (SERVICES_FIT): the length fits a byte.
         self.by_id[usize::from(id)] = self.services.len() as u8;
         self.sockets_pending += usize::from(socket_pending);
+        let s = &self.services[self.services.len() - 1].config;
+        if s.role.peer_may_send_first() {
+            match s.peers {
+                Peers::One(p) => self.link.keep_up(p),
+                Peers::Any => {
+                    for i in 0..self.link.peer_count() {
+                        self.link.keep_up(PeerId(i as u16));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -37,7 +37,7 @@ use sdt_core::node::{HEADROOM, TAILROOM, TRANSMIT_BUFFER};
 use sdt_core::Instant;
 use tracing::{debug, info, warn};
 
-use crate::build::{build_node, keeps_up, BuildError, DaemonNode};
+use crate::build::{build_node, BuildError, DaemonNode};
 use crate::config::Config;
 use crate::status::Status;
 use sdt_core::node::{Dropped, Io, Output};
@@ -333,9 +333,7 @@ impl Loop {
             return Err(RunError::ServiceSocket(*id, why.clone()));
         }
         io.starting = false;
-        for i in (0..config.peers.len()).filter(|&i| keeps_up(&config, i)) {
-            node.connect(sdt_core::link::PeerId(i as u16), started);
-        }
+        // Links the node keeps up (core's liveness rule) start now.
         node.flush(&mut io, started, &mut scratch);
 
         // Each exit channel owns a socket, and an ended one keeps it while

@@ -115,13 +115,11 @@ impl Pair {
             Options::default(),
         )
         .map_err(|e| format!("node y: {e}"))?;
+        let mut peer_y = PeerSpec::new("y", pub_y, Some(y.link_addr()));
+        // The session is up before anything is measured.
+        peer_y.keep_up = true;
         let x = Daemon::start(
-            node_config(
-                "bench-x",
-                key_x,
-                PeerSpec::new("y", pub_y, Some(y.link_addr())),
-                vec![entry],
-            ),
+            node_config("bench-x", key_x, peer_y, vec![entry]),
             Options::default(),
         )
         .map_err(|e| format!("node x: {e}"))?;
