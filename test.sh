@@ -33,6 +33,20 @@ cargo build --locked --release -p sdt-smoltcp --example firmware \
 echo "== tests"
 cargo test --workspace --locked
 
+# The fuzz crate is outside the workspace (it needs nightly), so nothing
+# above builds it: build every target here, then run each for a few seconds
+# over its corpus, or it rots unseen (issue 10, finding 4).
+echo "== fuzz crate: build every target (nightly), then fuzz/smoke.sh"
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "test.sh: no nightly Rust toolchain, which the fuzz crate needs" \
+    "(scripts/install-deps.sh installs one with rustup): failing" >&2
+  exit 1
+fi
+# cargo fuzz has no --locked: fail here if fuzz/Cargo.lock is out of date.
+cargo +nightly fetch --locked --manifest-path fuzz/Cargo.toml
+(cd fuzz && cargo +nightly fuzz build)
+fuzz/smoke.sh 5
+
 # The README's main command, exactly as README.md writes it (the first
 # `cargo run` line), so the two cannot drift apart.
 main_command=$(grep -m1 -E '^cargo run' README.md)

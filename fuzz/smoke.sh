@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs each fuzz target for a few seconds over its corpus: a smoke test, for
-# optional use in CI. Needs nightly Rust and cargo-fuzz
-# (`cargo install cargo-fuzz`).
+# Runs each fuzz target for a few seconds over its corpus: a smoke test,
+# which ./test.sh runs. Needs nightly Rust and cargo-fuzz
+# (scripts/install-deps.sh installs both).
 #
 #   fuzz/smoke.sh [SECONDS] [TARGET...]    # default: 10 seconds, every target
 #

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the Rust
-# target for the no_std build check, and the programs the end-to-end tests
-# drive. Idempotent: it only calls apt-get when a package is missing.
+# target for the no_std build check, a nightly toolchain and cargo-fuzz for
+# the fuzz crate, and the programs the end-to-end tests drive. Idempotent:
+# it only calls rustup, cargo install or apt-get when something is missing,
+# and fails (never skips) when it cannot get it.
 set -euo pipefail
 # ip, tc, dnsmasq and capsh live in sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -28,6 +30,21 @@ for t in "${RUST_TARGETS[@]}"; do
     rustup target add "$t"
   fi
 done
+
+# The fuzz crate builds only with nightly Rust (libFuzzer's sanitizer
+# coverage flags are unstable). The one `+nightly` names will do, however
+# old; install one if there is none.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "install-deps: no nightly Rust toolchain: installing one"
+  rustup toolchain install nightly --profile minimal ||
+    { echo "install-deps: cannot install a nightly Rust toolchain (rustup toolchain install nightly failed)" >&2; exit 1; }
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+cargo +nightly fuzz --version >/dev/null 2>&1 ||
+  { echo "install-deps: cargo +nightly fuzz still does not run" >&2; exit 1; }
 
 missing=()
 for entry in "${DEBS[@]}"; do

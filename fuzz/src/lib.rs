@@ -491,7 +491,7 @@ pub fn check_output(output: &Output, len: usize) {
         Output::Link { range, .. } | Output::Customer { range, .. } | Output::Tun { range, .. } => {
             range
         }
-        Output::Consumed => return,
+        Output::Consumed | Output::Queued => return,
     };
     assert!(
         range.start <= range.end && range.end <= len,

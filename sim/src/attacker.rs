@@ -1,7 +1,9 @@
 //! The attacker host: sends the nodes garbage, mutated and replayed copies
 //! of their frames, and handshakes from keys they do not know, now and then
-//! in floods; counts every datagram it receives (a node that answers it
-//! breaks the rule that nothing unauthenticated is answered).
+//! in floods; judges every datagram it receives by the stance
+//! ([`crate::stance`]): nothing, except a cookie reply smaller than the
+//! message it answers, to a message with a valid `mac1`, while the node is
+//! under load.
 //!
 //! It learns frames from the harness: every frame that arrived at a node
 //! from its peer is in [`Shared::captured`](crate::world::Shared). Replays
@@ -73,12 +75,22 @@ pub async fn run(shared: SharedRef, keys: [PublicKey; 2]) -> turmoil::Result {
         }
         while let Ok((n, from)) = me.sock.try_recv_from(&mut buf) {
             let mut s = me.shared.borrow_mut();
-            s.attacker_received += 1;
-            let what = format!(
-                "the attacker received {n} bytes from {}: a node answered it",
-                s.name_addr(from)
-            );
-            s.violate(what);
+            let node = NODE_NAMES.iter().position(|name| s.ip(name) == from.ip());
+            let verdict = s.stance.judge(node, &buf[..n]);
+            let from = s.name_addr(from);
+            match verdict {
+                Ok(()) => {
+                    s.attacker_cookie_replies += 1;
+                    let what = format!("received a cookie reply ({n} bytes) from {from}: allowed");
+                    s.log("attacker", &what, &buf[..n]);
+                }
+                Err(why) => {
+                    s.attacker_received += 1;
+                    s.violate(format!(
+                        "the attacker received {n} bytes from {from}: {why}"
+                    ));
+                }
+            }
         }
         let now = sim_now();
         if now < next {

@@ -186,6 +186,10 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
     let offset = ctx.shared.borrow().wall_offset[i];
     let unix = (i128::from(START_UNIX_NANOS) + t.as_nanos() as i128 + i128::from(offset)) as u64;
     let mut node = SimNode::new(PrivateKey::from_bytes(ctx.spec.key), rng, now, unix);
+    ctx.shared.borrow_mut().stance.boot(i);
+    if ctx.shared.borrow().sabotage == Some(Sabotage::CookiesAlways) {
+        node.set_load_threshold(0);
+    }
     let peer = node
         .add_peer(ctx.spec.peer.clone(), now)
         .map_err(|e| e.to_string())?;
@@ -439,6 +443,12 @@ impl SimIo {
             (shared.ip(peer), shared.addrs.get("attacker").copied())
         };
         let kind = frame_kind(&bytes);
+        self.shared.borrow_mut().stance.arrived(
+            self.i,
+            now,
+            Some(from.ip()) == attacker_ip,
+            &bytes,
+        );
         let r = node.handle_link_datagram(now, from, buf, range);
         if from.ip() == peer_ip {
             let race_loser = r == Err(Dropped::Link(DropReason::HandshakeRace));
@@ -658,6 +668,16 @@ impl Io for SimIo {
     }
 
     fn send_link(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let padded;
+        let datagram = match self.sabotage {
+            Some(Sabotage::PaddedCookieReplies(n))
+                if self.i == Y && frame_kind(datagram) == "cookie" =>
+            {
+                padded = [datagram, &vec![0; n]].concat();
+                &padded[..]
+            }
+            _ => datagram,
+        };
         let copies = if self.duplicate > 0.0
             && (self.rng.next_u64() as f64) < self.duplicate * u64::MAX as f64
         {

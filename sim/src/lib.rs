@@ -19,6 +19,7 @@ pub mod customer;
 pub mod driver;
 pub mod payload;
 pub mod scenario;
+pub mod stance;
 pub mod trace;
 pub mod world;
 
@@ -88,6 +89,13 @@ pub enum Sabotage {
     /// closes at once, and its port may serve the next channel while late
     /// replies to the old one are still on their way.
     NoPortHold,
+    /// Both nodes run with a load threshold of 0: they answer every
+    /// handshake message with a valid `mac1` and no valid `mac2` with a
+    /// cookie reply, under load or not.
+    CookiesAlways,
+    /// Y's runtime sends every cookie reply with this many zero bytes
+    /// after it (as if it sent the whole buffer slot).
+    PaddedCookieReplies(usize),
 }
 
 /// What a run found.
@@ -117,6 +125,9 @@ pub struct Outcome {
     pub totals: [Totals; 2],
     /// Datagrams the attacker sent.
     pub attacker_sent: u64,
+    /// Cookie replies the attacker received, each allowed by the stance
+    /// (see [`stance`]).
+    pub attacker_cookie_replies: u64,
 }
 
 impl Outcome {
@@ -139,6 +150,12 @@ impl Outcome {
         );
         if self.attacker_sent > 0 {
             s += &format!(", attacker sent {}", self.attacker_sent);
+        }
+        if self.attacker_cookie_replies > 0 {
+            s += &format!(
+                ", got {} cookie replies (allowed)",
+                self.attacker_cookie_replies
+            );
         }
         s
     }
@@ -507,6 +524,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
         delivered: s.ledger.delivered.len(),
         totals,
         attacker_sent: s.attacker_sent,
+        attacker_cookie_replies: s.attacker_cookie_replies,
     };
     drop(s);
     drop(sim);

@@ -15,6 +15,7 @@ use sdt_core::wire::MessageType;
 
 use crate::payload::{describe, MsgId, Payload};
 use crate::scenario::{Mode, Replays, Setup, BOB_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
+use crate::stance::Stance;
 use crate::trace::Trace;
 
 /// Shared state, behind one `Rc<RefCell<..>>`.
@@ -153,10 +154,16 @@ pub struct Shared {
     pub tun_clients: BTreeMap<SocketAddr, String>,
     /// Per node driver counts.
     pub counts: [DriverCounts; 2],
-    /// Datagrams the attacker sent, and received (must stay 0).
+    /// Datagrams the attacker sent.
     pub attacker_sent: u64,
-    /// Datagrams that reached the attacker.
+    /// Datagrams that reached the attacker and the stance forbids (must
+    /// stay 0).
     pub attacker_received: u64,
+    /// Cookie replies that reached the attacker, each allowed by the
+    /// stance.
+    pub attacker_cookie_replies: u64,
+    /// What the nodes may send the attacker, and what it takes to judge.
+    pub stance: Stance,
     /// Of the attacker's datagrams, those sent to customer sockets.
     pub attacker_customer_sent: u64,
     /// Deliberate breakage, for the harness's own tests.
@@ -166,6 +173,7 @@ pub struct Shared {
 impl Shared {
     /// Fresh state for `setup`.
     pub fn new(setup: Setup) -> Shared {
+        let keys = [X, Y].map(|i| crate::node_key(setup.seed, i).public_key());
         Shared {
             setup,
             trace: Trace::default(),
@@ -183,6 +191,8 @@ impl Shared {
             counts: Default::default(),
             attacker_sent: 0,
             attacker_received: 0,
+            attacker_cookie_replies: 0,
+            stance: Stance::new(keys),
             attacker_customer_sent: 0,
             sabotage: None,
         }

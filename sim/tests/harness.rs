@@ -67,3 +67,27 @@ fn late_replies_on_reused_ports_are_caught_without_the_port_hold() {
         assert!(any(&v, "the answer belongs to"), "{scenario}: {v:#?}");
     }
 }
+
+/// The attacker may receive a cookie reply only while the node is under
+/// load: a node that asks for cookies at any load is caught, on a seed
+/// whose attacker never loads either node.
+#[test]
+fn cookie_replies_without_load_are_caught() {
+    let v = sabotaged("forward-attack", 1, Sabotage::CookiesAlways);
+    assert!(any(&v, "a cookie reply while not under load"), "{v:#?}");
+}
+
+/// A cookie reply must be smaller than the message it answers, and the
+/// 61 bytes of one: padded replies are caught, on a seed whose attacker
+/// loads y (it receives 45 cookie replies there, all allowed).
+#[test]
+fn padded_cookie_replies_are_caught() {
+    let v = sabotaged("forward-attack", 5072, Sabotage::PaddedCookieReplies(100));
+    assert!(any(&v, "-byte cookie reply to a"), "{v:#?}");
+    assert!(any(&v, "not smaller"), "{v:#?}");
+    let v = sabotaged("forward-attack", 5072, Sabotage::PaddedCookieReplies(1));
+    assert!(
+        any(&v, "a 62-byte cookie reply, not the 61 bytes"),
+        "{v:#?}"
+    );
+}

@@ -209,6 +209,30 @@ impl Gate {
     }
 }
 
+/// Whether `reply` is a cookie reply the holder of `replier` sealed for the
+/// handshake message whose `mac1` is `mac1`: it names the message's sender
+/// index and its seal opens under `replier`'s cookie-reply key with that
+/// `mac1` as associated data. Like [`super::mac1_is_valid`] it needs only
+/// public values, so an observer can tie each cookie reply a node sends to
+/// the one message it answers (the simulation checks that nothing but
+/// such replies, to messages that earned one, reaches its attacker).
+pub fn cookie_reply_answers(
+    replier: &PublicKey,
+    reply: &CookieReplyPacket<&[u8]>,
+    sender_index: u32,
+    mac1: &[u8; MAC_LEN],
+) -> bool {
+    if reply.receiver_index() != sender_index {
+        return false;
+    }
+    let sealed = reply.encrypted_cookie();
+    let mut cookie = [0u8; MAC_LEN];
+    cookie.copy_from_slice(&sealed[..MAC_LEN]);
+    let mut tag = [0u8; MAC_LEN];
+    tag.copy_from_slice(&sealed[MAC_LEN..]);
+    crypto::xopen(&cookie_key(replier), reply.nonce(), mac1, &mut cookie, &tag).is_ok()
+}
+
 /// The sender's side, per peer: the cookie the peer gave us, and the `mac1`
 /// of the last handshake message we sent it (a reply must be bound to it).
 #[derive(Default)]
@@ -296,6 +320,24 @@ mod tests {
             g.check(&mut rng, later, &from, msg, &mac2),
             Verdict::NeedCookie
         );
+    }
+
+    #[test]
+    fn a_reply_answers_only_its_message_from_its_replier() {
+        let t0 = Instant::from_secs(1);
+        let replier = PublicKey::from_bytes([9; 32]);
+        let (mut g, mut rng) = gate(t0);
+        let from = addr("192.0.2.1:4000");
+        let mac1 = [7u8; MAC_LEN];
+        let mut out = [0u8; CookieReplyPacket::<&[u8]>::LEN];
+        g.reply(&mut rng, t0, &from, 42, &mac1, &mut out);
+        let reply = CookieReplyPacket::new_checked(&out[..]).unwrap();
+        assert!(cookie_reply_answers(&replier, &reply, 42, &mac1));
+        // Another message (index or mac1), another replier: no.
+        assert!(!cookie_reply_answers(&replier, &reply, 43, &mac1));
+        assert!(!cookie_reply_answers(&replier, &reply, 42, &[8; MAC_LEN]));
+        let other = PublicKey::from_bytes([10; 32]);
+        assert!(!cookie_reply_answers(&other, &reply, 42, &mac1));
     }
 
     #[test]

@@ -55,7 +55,8 @@ use peer::{Peer, Pending, Slot};
 use session::{Session, SessionError};
 use timers::Timers;
 
-pub use cookie::{COOKIE_LIFETIME, DEFAULT_LOAD_THRESHOLD};
+pub use cookie::{cookie_reply_answers, COOKIE_LIFETIME, DEFAULT_LOAD_THRESHOLD};
+pub use mac::mac1_is_valid;
 pub use peer::{PeerConfig, KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
 pub use session::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,

@@ -390,6 +390,15 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         self.link.connect(peer, now);
     }
 
+    /// Sets the handshake messages per second above which the node asks
+    /// senders for cookies; see [`Link::set_load_threshold`] (0: always).
+    /// The default suits every deployment we know of; tests lower it to
+    /// reach the cookie path, and the simulation's harness test sets it to
+    /// 0 to show its attacker check catches cookie replies sent without load.
+    pub fn set_load_threshold(&mut self, per_second: u32) {
+        self.link.set_load_threshold(per_second);
+    }
+
     // ---- getters ----
 
     /// The link, for peer status.

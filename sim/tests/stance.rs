@@ -1,0 +1,40 @@
+//! The attacker check states the stance (issue 10, finding 5): nothing
+//! reaches the attacker except a cookie reply smaller than the message it
+//! answers, to a message with a valid mac1, while the node is under load.
+//! These seeds load a node with the attacker's floods, so it sends the
+//! attacker the designed 61-byte cookie replies (45, 107, 48 and 48 of
+//! them); the old check ("the attacker receives nothing") failed them.
+//! `tests/harness.rs` shows the check still fails a node that sends
+//! cookie replies without the load, or larger ones.
+
+use sim::{find, run, Options};
+
+fn passes_with_cookie_replies(scenario: &str, seed: u64) {
+    let outcome = run(find(scenario).expect("scenario"), seed, Options::default());
+    assert!(outcome.passed(), "{}", outcome.failure_report());
+    // Else the seed no longer exercises the exception.
+    assert!(
+        outcome.attacker_cookie_replies > 0,
+        "{scenario} seed {seed}: the attacker got no cookie reply"
+    );
+}
+
+#[test]
+fn forward_attack_seed_5072() {
+    passes_with_cookie_replies("forward-attack", 5072);
+}
+
+#[test]
+fn router_attack_seed_5188() {
+    passes_with_cookie_replies("router-attack", 5188);
+}
+
+#[test]
+fn mayhem_seed_112() {
+    passes_with_cookie_replies("mayhem", 112);
+}
+
+#[test]
+fn mayhem_seed_142() {
+    passes_with_cookie_replies("mayhem", 142);
+}
