@@ -70,6 +70,7 @@ pub fn build_node(
         peer.preshared_key = spec.preshared_key.clone();
         peer.persistent_keepalive = spec.persistent_keepalive;
         peer.keep_up = keeps_up(config, i);
+        peer.mtu = spec.mtu;
         node.add_peer(peer, now)
             .map_err(|_| BuildError::TooManyPeers)?;
     }

@@ -13,6 +13,9 @@
 //! persistent_keepalive = "25s"      # optional
 //! keep_up = false                   # optional; implied with an endpoint when
 //!                                   # this node holds an exit (or direct) half
+//! mtu = 1500                        # optional; link MTU towards this peer, 576..=65535:
+//!                                   # no frame is larger than one IP datagram of it;
+//!                                   # 65535 lets the kernel fragment large frames
 //!
 //! [[service]]
 //! id = 1                            # 0..=255, unique per node
@@ -116,6 +119,11 @@ pub struct PeerSpec {
     /// The daemon also does so without being told where the peer holds the
     /// entry half of a shared service ([`crate::build::keeps_up`]).
     pub keep_up: bool,
+    /// The link MTU towards the peer: every frame sent to it fits one IP
+    /// datagram of this size, so the IP layer does not fragment it, and
+    /// larger customer datagrams are dropped as `too_big`
+    /// ([`sdt_core::mtu`]). Default [`sdt_core::mtu::DEFAULT_LINK_MTU`].
+    pub mtu: u16,
 }
 
 /// Which peer a service runs with.
@@ -185,6 +193,7 @@ impl PeerSpec {
             preshared_key: None,
             persistent_keepalive: None,
             keep_up: endpoint.is_some(),
+            mtu: sdt_core::mtu::DEFAULT_LINK_MTU,
         }
     }
 }
@@ -413,6 +422,7 @@ struct RawPeer {
     preshared_key: Option<Spanned<String>>,
     persistent_keepalive: Option<Spanned<String>>,
     keep_up: Option<bool>,
+    mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -666,6 +676,24 @@ impl Ctx<'_> {
             None => None,
         };
 
+        let mtu = match &p.mtu {
+            Some(m) => match u16::try_from(*m.get_ref()) {
+                Ok(n) if sdt_core::mtu::valid_link_mtu(n) => n,
+                _ => {
+                    return Err(self.at(
+                        m,
+                        "mtu",
+                        format!(
+                            "must be a number from {} to {} (the link MTU towards the peer)",
+                            sdt_core::mtu::MIN_LINK_MTU,
+                            sdt_core::mtu::MAX_LINK_MTU
+                        ),
+                    ))
+                }
+            },
+            None => sdt_core::mtu::DEFAULT_LINK_MTU,
+        };
+
         Ok(PeerSpec {
             name: name_str.clone(),
             public_key,
@@ -673,6 +701,7 @@ impl Ctx<'_> {
             preshared_key,
             persistent_keepalive,
             keep_up: p.keep_up.unwrap_or(false),
+            mtu,
         })
     }
 

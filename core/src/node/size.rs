@@ -3,11 +3,41 @@
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Node, NodeEvent, ServiceDrop};
+use core::net::SocketAddr;
+
+use super::{Half, Node, NodeEvent, Peers, Role, ServiceDrop};
 use crate::link::PeerId;
 use crate::wire::ServiceHeaderRepr;
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+    /// The largest customer payload service `id` carries to its peer now,
+    /// over the peer's current endpoint: one byte more is dropped as
+    /// [`ServiceDrop::TooBig`]. For a router entry `destination` says to
+    /// which family of destination (IPv4 or IPv6; the address itself does
+    /// not matter) and must be given.
+    ///
+    /// `None` for an unknown service, a push exit (it sends nothing across),
+    /// a service of any peer (each peer may have its own MTU), or a router
+    /// entry asked without a destination.
+    pub fn max_payload(&self, id: u8, destination: Option<SocketAddr>) -> Option<usize> {
+        let s = self.services.iter().find(|s| s.config.id == id)?;
+        let Peers::One(peer) = s.config.peers else {
+            return None;
+        };
+        let destination = match s.config.role {
+            Role::PushExit { .. } => return None,
+            Role::RouterEntry => Some(destination?),
+            _ => None,
+        };
+        let header = ServiceHeaderRepr {
+            service: id,
+            from_entry: s.config.role.half() == Half::Entry,
+            channel: s.config.role.has_channels().then_some(u32::MAX),
+            destination,
+        };
+        Some(self.max_payload_len(peer, &header))
+    }
+
     /// The largest payload a frame shaped like `header` carries to `peer`
     /// now (it depends on the peer endpoint's address family).
     pub(super) fn max_payload_len(&self, peer: PeerId, header: &ServiceHeaderRepr) -> usize {

@@ -334,3 +334,56 @@ fn too_big_is_dropped_at_once_before_the_link_is_up() {
     net.send(X, a("127.0.0.1:40000"), listen, &[0; 1442]);
     assert_eq!(net.take_delivered_to(target).len(), 1);
 }
+
+#[test]
+fn max_payload_names_each_services_limit() {
+    let dst4 = Some(a("10.1.1.1:53"));
+    let dst6 = Some(a("[2001:db8::53]:53"));
+    for (link, direct, forward, router4, router6) in [
+        (V4_LINK, 1442, 1438, 1432, 1420),
+        (V6_LINK, 1422, 1418, 1412, 1400),
+    ] {
+        let mut net = Net::with_link(47, link, 1500);
+        let (px, py) = (net.peer[X], net.peer[Y]);
+        let (ax, cx) = (a("127.0.0.1:7001"), a("127.0.0.1:9001"));
+        net.service(
+            X,
+            ServiceConfig::new(
+                3,
+                Peers::One(px),
+                Role::Direct {
+                    listen: ax,
+                    customer: cx,
+                },
+            ),
+        );
+        net.service(X, forward_entry(1, px, "127.0.0.1:5353"));
+        net.service(Y, forward_exit(1, Peers::One(py), "127.0.0.9:53"));
+        net.service(Y, forward_exit(2, Peers::Any, "127.0.0.9:54"));
+        net.service(X, service(5, Peers::One(px), Role::RouterEntry));
+        net.service(Y, router_exit(5, py, &[]));
+        net.service(
+            Y,
+            ServiceConfig::new(
+                9,
+                Peers::One(py),
+                Role::PushExit {
+                    target: a("127.0.0.1:514"),
+                },
+            ),
+        );
+        // Y learns X's endpoint from its handshake.
+        net.up();
+        let (x, y) = (&net.nodes[X], &net.nodes[Y]);
+        assert_eq!(x.max_payload(3, None), Some(direct));
+        assert_eq!(x.max_payload(1, None), Some(forward));
+        assert_eq!(y.max_payload(1, None), Some(forward));
+        assert_eq!(x.max_payload(5, dst4), Some(router4));
+        assert_eq!(x.max_payload(5, dst6), Some(router6));
+        assert_eq!(x.max_payload(5, None), None);
+        assert_eq!(y.max_payload(5, None), Some(forward), "router replies");
+        assert_eq!(y.max_payload(2, None), None, "any peer");
+        assert_eq!(y.max_payload(9, None), None, "push exit");
+        assert_eq!(y.max_payload(77, None), None, "no such service");
+    }
+}
