@@ -163,7 +163,9 @@ impl Status {
                 channels_evicted: s.channels_evicted,
                 channels_closed: s.channels_closed,
                 ports_held: s.ports_held,
-                max_payload: node.max_payload(c.id, Some(V4_DESTINATION)).map(|n| n as u64),
+                max_payload: node
+                    .max_payload(c.id, Some(V4_DESTINATION))
+                    .map(|n| n as u64),
                 max_payload_v6_destination: (c.role == sdt_core::node::Role::RouterEntry)
                     .then(|| node.max_payload(c.id, Some(V6_DESTINATION)))
                     .flatten()

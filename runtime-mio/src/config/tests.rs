@@ -728,7 +728,12 @@ fn peer_mtu_defaults_to_core_and_is_range_checked() {
     let cfg = parse(&with_peer("")).unwrap();
     assert_eq!(cfg.peers[0].mtu, sdt_core::mtu::DEFAULT_LINK_MTU);
     assert_eq!(cfg.peers[0].mtu, 1500);
-    for (value, mtu) in [("576", 576), ("1280", 1280), ("9000", 9000), ("65535", 65535)] {
+    for (value, mtu) in [
+        ("576", 576),
+        ("1280", 1280),
+        ("9000", 9000),
+        ("65535", 65535),
+    ] {
         let cfg = parse(&with_peer(&format!("mtu = {value}\n"))).unwrap();
         assert_eq!(cfg.peers[0].mtu, mtu);
     }
