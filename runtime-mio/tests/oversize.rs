@@ -101,17 +101,19 @@ fn at_and_over(lab: &Lab, a: &Node, b: &Node, max: usize) {
     client.send_to(&at, listen).unwrap();
     let (got, exit_socket) = recv(&target).expect("the limit crosses to the target");
     assert_eq!(got.len(), max);
-    assert_eq!(got, at);
+    assert!(got == at, "the payload changed on the way");
     client.send_to(&payload(max + 1, 2), listen).unwrap();
-    assert_eq!(recv(&target), None, "one byte over the limit crossed");
+    let crossed = recv(&target).map(|(p, _)| p.len());
+    assert_eq!(crossed, None, "one byte over the limit crossed");
 
     let reply = payload(max, 3);
     target.send_to(&reply, exit_socket).unwrap();
     let (got, from) = recv(&client).expect("a reply of the limit crosses back");
     assert_eq!((got.len(), from), (max, listen));
-    assert_eq!(got, reply);
+    assert!(got == reply, "the reply changed on the way");
     target.send_to(&payload(max + 1, 4), exit_socket).unwrap();
-    assert_eq!(recv(&client), None, "a reply one byte over crossed");
+    let crossed = recv(&client).map(|(p, _)| p.len());
+    assert_eq!(crossed, None, "a reply one byte over crossed");
 
     let (sa, sb) = (a.status(), b.status());
     let (ea, xb) = (sa.service(1).unwrap(), sb.service(1).unwrap());
@@ -122,6 +124,25 @@ fn at_and_over(lab: &Lab, a: &Node, b: &Node, max: usize) {
     assert_eq!((ea.to_peer_datagrams, ea.from_peer_datagrams), (1, 1));
     assert_eq!((xb.to_peer_datagrams, xb.from_peer_datagrams), (1, 1));
     assert_eq!((sa.send_errors, sb.send_errors), (0, 0));
+    // The text form says the same.
+    let text = support::run(
+        std::process::Command::new(support::SDT)
+            .args(["status", "--socket"])
+            .arg(&a.socket),
+        Duration::from_secs(10),
+    );
+    assert!(text.ok(), "{text}");
+    for want in [
+        format!("largest datagram: {max} B"),
+        "too_big=1".to_owned(),
+        "mtu: ".to_owned(),
+    ] {
+        assert!(
+            text.stdout.contains(&want),
+            "no {want:?} in:\n{}",
+            text.stdout
+        );
+    }
     for (node, len) in [(a, max + 1), (b, max + 1)] {
         let logs = node.logs();
         let line = format!("service 1: dropped a {len} B datagram");
