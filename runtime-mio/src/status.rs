@@ -12,7 +12,7 @@ use crate::build::DaemonNode;
 use crate::config::Config;
 
 /// A snapshot of a node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     /// This node's public key.
     pub public_key: String,
@@ -30,6 +30,14 @@ pub struct Status {
     pub node_drops: Vec<(String, u64)>,
     /// Datagrams the runtime could not send (socket buffers full, ...).
     pub send_errors: u64,
+    /// Control clients refused because the most the node serves at once
+    /// were connected (they got a one-line `error: busy` answer).
+    #[serde(default)]
+    pub control_refused: u64,
+    /// Control clients closed because they did not send their request, or
+    /// take their answer, in time.
+    #[serde(default)]
+    pub control_timeouts: u64,
 }
 
 /// One peer.
@@ -194,6 +202,8 @@ impl Status {
                 .map(|(r, n)| (r.as_str().to_owned(), n))
                 .collect(),
             send_errors,
+            control_refused: 0,
+            control_timeouts: 0,
         }
     }
 
@@ -235,6 +245,13 @@ impl fmt::Display for Status {
         let _ = writeln!(out, "  up {:.0} s", self.uptime_secs);
         if self.send_errors > 0 {
             let _ = writeln!(out, "  send errors: {}", self.send_errors);
+        }
+        if self.control_refused > 0 || self.control_timeouts > 0 {
+            let _ = writeln!(
+                out,
+                "  control clients: {} refused (busy), {} timed out",
+                self.control_refused, self.control_timeouts
+            );
         }
         drops(&mut out, &self.unattributed_drops);
         for p in &self.peers {

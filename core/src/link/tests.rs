@@ -1297,3 +1297,73 @@ fn a_kept_up_link_notices_a_silent_peer_restart_by_probing() {
     assert!(p.events_a.contains(&LinkEvent::PeerRestarted(p.a_peer)));
     assert!(p.now - restarted <= Duration::from_secs(16));
 }
+
+/// The output side visits only peers with something pending: with 250
+/// idle peers configured beside the busy one, a handshake and 100
+/// datagrams each way cost a few visits, not 250 per `poll_transmit`,
+/// `poll_event` or `handle_timeout` as a scan of every peer would.
+#[test]
+fn output_cost_does_not_grow_with_idle_peers() {
+    type Big = Link<ChaCha20Rng, 256>;
+    let (ka, kb) = (key(91), key(92));
+    let (pa, pb) = (ka.public_key(), kb.public_key());
+    let mut now = Instant::from_secs(1);
+    let mut a = Big::new(ka, ChaCha20Rng::seed_from_u64(93), now, START_UNIX);
+    let mut b = TestLink::new(kb, ChaCha20Rng::seed_from_u64(94), now, START_UNIX);
+    for i in 0..250u64 {
+        // Idle peers with endpoints, as a collector's pushing nodes are.
+        let mut c = config(key(1000 + i).public_key(), Some(B_ADDR));
+        c.endpoint = Some(SocketAddr::new(addr(B_ADDR).ip(), 3000 + i as u16));
+        a.add_peer(c, now).unwrap();
+    }
+    let a_peer = a.add_peer(config(pb, Some(B_ADDR)), now).unwrap();
+    let b_peer = b.add_peer(config(pa, None), now).unwrap();
+    // Adding peers files each once: start counting after.
+    let mut buf = [0u8; 256];
+    while a.poll_transmit(now, &mut buf).unwrap().is_some() {}
+    while a.poll_event().is_some() {}
+    a.visits = 0;
+
+    a.connect(a_peer, now);
+    let mut to_b = Vec::new();
+    while let Some(t) = a.poll_transmit(now, &mut buf).unwrap() {
+        to_b.push(buf[..t.len].to_vec());
+    }
+    assert_eq!(to_b.len(), 1, "one initiation");
+    now += Duration::from_millis(1);
+    b.handle_datagram(now, addr(A_ADDR), &mut to_b[0]).unwrap();
+    let t = b.poll_transmit(now, &mut buf).unwrap().expect("a response");
+    let mut response = buf[..t.len].to_vec();
+    now += Duration::from_millis(1);
+    a.handle_datagram(now, addr(B_ADDR), &mut response).unwrap();
+    while let Some(t) = a.poll_transmit(now, &mut buf).unwrap() {
+        let mut m = buf[..t.len].to_vec();
+        b.handle_datagram(now, addr(A_ADDR), &mut m).unwrap();
+    }
+    while a.poll_event().is_some() {}
+    assert!(a.is_up(a_peer, now));
+
+    for i in 0..100u8 {
+        now += Duration::from_millis(1);
+        let mut frame = [0u8; 64];
+        frame[13] = i;
+        let t = a.seal(now, a_peer, &mut frame, 1).unwrap();
+        b.handle_datagram(now, addr(A_ADDR), &mut frame[..t.len])
+            .unwrap();
+        let mut back = [0u8; 64];
+        back[13] = i;
+        let t = b.seal(now, b_peer, &mut back, 1).unwrap();
+        a.handle_datagram(now, addr(B_ADDR), &mut back[..t.len])
+            .unwrap();
+        while a.poll_transmit(now, &mut buf).unwrap().is_some() {}
+        while a.poll_event().is_some() {}
+        if a.poll_timeout().is_some_and(|t| t <= now) {
+            a.handle_timeout(now);
+        }
+    }
+    assert!(
+        (1..=20).contains(&a.visits),
+        "{} peer visits for a handshake and 200 datagrams",
+        a.visits
+    );
+}

@@ -15,10 +15,14 @@ mod control;
 mod sockets;
 mod sys;
 pub mod tun;
+// Batched socket I/O, not yet wired into the event loop (issue 11).
+#[allow(dead_code)]
+pub(crate) mod udp;
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -36,12 +40,14 @@ use crate::status::Status;
 use sockets::MioIo;
 use tun::{Tun, TunError};
 
-pub use control::{query_status, ControlError};
+pub use control::{
+    query_status, BindError, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
+    REQUEST_TIMEOUT, WRITE_TIMEOUT,
+};
 pub use sys::{open_file_limits, raise_open_file_limit_to};
 
 const LINK: Token = Token(0);
 const WAKER: Token = Token(1);
-const CONTROL: Token = Token(2);
 const SIGNALS: Token = Token(3);
 const FIRST_TUN: usize = 16;
 
@@ -64,6 +70,9 @@ pub enum RunError {
     ServiceSocket(u8, String),
     /// A TUN device could not be opened.
     Tun(u8, TunError),
+    /// The control socket could not be served: the node refuses to run
+    /// without it (`sdt status` could not reach it).
+    ControlSocket(PathBuf, control::BindError),
     /// The node could not be built.
     Build(BuildError),
     /// The event loop failed.
@@ -76,6 +85,9 @@ impl std::fmt::Display for RunError {
             RunError::LinkSocket(a, e) => write!(f, "cannot bind the link socket {a}: {e}"),
             RunError::ServiceSocket(id, why) => write!(f, "service {id}: {why}"),
             RunError::Tun(id, e) => write!(f, "service {id}: {e}"),
+            RunError::ControlSocket(p, e) => {
+                write!(f, "cannot serve the control socket {}: {e}", p.display())
+            }
             RunError::Build(e) => write!(f, "{e}"),
             RunError::Poll(e) => write!(f, "event loop: {e}"),
         }
@@ -87,9 +99,11 @@ impl std::error::Error for RunError {}
 /// How to run: what the command line or an embedding program decides.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Serve `sdt status` on the config's control socket.
+    /// Serve `sdt status` on the config's control socket; the start fails
+    /// if it cannot be served.
     pub control_socket: bool,
-    /// Stop on SIGINT and SIGTERM.
+    /// Stop on SIGINT and SIGTERM; ignore SIGHUP (whose default action would
+    /// kill the node) with a warning until reload exists.
     pub handle_signals: bool,
 }
 
@@ -98,7 +112,7 @@ pub struct Daemon {
     thread: Option<JoinHandle<Result<(), RunError>>>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    requests: mpsc::Sender<mpsc::Sender<Status>>,
+    requests: mpsc::SyncSender<control::Request>,
     link_addr: SocketAddr,
 }
 
@@ -114,7 +128,8 @@ struct Loop {
     control: Option<control::Server>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     stop: Arc<AtomicBool>,
-    requests: mpsc::Receiver<mpsc::Sender<Status>>,
+    /// Snapshot requests from the control thread and [`Daemon::status`].
+    requests: mpsc::Receiver<control::Request>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
     /// Sockets still readable after their turn.
@@ -127,22 +142,25 @@ impl Daemon {
     /// whose stack is large enough for it in any build.
     pub fn start(config: Config, options: Options) -> Result<Daemon, RunError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (requests, rx) = mpsc::channel();
+        let (requests, rx) = mpsc::sync_channel(control::REQUEST_QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
         let flag = stop.clone();
+        let control_requests = requests.clone();
         let thread = std::thread::Builder::new()
             .name("sdt-node".into())
             .stack_size(LOOP_STACK)
-            .spawn(move || match Loop::setup(config, options, flag, rx) {
-                Ok((mut state, waker)) => {
-                    let _ = ready_tx.send(Ok((waker, state.link_addr)));
-                    state.run()
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(()));
-                    Err(e)
-                }
-            })
+            .spawn(
+                move || match Loop::setup(config, options, flag, rx, control_requests) {
+                    Ok((mut state, waker)) => {
+                        let _ = ready_tx.send(Ok((waker, state.link_addr)));
+                        state.run()
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(()));
+                        Err(e)
+                    }
+                },
+            )
             .map_err(RunError::Poll)?;
         match ready_rx.recv() {
             Ok(Ok((waker, link_addr))) => Ok(Daemon {
@@ -164,10 +182,12 @@ impl Daemon {
         self.link_addr
     }
 
-    /// The node's state now, or `None` if it stopped.
+    /// The node's state now, or `None` if it stopped (or, never in
+    /// practice, if the loop's bounded request queue is full: this never
+    /// waits for room).
     pub fn status(&self) -> Option<Status> {
-        let (tx, rx) = mpsc::channel();
-        self.requests.send(tx).ok()?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.requests.try_send(tx).ok()?;
         self.waker.wake().ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
@@ -209,7 +229,8 @@ impl Loop {
         config: Config,
         options: Options,
         stop: Arc<AtomicBool>,
-        requests: mpsc::Receiver<mpsc::Sender<Status>>,
+        requests: mpsc::Receiver<control::Request>,
+        control_requests: mpsc::SyncSender<control::Request>,
     ) -> Result<(Loop, Arc<Waker>), RunError> {
         let clock = std::time::Instant::now();
         let unix_nanos = SystemTime::now()
@@ -301,23 +322,19 @@ impl Loop {
             }
         }
 
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         let control = if options.control_socket {
-            match control::Server::bind(&config.control_socket, poll.registry(), CONTROL) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    warn!(
-                        "no control socket at {}: {e}; `sdt status` will not reach this node",
-                        config.control_socket.display()
-                    );
-                    None
-                }
-            }
+            let server =
+                control::Server::start(&config.control_socket, control_requests, waker.clone())
+                    .map_err(|e| RunError::ControlSocket(config.control_socket.clone(), e))?;
+            Some(server)
         } else {
             None
         };
         let signals = if options.handle_signals {
-            let mut s = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])
-                .map_err(RunError::Poll)?;
+            let mut s =
+                signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+                    .map_err(RunError::Poll)?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)
                 .map_err(RunError::Poll)?;
@@ -326,7 +343,6 @@ impl Loop {
             None
         };
 
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         info!(
             "listening on {link_addr}, public key {}",
             config.private_key.public_key()
@@ -396,43 +412,53 @@ impl Loop {
     /// Serves one ready token for one turn; true if it may have more.
     fn serve(&mut self, token: Token) -> bool {
         match token {
-            LINK => self.read_link(),
+            LINK => self.batch(Self::read_link),
             WAKER => {
-                while let Ok(reply) = self.requests.try_recv() {
-                    let _ = reply.send(self.status());
-                }
-                false
-            }
-            CONTROL => {
-                let status = self.status();
-                if let Some(c) = &mut self.control {
-                    c.serve(&status);
-                }
+                control::answer_requests(&self.requests, || self.status());
                 false
             }
             SIGNALS => {
                 if let Some(s) = &mut self.signals {
-                    if s.pending().next().is_some() {
-                        info!("signal received");
-                        self.stop.store(true, Ordering::SeqCst);
+                    for signal in s.pending() {
+                        if signal == libc::SIGHUP {
+                            warn!("SIGHUP received: reload is not implemented yet; ignored");
+                        } else {
+                            info!("signal {signal} received: stopping");
+                            self.stop.store(true, Ordering::SeqCst);
+                        }
                     }
                 }
                 false
             }
-            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.read_customer(t),
-            t => self.read_tun(t),
+            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.batch(|l| l.read_customer(t)),
+            t => self.batch(|l| l.read_tun(t)),
         }
     }
 
+    /// Runs one socket's turn, a batch of up to [`READ_BUDGET`] datagrams
+    /// each handled on its own, then flushes the node once for the batch
+    /// (handshakes, keepalives, events the batch caused).
+    fn batch(&mut self, turn: impl FnOnce(&mut Self) -> bool) -> bool {
+        let more = turn(self);
+        let now = self.now();
+        self.node.flush(&mut self.io, now, &mut self.scratch);
+        more
+    }
+
     fn status(&self) -> Status {
-        Status::collect(
+        let mut s = Status::collect(
             &self.node,
             &self.config,
             Some(self.link_addr),
             self.started,
             self.now(),
             self.io.send_errors,
-        )
+        );
+        if let Some(c) = &self.control {
+            s.control_refused = c.stats().refused.load(Ordering::Relaxed);
+            s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
+        }
+        s
     }
 
     fn read_link(&mut self) -> bool {
@@ -451,8 +477,7 @@ impl Loop {
             let r = self
                 .node
                 .handle_link_datagram(now, from, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+            self.node.carry_out(&mut self.io, &self.buf, r);
         }
         true
     }
@@ -480,8 +505,7 @@ impl Loop {
             let r = self
                 .node
                 .handle_customer_datagram(now, socket, from, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+            self.node.carry_out(&mut self.io, &self.buf, r);
         }
         true
     }
@@ -513,8 +537,7 @@ impl Loop {
             let r = self
                 .node
                 .handle_tun_packet(now, service, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+            self.node.carry_out(&mut self.io, &self.buf, r);
         }
         true
     }
