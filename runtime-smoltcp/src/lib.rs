@@ -569,6 +569,9 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
                 };
                 let mut io = Glue::new(&mut self.net, &self.iface, now, tun);
                 self.node.carry_out(&mut io, &self.packet[..], result);
+                if self.node.needs_flush() {
+                    self.node.flush(&mut io, t, &mut self.scratch[..]);
+                }
                 self.iface.poll_egress(now, device, &mut self.net.set);
             }
         }

@@ -360,6 +360,9 @@ impl SimIo {
         // the daemon does.
         while let Ok((n, from)) = self.link.try_recv_from(&mut buf[slot.clone()]) {
             self.on_link(node, now, from, n, buf);
+            if node.needs_flush() {
+                node.flush(self, now, scratch);
+            }
         }
         node.flush(self, now, scratch);
         let ids: Vec<SocketId> = self.sockets.iter().map(|s| s.id).collect();

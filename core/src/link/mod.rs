@@ -698,6 +698,15 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         !self.cookie_replies.is_empty() || !self.transmits.is_empty()
     }
 
+    /// Whether a bounded output queue is full, so that what comes next
+    /// would go unanswered until `poll_transmit` drains it: a runtime
+    /// handling a batch drains it at once. Cookie replies under load are
+    /// the case: a batch of thousands of flooded initiations must not
+    /// crowd out the reply to the one real peer among them.
+    pub fn needs_transmit_now(&self) -> bool {
+        self.cookie_replies.is_full()
+    }
+
     /// Whether `poll_event` has an event.
     pub fn has_events(&self) -> bool {
         !self.noticed.is_empty()

@@ -1367,3 +1367,48 @@ fn output_cost_does_not_grow_with_idle_peers() {
         a.visits
     );
 }
+
+/// A runtime handling a batch drains the link when `needs_transmit_now`
+/// says a bounded queue is full: in a batch of 500 flooded initiations,
+/// the real peer's initiation, last, still gets its cookie reply. Without
+/// the mid-batch drain the queue would have been full long before.
+#[test]
+fn a_flooded_batch_still_answers_the_real_peer() {
+    let mut p = Pair::new(43);
+    p.b.set_load_threshold(0);
+    let mut stranger = TestLink::new(key(998), ChaCha20Rng::seed_from_u64(998), p.now, START_UNIX);
+    let pb = p.b.public_key().to_owned();
+    let sp = stranger.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..500u32 {
+        stranger.connect(sp, p.now);
+        let mut buf = [0u8; 256];
+        let t = stranger.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+        stranger.peers[0].pending = None;
+        let from = SocketAddr::new([203, 0, 113, (i % 250) as u8].into(), 1000 + i as u16);
+        batch.push((from, buf[..t.len].to_vec()));
+    }
+    p.a.connect(p.a_peer, p.now);
+    let mut buf = [0u8; 256];
+    let t = p.a.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+    batch.push((p.a_addr, buf[..t.len].to_vec()));
+
+    let now = p.now;
+    let mut replies_to_a = 0;
+    let mut drained_mid_batch = 0;
+    let mut out = [0u8; 256];
+    for (from, mut bytes) in batch {
+        let _ = p.b.handle_datagram(now, from, &mut bytes);
+        if p.b.needs_transmit_now() {
+            drained_mid_batch += 1;
+            while let Some(t) = p.b.poll_transmit(now, &mut out).unwrap() {
+                replies_to_a += usize::from(t.to == p.a_addr);
+            }
+        }
+    }
+    while let Some(t) = p.b.poll_transmit(now, &mut out).unwrap() {
+        replies_to_a += usize::from(t.to == p.a_addr);
+    }
+    assert!(drained_mid_batch > 0, "the queue never filled");
+    assert_eq!(replies_to_a, 1, "the real peer's cookie reply");
+}

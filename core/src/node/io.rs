@@ -63,6 +63,14 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         }
     }
 
+    /// Whether [`Node::flush`] should run before the next datagram of the
+    /// batch: an output queue is full and would otherwise drop what the
+    /// next datagram calls for (cookie replies under a handshake flood).
+    /// Runtimes check it after each `handle_*` call of a batch.
+    pub fn needs_flush(&self) -> bool {
+        self.link.needs_transmit_now()
+    }
+
     /// Sends what the link wants to send (handshakes, keepalives, staged
     /// datagrams), carries out pending actions and passes on events. Call it
     /// once after each batch of `handle_*` calls, after

@@ -37,8 +37,10 @@ use tracing::{debug, info, warn};
 use crate::build::{build_node, keeps_up, BuildError, DaemonNode};
 use crate::config::Config;
 use crate::status::Status;
+use sdt_core::node::{Dropped, Io, Output};
 use sockets::MioIo;
 use tun::{Tun, TunError};
+use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
 pub use control::{
     query_status, BindError, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
@@ -55,8 +57,6 @@ const FIRST_TUN: usize = 16;
 pub const READ_BUDGET: usize = 64;
 /// The largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
-/// Socket buffer size asked for on the link socket.
-const LINK_SOCKET_BUFFER: usize = 4 << 20;
 /// Stack of the loop thread: the node lives on the heap, but building and
 /// moving it in a debug build goes through the stack.
 const LOOP_STACK: usize = 64 << 20;
@@ -130,7 +130,17 @@ struct Loop {
     stop: Arc<AtomicBool>,
     /// Snapshot requests from the control thread and [`Daemon::status`].
     requests: mpsc::Receiver<control::Request>,
-    buf: Vec<u8>,
+    /// Where every socket's datagrams are read, a batch at a time, and
+    /// handled in place.
+    rx: RecvBatch,
+    /// What a turn sends, flushed once at its end: the datagrams it points
+    /// at lie in `rx`. Room for every datagram of a full `rx` (GRO trains
+    /// of up to 64 segments in each slot).
+    tx: SendBatch,
+    /// What the link socket got at start (buffers, GRO).
+    link_setup: SocketSetup,
+    /// Kernel drops on the link socket.
+    link_drops: KernelDrops,
     scratch: Vec<u8>,
     /// Sockets still readable after their turn.
     pending: VecDeque<Token>,
@@ -257,7 +267,38 @@ impl Loop {
         std_link
             .set_nonblocking(true)
             .map_err(|e| RunError::LinkSocket(listen, e))?;
-        sys::set_socket_buffers(&std_link, LINK_SOCKET_BUFFER);
+        let offloads = Offloads::probe();
+        // GRO hands out a train of segments without headroom between them;
+        // a router entry forges reply headers in front of the payload, which
+        // needs headroom, so its node reads the link without GRO.
+        let gro = !config
+            .services
+            .iter()
+            .any(|s| s.mode == crate::config::Mode::Router && s.half != crate::config::Half::Exit);
+        let link_setup = {
+            use std::os::fd::AsRawFd;
+            udp::prepare(
+                std_link.as_raw_fd(),
+                &offloads,
+                gro,
+                udp::BURST_SOCKET_BUFFER,
+            )
+            .map_err(|e| RunError::LinkSocket(listen, e))?
+        };
+        info!(
+            "batched I/O: {}; link socket GRO {}, buffers {} KiB receive, {} KiB send{}",
+            offloads.describe(),
+            if link_setup.gro {
+                "on"
+            } else if gro {
+                "unavailable"
+            } else {
+                "off (router entry)"
+            },
+            link_setup.recv_buffer >> 10,
+            link_setup.send_buffer >> 10,
+            if link_setup.forced { " (forced)" } else { "" },
+        );
         let link_addr = std_link
             .local_addr()
             .map_err(|e| RunError::LinkSocket(listen, e))?;
@@ -266,7 +307,7 @@ impl Loop {
             .register(&mut link, LINK, Interest::READABLE)
             .map_err(RunError::Poll)?;
         let names = config.peers.iter().map(|p| p.name.clone()).collect();
-        let mut io = MioIo::new(registry, link, names);
+        let mut io = MioIo::new(registry, link, names, offloads);
 
         for (i, spec) in config.services.iter().enumerate() {
             if let Some(t) = &spec.tun {
@@ -359,7 +400,10 @@ impl Loop {
             signals,
             stop,
             requests,
-            buf: vec![0u8; HEADROOM + MAX_DATAGRAM + TAILROOM],
+            rx: RecvBatch::new(udp::BATCH, HEADROOM, MAX_DATAGRAM, TAILROOM, link_setup.gro),
+            tx: SendBatch::new(udp::BATCH * udp::MAX_GSO_SEGMENTS, &offloads),
+            link_setup,
+            link_drops: KernelDrops::default(),
             scratch,
             pending: VecDeque::new(),
         };
@@ -405,6 +449,7 @@ impl Loop {
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
                 self.node.flush(&mut self.io, now, &mut self.scratch);
+                self.io.bury();
             }
         }
     }
@@ -440,9 +485,24 @@ impl Loop {
     /// (handshakes, keepalives, events the batch caused).
     fn batch(&mut self, turn: impl FnOnce(&mut Self) -> bool) -> bool {
         let more = turn(self);
+        self.send_batch();
         let now = self.now();
         self.node.flush(&mut self.io, now, &mut self.scratch);
+        self.io.bury();
         more
+    }
+
+    /// Sends what the turn queued, from the buffer it was handled in.
+    fn send_batch(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let stats = self.tx.flush(self.rx.buffer());
+        let failed = stats.queue_full + stats.errors + stats.bad_range;
+        self.io.send_errors += failed as u64;
+        for f in self.tx.failures() {
+            debug!("send on fd {}: {:?}", f.fd, f.why);
+        }
     }
 
     fn status(&self) -> Status {
@@ -458,58 +518,102 @@ impl Loop {
             s.control_refused = c.stats().refused.load(Ordering::Relaxed);
             s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
         }
+        let (services, channels) = self.io.kernel_drops();
+        s.data_path = crate::status::DataPath {
+            offloads: self.io.offloads.describe(),
+            link_gro: self.link_setup.gro,
+            gso: self.tx.gso(),
+            link_recv_buffer: self.link_setup.recv_buffer,
+            link_send_buffer: self.link_setup.send_buffer,
+            buffers_forced: self.link_setup.forced,
+            kernel_drops_link: self.link_drops.total(),
+            kernel_drops_services: services,
+            kernel_drops_channels: channels,
+            truncated: self.rx.truncated(),
+        };
         s
     }
 
+    /// Reads the link socket: up to [`READ_BUDGET`] batches of up to
+    /// [`udp::BATCH`] messages (GRO trains split into their datagrams),
+    /// each datagram opened in place.
     fn read_link(&mut self) -> bool {
-        for _ in 0..READ_BUDGET {
-            let slot = &mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM];
-            let (len, from) = match self.io.link.recv_from(slot) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    debug!("link socket: {e}");
-                    return false;
-                }
-            };
-            let now = self.now();
-            let range = HEADROOM..HEADROOM + len;
-            let r = self
-                .node
-                .handle_link_datagram(now, from, &mut self.buf, range);
-            self.node.carry_out(&mut self.io, &self.buf, r);
+        let fd = {
+            use std::os::fd::AsRawFd;
+            self.io.link.as_raw_fd()
+        };
+        match self.rx.recv(fd) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                debug!("link socket: {e}");
+                return false;
+            }
         }
-        true
+        if let Some(counter) = self.rx.drop_counter() {
+            self.link_drops.observe(counter);
+        }
+        let now = self.now();
+        let stride = self.rx.stride();
+        let mut handled = 0;
+        while let Some(d) = self.rx.next_datagram() {
+            handled += 1;
+            // The node sees only the room this datagram may use: a segment
+            // of a GRO train cannot touch its neighbours.
+            let base = d.slot_index * stride + d.room.start;
+            let room = &mut d.slot[d.room.clone()];
+            let range = d.range.start - d.room.start..d.range.end - d.room.start;
+            let r = self.node.handle_link_datagram(now, d.from, room, range);
+            emit(&mut self.node, &mut self.io, &mut self.tx, room, base, r);
+            if self.node.needs_flush() {
+                // Handshake messages and cookie replies go from `scratch`,
+                // not from the batch: the queued sends are untouched.
+                self.node.flush(&mut self.io, now, &mut self.scratch);
+            }
+        }
+        handled > 0
     }
 
+    /// Reads a customer socket: one batch of up to [`udp::BATCH`]
+    /// datagrams, each sealed in place in its slot.
     fn read_customer(&mut self, token: Token) -> bool {
         let Some(&socket) = self.io.tokens.get(&token) else {
             return false;
         };
-        for _ in 0..READ_BUDGET {
-            let Some(c) = self.io.customers.get(&socket) else {
-                return false;
-            };
-            let slot = &mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM];
-            let (len, from) = match c.socket.recv_from(slot) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    // ICMP port unreachable from a connected socket's target.
-                    debug!("{socket:?}: {e}");
-                    continue;
-                }
-            };
-            let now = self.now();
-            let range = HEADROOM..HEADROOM + len;
+        let Some((fd, _)) = self.io.customer_fd(socket) else {
+            return false;
+        };
+        match self.rx.recv(fd) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                // ICMP port unreachable from a connected socket's target:
+                // the error is consumed; datagrams may follow.
+                debug!("{socket:?}: {e}");
+                return true;
+            }
+        }
+        if let Some(counter) = self.rx.drop_counter() {
+            if let Some(c) = self.io.customers.get_mut(&socket) {
+                c.kernel_drops.observe(counter);
+            }
+        }
+        let now = self.now();
+        let stride = self.rx.stride();
+        let mut handled = 0;
+        while let Some(d) = self.rx.next_datagram() {
+            handled += 1;
+            let base = d.slot_index * stride;
             let r = self
                 .node
-                .handle_customer_datagram(now, socket, from, &mut self.buf, range);
-            self.node.carry_out(&mut self.io, &self.buf, r);
+                .handle_customer_datagram(now, socket, d.from, d.slot, d.range);
+            emit(&mut self.node, &mut self.io, &mut self.tx, d.slot, base, r);
         }
-        true
+        handled > 0
     }
 
+    /// Reads a router entry's TUN device: up to [`udp::BATCH`] packets into
+    /// the slots of the receive batch, each sealed in place.
     fn read_tun(&mut self, token: Token) -> bool {
         let Some(service) = self
             .io
@@ -520,11 +624,16 @@ impl Loop {
         else {
             return false;
         };
-        for _ in 0..READ_BUDGET {
-            let Some((_, tun)) = self.io.tuns.get_mut(&service) else {
+        let stride = self.rx.stride();
+        let headroom = self.rx.headroom();
+        for i in 0..self.rx.slots() {
+            let now = self.now();
+            let (Some((_, tun)), Some(slot)) =
+                (self.io.tuns.get_mut(&service), self.rx.slot_mut(i))
+            else {
                 return false;
             };
-            let len = match tun.read(&mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM]) {
+            let len = match tun.read(&mut slot[headroom..headroom + MAX_DATAGRAM]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
@@ -532,14 +641,67 @@ impl Loop {
                     return false;
                 }
             };
-            let now = self.now();
-            let range = HEADROOM..HEADROOM + len;
             let r = self
                 .node
-                .handle_tun_packet(now, service, &mut self.buf, range);
-            self.node.carry_out(&mut self.io, &self.buf, r);
+                .handle_tun_packet(now, service, slot, headroom..headroom + len);
+            emit(
+                &mut self.node,
+                &mut self.io,
+                &mut self.tx,
+                slot,
+                i * stride,
+                r,
+            );
         }
         true
+    }
+}
+
+/// Acts on what the node made of one datagram held in `slot`, which lies
+/// at `base` in the receive batch's buffer: socket requests at once, then
+/// sends queued in `tx` for the end of the turn, TUN writes at once, drops
+/// to the log. As [`sdt_core::node::Node::carry_out`] does, but batched.
+fn emit(
+    node: &mut DaemonNode,
+    io: &mut MioIo,
+    tx: &mut SendBatch,
+    slot: &[u8],
+    base: usize,
+    result: Result<Output, Dropped>,
+) {
+    use std::os::fd::AsRawFd;
+    node.apply_actions(io);
+    let queued = match result {
+        Ok(Output::Link { to, range }) => tx.push(
+            io.link.as_raw_fd(),
+            Some(to),
+            base + range.start..base + range.end,
+        ),
+        Ok(Output::Customer { socket, to, range }) => match io.customer_fd(socket) {
+            Some((fd, connected)) => tx.push(
+                fd,
+                if connected { None } else { to },
+                base + range.start..base + range.end,
+            ),
+            None => {
+                io.send_errors += 1;
+                Ok(())
+            }
+        },
+        Ok(Output::Tun { service, range }) => {
+            io.write_tun(service, &slot[range]);
+            Ok(())
+        }
+        Ok(Output::Consumed | Output::Queued) => Ok(()),
+        Err(dropped) => {
+            io.dropped(dropped);
+            Ok(())
+        }
+    };
+    if queued.is_err() {
+        // Cannot happen: the batch has room for every datagram of a full
+        // receive batch. Counted rather than trusted.
+        io.send_errors += 1;
     }
 }
 

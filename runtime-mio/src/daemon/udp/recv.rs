@@ -269,6 +269,29 @@ impl RecvBatch {
         })
     }
 
+    /// The whole buffer, slot after slot: what a [`super::SendBatch`] of
+    /// datagrams handled in place in this batch flushes from. A datagram
+    /// of slot `i` lies at `i * stride()` plus its range.
+    pub(crate) fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Bytes from one slot to the next.
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Slot `i` whole, to fill by other means than `recv` (a TUN read).
+    pub(crate) fn slot_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let base = i.checked_mul(self.stride)?;
+        self.buf.get_mut(base..base + self.stride)
+    }
+
+    /// Where a slot's payload starts: its headroom.
+    pub(crate) fn headroom(&self) -> usize {
+        self.headroom
+    }
+
     /// Slots in the batch: the most messages one `recv` reads.
     pub(crate) fn slots(&self) -> usize {
         self.slots
