@@ -20,6 +20,8 @@
 //! - [`channel`]: the fixed-capacity table of each service's channels, found
 //!   by client address, by channel number or by id, with per-service LRU
 //!   order for eviction.
+//! - [`mtu`]: the largest customer datagram one link frame carries, from
+//!   the peer's link MTU (no IP fragmentation of link frames by default).
 //! - [`node`]: the services a node carries over its link, in all four
 //!   modes (direct, forward, push, router), with their counters.
 //!
@@ -39,6 +41,7 @@ pub mod crypto;
 pub mod ip;
 pub mod key;
 pub mod link;
+pub mod mtu;
 pub mod node;
 pub mod noise;
 pub mod rate;

@@ -76,6 +76,7 @@ pub fn build_node(
         // Only what the config says: core adds the links the services
         // call for (its liveness rule, `Node::add_service`).
         peer.keep_up = spec.keep_up;
+        peer.mtu = spec.mtu;
         node.add_peer(peer, now)
             .map_err(|_| BuildError::TooManyPeers)?;
     }

@@ -14,6 +14,9 @@
 //! persistent_keepalive = "25s"      # optional
 //! keep_up = false                   # optional; implied with an endpoint when
 //!                                   # this node holds an exit (or direct) half
+//! mtu = 1500                        # optional; link MTU towards this peer, 576..=65535:
+//!                                   # no frame is larger than one IP datagram of it;
+//!                                   # 65535 lets the kernel fragment large frames
 //!
 //! [[service]]
 //! id = 1                            # 0..=255, unique per node
@@ -120,6 +123,11 @@ pub struct PeerSpec {
     /// first in a shared service (core's rule,
     /// [`sdt_core::node::Node::add_service`]).
     pub keep_up: bool,
+    /// The link MTU towards the peer: every frame sent to it fits one IP
+    /// datagram of this size, so the IP layer does not fragment it, and
+    /// larger customer datagrams are dropped as `too_big`
+    /// ([`sdt_core::mtu`]). Default [`sdt_core::mtu::DEFAULT_LINK_MTU`].
+    pub mtu: u16,
 }
 
 /// Which peer a service runs with.
@@ -190,6 +198,7 @@ impl PeerSpec {
             preshared_key: None,
             persistent_keepalive: None,
             keep_up: false,
+            mtu: sdt_core::mtu::DEFAULT_LINK_MTU,
         }
     }
 }
@@ -444,6 +453,7 @@ struct RawPeer {
     preshared_key: Option<Spanned<String>>,
     persistent_keepalive: Option<Spanned<String>>,
     keep_up: Option<bool>,
+    mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -739,6 +749,24 @@ impl Ctx<'_> {
             None => None,
         };
 
+        let mtu = match &p.mtu {
+            Some(m) => match u16::try_from(*m.get_ref()) {
+                Ok(n) if sdt_core::mtu::valid_link_mtu(n) => n,
+                _ => {
+                    return Err(self.at(
+                        m,
+                        "mtu",
+                        format!(
+                            "must be a number from {} to {} (the link MTU towards the peer)",
+                            sdt_core::mtu::MIN_LINK_MTU,
+                            sdt_core::mtu::MAX_LINK_MTU
+                        ),
+                    ))
+                }
+            },
+            None => sdt_core::mtu::DEFAULT_LINK_MTU,
+        };
+
         Ok(PeerSpec {
             name: name_str.clone(),
             public_key,
@@ -746,6 +774,7 @@ impl Ctx<'_> {
             preshared_key,
             persistent_keepalive,
             keep_up: p.keep_up.unwrap_or(false),
+            mtu,
         })
     }
 

@@ -102,6 +102,10 @@ pub struct PeerState {
     pub tx_bytes: u64,
     /// Handshakes completed.
     pub handshakes: u64,
+    /// The link MTU towards it (config `mtu`): no frame sent to it is
+    /// larger than one IP datagram of this size.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
     /// Link drops by reason.
     pub drops: Vec<(String, u64)>,
 }
@@ -137,6 +141,15 @@ pub struct ServiceState {
     /// other channel while late replies may arrive (`port_hold`).
     #[serde(default)]
     pub ports_held: u64,
+    /// The largest customer payload this node carries across for the
+    /// service now (router entries: to IPv4 destinations); one byte more is
+    /// dropped as `too_big`. `None` where it depends on the peer (`peer =
+    /// "*"`) or nothing is sent across (push exits).
+    #[serde(default)]
+    pub max_payload: Option<u64>,
+    /// Router entries: the largest payload to IPv6 destinations.
+    #[serde(default)]
+    pub max_payload_v6_destination: Option<u64>,
     /// Drops by reason.
     pub drops: Vec<(String, u64)>,
 }
@@ -171,6 +184,7 @@ impl Status {
                     tx_datagrams: p.stats.tx_datagrams,
                     tx_bytes: p.stats.tx_bytes,
                     handshakes: p.stats.handshakes_completed,
+                    mtu: spec.mtu,
                     drops: p
                         .stats
                         .drops
@@ -196,6 +210,13 @@ impl Status {
                 channels_evicted: s.channels_evicted,
                 channels_closed: s.channels_closed,
                 ports_held: s.ports_held,
+                max_payload: node
+                    .max_payload(c.id, Some(V4_DESTINATION))
+                    .map(|n| n as u64),
+                max_payload_v6_destination: (c.role == sdt_core::node::Role::RouterEntry)
+                    .then(|| node.max_payload(c.id, Some(V6_DESTINATION)))
+                    .flatten()
+                    .map(|n| n as u64),
                 drops: s
                     .drops
                     .iter()
@@ -231,6 +252,17 @@ impl Status {
     pub fn service(&self, id: u8) -> Option<&ServiceState> {
         self.services.iter().find(|s| s.id == id)
     }
+}
+
+/// A destination of each family, for router entries' limits (only the
+/// family matters).
+const V4_DESTINATION: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+const V6_DESTINATION: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0);
+
+fn default_mtu() -> u16 {
+    sdt_core::mtu::DEFAULT_LINK_MTU
 }
 
 fn drops(out: &mut String, drops: &[(String, u64)]) {
@@ -315,6 +347,7 @@ impl fmt::Display for Status {
                 "  session: {}",
                 if p.session_up { "up" } else { "down" }
             );
+            let _ = writeln!(out, "  mtu: {}", p.mtu);
             let _ = writeln!(
                 out,
                 "  transfer: {} B in {} datagrams received, {} B in {} datagrams sent",
@@ -329,6 +362,18 @@ impl fmt::Display for Status {
                 "  to peer: {} datagrams, {} B; from peer: {} datagrams, {} B",
                 s.to_peer_datagrams, s.to_peer_bytes, s.from_peer_datagrams, s.from_peer_bytes
             );
+            match (s.max_payload, s.max_payload_v6_destination) {
+                (Some(v4), Some(v6)) => {
+                    let _ = writeln!(
+                        out,
+                        "  largest datagram: {v4} B to IPv4, {v6} B to IPv6 destinations"
+                    );
+                }
+                (Some(max), None) => {
+                    let _ = writeln!(out, "  largest datagram: {max} B");
+                }
+                _ => {}
+            }
             if s.mode == "forward" || s.mode == "router" {
                 let _ = writeln!(
                     out,

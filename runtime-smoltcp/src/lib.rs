@@ -95,9 +95,11 @@ use glue::Glue;
 
 /// The largest IP packet this runtime handles: datagrams that arrive on a
 /// socket, and packets read from a router device, must fit in it (larger
-/// ones are dropped and counted as [`RuntimeStats::oversize`]). Link
-/// frames add at most 45 bytes to a customer payload, so customers of a
-/// 1500-byte MTU should send at most 1500 − 28 − 45 = 1427 bytes over IPv4.
+/// ones are dropped and counted as [`RuntimeStats::oversize`]). The node
+/// itself keeps every link frame within its peer's link MTU
+/// ([`sdt_core::mtu`], [`sdt_core::mtu::DEFAULT_LINK_MTU`] = 1500 unless
+/// set) and drops larger customer datagrams as `too_big`: keep peers' `mtu`
+/// at most this.
 pub const MTU: usize = 1500;
 
 /// Bytes of the buffer every datagram is copied into before the node sees

@@ -139,6 +139,8 @@ pub enum ConfigError {
     DuplicatePeer,
     /// The peer's public key is our own.
     OwnKey,
+    /// The peer's link MTU is below [`crate::mtu::MIN_LINK_MTU`].
+    BadMtu,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -147,6 +149,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::TooManyPeers => "peer table full",
             ConfigError::DuplicatePeer => "two peers with the same public key",
             ConfigError::OwnKey => "a peer's public key is this node's own",
+            ConfigError::BadMtu => "a peer's link MTU is below the minimum",
         })
     }
 }
@@ -272,6 +275,14 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             .is_some_and(|p| p.can_send(now))
     }
 
+    /// The longest plaintext one data frame to `peer` may carry: what fits
+    /// one link datagram of the peer's MTU to its current endpoint
+    /// ([`crate::mtu::max_plaintext_len`]).
+    pub fn max_plaintext_len(&self, peer: PeerId) -> Option<usize> {
+        let p = self.peers.get(usize::from(peer.0))?;
+        Some(crate::mtu::max_plaintext_len(p.config.mtu, p.endpoint))
+    }
+
     // ---- commands ----
 
     /// Adds a peer. With `keep_up` and an endpoint, its handshake starts at
@@ -279,6 +290,9 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
         if config.public_key == self.public {
             return Err(ConfigError::OwnKey);
+        }
+        if !crate::mtu::valid_link_mtu(config.mtu) {
+            return Err(ConfigError::BadMtu);
         }
         if self.peer_by_key(&config.public_key).is_some() {
             return Err(ConfigError::DuplicatePeer);

@@ -43,6 +43,11 @@ pub struct PeerConfig {
     /// handshakes without giving up. Needed where the peer holds the entry
     /// half of a service (`ssh -R` style) and must be able to reach us first.
     pub keep_up: bool,
+    /// The link MTU towards this peer: no frame we send it is larger than
+    /// one IP datagram of this size ([`crate::mtu`]), so the IP layer never
+    /// fragments a frame unless this is set above the path's MTU.
+    /// [`crate::mtu::MIN_LINK_MTU`] or more.
+    pub mtu: u16,
 }
 
 impl PeerConfig {
@@ -54,6 +59,7 @@ impl PeerConfig {
             endpoint: None,
             persistent_keepalive: None,
             keep_up: false,
+            mtu: crate::mtu::DEFAULT_LINK_MTU,
         }
     }
 }

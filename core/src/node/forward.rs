@@ -28,6 +28,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
+        self.check_entry_size(si, None, payload.len())?;
         let (number, peer) = self.entry_channel(now, si, client, None)?;
         let header = ServiceHeaderRepr {
             service: self.services[si].config.id,

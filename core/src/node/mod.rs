@@ -60,6 +60,7 @@ mod forward;
 mod io;
 mod push;
 mod router;
+mod size;
 mod stage;
 mod stats;
 #[cfg(test)]
@@ -221,6 +222,20 @@ pub enum NodeEvent {
         /// The service id.
         service: u8,
     },
+    /// A datagram of `len` bytes was dropped as [`ServiceDrop::TooBig`]: one
+    /// link frame to `peer` carries at most `max` bytes of this service's
+    /// payload ([`crate::mtu`]). Reported once per service; the counter
+    /// counts every one.
+    TooBig {
+        /// The service id.
+        service: u8,
+        /// The peer the frame was for.
+        peer: PeerId,
+        /// The datagram's payload length.
+        len: usize,
+        /// The largest payload that fits.
+        max: usize,
+    },
 }
 
 /// One service's state on this node.
@@ -233,6 +248,8 @@ struct Service {
     socket_pending: bool,
     /// A mismatch was reported already.
     warned: bool,
+    /// A [`NodeEvent::TooBig`] was reported already.
+    too_big_reported: bool,
     /// Entry halves: channel creation of the whole service.
     new_channels: TokenBucket,
     stats: ServiceStats,
@@ -359,6 +376,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 next_number: 0,
                 socket_pending,
                 warned: false,
+                too_big_reported: false,
                 new_channels: TokenBucket::new(),
                 stats: ServiceStats::default(),
             })
@@ -752,6 +770,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
+        self.check_size(peer, header, payload.len())?;
         let header_len = header.buffer_len();
         let layout = payload
             .start

@@ -35,6 +35,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         let bytes = buf.get(packet.clone()).ok_or(ServiceDrop::BufferLayout)?;
         let udp = ip::parse_udp(bytes).map_err(ip_drop)?;
         let payload = packet.start + udp.payload.start..packet.start + udp.payload.end;
+        self.check_entry_size(si, Some(udp.destination), payload.len())?;
         let (number, peer) = self.entry_channel(now, si, udp.source, Some(udp.destination))?;
         let header = ServiceHeaderRepr {
             service: self.services[si].config.id,

@@ -84,6 +84,17 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 self.stage.push_back(entry).ok();
                 continue;
             }
+            if !self.staged_fits(entry.peer, len) {
+                // The peer's endpoint moved to IPv6 while it waited.
+                if let Some(s) = self
+                    .services
+                    .iter_mut()
+                    .find(|s| s.config.id == entry.service)
+                {
+                    s.stats.drops.add(ServiceDrop::TooBig);
+                }
+                continue;
+            }
             let start = DataPacket::<&[u8]>::HEADER_LEN;
             buf[start..start + len].copy_from_slice(&entry.plaintext[..len]);
             match self.link.seal(now, entry.peer, buf, len) {

@@ -60,14 +60,17 @@ pub enum ServiceDrop {
     BadChecksum,
     /// Router entry: a malformed or unsupported IP packet.
     MalformedIp,
-    /// The caller's buffer lacks the headroom or tailroom the node needs, or
-    /// the datagram is too large for one frame.
+    /// The caller's buffer lacks the headroom or tailroom the node needs.
     BufferLayout,
+    /// The datagram is larger than one link frame of the peer's link MTU
+    /// carries ([`crate::mtu`]): sending it would need IP fragmentation of
+    /// the frame, or could not be sent at all.
+    TooBig,
 }
 
 impl ServiceDrop {
     /// Every reason, in the order of [`ServiceDrops`].
-    pub const ALL: [ServiceDrop; 22] = [
+    pub const ALL: [ServiceDrop; 23] = [
         ServiceDrop::MalformedHeader,
         ServiceDrop::UnknownService,
         ServiceDrop::WrongPeer,
@@ -90,6 +93,7 @@ impl ServiceDrop {
         ServiceDrop::BadChecksum,
         ServiceDrop::MalformedIp,
         ServiceDrop::BufferLayout,
+        ServiceDrop::TooBig,
     ];
 
     /// A short stable name, for status output and logs.
@@ -117,6 +121,7 @@ impl ServiceDrop {
             ServiceDrop::BadChecksum => "bad_checksum",
             ServiceDrop::MalformedIp => "malformed_ip",
             ServiceDrop::BufferLayout => "buffer_layout",
+            ServiceDrop::TooBig => "too_big",
         }
     }
 

@@ -15,6 +15,7 @@ use std::vec::Vec;
 mod modes;
 mod props;
 mod router;
+mod size;
 mod snapshots;
 
 type TestNode = Node<ChaCha20Rng, 4, 8, 16>;
@@ -69,6 +70,8 @@ pub(super) struct Net {
     /// When false, link datagrams are lost.
     pub link_up: bool,
     seed: u64,
+    /// The link MTU of both nodes towards each other.
+    mtu: u16,
 }
 
 fn node_key(seed: u64, i: usize) -> PrivateKey {
@@ -78,8 +81,18 @@ fn node_key(seed: u64, i: usize) -> PrivateKey {
 impl Net {
     /// Two nodes that know each other; X knows Y's endpoint, Y learns X's.
     pub fn new(seed: u64) -> Net {
+        Net::with_link(
+            seed,
+            ["192.0.2.1:51820", "192.0.2.2:51820"],
+            crate::mtu::DEFAULT_LINK_MTU,
+        )
+    }
+
+    /// Two nodes whose link sockets are at `link_addr` (IPv4 or IPv6), each
+    /// with link MTU `mtu` towards the other.
+    pub fn with_link(seed: u64, link_addr: [&str; 2], mtu: u16) -> Net {
         let now = Instant::from_secs(1);
-        let link_addr = [addr("192.0.2.1:51820"), addr("192.0.2.2:51820")];
+        let link_addr = link_addr.map(addr);
         let keys = [node_key(seed, 0), node_key(seed, 1)];
         let publics = [keys[0].public_key(), keys[1].public_key()];
         let [kx, ky] = keys;
@@ -99,7 +112,9 @@ impl Net {
         ];
         let mut cx = PeerConfig::new(publics[1]);
         cx.endpoint = Some(link_addr[1]);
-        let cy = PeerConfig::new(publics[0]);
+        cx.mtu = mtu;
+        let mut cy = PeerConfig::new(publics[0]);
+        cy.mtu = mtu;
         let peer = [
             nodes[0].add_peer(cx, now).unwrap(),
             nodes[1].add_peer(cy, now).unwrap(),
@@ -121,6 +136,7 @@ impl Net {
             plaintexts: Vec::new(),
             link_up: true,
             seed,
+            mtu,
         }
     }
 
@@ -151,6 +167,7 @@ impl Net {
             START_UNIX + 1_000_000_000_000,
         );
         let mut c = PeerConfig::new(other);
+        c.mtu = self.mtu;
         if i == X {
             c.endpoint = Some(self.link_addr[Y]);
         }

@@ -811,3 +811,26 @@ fn refuses_more_peers_and_services_than_a_node_holds() {
         "too many services: a node runs at most 64",
     );
 }
+
+#[test]
+fn peer_mtu_defaults_to_core_and_is_range_checked() {
+    let cfg = parse(&with_peer("")).unwrap();
+    assert_eq!(cfg.peers[0].mtu, sdt_core::mtu::DEFAULT_LINK_MTU);
+    assert_eq!(cfg.peers[0].mtu, 1500);
+    for (value, mtu) in [
+        ("576", 576),
+        ("1280", 1280),
+        ("9000", 9000),
+        ("65535", 65535),
+    ] {
+        let cfg = parse(&with_peer(&format!("mtu = {value}\n"))).unwrap();
+        assert_eq!(cfg.peers[0].mtu, mtu);
+    }
+    for bad in ["575", "0", "-1", "65536", "100000"] {
+        let text = with_peer(&format!("mtu = {bad} # M\n"));
+        refused(&text, "# M", "mtu", "must be a number from 576 to 65535");
+    }
+    let text = with_peer("mtu = \"1500\" # M\n");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.line(), Some(line_of(&text, "# M")), "{err}");
+}

@@ -290,6 +290,19 @@ impl Io for MioIo {
             NodeEvent::ServiceSocketFailed { service } => {
                 error!("service {service}: its socket could not be opened")
             }
+            NodeEvent::TooBig {
+                service,
+                peer,
+                len,
+                max,
+            } => {
+                warn!(
+                    "service {service}: dropped a {len} B datagram for peer {}: one link frame \
+                     carries at most {max} B (the peer's `mtu`); this and later ones are \
+                     counted as too_big in `sdt status`",
+                    self.peer(peer)
+                )
+            }
             other => info!("{other:?}"),
         }
     }

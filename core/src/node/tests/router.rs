@@ -11,7 +11,7 @@ use smoltcp::wire::{
 
 /// An IP/UDP packet from `src` to `dst`, built with core's own forging (it
 /// is checked against smoltcp below).
-fn packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+pub(super) fn packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let head = ip::udp_header_len(&src);
     let mut buf = vec![0u8; head + payload.len()];
     buf[head..].copy_from_slice(payload);
@@ -22,7 +22,7 @@ fn packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
 
 /// Parses a packet written to the TUN device with smoltcp, checksums
 /// verified: (source, destination, payload).
-fn parse_with_smoltcp(bytes: &[u8]) -> (SocketAddr, SocketAddr, Vec<u8>) {
+pub(super) fn parse_with_smoltcp(bytes: &[u8]) -> (SocketAddr, SocketAddr, Vec<u8>) {
     let caps = ChecksumCapabilities::default();
     match bytes[0] >> 4 {
         4 => {
