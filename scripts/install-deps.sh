@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the Rust
 # target for the no_std build check, and the programs the end-to-end tests
-# drive. Idempotent: it only calls apt-get when a package is missing.
+# drive. Idempotent: it only calls apt-get (or cargo install) when a package
+# is missing.
 set -euo pipefail
 # ip, tc, dnsmasq and capsh live in sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -20,6 +21,12 @@ DEBS=(
   "util-linux:setpriv"
   "libcap2-bin:capsh"
   "procps:sysctl"
+  # scripts/bench-netns.sh: the load generator, the relay and the two
+  # userspace WireGuards it measures sdt against.
+  "iperf3:iperf3"
+  "python3:python3"
+  "wireguard-tools:wg"
+  "wireguard-go:wireguard-go"
 )
 
 for t in "${RUST_TARGETS[@]}"; do
@@ -45,3 +52,12 @@ for entry in "${DEBS[@]}"; do
   cmd=${entry##*:}
   command -v "$cmd" >/dev/null 2>&1 || { echo "install-deps: $cmd still missing" >&2; exit 1; }
 done
+
+# boringtun-cli (userspace WireGuard in Rust) is on crates.io only, for
+# scripts/bench-netns.sh. cargo installs into ~/.cargo/bin.
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! command -v boringtun-cli >/dev/null 2>&1; then
+  echo "install-deps: cargo install boringtun-cli --locked"
+  cargo install boringtun-cli --locked --quiet
+fi
+command -v boringtun-cli >/dev/null 2>&1 || { echo "install-deps: boringtun-cli still missing" >&2; exit 1; }
