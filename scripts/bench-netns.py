@@ -455,6 +455,10 @@ def setup_sdt_router(lab):
     lab.ip(lab.x, "rule", "add", "to", f"{Y_VETH}/32", "ipproto", "udp", "dport", str(IPERF_PORT),
            "lookup", "201", "priority", "201")
     lab.on_cleanup("router rule", lambda: lab.ip(lab.x, "rule", "del", "priority", "201"))
+    for proto, dev in (("udp", tun), ("tcp", "vx")):
+        got = lab.ip(lab.x, "route", "get", Y_VETH, "ipproto", proto, "dport", str(IPERF_PORT)).stdout
+        if f" dev {dev} " not in got:
+            raise BenchError(f"router: {proto} to {Y_VETH}:{IPERF_PORT} is routed as {got.strip()}")
     return Path("sdt router", Y_VETH, [], [p.pid for p in procs])
 
 
