@@ -312,6 +312,7 @@ def setup_wireguard(lab, kind):
     devs = {lab.x: f"{short}{lab.tag}x"[:15], lab.y: f"{short}{lab.tag}y"[:15]}
     keys = {ns: wg_keys() for ns in devs}
     procs = []
+    os.makedirs("/var/run/wireguard", exist_ok=True)  # where both put their control socket
     for ns, dev in devs.items():
         sock = f"/var/run/wireguard/{dev}.sock"
         lab.on_cleanup(f"socket {sock}", lambda s=sock: os.path.exists(s) and os.unlink(s))
