@@ -514,7 +514,7 @@ def warm_up(lab, path):
 
 def measure(lab, path, size, opts):
     """The highest offered rate with loss under opts.loss, confirmed by
-    opts.runs runs: returns (median run, cpu %, trials made)."""
+    opts.runs runs: returns (median run, tunnel cpu % over those runs)."""
     def ok(r):
         return r is not None and r["loss"] < opts.loss
 
