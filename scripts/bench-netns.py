@@ -629,14 +629,15 @@ def table(results, peers_note):
 
 def main():
     ap = argparse.ArgumentParser(
+        prog="bench-netns.sh",
         description="UDP throughput of sdt, veth, socat and userspace WireGuard between two "
                     "network namespaces (iperf3). Needs root.")
     ap.add_argument("--quick", action="store_true",
                     help="about a second per path and size, one run, no search: checks every "
                          "path carries datagrams (for ./test.sh)")
-    ap.add_argument("--only", default="",
+    ap.add_argument("--only", default="", metavar="PATHS",
                     help="comma-separated subset of: " + ",".join(PATHS + [PEERS_PATH]))
-    ap.add_argument("--peers", type=int, default=0,
+    ap.add_argument("--peers", type=int, default=0, metavar="N",
                     help="also run sdt forward with N extra idle peers on the exit node "
                          "(capped to what the daemon accepts)")
     ap.add_argument("--runs", type=int, default=3, help="confirming runs, median taken (3)")
