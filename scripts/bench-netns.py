@@ -202,13 +202,13 @@ class Lab:
     def iperf(self, path, rate, size, secs=None, nbytes=None):
         """One iperf3 UDP run of path at offered rate (bit/s of payload; 0 =
         unlimited). Returns a dict with sent/received rates and loss, or
-        None if iperf3 failed twice (the server is restarted between)."""
+        None if iperf3 failed three times (the server is restarted between)."""
         cmd = ["ip", "netns", "exec", self.x, "iperf3", "-c", path.server, "-p", str(IPERF_PORT),
                "-u", "-b", str(int(rate)), "-l", str(size), "--json", "--connect-timeout", "3000"]
         cmd += ["-n", str(nbytes)] if nbytes else ["-t", str(secs)]
         cmd += path.client_args
         limit = (secs or 1) + 15
-        for attempt in range(2):
+        for attempt in range(3):
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
                 d = json.loads(p.stdout)
