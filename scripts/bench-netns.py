@@ -181,15 +181,21 @@ class Lab:
 
     def start_server(self):
         self.server = self.start(self.y, ["iperf3", "-s", "-p", str(IPERF_PORT)], "iperf3-server")
+        self.wait_listening(self.y, self.server)
+
+    def wait_listening(self, ns, p, where=None):
+        """Waits until something in ns listens on TCP port IPERF_PORT (at
+        address `where` if given), failing if process p exits first."""
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise self.died(self.server)
-            ss = self.sh(self.y, "ss", "-Htln", f"sport = :{IPERF_PORT}", check=False).stdout
+            if p.poll() is not None:
+                raise self.died(p)
+            match = f"sport = :{IPERF_PORT}" + (f" and src {where}" if where else "")
+            ss = self.sh(ns, "ss", "-Htln", match, check=False).stdout
             if ss.strip():
                 return
             time.sleep(0.05)
-        raise BenchError("iperf3 server did not start listening")
+        raise BenchError(f"{p.label} did not start listening")
 
     def restart_server(self):
         if self.server is not None and self.server.poll() is None:
@@ -279,8 +285,9 @@ def setup_veth(lab):
 def tcp_control_relay(lab):
     """iperf3's TCP control connection to the server over the veth, from
     RELAY_ENTRY:5201 in X, for the paths that carry only UDP from there."""
-    lab.start(lab.x, ["socat", f"TCP-LISTEN:{IPERF_PORT},bind={RELAY_ENTRY},reuseaddr,fork",
-                      f"TCP:{Y_VETH}:{IPERF_PORT}"], "tcp-control-relay")
+    p = lab.start(lab.x, ["socat", f"TCP-LISTEN:{IPERF_PORT},bind={RELAY_ENTRY},reuseaddr,fork",
+                          f"TCP:{Y_VETH}:{IPERF_PORT}"], "tcp-control-relay")
+    lab.wait_listening(lab.x, p, RELAY_ENTRY)
 
 
 def setup_socat(lab):
