@@ -12,8 +12,12 @@ use sdt_core::Instant;
 
 use crate::config::{Config, Half, Mode, PeerRef, ServiceSpec, MAX_CHANNELS};
 
-/// Peers one daemon can hold.
-pub const MAX_PEERS: usize = 256;
+/// Peers one daemon can hold: a collector serving thousands of pushing
+/// nodes is a real use. Each peer costs about 2.3 KB of the node, allocated
+/// at start whether configured or not (see the size test below); the
+/// per-datagram cost does not depend on the count (core visits only peers
+/// with something pending).
+pub const MAX_PEERS: usize = 4096;
 /// Services one daemon can run.
 pub const MAX_SERVICES: usize = 64;
 /// Channels of all services together: the table capacity.
@@ -179,5 +183,20 @@ mod tests {
         ));
         // No endpoint: nothing to bring up; the peer has to come to us.
         assert!(!keeps_y_up("", forward_exit));
+    }
+
+    /// The node is allocated whole at start: its size is the daemon's
+    /// fixed memory. Printed for the docs; bounded so a change that makes
+    /// peers much dearer is noticed.
+    #[test]
+    fn node_size_per_peer() {
+        type OnePeer = Node<ChaCha20Rng, 1, MAX_SERVICES, CHANNELS>;
+        let full = std::mem::size_of::<DaemonNode>();
+        let base = std::mem::size_of::<OnePeer>();
+        let per_peer = (full - base) / (MAX_PEERS - 1);
+        println!(
+            "node: {full} B with room for {MAX_PEERS} peers, {base} B for one; {per_peer} B per peer"
+        );
+        assert!(per_peer <= 2560, "{per_peer} B per peer");
     }
 }

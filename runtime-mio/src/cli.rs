@@ -54,8 +54,9 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
   1  configuration or usage error (bad config or key file, bad key on stdin, bad arguments)
-  2  runtime error (the system failed: a port in use, no TUN permission, no node answering
-     `sdt status`, a failed demo, no OS randomness, stdin or stdout unusable, ...)";
+  2  runtime error (the system failed: a port in use, no TUN permission, a control socket
+     that cannot be served, no node answering `sdt status` or a busy one, a failed demo,
+     no OS randomness, stdin or stdout unusable, ...)";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -97,7 +98,8 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run a node from a configuration file until SIGINT or SIGTERM.
+    /// Run a node from a configuration file until SIGINT or SIGTERM
+    /// (SIGHUP is ignored with a warning: reload does not exist yet).
     Run {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -106,8 +108,8 @@ pub enum Command {
     /// Print the live state of a running node: peers, services, channels,
     /// drops by reason.
     Status {
-        /// The running node's configuration file (to find its control
-        /// socket).
+        /// The running node's configuration file (only its
+        /// `control_socket` is read).
         #[arg(short, long, value_name = "FILE", required_unless_present = "socket")]
         config: Option<PathBuf>,
         /// The control socket, instead of a configuration file.
@@ -281,7 +283,7 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         } => {
             let path = match (socket, config) {
                 (Some(p), _) => p.clone(),
-                (None, Some(c)) => Config::load(c).map_err(CliError::Config)?.control_socket,
+                (None, Some(c)) => Config::control_socket_of(c).map_err(CliError::Config)?,
                 (None, None) => {
                     let why = io::Error::new(
                         io::ErrorKind::InvalidInput,

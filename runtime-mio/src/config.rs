@@ -3,7 +3,8 @@
 //! ```toml
 //! private_key_file = "x.key"        # or private_key = "..."; exactly one of them
 //! listen = "0.0.0.0:51820"          # the link socket; optional (ephemeral port)
-//! control_socket = "/run/sdt/x.sock" # optional; default /run/sdt/<config file stem>.sock
+//! control_socket = "/run/sdt/x.sock" # optional; default /run/sdt/<config file stem>.sock;
+//!                                     # its directory must exist (only /run/sdt is created)
 //!
 //! [[peer]]
 //! name = "y"                        # unique, not "*"
@@ -53,6 +54,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sdt_core::key::{PresharedKey, PrivateKey, PublicKey};
+
+use crate::build::{MAX_PEERS, MAX_SERVICES};
 use serde::Deserialize;
 use toml::Spanned;
 use zeroize::{Zeroize, Zeroizing};
@@ -358,6 +361,32 @@ impl Config {
         Ok(config)
     }
 
+    /// Where the node run from the configuration file at `path` serves its
+    /// control socket, reading `control_socket` and nothing else: `sdt
+    /// status` must work for a user who may not read the key files, and
+    /// when an endpoint's name no longer resolves. Other keys, even unknown
+    /// or malformed ones, are not looked at; the file must still be TOML.
+    pub fn control_socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct ControlOnly {
+            control_socket: Option<Spanned<String>>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = Zeroizing::new(text);
+        let ctx = Ctx { path, text: &text };
+        let raw: ControlOnly = toml::from_str(&text).map_err(|e| ctx.parse_error(&e))?;
+        match &raw.control_socket {
+            Some(c) if c.get_ref().is_empty() => {
+                Err(ctx.at(c, "control_socket", "must not be empty"))
+            }
+            Some(c) => Ok(ctx.relative(c.get_ref())),
+            None => Ok(default_control_socket(path)),
+        }
+    }
+
     /// Validates configuration `text` as if read from `path`: `path` names
     /// the file in errors, its directory is where relative paths start, and
     /// its stem names the default control socket.
@@ -517,12 +546,23 @@ impl Ctx<'_> {
             Some(c) if c.get_ref().is_empty() => {
                 return Err(self.at(c, "control_socket", "must not be empty"))
             }
-            Some(c) => self.relative(c.get_ref()),
+            Some(c) => {
+                let path = self.relative(c.get_ref());
+                self.control_socket_dir(c, &path)?;
+                path
+            }
             None => default_control_socket(self.path),
         };
 
         let mut peers = Vec::with_capacity(raw.peer.len());
         for peer in &mut raw.peer {
+            if peers.len() == MAX_PEERS {
+                return Err(self.at(
+                    peer,
+                    "[[peer]]",
+                    format!("too many peers: a node holds at most {MAX_PEERS}"),
+                ));
+            }
             let spec = self.peer(peer, &peers, &private_key);
             if let Some(k) = peer.get_mut().preshared_key.as_mut() {
                 k.get_mut().zeroize();
@@ -533,6 +573,13 @@ impl Ctx<'_> {
 
         let mut services: Vec<(Range<usize>, ServiceSpec)> = Vec::new();
         for service in &raw.service {
+            if services.len() == MAX_SERVICES {
+                return Err(self.at(
+                    service,
+                    "[[service]]",
+                    format!("too many services: a node runs at most {MAX_SERVICES}"),
+                ));
+            }
             let spec = self.service(service, &peers)?;
             self.unique_service(service.get_ref(), &spec, listen, &services)?;
             services.push((service.span(), spec));
@@ -579,6 +626,30 @@ impl Ctx<'_> {
     }
 
     /// `path` relative to the configuration file's directory.
+    /// The directory of a configured control socket must exist: `sdt run`
+    /// creates only the default one ([`DEFAULT_CONTROL_DIR`]), so that a
+    /// typo neither creates directories nor leaves the node without a
+    /// control socket (it refuses to start without one).
+    fn control_socket_dir(&self, value: &Spanned<String>, path: &Path) -> Result<()> {
+        let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        if dir == Path::new(DEFAULT_CONTROL_DIR) {
+            return Ok(());
+        }
+        let key = "control_socket";
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(self.at(value, key, format!("{} is not a directory", dir.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.at(
+                value,
+                key,
+                format!("directory {} does not exist", dir.display()),
+            )),
+            Err(e) => Err(self.at(value, key, format!("directory {}: {e}", dir.display()))),
+        }
+    }
+
     fn relative(&self, path: &str) -> PathBuf {
         match self.path.parent() {
             Some(dir) => dir.join(path),

@@ -12,7 +12,7 @@ use crate::build::DaemonNode;
 use crate::config::Config;
 
 /// A snapshot of a node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     /// This node's public key.
     pub public_key: String,
@@ -30,6 +30,49 @@ pub struct Status {
     pub node_drops: Vec<(String, u64)>,
     /// Datagrams the runtime could not send (socket buffers full, ...).
     pub send_errors: u64,
+    /// Control clients refused because the most the node serves at once
+    /// were connected (they got a one-line `error: busy` answer).
+    #[serde(default)]
+    pub control_refused: u64,
+    /// Control clients closed because they did not send their request, or
+    /// take their answer, in time.
+    #[serde(default)]
+    pub control_timeouts: u64,
+    /// How the daemon moves datagrams: batching features and socket
+    /// buffers, and what the kernel dropped before the daemon could read it.
+    #[serde(default)]
+    pub data_path: DataPath,
+}
+
+/// The daemon's socket layer, so that a user can tell loss in the tunnel
+/// (drops by reason) from loss in the kernel (its receive queues were full).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DataPath {
+    /// The batching features in use: `recvmmsg`, `sendmmsg`, and the
+    /// offloads the kernel has (GSO, GRO, the drop count), with the reason
+    /// for any that is missing.
+    pub offloads: String,
+    /// Whether GRO is on for the link socket (off on a node with a router
+    /// entry: its replies are forged in place and need headroom).
+    pub link_gro: bool,
+    /// Whether sends use GSO now (turned off for good if a send fails with
+    /// it).
+    pub gso: bool,
+    /// The link socket's receive and send buffers in bytes, as the kernel
+    /// reports them.
+    pub link_recv_buffer: usize,
+    /// See `link_recv_buffer`.
+    pub link_send_buffer: usize,
+    /// Whether the buffers were forced past the system's limits.
+    pub buffers_forced: bool,
+    /// Datagrams the kernel dropped on the link socket (`SO_RXQ_OVFL`).
+    pub kernel_drops_link: u64,
+    /// Kernel drops on each service's own socket, by service id.
+    pub kernel_drops_services: Vec<(u8, u64)>,
+    /// Kernel drops on exit channel sockets, all together.
+    pub kernel_drops_channels: u64,
+    /// Received datagrams larger than the receive buffer, dropped.
+    pub truncated: u64,
 }
 
 /// One peer.
@@ -173,6 +216,9 @@ impl Status {
                 .map(|(r, n)| (r.as_str().to_owned(), n))
                 .collect(),
             send_errors,
+            control_refused: 0,
+            control_timeouts: 0,
+            data_path: DataPath::default(),
         }
     }
 
@@ -203,6 +249,39 @@ impl fmt::Display for Status {
         let _ = writeln!(out, "  up {:.0} s", self.uptime_secs);
         if self.send_errors > 0 {
             let _ = writeln!(out, "  send errors: {}", self.send_errors);
+        }
+        if self.control_refused > 0 || self.control_timeouts > 0 {
+            let _ = writeln!(
+                out,
+                "  control clients: {} refused (busy), {} timed out",
+                self.control_refused, self.control_timeouts
+            );
+        }
+        let d = &self.data_path;
+        if !d.offloads.is_empty() {
+            let _ = writeln!(
+                out,
+                "  data path: {}; link GRO {}, GSO {}",
+                d.offloads,
+                if d.link_gro { "on" } else { "off" },
+                if d.gso { "on" } else { "off" }
+            );
+            let _ = writeln!(
+                out,
+                "  link socket buffers: {} KiB receive, {} KiB send{}",
+                d.link_recv_buffer >> 10,
+                d.link_send_buffer >> 10,
+                if d.buffers_forced { " (forced)" } else { "" }
+            );
+            let mut kernel = format!("link {}", d.kernel_drops_link);
+            for (id, n) in &d.kernel_drops_services {
+                let _ = write!(kernel, ", service {id} {n}");
+            }
+            let _ = write!(kernel, ", exit channels {}", d.kernel_drops_channels);
+            if d.truncated > 0 {
+                let _ = write!(kernel, "; {} truncated", d.truncated);
+            }
+            let _ = writeln!(out, "  kernel drops (receive queue full): {kernel}");
         }
         drops(&mut out, &self.unattributed_drops);
         for p in &self.peers {

@@ -474,7 +474,8 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         more
     }
 
-    /// Reads up to [`POLL_BUDGET`] packets from the router device.
+    /// Reads up to [`POLL_BUDGET`] packets from the router device, as one
+    /// batch.
     fn read_tun<D: Device + ?Sized, T: Device + ?Sized>(
         &mut self,
         now: smoltcp::time::Instant,
@@ -483,12 +484,15 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         device: &mut D,
         tun: &mut Option<(u8, &mut T)>,
     ) -> bool {
+        let mut more = true;
         for _ in 0..POLL_BUDGET {
             let Some((_, dev)) = tun.as_mut() else {
-                return false;
+                more = false;
+                break;
             };
             let Some((rx, _)) = dev.receive(now) else {
-                return false;
+                more = false;
+                break;
             };
             let packet = &mut self.packet;
             let len = rx.consume(|bytes| {
@@ -509,16 +513,19 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
                 HEADROOM..HEADROOM + len,
             );
             let mut io = Glue::new(&mut self.net, &self.iface, now, tun);
-            self.node
-                .carry_out(&mut io, t, &self.packet[..], result, &mut self.scratch[..]);
+            self.node.carry_out(&mut io, &self.packet[..], result);
             self.iface.poll_egress(now, device, &mut self.net.set);
         }
-        true
+        // The packets read are one batch: what they caused beyond their own
+        // output (handshakes, events) goes out once.
+        self.flush(now, tun);
+        more
     }
 
     /// Hands every datagram the node's sockets hold to the node,
     /// transmitting what each one causes before the next is read, so that
-    /// no socket's transmit queue overflows.
+    /// no socket's transmit queue overflows; then flushes the node once for
+    /// the whole batch.
     fn drain_sockets<D: Device + ?Sized, T: Device + ?Sized>(
         &mut self,
         now: smoltcp::time::Instant,
@@ -559,11 +566,16 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
                     }
                 };
                 let mut io = Glue::new(&mut self.net, &self.iface, now, tun);
-                self.node
-                    .carry_out(&mut io, t, &self.packet[..], result, &mut self.scratch[..]);
+                self.node.carry_out(&mut io, &self.packet[..], result);
+                if self.node.needs_flush() {
+                    self.node.flush(&mut io, t, &mut self.scratch[..]);
+                }
                 self.iface.poll_egress(now, device, &mut self.net.set);
             }
         }
+        // Everything the sockets held is one batch, flushed once.
+        self.flush(now, tun);
+        self.iface.poll_egress(now, device, &mut self.net.set);
     }
 
     /// Runs the node's timers if one is due.

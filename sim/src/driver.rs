@@ -356,9 +356,15 @@ impl SimIo {
         let now = core_now(t);
         self.follow_roam();
         let slot = HEADROOM..HEADROOM + MAX_DATAGRAM;
+        // Each socket's waiting datagrams are one batch, flushed once, as
+        // the daemon does.
         while let Ok((n, from)) = self.link.try_recv_from(&mut buf[slot.clone()]) {
-            self.on_link(node, now, from, n, buf, scratch);
+            self.on_link(node, now, from, n, buf);
+            if node.needs_flush() {
+                node.flush(self, now, scratch);
+            }
         }
+        node.flush(self, now, scratch);
         let ids: Vec<SocketId> = self.sockets.iter().map(|s| s.id).collect();
         for id in ids {
             // The socket may close while its datagrams are handled.
@@ -366,16 +372,18 @@ impl SimIo {
                 let Ok((n, from)) = s.sock.try_recv_from(&mut buf[slot.clone()]) else {
                     break;
                 };
-                self.on_customer(node, now, id, from, n, buf, scratch);
+                self.on_customer(node, now, id, from, n, buf);
             }
+            node.flush(self, now, scratch);
         }
         if self.i == X && self.mode == Mode::Router {
             loop {
                 let Some(packet) = self.shared.borrow_mut().tun_in.pop_front() else {
                     break;
                 };
-                self.on_tun(node, now, &packet, buf, scratch);
+                self.on_tun(node, now, &packet, buf);
             }
+            node.flush(self, now, scratch);
         }
         let timers = self.sabotage != Some(Sabotage::NoTimers);
         if timers && node.poll_timeout().is_some_and(|d| d <= now) {
@@ -415,7 +423,6 @@ impl SimIo {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_link(
         &mut self,
         node: &mut SimNode,
@@ -423,7 +430,6 @@ impl SimIo {
         from: SocketAddr,
         n: usize,
         buf: &mut [u8],
-        scratch: &mut [u8],
     ) {
         let range = HEADROOM..HEADROOM + n;
         let bytes = buf[range.clone()].to_vec();
@@ -475,10 +481,9 @@ impl SimIo {
             let _ = self.link.try_send_to(&bytes, from);
         }
         self.result_drop_pending = r.is_err();
-        node.carry_out(self, now, buf, r, scratch);
+        node.carry_out(self, buf, r);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_customer(
         &mut self,
         node: &mut SimNode,
@@ -487,7 +492,6 @@ impl SimIo {
         from: SocketAddr,
         n: usize,
         buf: &mut [u8],
-        scratch: &mut [u8],
     ) {
         let range = HEADROOM..HEADROOM + n;
         let what = describe(&buf[range.clone()]);
@@ -521,17 +525,10 @@ impl SimIo {
         });
         drop(shared);
         self.result_drop_pending = r.is_err();
-        node.carry_out(self, now, buf, r, scratch);
+        node.carry_out(self, buf, r);
     }
 
-    fn on_tun(
-        &mut self,
-        node: &mut SimNode,
-        now: Instant,
-        packet: &[u8],
-        buf: &mut [u8],
-        scratch: &mut [u8],
-    ) {
+    fn on_tun(&mut self, node: &mut SimNode, now: Instant, packet: &[u8], buf: &mut [u8]) {
         let range = HEADROOM..HEADROOM + packet.len();
         buf[range.clone()].copy_from_slice(packet);
         let what = match parse_udp(packet) {
@@ -552,7 +549,7 @@ impl SimIo {
             }
         });
         self.result_drop_pending = r.is_err();
-        node.carry_out(self, now, buf, r, scratch);
+        node.carry_out(self, buf, r);
     }
 }
 

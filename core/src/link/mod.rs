@@ -32,6 +32,7 @@ mod mac;
 mod peer;
 mod session;
 mod stats;
+mod timers;
 
 use core::net::SocketAddr;
 use core::ops::Range;
@@ -52,6 +53,7 @@ use crate::wire::{
 use cookie::{Gate, Verdict};
 use peer::{Peer, Pending, Slot};
 use session::{Session, SessionError};
+use timers::Timers;
 
 pub use cookie::{COOKIE_LIFETIME, DEFAULT_LOAD_THRESHOLD};
 pub use peer::{PeerConfig, KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
@@ -187,8 +189,18 @@ pub struct Link<R, const P: usize> {
     /// Cookie replies waiting to be sent: (to, message). Bounded; when full,
     /// a sender is simply not answered and retries.
     cookie_replies: Deque<(SocketAddr, [u8; CookieReplyPacket::<&[u8]>::LEN]), COOKIE_REPLY_QUEUE>,
-    /// Where `poll_transmit` and `poll_event` resume, for fairness.
-    cursor: usize,
+    /// Peers with something for `poll_transmit`, each at most once, in the
+    /// order they asked: `poll_transmit` visits only these, so its cost
+    /// does not grow with the number of peers.
+    transmits: Deque<u16, P>,
+    /// Peers with events for `poll_event`, each at most once.
+    noticed: Deque<u16, P>,
+    /// Each peer's next deadline, for `handle_timeout` and `poll_timeout`.
+    timers: Timers<P>,
+    /// Peers visited by the output side (`transmit_for`, `on_timeout`,
+    /// `poll_event`), for tests that its cost follows what is pending.
+    #[cfg(test)]
+    visits: usize,
 }
 
 impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
@@ -207,7 +219,11 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             drops: DropCounts::default(),
             gate: Gate::new(&public, now),
             cookie_replies: Deque::new(),
-            cursor: 0,
+            transmits: Deque::new(),
+            noticed: Deque::new(),
+            timers: Timers::new(),
+            #[cfg(test)]
+            visits: 0,
         }
     }
 
@@ -274,6 +290,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         self.peers
             .push(Peer::new(config, mac1_key, self.rng.next_u64(), now))
             .map_err(|_| ConfigError::TooManyPeers)?;
+        self.attend(id.0 as usize);
         Ok(id)
     }
 
@@ -293,12 +310,14 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         p.response = None;
         p.want_initiation = false;
         p.start_handshake(now);
+        self.attend(peer.0 as usize);
     }
 
     /// Starts a handshake with `peer` now, unless one is under way.
     pub fn connect(&mut self, peer: PeerId, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer.0 as usize) {
             p.start_handshake(now);
+            self.attend(peer.0 as usize);
         }
     }
 
@@ -309,6 +328,18 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     /// [`DataPacket::TAG_LEN`]-byte tag. An empty plaintext is a keepalive.
     /// The frame is `frame[..Transmit::len]`.
     pub fn seal(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        frame: &mut [u8],
+        plaintext_len: usize,
+    ) -> Result<Transmit, SendError> {
+        let result = self.seal_for(now, peer, frame, plaintext_len);
+        self.attend(peer.0 as usize);
+        result
+    }
+
+    fn seal_for(
         &mut self,
         now: Instant,
         peer: PeerId,
@@ -370,6 +401,13 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             Ok(MessageType::CookieReply) => self.handle_cookie_reply(now, datagram),
             Err(_) => Err((None, DropReason::Malformed)),
         };
+        match &result {
+            Ok(Received::Data { peer, .. } | Received::Control { peer }) => {
+                self.attend(peer.0 as usize)
+            }
+            Err((Some(slot), _)) => self.attend(*slot),
+            Err((None, _)) => {}
+        }
         result.map_err(|(peer, reason)| {
             match peer.and_then(|i| self.peers.get_mut(i)) {
                 Some(p) => p.stats.drops.add(reason),
@@ -625,11 +663,58 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         self.gate.set_threshold(per_second);
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now`. Visits only the peers whose deadline
+    /// has come, each at most once a call.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for p in self.peers.iter_mut() {
-            p.on_timeout(now);
+        for _ in 0..self.peers.len() {
+            let Some(slot) = self.timers.due(now) else {
+                break;
+            };
+            self.peers[slot].on_timeout(now);
+            self.attend(slot);
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
         }
+    }
+
+    /// Whether `poll_transmit` has something to send.
+    pub fn wants_transmit(&self) -> bool {
+        !self.cookie_replies.is_empty() || !self.transmits.is_empty()
+    }
+
+    /// Whether a bounded output queue is full, so that what comes next
+    /// would go unanswered until `poll_transmit` drains it: a runtime
+    /// handling a batch drains it at once. Cookie replies under load are
+    /// the case: a batch of thousands of flooded initiations must not
+    /// crowd out the reply to the one real peer among them.
+    pub fn needs_transmit_now(&self) -> bool {
+        self.cookie_replies.is_full()
+    }
+
+    /// Whether `poll_event` has an event.
+    pub fn has_events(&self) -> bool {
+        !self.noticed.is_empty()
+    }
+
+    /// Files `slot` where the output side will look for it: in the queue of
+    /// peers with something to send, in the queue of peers with events, and
+    /// in the timers at its next deadline. Called after anything that may
+    /// change a peer, so that output visits only the peers that need it.
+    fn attend(&mut self, slot: usize) {
+        let Some(p) = self.peers.get_mut(slot) else {
+            return;
+        };
+        // A peer is in each queue at most once, and the queues hold every
+        // peer: these pushes cannot fail.
+        if !p.queued_transmit && p.wants_transmit() {
+            p.queued_transmit = self.transmits.push_back(slot as u16).is_ok();
+        }
+        if !p.queued_events && p.events.any() {
+            p.queued_events = self.noticed.push_back(slot as u16).is_ok();
+        }
+        self.timers.set(slot, p.next_deadline());
     }
 
     // ---- output ----
@@ -651,12 +736,21 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
                 len: reply.len(),
             }));
         }
-        let n = self.peers.len();
-        for k in 0..n {
-            let slot = (self.cursor + k) % n;
-            if let Some(t) = self.transmit_for(now, slot, buf) {
-                self.cursor = (slot + 1) % n;
-                return Ok(Some(t));
+        // Each peer sends one message a turn, then goes to the back of the
+        // queue if it has more: fair, and a peer that turns out to have
+        // nothing left (no endpoint, no session) clears a wish each visit,
+        // so the loop ends.
+        while let Some(slot) = self.transmits.pop_front() {
+            let slot = slot as usize;
+            self.peers[slot].queued_transmit = false;
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            let t = self.transmit_for(now, slot, buf);
+            self.attend(slot);
+            if t.is_some() {
+                return Ok(t);
             }
         }
         Ok(None)
@@ -748,30 +842,38 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
 
     /// When [`Link::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.iter().filter_map(|p| p.next_deadline()).min()
+        self.timers.next().map(|(_, at)| at)
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<LinkEvent> {
-        for (i, p) in self.peers.iter_mut().enumerate() {
-            let id = PeerId(i as u16);
-            let e = &mut p.events;
-            // Restart first: the layers above must drop old state before
-            // they hear the new session is up.
-            if core::mem::take(&mut e.restarted) {
-                return Some(LinkEvent::PeerRestarted(id));
-            }
-            if core::mem::take(&mut e.session_up) {
-                return Some(LinkEvent::SessionUp(id));
-            }
-            if core::mem::take(&mut e.roamed) {
-                return Some(LinkEvent::Roamed(id));
-            }
-            if core::mem::take(&mut e.handshake_timeout) {
-                return Some(LinkEvent::HandshakeTimedOut(id));
-            }
+        let slot = *self.noticed.front()? as usize;
+        #[cfg(test)]
+        {
+            self.visits += 1;
         }
-        None
+        let id = PeerId(slot as u16);
+        let p = &mut self.peers[slot];
+        let e = &mut p.events;
+        // Restart first: the layers above must drop old state before they
+        // hear the new session is up.
+        let event = if core::mem::take(&mut e.restarted) {
+            LinkEvent::PeerRestarted(id)
+        } else if core::mem::take(&mut e.session_up) {
+            LinkEvent::SessionUp(id)
+        } else if core::mem::take(&mut e.roamed) {
+            LinkEvent::Roamed(id)
+        } else {
+            e.handshake_timeout = false;
+            LinkEvent::HandshakeTimedOut(id)
+        };
+        // The peer stays at the front until its last event is out, so its
+        // events come in the order above.
+        if !p.events.any() {
+            p.queued_events = false;
+            self.noticed.pop_front();
+        }
+        Some(event)
     }
 
     /// Moves the send counter of `peer`'s current session, to test counter
@@ -785,6 +887,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         {
             s.set_next_send(counter);
         }
+        self.attend(peer.0 as usize);
     }
 }
 

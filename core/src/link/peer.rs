@@ -79,6 +79,13 @@ pub(crate) struct PendingEvents {
     pub handshake_timeout: bool,
 }
 
+impl PendingEvents {
+    /// Whether any event waits.
+    pub fn any(&self) -> bool {
+        self.session_up || self.restarted || self.roamed || self.handshake_timeout
+    }
+}
+
 pub(crate) struct Peer {
     pub config: PeerConfig,
     pub psk: Zeroizing<[u8; 32]>,
@@ -130,6 +137,10 @@ pub(crate) struct Peer {
     pub unanswered_since: Option<Instant>,
     pub events: PendingEvents,
     pub stats: PeerStats,
+    /// In the link's queue of peers with something to transmit.
+    pub queued_transmit: bool,
+    /// In the link's queue of peers with events.
+    pub queued_events: bool,
 }
 
 impl Peer {
@@ -175,6 +186,8 @@ impl Peer {
             last_data_received: None,
             unanswered_since: None,
             events: PendingEvents::default(),
+            queued_transmit: false,
+            queued_events: false,
             stats: PeerStats::default(),
         }
     }
@@ -405,6 +418,15 @@ impl Peer {
             return None;
         }
         Some(r + KEEPALIVE_TIMEOUT)
+    }
+
+    /// Whether `transmit_for` has something to try.
+    pub fn wants_transmit(&self) -> bool {
+        self.response.is_some()
+            || self.want_resend
+            || self.want_initiation
+            || self.want_probe
+            || self.want_keepalive
     }
 
     /// The earliest instant at which `on_timeout` has something to do.

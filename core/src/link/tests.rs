@@ -1297,3 +1297,118 @@ fn a_kept_up_link_notices_a_silent_peer_restart_by_probing() {
     assert!(p.events_a.contains(&LinkEvent::PeerRestarted(p.a_peer)));
     assert!(p.now - restarted <= Duration::from_secs(16));
 }
+
+/// The output side visits only peers with something pending: with 250
+/// idle peers configured beside the busy one, a handshake and 100
+/// datagrams each way cost a few visits, not 250 per `poll_transmit`,
+/// `poll_event` or `handle_timeout` as a scan of every peer would.
+#[test]
+fn output_cost_does_not_grow_with_idle_peers() {
+    type Big = Link<ChaCha20Rng, 256>;
+    let (ka, kb) = (key(91), key(92));
+    let (pa, pb) = (ka.public_key(), kb.public_key());
+    let mut now = Instant::from_secs(1);
+    let mut a = Big::new(ka, ChaCha20Rng::seed_from_u64(93), now, START_UNIX);
+    let mut b = TestLink::new(kb, ChaCha20Rng::seed_from_u64(94), now, START_UNIX);
+    for i in 0..250u64 {
+        // Idle peers with endpoints, as a collector's pushing nodes are.
+        let mut c = config(key(1000 + i).public_key(), Some(B_ADDR));
+        c.endpoint = Some(SocketAddr::new(addr(B_ADDR).ip(), 3000 + i as u16));
+        a.add_peer(c, now).unwrap();
+    }
+    let a_peer = a.add_peer(config(pb, Some(B_ADDR)), now).unwrap();
+    let b_peer = b.add_peer(config(pa, None), now).unwrap();
+    // Adding peers files each once: start counting after.
+    let mut buf = [0u8; 256];
+    while a.poll_transmit(now, &mut buf).unwrap().is_some() {}
+    while a.poll_event().is_some() {}
+    a.visits = 0;
+
+    a.connect(a_peer, now);
+    let mut to_b = Vec::new();
+    while let Some(t) = a.poll_transmit(now, &mut buf).unwrap() {
+        to_b.push(buf[..t.len].to_vec());
+    }
+    assert_eq!(to_b.len(), 1, "one initiation");
+    now += Duration::from_millis(1);
+    b.handle_datagram(now, addr(A_ADDR), &mut to_b[0]).unwrap();
+    let t = b.poll_transmit(now, &mut buf).unwrap().expect("a response");
+    let mut response = buf[..t.len].to_vec();
+    now += Duration::from_millis(1);
+    a.handle_datagram(now, addr(B_ADDR), &mut response).unwrap();
+    while let Some(t) = a.poll_transmit(now, &mut buf).unwrap() {
+        let mut m = buf[..t.len].to_vec();
+        b.handle_datagram(now, addr(A_ADDR), &mut m).unwrap();
+    }
+    while a.poll_event().is_some() {}
+    assert!(a.is_up(a_peer, now));
+
+    for i in 0..100u8 {
+        now += Duration::from_millis(1);
+        let mut frame = [0u8; 64];
+        frame[13] = i;
+        let t = a.seal(now, a_peer, &mut frame, 1).unwrap();
+        b.handle_datagram(now, addr(A_ADDR), &mut frame[..t.len])
+            .unwrap();
+        let mut back = [0u8; 64];
+        back[13] = i;
+        let t = b.seal(now, b_peer, &mut back, 1).unwrap();
+        a.handle_datagram(now, addr(B_ADDR), &mut back[..t.len])
+            .unwrap();
+        while a.poll_transmit(now, &mut buf).unwrap().is_some() {}
+        while a.poll_event().is_some() {}
+        if a.poll_timeout().is_some_and(|t| t <= now) {
+            a.handle_timeout(now);
+        }
+    }
+    assert!(
+        (1..=20).contains(&a.visits),
+        "{} peer visits for a handshake and 200 datagrams",
+        a.visits
+    );
+}
+
+/// A runtime handling a batch drains the link when `needs_transmit_now`
+/// says a bounded queue is full: in a batch of 500 flooded initiations,
+/// the real peer's initiation, last, still gets its cookie reply. Without
+/// the mid-batch drain the queue would have been full long before.
+#[test]
+fn a_flooded_batch_still_answers_the_real_peer() {
+    let mut p = Pair::new(43);
+    p.b.set_load_threshold(0);
+    let mut stranger = TestLink::new(key(998), ChaCha20Rng::seed_from_u64(998), p.now, START_UNIX);
+    let pb = p.b.public_key().to_owned();
+    let sp = stranger.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..500u32 {
+        stranger.connect(sp, p.now);
+        let mut buf = [0u8; 256];
+        let t = stranger.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+        stranger.peers[0].pending = None;
+        let from = SocketAddr::new([203, 0, 113, (i % 250) as u8].into(), 1000 + i as u16);
+        batch.push((from, buf[..t.len].to_vec()));
+    }
+    p.a.connect(p.a_peer, p.now);
+    let mut buf = [0u8; 256];
+    let t = p.a.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+    batch.push((p.a_addr, buf[..t.len].to_vec()));
+
+    let now = p.now;
+    let mut replies_to_a = 0;
+    let mut drained_mid_batch = 0;
+    let mut out = [0u8; 256];
+    for (from, mut bytes) in batch {
+        let _ = p.b.handle_datagram(now, from, &mut bytes);
+        if p.b.needs_transmit_now() {
+            drained_mid_batch += 1;
+            while let Some(t) = p.b.poll_transmit(now, &mut out).unwrap() {
+                replies_to_a += usize::from(t.to == p.a_addr);
+            }
+        }
+    }
+    while let Some(t) = p.b.poll_transmit(now, &mut out).unwrap() {
+        replies_to_a += usize::from(t.to == p.a_addr);
+    }
+    assert!(drained_mid_batch > 0, "the queue never filled");
+    assert_eq!(replies_to_a, 1, "the real peer's cookie reply");
+}

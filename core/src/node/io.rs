@@ -49,18 +49,10 @@ pub trait Io {
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
     /// Carries out every pending action, then `result` (the return of a
-    /// `handle_*` call on `buf`), then [`Node::flush`].
-    ///
-    /// `scratch` is a buffer of at least [`MIN_TRANSMIT_BUFFER`] bytes for
-    /// handshakes and keepalives; it must not be `buf`.
-    pub fn carry_out<I: Io>(
-        &mut self,
-        io: &mut I,
-        now: Instant,
-        buf: &[u8],
-        result: Result<Output, Dropped>,
-        scratch: &mut [u8],
-    ) {
+    /// `handle_*` call on `buf`). Only this datagram's work: call
+    /// [`Node::flush`] once a batch, after the last `carry_out` of it, for
+    /// the handshakes, keepalives and events the batch caused.
+    pub fn carry_out<I: Io>(&mut self, io: &mut I, buf: &[u8], result: Result<Output, Dropped>) {
         self.apply_actions(io);
         match result {
             Ok(Output::Link { to, range }) => io.send_link(to, &buf[range]),
@@ -69,12 +61,26 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             Ok(Output::Consumed | Output::Queued) => {}
             Err(dropped) => io.dropped(dropped),
         }
-        self.flush(io, now, scratch);
     }
 
-    /// Sends what the link wants to send (handshakes, keepalives), carries
-    /// out pending actions and passes on events. Call it after
-    /// [`Node::handle_timeout`] and whenever nothing else drove the node.
+    /// Whether [`Node::flush`] should run before the next datagram of the
+    /// batch: an output queue is full and would otherwise drop what the
+    /// next datagram calls for (cookie replies under a handshake flood).
+    /// Runtimes check it after each `handle_*` call of a batch.
+    pub fn needs_flush(&self) -> bool {
+        self.link.needs_transmit_now()
+    }
+
+    /// Sends what the link wants to send (handshakes, keepalives, staged
+    /// datagrams), carries out pending actions and passes on events. Call it
+    /// once after each batch of `handle_*` calls, after
+    /// [`Node::handle_timeout`], and whenever nothing else drove the node.
+    /// Its cost depends on what is pending, not on how many peers or
+    /// services are configured.
+    ///
+    /// `scratch` is a buffer of at least [`MIN_TRANSMIT_BUFFER`] bytes for
+    /// handshakes and keepalives ([`TRANSMIT_BUFFER`](super::TRANSMIT_BUFFER)
+    /// for staged datagrams to fit).
     pub fn flush<I: Io>(&mut self, io: &mut I, now: Instant, scratch: &mut [u8]) {
         if scratch.len() >= MIN_TRANSMIT_BUFFER {
             while let Ok(Some(t)) = self.poll_transmit(now, scratch) {
@@ -90,7 +96,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         }
     }
 
-    fn apply_actions<I: Io>(&mut self, io: &mut I) {
+    /// Carries out every pending socket request. A runtime that acts on an
+    /// [`Output`] itself (to batch its sends) calls this first, as
+    /// [`Node::carry_out`] does.
+    pub fn apply_actions<I: Io>(&mut self, io: &mut I) {
         while let Some(action) = self.poll_action() {
             let opened = match action {
                 Action::Bind { socket, local } => {

@@ -243,6 +243,12 @@ struct Service {
 pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     link: Link<R, P>,
     services: heapless::Vec<Service, S>,
+    /// Index into `services` plus one by service id, 0 for none: a frame
+    /// finds its service in O(1) however many are configured.
+    by_id: [u8; 256],
+    /// Services whose own socket is still to be requested, so that
+    /// `poll_action` looks for them only when there are some.
+    sockets_pending: usize,
     channels: ChannelTable<C>,
     /// Sockets of removed channels, to close. At most one per channel, so
     /// `C` entries hold every close one call can cause.
@@ -263,12 +269,18 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
 }
 
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+    /// `by_id` names a service by its index plus one in a byte.
+    const SERVICES_FIT: () = assert!(S <= 255, "a node holds at most 255 services");
+
     /// A node with no peers and no services. `unix_nanos` is the wall-clock
     /// time at `now`, for handshake timestamps.
     pub fn new(secret: PrivateKey, rng: R, now: Instant, unix_nanos: u64) -> Self {
+        let () = Self::SERVICES_FIT;
         Node {
             link: Link::new(secret, rng, now, unix_nanos),
             services: heapless::Vec::new(),
+            by_id: [0; 256],
+            sockets_pending: 0,
             channels: ChannelTable::new(),
             closes: Deque::new(),
             opens: Deque::new(),
@@ -291,7 +303,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     /// Adds a service. Its own socket, if it has one, is requested through
     /// [`Node::poll_action`].
     pub fn add_service(&mut self, config: ServiceConfig) -> Result<(), ServiceError> {
-        if self.services.iter().any(|s| s.config.id == config.id) {
+        if self.service_index(config.id).is_some() {
             return Err(ServiceError::DuplicateId);
         }
         match config.peers {
@@ -319,6 +331,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 | Role::PushEntry { .. }
                 | Role::PushExit { .. }
         );
+        let id = config.id;
         self.services
             .push(Service {
                 config,
@@ -328,7 +341,16 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 new_channels: TokenBucket::new(),
                 stats: ServiceStats::default(),
             })
-            .map_err(|_| ServiceError::TooManyServices)
+            .map_err(|_| ServiceError::TooManyServices)?;
+        // At most 255 services (SERVICES_FIT): the length fits a byte.
+        self.by_id[usize::from(id)] = self.services.len() as u8;
+        self.sockets_pending += usize::from(socket_pending);
+        Ok(())
+    }
+
+    /// Where service `id` sits in `services`.
+    fn service_index(&self, id: u8) -> Option<usize> {
+        usize::from(self.by_id[usize::from(id)]).checked_sub(1)
     }
 
     /// Starts a handshake with `peer` now rather than on first traffic.
@@ -400,11 +422,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             return Err(self.node_drop(ServiceDrop::MalformedHeader));
         };
         let payload = plaintext.start + header_len..plaintext.end;
-        let Some(si) = self
-            .services
-            .iter()
-            .position(|s| s.config.id == header.service)
-        else {
+        let Some(si) = self.service_index(header.service) else {
             self.report_unknown(header.service, peer);
             return Err(self.node_drop(ServiceDrop::UnknownService));
         };
@@ -433,7 +451,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     ) -> Result<Output, Dropped> {
         let (si, result) = match socket {
             SocketId::Service(id) => {
-                let Some(si) = self.services.iter().position(|s| s.config.id == id) else {
+                let Some(si) = self.service_index(id) else {
                     return Err(self.node_drop(ServiceDrop::StaleSocket));
                 };
                 let result = match self.services[si].config.role {
@@ -485,9 +503,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         packet: Range<usize>,
     ) -> Result<Output, Dropped> {
         let Some(si) = self
-            .services
-            .iter()
-            .position(|s| s.config.id == service && s.config.role == Role::RouterEntry)
+            .service_index(service)
+            .filter(|&si| self.services[si].config.role == Role::RouterEntry)
         else {
             return Err(self.node_drop(ServiceDrop::StaleSocket));
         };
@@ -519,7 +536,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 }
             }
             SocketId::Service(id) => {
-                if let Some(s) = self.services.iter_mut().find(|s| s.config.id == id) {
+                if let Some(s) = self.service_index(id).map(|si| &mut self.services[si]) {
                     s.stats.drops.add(ServiceDrop::SocketFailed);
                     self.events
                         .push_back(NodeEvent::ServiceSocketFailed { service: id })
@@ -561,8 +578,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         if let Some(socket) = self.closes.pop_front() {
             return Some(Action::Close { socket });
         }
-        if let Some(s) = self.services.iter_mut().find(|s| s.socket_pending) {
+        let pending = (self.sockets_pending > 0)
+            .then(|| self.services.iter_mut().find(|s| s.socket_pending))
+            .flatten();
+        if let Some(s) = pending {
             s.socket_pending = false;
+            self.sockets_pending -= 1;
             let socket = SocketId::Service(s.config.id);
             return match s.config.role {
                 Role::Direct { listen, .. }
@@ -725,6 +746,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     /// staged datagrams at once, a peer whose handshake gave up its staged
     /// datagrams. Every event is passed on to the runtime.
     fn absorb_link_events(&mut self, now: Instant) {
+        if !self.link.has_events() {
+            return;
+        }
         while let Some(event) = self.link.poll_event() {
             match event {
                 LinkEvent::PeerRestarted(peer) => {

@@ -88,11 +88,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             buf[start..start + len].copy_from_slice(&entry.plaintext[..len]);
             match self.link.seal(now, entry.peer, buf, len) {
                 Ok(t) => {
-                    if let Some(s) = self
-                        .services
-                        .iter_mut()
-                        .find(|s| s.config.id == entry.service)
-                    {
+                    if let Some(si) = self.service_index(entry.service) {
+                        let s = &mut self.services[si];
                         s.stats.to_peer.add(usize::from(entry.payload_len));
                     }
                     return Some(t);
@@ -121,7 +118,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     }
 
     fn count_stage_drop(&mut self, service: u8) {
-        if let Some(s) = self.services.iter_mut().find(|s| s.config.id == service) {
+        if let Some(s) = self.service_index(service).map(|si| &mut self.services[si]) {
             s.stats.drops.add(ServiceDrop::NoSession);
         }
         // No handle call returns this drop: `flush` tells the runtime.

@@ -206,12 +206,49 @@ fn control_socket_defaults_from_the_file_name() {
         PathBuf::from("/run/sdt/sdt.sock")
     );
     // A relative control_socket is relative to the configuration's directory.
-    let cfg = parse(&format!(
-        "private_key = \"{}\"\ncontrol_socket = \"run/x.sock\"\n",
-        key(1)
-    ))
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    let cfg = Config::parse(
+        &format!(
+            "private_key = \"{}\"\ncontrol_socket = \"run/x.sock\"\n",
+            key(1)
+        ),
+        &dir.path().join("t.toml"),
+    )
     .unwrap();
-    assert_eq!(cfg.control_socket, PathBuf::from("conf/run/x.sock"));
+    assert_eq!(cfg.control_socket, dir.path().join("run/x.sock"));
+}
+
+/// `check` refuses a control socket whose directory is missing or is not a
+/// directory, as `run` would fail to bind it; only the default directory
+/// is left for `run` to create.
+#[test]
+fn the_control_socket_directory_must_exist_unless_it_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    std::fs::write(&file, "").unwrap();
+    for (socket, why) in [
+        ("nonexistent/dir/x.sock", "does not exist"),
+        ("plain/x.sock", "is not a directory"),
+        ("plain/sub/x.sock", "directory"),
+    ] {
+        let text = format!(
+            "private_key = \"{}\"\n\ncontrol_socket = \"{socket}\"\n",
+            key(1)
+        );
+        let err = Config::parse(&text, &dir.path().join("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("control_socket") && err.contains(why),
+            "{socket}: {err}"
+        );
+    }
+    let text = format!(
+        "private_key = \"{}\"\ncontrol_socket = \"{DEFAULT_CONTROL_DIR}/x.sock\"\n",
+        key(1)
+    );
+    assert!(Config::parse(&text, &dir.path().join("t.toml")).is_ok());
 }
 
 #[test]
@@ -721,4 +758,56 @@ fn control_characters_in_errors_are_escaped() {
     }
     let err = Config::parse("", Path::new("a\nb.toml")).unwrap_err();
     assert!(err.to_string().starts_with("a\\nb.toml: "), "{err}");
+}
+
+/// `sdt check` refuses what the node cannot hold, at the table that goes
+/// over, as `sdt run` would (it used to pass 4,097 peers or 65 services
+/// that only `run` refused, with no line).
+#[test]
+fn refuses_more_peers_and_services_than_a_node_holds() {
+    let peer = |i: usize| {
+        let mut bytes = [7u8; 32];
+        // Byte 0 loses bits to clamping: count in the bytes after it.
+        bytes[1..9].copy_from_slice(&(i as u64 + 1000).to_le_bytes());
+        format!(
+            "[[peer]]\nname = \"p{i}\"\npublic_key = \"{}\"\n",
+            PrivateKey::from_bytes(bytes).public_key()
+        )
+    };
+    let head = format!("private_key = \"{}\"\n\n", key(1));
+    let fits: String = (0..MAX_PEERS).map(peer).collect();
+    let config = parse(&format!("{head}{fits}")).unwrap();
+    assert_eq!(config.peers.len(), MAX_PEERS);
+    let over = format!(
+        "{head}{fits}{}",
+        peer(MAX_PEERS).replacen("]]", "]] # one too many", 1)
+    );
+    refused(
+        &over,
+        "# one too many",
+        "[[peer]]",
+        "too many peers: a node holds at most 4096",
+    );
+
+    let service = |id: usize| {
+        format!(
+            "\n[[service]]\nid = {id}\npeer = \"y\"\nmode = \"push\"\ntarget = \"127.0.0.1:{}\"\n",
+            1000 + id
+        )
+    };
+    let fits: String = (0..MAX_SERVICES).map(service).collect();
+    assert_eq!(
+        parse(&with_peer(&fits)).unwrap().services.len(),
+        MAX_SERVICES
+    );
+    let over = with_peer(&format!(
+        "{fits}{}",
+        service(MAX_SERVICES).replacen("]]", "]] # one too many", 1)
+    ));
+    refused(
+        &over,
+        "# one too many",
+        "[[service]]",
+        "too many services: a node runs at most 64",
+    );
 }

@@ -1,82 +1,470 @@
 //! The control socket: `sdt status` connects to a Unix socket, sends one
 //! request line (`status` or `status json`) and reads the answer until the
 //! node closes the connection.
+//!
+//! # The control plane never stalls the data path
+//!
+//! The event loop never touches a control client's socket and never waits
+//! for the control plane. A thread of its own (`sdt-control`) accepts
+//! clients; each admitted client is served on a short-lived thread
+//! (`sdt-control-client`) with blocking reads and writes under a deadline:
+//! [`REQUEST_TIMEOUT`] to send its request line, [`ANSWER_TIMEOUT`] for the
+//! loop's snapshot, [`WRITE_TIMEOUT`] to take the answer. At most
+//! [`MAX_CLIENTS`] are served at once; one more is refused with a one-line
+//! `error: busy ...` answer and closed at once, and counted
+//! (`control_refused` in `sdt status`), as are clients that time out
+//! (`control_timeouts`).
+//!
+//! A client thread asks the loop for a [`Status`] by putting a one-slot
+//! reply channel on a bounded request queue (`try_send`: a full queue is an
+//! `error: busy` answer, never a wait) and waking the loop's mio `Waker`.
+//! The loop drains the queue with `try_recv` when woken, takes one snapshot
+//! for all the requests waiting, and hands it over with `try_send` into each
+//! reply slot, which is empty by construction. So the loop's part is one
+//! snapshot per wake-up and nothing that can block.
+//!
+//! Why threads and not per-client state in the loop: the loop stays exactly
+//! the data path, the control code is plain blocking I/O with timeouts that
+//! is easy to read, and the bound keeps the threads few. A client's whole
+//! stay is bounded by the three timeouts (about 6 s at most).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use mio::net::UnixListener;
-use mio::{Interest, Registry, Token};
-use tracing::debug;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, warn};
 
+use crate::config::DEFAULT_CONTROL_DIR;
 use crate::status::Status;
 
-/// How long a client may take to send its request.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Control clients served at once; one more is refused with `error: busy`.
+pub const MAX_CLIENTS: usize = 16;
+/// How long a client may take to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client thread waits for the loop's snapshot.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client may take to read the answer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest request line read.
+const MAX_REQUEST: usize = 256;
+/// Requests the loop may have waiting: one per client, and a few for
+/// [`super::Daemon::status`] callers.
+pub const REQUEST_QUEUE: usize = MAX_CLIENTS + 16;
+/// Stack of a client thread: it formats a status answer, nothing more.
+const CLIENT_STACK: usize = 256 << 10;
 
-/// The node's side.
-pub struct Server {
-    listener: UnixListener,
-    path: PathBuf,
+const LISTENER: Token = Token(0);
+const STOP: Token = Token(1);
+
+/// A request for a snapshot: the one-slot channel to put it in.
+pub type Request = SyncSender<Status>;
+
+/// What the control plane counts, read by the loop into [`Status`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Clients refused because [`MAX_CLIENTS`] were being served, or the
+    /// request queue was full.
+    pub refused: AtomicU64,
+    /// Clients that did not send their request, or take their answer, in
+    /// time.
+    pub timeouts: AtomicU64,
 }
 
+/// Hands each queued request the same snapshot, taken once and only if a
+/// request is waiting; never blocks. Returns how many were answered.
+pub fn answer_requests(
+    requests: &Receiver<Request>,
+    mut snapshot: impl FnMut() -> Status,
+) -> usize {
+    let mut status: Option<Status> = None;
+    let mut answered = 0;
+    while let Ok(reply) = requests.try_recv() {
+        let s = status.get_or_insert_with(&mut snapshot).clone();
+        // The slot is empty (each request gets one answer), and a client
+        // that gave up has dropped its end: never a wait.
+        if reply.try_send(s).is_ok() {
+            answered += 1;
+        }
+    }
+    answered
+}
+
+/// The node's side: the listening socket and the thread that serves it.
+pub struct Server {
+    path: PathBuf,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why the control socket could not be served.
+#[derive(Debug)]
+pub enum BindError {
+    /// A live node already answers on this path.
+    InUse,
+    /// The path exists and is not a socket (a file, a directory): never
+    /// removed.
+    NotASocket,
+    /// The directory it would live in does not exist (only the default one
+    /// is created).
+    NoDirectory(PathBuf),
+    /// Binding, or removing a stale socket, failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::InUse => write!(f, "another node is serving this control socket"),
+            BindError::NotASocket => write!(f, "the path exists and is not a socket"),
+            BindError::NoDirectory(d) => write!(f, "directory {} does not exist", d.display()),
+            BindError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {}
+
 impl Server {
-    /// Binds `path`, replacing a stale socket file, and registers it.
-    pub fn bind(path: &Path, registry: &Registry, token: Token) -> io::Result<Server> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another node is serving this control socket",
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let mut listener = UnixListener::bind(path)?;
-        registry.register(&mut listener, token, Interest::READABLE)?;
-        Ok(Server {
+    /// Binds `path`, replacing a stale socket file, and starts the control
+    /// thread. `requests` and `loop_waker` reach the event loop.
+    pub fn start(
+        path: &Path,
+        requests: SyncSender<Request>,
+        loop_waker: Arc<Waker>,
+    ) -> Result<Server, BindError> {
+        let mut listener = bind(path)?;
+        let poll = Poll::new().map_err(BindError::Io)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(BindError::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), STOP).map_err(BindError::Io)?);
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = Acceptor {
             listener,
+            poll,
+            stop: stop.clone(),
+            stats: stats.clone(),
+            active: Arc::new(AtomicUsize::new(0)),
+            requests,
+            loop_waker,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sdt-control".into())
+            .spawn(move || acceptor.run());
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(BindError::Io(e));
+            }
+        };
+        Ok(Server {
             path: path.to_owned(),
+            stats,
+            stop,
+            waker,
+            thread: Some(thread),
         })
     }
 
-    /// Answers every waiting client.
-    pub fn serve(&mut self, status: &Status) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            if let Err(e) = answer(stream, status) {
-                debug!("control client: {e}");
-            }
-        }
+    /// The counters, for the loop's snapshots.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn answer(stream: mio::net::UnixStream, status: &Status) -> io::Result<()> {
-    // Talk to the client with blocking calls and a timeout: answers are
-    // small and clients are local.
-    let fd = std::os::fd::OwnedFd::from(stream);
-    let stream = UnixStream::from(fd);
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut line = String::new();
-    BufReader::new(&stream).take(256).read_line(&mut line)?;
-    let body = match line.trim() {
-        "status" => status.to_string(),
-        "status json" => serde_json::to_string_pretty(status).map_err(io::Error::other)? + "\n",
-        other => format!("error: unknown request `{other}`\n"),
-    };
-    (&stream).write_all(body.as_bytes())
+/// Binds the listening socket at `path`. Its directory must exist, except
+/// the default one, which is created; a stale socket (nobody answers on it)
+/// is replaced; anything else at `path` is left alone and refused.
+fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if dir == Path::new(DEFAULT_CONTROL_DIR) {
+            std::fs::create_dir_all(dir).map_err(BindError::Io)?;
+        } else if !dir.exists() {
+            return Err(BindError::NoDirectory(dir.to_owned()));
+        }
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(BindError::NotASocket);
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse);
+        }
+        std::fs::remove_file(path).map_err(BindError::Io)?;
+    }
+    UnixListener::bind(path).map_err(BindError::Io)
+}
+
+/// The control thread's state.
+struct Acceptor {
+    listener: UnixListener,
+    poll: Poll,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    /// Clients being served now.
+    active: Arc<AtomicUsize>,
+    requests: SyncSender<Request>,
+    loop_waker: Arc<Waker>,
+}
+
+impl Acceptor {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(8);
+        // After an accept error other than "nothing waiting" (out of file
+        // descriptors, say), retry soon: the waiting client raises no new
+        // event.
+        let mut retry = false;
+        loop {
+            let timeout = retry.then_some(Duration::from_millis(100));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("control socket: poll failed: {e}; no longer serving it");
+                    return;
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            retry = false;
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, _)) => self.admit(stream),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        debug!("control socket: accept: {e}");
+                        retry = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves `stream` on a thread of its own, or refuses it if
+    /// [`MAX_CLIENTS`] are being served.
+    fn admit(&mut self, stream: mio::net::UnixStream) {
+        let stream = UnixStream::from(OwnedFd::from(stream));
+        if self.active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            self.refuse(
+                stream,
+                &format!(
+                    "error: busy: {MAX_CLIENTS} control clients are being served; try again\n"
+                ),
+            );
+            return;
+        }
+        let client = Client {
+            active: self.active.clone(),
+            stats: self.stats.clone(),
+            requests: self.requests.clone(),
+            loop_waker: self.loop_waker.clone(),
+        };
+        // The stream is moved in only if the thread starts.
+        let (tx, rx) = mpsc::sync_channel::<UnixStream>(1);
+        let spawned = std::thread::Builder::new()
+            .name("sdt-control-client".into())
+            .stack_size(CLIENT_STACK)
+            .spawn(move || {
+                if let Ok(stream) = rx.recv() {
+                    client.serve(&stream);
+                    // Free the slot before closing, so that once a client
+                    // has its whole answer the slot is free again.
+                    drop(client);
+                    drop(stream);
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                // The thread waits on the one-slot channel: never full.
+                let _ = tx.try_send(stream);
+            }
+            Err(e) => {
+                // `client` (and its slot) went with the closure: the drop
+                // of its guard released the slot.
+                debug!("control socket: cannot start a client thread: {e}");
+                self.refuse(stream, "error: busy: cannot serve another client now\n");
+            }
+        }
+    }
+
+    /// Answers `line` and closes, without waiting: whatever the client
+    /// already sent is read first (closing a Unix socket with unread data
+    /// would reset the connection before the client reads the answer).
+    fn refuse(&self, stream: UnixStream, line: &str) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        if stream.set_nonblocking(true).is_ok() {
+            let mut sink = [0u8; MAX_REQUEST];
+            let _ = (&stream).read(&mut sink);
+            let _ = (&stream).write(line.as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+/// One client's thread: what it needs, and its slot, released on drop.
+struct Client {
+    active: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+    requests: SyncSender<Request>,
+    loop_waker: Arc<Waker>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How a client's exchange ended early.
+#[derive(Debug)]
+enum ClientError {
+    /// It sent no full request line in time.
+    RequestTimeout,
+    /// It did not take the answer in time.
+    WriteTimeout,
+    /// It closed without sending anything.
+    HungUp,
+    /// Any other I/O failure (it hung up, ...).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::RequestTimeout => write!(f, "no request within {REQUEST_TIMEOUT:?}"),
+            ClientError::WriteTimeout => write!(f, "answer not taken within {WRITE_TIMEOUT:?}"),
+            ClientError::HungUp => write!(f, "closed without a request"),
+            ClientError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Client {
+    fn serve(&self, stream: &UnixStream) {
+        let result = self.exchange(stream);
+        if let Err(e) = result {
+            if matches!(e, ClientError::RequestTimeout | ClientError::WriteTimeout) {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            debug!("control client: {e}");
+        }
+    }
+
+    fn exchange(&self, stream: &UnixStream) -> Result<(), ClientError> {
+        stream.set_nonblocking(false).map_err(ClientError::Io)?;
+        let line = read_request(stream, Instant::now() + REQUEST_TIMEOUT)?;
+        let body = match line.trim() {
+            "status" => self.snapshot().map(|s| s.to_string()),
+            "status json" => self.snapshot().and_then(|s| {
+                serde_json::to_string_pretty(&s)
+                    .map(|j| j + "\n")
+                    .map_err(|e| format!("error: {e}\n"))
+            }),
+            other => Err(format!(
+                "error: unknown request `{}`\n",
+                other.escape_debug()
+            )),
+        };
+        let body = body.unwrap_or_else(|e| e);
+        stream
+            .set_write_timeout(Some(WRITE_TIMEOUT))
+            .map_err(ClientError::Io)?;
+        let mut w = stream;
+        w.write_all(body.as_bytes()).map_err(|e| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                ClientError::WriteTimeout
+            } else {
+                ClientError::Io(e)
+            }
+        })
+    }
+
+    /// The loop's snapshot, or the one-line answer saying why not.
+    fn snapshot(&self) -> Result<Status, String> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        match self.requests.try_send(tx) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err("error: busy: too many status requests waiting; try again\n".into());
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err("error: the node is stopping\n".into())
+            }
+        }
+        if self.loop_waker.wake().is_err() {
+            return Err("error: cannot wake the node\n".into());
+        }
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| "error: the node did not answer in time\n".to_owned())
+    }
+}
+
+/// Reads one request line (up to [`MAX_REQUEST`] bytes, or what came
+/// before the client closed its side) by `deadline`.
+fn read_request(stream: &UnixStream, deadline: Instant) -> Result<String, ClientError> {
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    while len < buf.len() && !buf[..len].contains(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClientError::RequestTimeout);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(ClientError::Io)?;
+        let mut r = stream;
+        match r.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(ClientError::RequestTimeout)
+            }
+            Err(e) => return Err(ClientError::Io(e)),
+        }
+    }
+    if len == 0 {
+        return Err(ClientError::HungUp);
+    }
+    let end = buf[..len].iter().position(|&b| b == b'\n').unwrap_or(len);
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
 /// Why `sdt status` could not get an answer.
@@ -86,6 +474,8 @@ pub enum ControlError {
     Connect(PathBuf, io::Error),
     /// The exchange failed.
     Io(io::Error),
+    /// The node answered with an error line (busy, unknown request, ...).
+    Refused(String),
 }
 
 impl std::fmt::Display for ControlError {
@@ -99,25 +489,110 @@ impl std::fmt::Display for ControlError {
                 )
             }
             ControlError::Io(e) => write!(f, "control socket: {e}"),
+            ControlError::Refused(why) => write!(f, "the node refused: {why}"),
         }
     }
 }
 
 impl std::error::Error for ControlError {}
 
+/// How long `sdt status` waits for the whole answer: longer than a node
+/// can take (its three timeouts).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// The client's side: asks the node at `path` for its status, as text or
-/// JSON.
+/// JSON. An `error: ...` answer is [`ControlError::Refused`].
 pub fn query_status(path: &Path, json: bool) -> Result<String, ControlError> {
     let mut stream =
         UnixStream::connect(path).map_err(|e| ControlError::Connect(path.to_owned(), e))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(QUERY_TIMEOUT))
         .map_err(ControlError::Io)?;
     let request: &[u8] = if json { b"status json\n" } else { b"status\n" };
-    stream.write_all(request).map_err(ControlError::Io)?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(ControlError::Io)?;
-    Ok(answer)
+    // A node that refuses us (busy) answers and closes without waiting for
+    // our request: writing it may then fail, and reading may end in a reset
+    // after the answer. The answer is what counts.
+    let written = stream.write_all(request);
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !answer.is_empty() => {}
+        Err(e) => return Err(ControlError::Io(written.err().unwrap_or(e))),
+    }
+    if answer.is_empty() {
+        written.map_err(ControlError::Io)?;
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    match answer.strip_prefix("error: ") {
+        Some(why) => Err(ControlError::Refused(why.trim_end().to_owned())),
+        None => Ok(answer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(uptime_secs: f64) -> Status {
+        Status {
+            uptime_secs,
+            ..Status::default()
+        }
+    }
+
+    /// The loop's side takes one snapshot for every waiting request, none
+    /// when nothing waits, and does not wait for a client that gave up.
+    #[test]
+    fn waiting_requests_share_one_snapshot_and_never_block_the_loop() {
+        let (requests, queue) = mpsc::sync_channel::<Request>(REQUEST_QUEUE);
+        let mut taken = 0;
+        assert_eq!(
+            answer_requests(&queue, || {
+                taken += 1;
+                status(0.0)
+            }),
+            0
+        );
+        assert_eq!(taken, 0);
+
+        let replies: Vec<_> = (0..3)
+            .map(|_| {
+                let (tx, rx) = mpsc::sync_channel(1);
+                requests.try_send(tx).unwrap();
+                rx
+            })
+            .collect();
+        let (gone, _) = mpsc::sync_channel(1);
+        requests.try_send(gone).unwrap();
+        let answered = answer_requests(&queue, || {
+            taken += 1;
+            status(7.0)
+        });
+        assert_eq!((answered, taken), (3, 1));
+        for rx in replies {
+            assert_eq!(rx.try_recv().unwrap().uptime_secs, 7.0);
+        }
+    }
+
+    /// A client thread that finds the request queue full answers `busy`
+    /// at once and counts it, rather than waiting for the loop.
+    #[test]
+    fn a_full_request_queue_is_refused_at_once() {
+        let (requests, _queue) = mpsc::sync_channel::<Request>(REQUEST_QUEUE);
+        for _ in 0..REQUEST_QUEUE {
+            requests.try_send(mpsc::sync_channel(1).0).unwrap();
+        }
+        let poll = Poll::new().unwrap();
+        let client = Client {
+            active: Arc::new(AtomicUsize::new(1)),
+            stats: Arc::new(Stats::default()),
+            requests,
+            loop_waker: Arc::new(Waker::new(poll.registry(), STOP).unwrap()),
+        };
+        // Waiting would end in "did not answer in time" instead.
+        let answer = client.snapshot().unwrap_err();
+        assert!(answer.starts_with("error: busy"), "{answer}");
+        assert_eq!(client.stats.refused.load(Ordering::Relaxed), 1);
+        drop(client);
+    }
 }

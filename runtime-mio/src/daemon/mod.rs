@@ -15,10 +15,14 @@ mod control;
 mod sockets;
 mod sys;
 pub mod tun;
+// Batched socket I/O, not yet wired into the event loop (issue 11).
+#[allow(dead_code)]
+pub(crate) mod udp;
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -33,15 +37,19 @@ use tracing::{debug, info, warn};
 use crate::build::{build_node, keeps_up, BuildError, DaemonNode};
 use crate::config::Config;
 use crate::status::Status;
+use sdt_core::node::{Dropped, Io, Output};
 use sockets::MioIo;
 use tun::{Tun, TunError};
+use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
-pub use control::{query_status, ControlError};
+pub use control::{
+    query_status, BindError, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
+    REQUEST_TIMEOUT, WRITE_TIMEOUT,
+};
 pub use sys::{open_file_limits, raise_open_file_limit_to};
 
 const LINK: Token = Token(0);
 const WAKER: Token = Token(1);
-const CONTROL: Token = Token(2);
 const SIGNALS: Token = Token(3);
 const FIRST_TUN: usize = 16;
 
@@ -49,8 +57,6 @@ const FIRST_TUN: usize = 16;
 pub const READ_BUDGET: usize = 64;
 /// The largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
-/// Socket buffer size asked for on the link socket.
-const LINK_SOCKET_BUFFER: usize = 4 << 20;
 /// Stack of the loop thread: the node lives on the heap, but building and
 /// moving it in a debug build goes through the stack.
 const LOOP_STACK: usize = 64 << 20;
@@ -64,6 +70,9 @@ pub enum RunError {
     ServiceSocket(u8, String),
     /// A TUN device could not be opened.
     Tun(u8, TunError),
+    /// The control socket could not be served: the node refuses to run
+    /// without it (`sdt status` could not reach it).
+    ControlSocket(PathBuf, control::BindError),
     /// The node could not be built.
     Build(BuildError),
     /// The event loop failed.
@@ -76,6 +85,9 @@ impl std::fmt::Display for RunError {
             RunError::LinkSocket(a, e) => write!(f, "cannot bind the link socket {a}: {e}"),
             RunError::ServiceSocket(id, why) => write!(f, "service {id}: {why}"),
             RunError::Tun(id, e) => write!(f, "service {id}: {e}"),
+            RunError::ControlSocket(p, e) => {
+                write!(f, "cannot serve the control socket {}: {e}", p.display())
+            }
             RunError::Build(e) => write!(f, "{e}"),
             RunError::Poll(e) => write!(f, "event loop: {e}"),
         }
@@ -87,9 +99,11 @@ impl std::error::Error for RunError {}
 /// How to run: what the command line or an embedding program decides.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Serve `sdt status` on the config's control socket.
+    /// Serve `sdt status` on the config's control socket; the start fails
+    /// if it cannot be served.
     pub control_socket: bool,
-    /// Stop on SIGINT and SIGTERM.
+    /// Stop on SIGINT and SIGTERM; ignore SIGHUP (whose default action would
+    /// kill the node) with a warning until reload exists.
     pub handle_signals: bool,
 }
 
@@ -98,7 +112,7 @@ pub struct Daemon {
     thread: Option<JoinHandle<Result<(), RunError>>>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    requests: mpsc::Sender<mpsc::Sender<Status>>,
+    requests: mpsc::SyncSender<control::Request>,
     link_addr: SocketAddr,
 }
 
@@ -114,8 +128,19 @@ struct Loop {
     control: Option<control::Server>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     stop: Arc<AtomicBool>,
-    requests: mpsc::Receiver<mpsc::Sender<Status>>,
-    buf: Vec<u8>,
+    /// Snapshot requests from the control thread and [`Daemon::status`].
+    requests: mpsc::Receiver<control::Request>,
+    /// Where every socket's datagrams are read, a batch at a time, and
+    /// handled in place.
+    rx: RecvBatch,
+    /// What a turn sends, flushed once at its end: the datagrams it points
+    /// at lie in `rx`. Room for every datagram of a full `rx` (GRO trains
+    /// of up to 64 segments in each slot).
+    tx: SendBatch,
+    /// What the link socket got at start (buffers, GRO).
+    link_setup: SocketSetup,
+    /// Kernel drops on the link socket.
+    link_drops: KernelDrops,
     scratch: Vec<u8>,
     /// Sockets still readable after their turn.
     pending: VecDeque<Token>,
@@ -127,22 +152,25 @@ impl Daemon {
     /// whose stack is large enough for it in any build.
     pub fn start(config: Config, options: Options) -> Result<Daemon, RunError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (requests, rx) = mpsc::channel();
+        let (requests, rx) = mpsc::sync_channel(control::REQUEST_QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
         let flag = stop.clone();
+        let control_requests = requests.clone();
         let thread = std::thread::Builder::new()
             .name("sdt-node".into())
             .stack_size(LOOP_STACK)
-            .spawn(move || match Loop::setup(config, options, flag, rx) {
-                Ok((mut state, waker)) => {
-                    let _ = ready_tx.send(Ok((waker, state.link_addr)));
-                    state.run()
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(()));
-                    Err(e)
-                }
-            })
+            .spawn(
+                move || match Loop::setup(config, options, flag, rx, control_requests) {
+                    Ok((mut state, waker)) => {
+                        let _ = ready_tx.send(Ok((waker, state.link_addr)));
+                        state.run()
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(()));
+                        Err(e)
+                    }
+                },
+            )
             .map_err(RunError::Poll)?;
         match ready_rx.recv() {
             Ok(Ok((waker, link_addr))) => Ok(Daemon {
@@ -164,10 +192,12 @@ impl Daemon {
         self.link_addr
     }
 
-    /// The node's state now, or `None` if it stopped.
+    /// The node's state now, or `None` if it stopped (or, never in
+    /// practice, if the loop's bounded request queue is full: this never
+    /// waits for room).
     pub fn status(&self) -> Option<Status> {
-        let (tx, rx) = mpsc::channel();
-        self.requests.send(tx).ok()?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.requests.try_send(tx).ok()?;
         self.waker.wake().ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
@@ -209,7 +239,8 @@ impl Loop {
         config: Config,
         options: Options,
         stop: Arc<AtomicBool>,
-        requests: mpsc::Receiver<mpsc::Sender<Status>>,
+        requests: mpsc::Receiver<control::Request>,
+        control_requests: mpsc::SyncSender<control::Request>,
     ) -> Result<(Loop, Arc<Waker>), RunError> {
         let clock = std::time::Instant::now();
         let unix_nanos = SystemTime::now()
@@ -236,7 +267,38 @@ impl Loop {
         std_link
             .set_nonblocking(true)
             .map_err(|e| RunError::LinkSocket(listen, e))?;
-        sys::set_socket_buffers(&std_link, LINK_SOCKET_BUFFER);
+        let offloads = Offloads::probe();
+        // GRO hands out a train of segments without headroom between them;
+        // a router entry forges reply headers in front of the payload, which
+        // needs headroom, so its node reads the link without GRO.
+        let gro = !config
+            .services
+            .iter()
+            .any(|s| s.mode == crate::config::Mode::Router && s.half != crate::config::Half::Exit);
+        let link_setup = {
+            use std::os::fd::AsRawFd;
+            udp::prepare(
+                std_link.as_raw_fd(),
+                &offloads,
+                gro,
+                udp::BURST_SOCKET_BUFFER,
+            )
+            .map_err(|e| RunError::LinkSocket(listen, e))?
+        };
+        info!(
+            "batched I/O: {}; link socket GRO {}, buffers {} KiB receive, {} KiB send{}",
+            offloads.describe(),
+            if link_setup.gro {
+                "on"
+            } else if gro {
+                "unavailable"
+            } else {
+                "off (router entry)"
+            },
+            link_setup.recv_buffer >> 10,
+            link_setup.send_buffer >> 10,
+            if link_setup.forced { " (forced)" } else { "" },
+        );
         let link_addr = std_link
             .local_addr()
             .map_err(|e| RunError::LinkSocket(listen, e))?;
@@ -245,7 +307,7 @@ impl Loop {
             .register(&mut link, LINK, Interest::READABLE)
             .map_err(RunError::Poll)?;
         let names = config.peers.iter().map(|p| p.name.clone()).collect();
-        let mut io = MioIo::new(registry, link, names);
+        let mut io = MioIo::new(registry, link, names, offloads);
 
         for (i, spec) in config.services.iter().enumerate() {
             if let Some(t) = &spec.tun {
@@ -301,23 +363,19 @@ impl Loop {
             }
         }
 
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         let control = if options.control_socket {
-            match control::Server::bind(&config.control_socket, poll.registry(), CONTROL) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    warn!(
-                        "no control socket at {}: {e}; `sdt status` will not reach this node",
-                        config.control_socket.display()
-                    );
-                    None
-                }
-            }
+            let server =
+                control::Server::start(&config.control_socket, control_requests, waker.clone())
+                    .map_err(|e| RunError::ControlSocket(config.control_socket.clone(), e))?;
+            Some(server)
         } else {
             None
         };
         let signals = if options.handle_signals {
-            let mut s = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])
-                .map_err(RunError::Poll)?;
+            let mut s =
+                signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+                    .map_err(RunError::Poll)?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)
                 .map_err(RunError::Poll)?;
@@ -326,7 +384,6 @@ impl Loop {
             None
         };
 
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         info!(
             "listening on {link_addr}, public key {}",
             config.private_key.public_key()
@@ -343,7 +400,10 @@ impl Loop {
             signals,
             stop,
             requests,
-            buf: vec![0u8; HEADROOM + MAX_DATAGRAM + TAILROOM],
+            rx: RecvBatch::new(udp::BATCH, HEADROOM, MAX_DATAGRAM, TAILROOM, link_setup.gro),
+            tx: SendBatch::new(udp::BATCH * udp::MAX_GSO_SEGMENTS, &offloads),
+            link_setup,
+            link_drops: KernelDrops::default(),
             scratch,
             pending: VecDeque::new(),
         };
@@ -389,6 +449,7 @@ impl Loop {
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
                 self.node.flush(&mut self.io, now, &mut self.scratch);
+                self.io.bury();
             }
         }
     }
@@ -396,96 +457,163 @@ impl Loop {
     /// Serves one ready token for one turn; true if it may have more.
     fn serve(&mut self, token: Token) -> bool {
         match token {
-            LINK => self.read_link(),
+            LINK => self.batch(Self::read_link),
             WAKER => {
-                while let Ok(reply) = self.requests.try_recv() {
-                    let _ = reply.send(self.status());
-                }
-                false
-            }
-            CONTROL => {
-                let status = self.status();
-                if let Some(c) = &mut self.control {
-                    c.serve(&status);
-                }
+                control::answer_requests(&self.requests, || self.status());
                 false
             }
             SIGNALS => {
                 if let Some(s) = &mut self.signals {
-                    if s.pending().next().is_some() {
-                        info!("signal received");
-                        self.stop.store(true, Ordering::SeqCst);
+                    for signal in s.pending() {
+                        if signal == libc::SIGHUP {
+                            warn!("SIGHUP received: reload is not implemented yet; ignored");
+                        } else {
+                            info!("signal {signal} received: stopping");
+                            self.stop.store(true, Ordering::SeqCst);
+                        }
                     }
                 }
                 false
             }
-            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.read_customer(t),
-            t => self.read_tun(t),
+            t if t.0 >= sockets::FIRST_CUSTOMER_TOKEN => self.batch(|l| l.read_customer(t)),
+            t => self.batch(|l| l.read_tun(t)),
+        }
+    }
+
+    /// Runs one socket's turn, a batch of up to [`READ_BUDGET`] datagrams
+    /// each handled on its own, then flushes the node once for the batch
+    /// (handshakes, keepalives, events the batch caused).
+    fn batch(&mut self, turn: impl FnOnce(&mut Self) -> bool) -> bool {
+        let more = turn(self);
+        self.send_batch();
+        let now = self.now();
+        self.node.flush(&mut self.io, now, &mut self.scratch);
+        self.io.bury();
+        more
+    }
+
+    /// Sends what the turn queued, from the buffer it was handled in.
+    fn send_batch(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let stats = self.tx.flush(self.rx.buffer());
+        let failed = stats.queue_full + stats.errors + stats.bad_range;
+        self.io.send_errors += failed as u64;
+        for f in self.tx.failures() {
+            debug!("send on fd {}: {:?}", f.fd, f.why);
         }
     }
 
     fn status(&self) -> Status {
-        Status::collect(
+        let mut s = Status::collect(
             &self.node,
             &self.config,
             Some(self.link_addr),
             self.started,
             self.now(),
             self.io.send_errors,
-        )
-    }
-
-    fn read_link(&mut self) -> bool {
-        for _ in 0..READ_BUDGET {
-            let slot = &mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM];
-            let (len, from) = match self.io.link.recv_from(slot) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    debug!("link socket: {e}");
-                    return false;
-                }
-            };
-            let now = self.now();
-            let range = HEADROOM..HEADROOM + len;
-            let r = self
-                .node
-                .handle_link_datagram(now, from, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+        );
+        if let Some(c) = &self.control {
+            s.control_refused = c.stats().refused.load(Ordering::Relaxed);
+            s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
         }
-        true
+        let (services, channels) = self.io.kernel_drops();
+        s.data_path = crate::status::DataPath {
+            offloads: self.io.offloads.describe(),
+            link_gro: self.link_setup.gro,
+            gso: self.tx.gso(),
+            link_recv_buffer: self.link_setup.recv_buffer,
+            link_send_buffer: self.link_setup.send_buffer,
+            buffers_forced: self.link_setup.forced,
+            kernel_drops_link: self.link_drops.total(),
+            kernel_drops_services: services,
+            kernel_drops_channels: channels,
+            truncated: self.rx.truncated(),
+        };
+        s
     }
 
+    /// Reads the link socket: up to [`READ_BUDGET`] batches of up to
+    /// [`udp::BATCH`] messages (GRO trains split into their datagrams),
+    /// each datagram opened in place.
+    fn read_link(&mut self) -> bool {
+        let fd = {
+            use std::os::fd::AsRawFd;
+            self.io.link.as_raw_fd()
+        };
+        match self.rx.recv(fd) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                debug!("link socket: {e}");
+                return false;
+            }
+        }
+        if let Some(counter) = self.rx.drop_counter() {
+            self.link_drops.observe(counter);
+        }
+        let now = self.now();
+        let stride = self.rx.stride();
+        let mut handled = 0;
+        while let Some(d) = self.rx.next_datagram() {
+            handled += 1;
+            // The node sees only the room this datagram may use: a segment
+            // of a GRO train cannot touch its neighbours.
+            let base = d.slot_index * stride + d.room.start;
+            let room = &mut d.slot[d.room.clone()];
+            let range = d.range.start - d.room.start..d.range.end - d.room.start;
+            let r = self.node.handle_link_datagram(now, d.from, room, range);
+            emit(&mut self.node, &mut self.io, &mut self.tx, room, base, r);
+            if self.node.needs_flush() {
+                // Handshake messages and cookie replies go from `scratch`,
+                // not from the batch: the queued sends are untouched.
+                self.node.flush(&mut self.io, now, &mut self.scratch);
+            }
+        }
+        handled > 0
+    }
+
+    /// Reads a customer socket: one batch of up to [`udp::BATCH`]
+    /// datagrams, each sealed in place in its slot.
     fn read_customer(&mut self, token: Token) -> bool {
         let Some(&socket) = self.io.tokens.get(&token) else {
             return false;
         };
-        for _ in 0..READ_BUDGET {
-            let Some(c) = self.io.customers.get(&socket) else {
-                return false;
-            };
-            let slot = &mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM];
-            let (len, from) = match c.socket.recv_from(slot) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) => {
-                    // ICMP port unreachable from a connected socket's target.
-                    debug!("{socket:?}: {e}");
-                    continue;
-                }
-            };
-            let now = self.now();
-            let range = HEADROOM..HEADROOM + len;
+        let Some((fd, _)) = self.io.customer_fd(socket) else {
+            return false;
+        };
+        match self.rx.recv(fd) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                // ICMP port unreachable from a connected socket's target:
+                // the error is consumed; datagrams may follow.
+                debug!("{socket:?}: {e}");
+                return true;
+            }
+        }
+        if let Some(counter) = self.rx.drop_counter() {
+            if let Some(c) = self.io.customers.get_mut(&socket) {
+                c.kernel_drops.observe(counter);
+            }
+        }
+        let now = self.now();
+        let stride = self.rx.stride();
+        let mut handled = 0;
+        while let Some(d) = self.rx.next_datagram() {
+            handled += 1;
+            let base = d.slot_index * stride;
             let r = self
                 .node
-                .handle_customer_datagram(now, socket, from, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+                .handle_customer_datagram(now, socket, d.from, d.slot, d.range);
+            emit(&mut self.node, &mut self.io, &mut self.tx, d.slot, base, r);
         }
-        true
+        handled > 0
     }
 
+    /// Reads a router entry's TUN device: up to [`udp::BATCH`] packets into
+    /// the slots of the receive batch, each sealed in place.
     fn read_tun(&mut self, token: Token) -> bool {
         let Some(service) = self
             .io
@@ -496,11 +624,16 @@ impl Loop {
         else {
             return false;
         };
-        for _ in 0..READ_BUDGET {
-            let Some((_, tun)) = self.io.tuns.get_mut(&service) else {
+        let stride = self.rx.stride();
+        let headroom = self.rx.headroom();
+        for i in 0..self.rx.slots() {
+            let now = self.now();
+            let (Some((_, tun)), Some(slot)) =
+                (self.io.tuns.get_mut(&service), self.rx.slot_mut(i))
+            else {
                 return false;
             };
-            let len = match tun.read(&mut self.buf[HEADROOM..HEADROOM + MAX_DATAGRAM]) {
+            let len = match tun.read(&mut slot[headroom..headroom + MAX_DATAGRAM]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
@@ -508,15 +641,67 @@ impl Loop {
                     return false;
                 }
             };
-            let now = self.now();
-            let range = HEADROOM..HEADROOM + len;
             let r = self
                 .node
-                .handle_tun_packet(now, service, &mut self.buf, range);
-            self.node
-                .carry_out(&mut self.io, now, &self.buf, r, &mut self.scratch);
+                .handle_tun_packet(now, service, slot, headroom..headroom + len);
+            emit(
+                &mut self.node,
+                &mut self.io,
+                &mut self.tx,
+                slot,
+                i * stride,
+                r,
+            );
         }
         true
+    }
+}
+
+/// Acts on what the node made of one datagram held in `slot`, which lies
+/// at `base` in the receive batch's buffer: socket requests at once, then
+/// sends queued in `tx` for the end of the turn, TUN writes at once, drops
+/// to the log. As [`sdt_core::node::Node::carry_out`] does, but batched.
+fn emit(
+    node: &mut DaemonNode,
+    io: &mut MioIo,
+    tx: &mut SendBatch,
+    slot: &[u8],
+    base: usize,
+    result: Result<Output, Dropped>,
+) {
+    use std::os::fd::AsRawFd;
+    node.apply_actions(io);
+    let queued = match result {
+        Ok(Output::Link { to, range }) => tx.push(
+            io.link.as_raw_fd(),
+            Some(to),
+            base + range.start..base + range.end,
+        ),
+        Ok(Output::Customer { socket, to, range }) => match io.customer_fd(socket) {
+            Some((fd, connected)) => tx.push(
+                fd,
+                if connected { None } else { to },
+                base + range.start..base + range.end,
+            ),
+            None => {
+                io.send_errors += 1;
+                Ok(())
+            }
+        },
+        Ok(Output::Tun { service, range }) => {
+            io.write_tun(service, &slot[range]);
+            Ok(())
+        }
+        Ok(Output::Consumed | Output::Queued) => Ok(()),
+        Err(dropped) => {
+            io.dropped(dropped);
+            Ok(())
+        }
+    };
+    if queued.is_err() {
+        // Cannot happen: the batch has room for every datagram of a full
+        // receive batch. Counted rather than trusted.
+        io.send_errors += 1;
     }
 }
 

@@ -12,12 +12,14 @@ use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, ServiceDrop, SocketId};
 use tracing::{debug, error, info, warn};
 
 use super::tun::Tun;
+use super::udp::{self, KernelDrops, Offloads};
 
 /// Tokens from here on name customer sockets; below are the daemon's own.
 pub const FIRST_CUSTOMER_TOKEN: usize = 1024;
 
-/// Socket buffer size asked for on listen sockets.
-const LISTEN_SOCKET_BUFFER: usize = 1 << 20;
+/// Socket buffer asked for on an exit channel's socket: one client's
+/// traffic, and there may be thousands of them.
+const CHANNEL_SOCKET_BUFFER: usize = 256 << 10;
 
 /// A customer socket.
 #[derive(Debug)]
@@ -25,6 +27,9 @@ pub struct Customer {
     pub token: Token,
     pub socket: UdpSocket,
     pub connected: bool,
+    /// Datagrams the kernel dropped on this socket (its receive queue was
+    /// full), from `SO_RXQ_OVFL`.
+    pub kernel_drops: KernelDrops,
 }
 
 /// The daemon's sockets and devices, as the node sees them.
@@ -40,16 +45,33 @@ pub struct MioIo {
     pub peer_names: Vec<String>,
     /// Datagrams that could not be sent.
     pub send_errors: u64,
+    /// What the kernel offers for batched I/O, found at start.
+    pub offloads: Offloads,
+    /// Kernel drops on exit channel sockets already closed.
+    pub closed_channel_drops: u64,
     /// Service sockets that could not be opened: (service, why).
     pub service_open_errors: Vec<(u8, String)>,
     /// While the daemon starts, a service socket that cannot be opened is
     /// only recorded: the start fails and reports it in one line.
     pub starting: bool,
+    /// Sockets the node closed during the current turn, kept open until the
+    /// turn's sends are out ([`MioIo::bury`]): a batched send still names
+    /// their file descriptors, and a descriptor closed early could be
+    /// reused by a new socket within the turn, so a datagram would leave
+    /// from another customer's socket.
+    graveyard: Vec<Customer>,
 }
 
 impl MioIo {
-    pub fn new(registry: Registry, link: UdpSocket, peer_names: Vec<String>) -> Self {
+    pub fn new(
+        registry: Registry,
+        link: UdpSocket,
+        peer_names: Vec<String>,
+        offloads: Offloads,
+    ) -> Self {
         MioIo {
+            offloads,
+            closed_channel_drops: 0,
             registry,
             link,
             customers: HashMap::new(),
@@ -60,7 +82,38 @@ impl MioIo {
             send_errors: 0,
             service_open_errors: Vec::new(),
             starting: true,
+            graveyard: Vec::new(),
         }
+    }
+
+    /// Kernel drops on the socket of service `id`, and on every exit
+    /// channel socket (open and closed) together.
+    pub fn kernel_drops(&self) -> (Vec<(u8, u64)>, u64) {
+        let mut services = Vec::new();
+        let mut channels = self.closed_channel_drops;
+        for (id, c) in &self.customers {
+            match id {
+                SocketId::Service(s) => services.push((*s, c.kernel_drops.total())),
+                SocketId::Channel(_) => channels += c.kernel_drops.total(),
+            }
+        }
+        services.sort_unstable();
+        (services, channels)
+    }
+
+    /// Closes the sockets the node closed since the last call. Call it once
+    /// a turn, after the turn's batched sends.
+    pub fn bury(&mut self) {
+        self.graveyard.clear();
+    }
+
+    /// The customer socket `socket`'s descriptor, and whether it is
+    /// connected (its sends name no destination).
+    pub fn customer_fd(&self, socket: SocketId) -> Option<(std::os::fd::RawFd, bool)> {
+        use std::os::fd::AsRawFd;
+        self.customers
+            .get(&socket)
+            .map(|c| (c.socket.as_raw_fd(), c.connected))
     }
 
     fn peer(&self, id: sdt_core::link::PeerId) -> &str {
@@ -76,6 +129,17 @@ impl MioIo {
         connected: bool,
     ) -> io::Result<()> {
         std_socket.set_nonblocking(true)?;
+        // Service sockets take every client's bursts; channel sockets one
+        // client's. No GRO: customer datagrams are sealed in place and need
+        // headroom of their own. The kernel's drop count is read on both.
+        let buffer = match id {
+            SocketId::Service(_) => udp::BURST_SOCKET_BUFFER,
+            SocketId::Channel(_) => CHANNEL_SOCKET_BUFFER,
+        };
+        {
+            use std::os::fd::AsRawFd;
+            udp::prepare(std_socket.as_raw_fd(), &self.offloads, false, buffer)?;
+        }
         let mut socket = UdpSocket::from_std(std_socket);
         let token = Token(self.next_token);
         self.next_token += 1;
@@ -88,6 +152,7 @@ impl MioIo {
                 token,
                 socket,
                 connected,
+                kernel_drops: KernelDrops::default(),
             },
         );
         Ok(())
@@ -124,8 +189,6 @@ impl Io for MioIo {
     fn bind(&mut self, socket: SocketId, local: SocketAddr) -> Result<(), OpenFailed> {
         let s = std::net::UdpSocket::bind(local)
             .map_err(|e| self.open_failed(socket, format!("cannot bind {local}"), e))?;
-        // A listen socket takes every client's bursts: give it room.
-        super::sys::set_socket_buffers(&s, LISTEN_SOCKET_BUFFER);
         self.add(socket, s, false)
             .map_err(|e| self.open_failed(socket, format!("cannot register {local}"), e))?;
         debug!("{socket:?}: bound {local}");
@@ -152,6 +215,10 @@ impl Io for MioIo {
         if let Some(mut c) = self.customers.remove(&socket) {
             let _ = self.registry.deregister(&mut c.socket);
             self.tokens.remove(&c.token);
+            if matches!(socket, SocketId::Channel(_)) {
+                self.closed_channel_drops += c.kernel_drops.total();
+            }
+            self.graveyard.push(c);
         }
     }
 

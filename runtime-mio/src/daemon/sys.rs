@@ -1,35 +1,5 @@
-//! The few system calls std does not wrap: socket buffer sizes and the open
-//! file limit.
-
-use std::os::fd::AsRawFd;
-
-use tracing::debug;
-
-/// Asks for `bytes` of receive and send buffer on `socket` (the kernel caps
-/// it at `net.core.rmem_max`/`wmem_max`); failure only costs throughput.
-pub fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: a valid socket descriptor and a c_int option value that
-        // lives across the call, with its exact size.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            debug!(
-                "setsockopt buffer {option}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-}
+//! The few system calls std does not wrap: the open file limit. (Socket
+//! options for batched I/O are in [`super::udp`].)
 
 /// Raises the soft limit on open files to the hard limit and returns the
 /// limit now in force: each exit channel holds one socket.

@@ -118,6 +118,12 @@ impl Node {
         node
     }
 
+    /// The node's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
     /// The node's log (stderr of `sdt -v run`).
     pub fn logs(&self) -> String {
         self.proc.stderr_text()
