@@ -52,3 +52,9 @@ fuzz/smoke.sh 5
 main_command=$(grep -m1 -E '^cargo run' README.md)
 echo "== README's main command: $main_command"
 bash -c "$main_command"
+
+# The namespace benchmark in its quick mode (about 2 s per path), so that it
+# cannot rot: it asserts nothing about speed, only that every path carries
+# datagrams. The full run is documented in docs/performance.md.
+echo "== namespace benchmark, quick mode (scripts/bench-netns.sh --quick)"
+./scripts/bench-netns.sh --quick

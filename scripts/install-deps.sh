@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the Rust
 # target for the no_std build check, a nightly toolchain and cargo-fuzz for
-# the fuzz crate, and the programs the end-to-end tests drive. Idempotent:
+# the fuzz crate, the programs the end-to-end tests drive and the peers
+# the benchmark compares against (boringtun-cli by cargo install). Idempotent:
 # it only calls rustup, cargo install or apt-get when something is missing,
 # and fails (never skips) when it cannot get it.
 set -euo pipefail
@@ -22,6 +23,12 @@ DEBS=(
   "util-linux:setpriv"
   "libcap2-bin:capsh"
   "procps:sysctl"
+  # scripts/bench-netns.sh: the load generator, the relay and the two
+  # userspace WireGuards it measures sdt against.
+  "iperf3:iperf3"
+  "python3:python3"
+  "wireguard-tools:wg"
+  "wireguard-go:wireguard-go"
 )
 
 for t in "${RUST_TARGETS[@]}"; do
@@ -62,3 +69,12 @@ for entry in "${DEBS[@]}"; do
   cmd=${entry##*:}
   command -v "$cmd" >/dev/null 2>&1 || { echo "install-deps: $cmd still missing" >&2; exit 1; }
 done
+
+# boringtun-cli (userspace WireGuard in Rust) is on crates.io only, for
+# scripts/bench-netns.sh. cargo installs into ~/.cargo/bin.
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! command -v boringtun-cli >/dev/null 2>&1; then
+  echo "install-deps: cargo install boringtun-cli --locked"
+  cargo install boringtun-cli --locked --quiet
+fi
+command -v boringtun-cli >/dev/null 2>&1 || { echo "install-deps: boringtun-cli still missing" >&2; exit 1; }
