@@ -65,7 +65,7 @@ const LINK_GRO_MESSAGES: usize = 8;
 const MAX_DATAGRAM: usize = 65_535;
 /// Stack of the loop thread: the node lives on the heap, but building and
 /// moving it in a debug build goes through the stack.
-const LOOP_STACK: usize = 64 << 20;
+pub(crate) const LOOP_STACK: usize = 64 << 20;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug)]
