@@ -91,8 +91,9 @@ class Lab:
     can be ended by its process group; cleanup runs in reverse order of
     set-up, on success, failure, SIGINT, SIGTERM and SIGHUP alike."""
 
-    def __init__(self, sdt):
+    def __init__(self, sdt, window):
         self.sdt = sdt
+        self.window = window
         self.tag = str(os.getpid())
         self.x = f"{PREFIX}{self.tag}-x"
         self.y = f"{PREFIX}{self.tag}-y"
@@ -211,6 +212,9 @@ class Lab:
         None if iperf3 failed three times (the server is restarted between)."""
         cmd = ["ip", "netns", "exec", self.x, "iperf3", "-c", path.server, "-p", str(IPERF_PORT),
                "-u", "-b", str(int(rate)), "-l", str(size), "--json", "--connect-timeout", "3000"]
+        if self.window:
+            # The sockets' buffers on both ends, every path alike.
+            cmd += ["-w", self.window]
         cmd += ["-n", str(nbytes)] if nbytes else ["-t", str(secs)]
         cmd += path.client_args
         limit = (secs or 1) + 15
@@ -657,6 +661,10 @@ def main():
     ap.add_argument("--sdt", default=os.path.join(REPO, "target", "release", "sdt"),
                     help="the sdt binary (default: target/release/sdt, built first)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build first")
+    ap.add_argument("--window", default="4M", metavar="SIZE",
+                    help="iperf3 -w, the socket buffers of client and server on every path "
+                         "(4M; '' for the kernel's default, 208 KiB, which the bursts of any "
+                         "batching sender overflow at high rates)")
     opts = ap.parse_args()
     if opts.quick:
         opts.runs, opts.time = 1, 1
@@ -688,7 +696,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "sdt", "--quiet"],
                        cwd=REPO, check=True)
 
-    lab = Lab(opts.sdt)
+    lab = Lab(opts.sdt, opts.window)
 
     def on_signal(signum, _frame):
         raise SystemExit(f"bench-netns: stopped by signal {signum}")
@@ -729,7 +737,8 @@ def main():
                          f"{many['peers']})"))
     mode = "quick: 1 unlimited run of %d s per size, no search" % opts.time if opts.quick else (
         f"highest rate with under {opts.loss}% loss, median of {opts.runs} runs of {opts.time} s")
-    print(f"bench-netns ({mode}; {time.monotonic() - started:.0f} s; "
+    window = f"iperf3 -w {opts.window}" if opts.window else "iperf3's default socket buffers"
+    print(f"bench-netns ({mode}; {window}; {time.monotonic() - started:.0f} s; "
           f"CPU: 100% = one core, tunnel processes only)")
     print(table(results, peers_note))
 
