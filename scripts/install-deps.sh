@@ -23,6 +23,10 @@ DEBS=(
   "util-linux:setpriv"
   "libcap2-bin:capsh"
   "procps:sysctl"
+  # runtime-mio/tests/systemd.rs: verifies contrib/systemd/sdt@.service
+  # (systemd-analyze verify and security work offline, with no systemd as
+  # PID 1, as in a container).
+  "systemd:systemd-analyze"
   # scripts/bench-netns.sh: the load generator, the relay and the two
   # userspace WireGuards it measures sdt against.
   "iperf3:iperf3"

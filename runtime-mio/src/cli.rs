@@ -100,6 +100,9 @@ pub enum Command {
     },
     /// Run a node from a configuration file until SIGINT or SIGTERM
     /// (SIGHUP is ignored with a warning: reload does not exist yet).
+    ///
+    /// Once every socket is bound it sends READY=1 to $NOTIFY_SOCKET, if
+    /// set (systemd's Type=notify; see contrib/systemd/sdt@.service).
     Run {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -272,9 +275,9 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                 control_socket: true,
                 handle_signals: true,
             };
-            Daemon::start(cfg, options)
-                .and_then(Daemon::wait)
-                .map_err(CliError::Run)
+            let daemon = Daemon::start(cfg, options).map_err(CliError::Run)?;
+            notify_ready(daemon.link_addr());
+            daemon.wait().map_err(CliError::Run)
         }
         Command::Status {
             config,
@@ -298,6 +301,21 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                 .map_err(CliError::Stdout)
         }
         Command::Demo { seconds } => demo::run(*seconds, &mut out).map_err(CliError::Demo),
+    }
+}
+
+/// Tells a service manager (systemd's `Type=notify`) that the node is up:
+/// `READY=1` and a status line on `$NOTIFY_SOCKET` ([`crate::notify`]).
+/// [`Daemon::start`] returns only once every socket is bound (link,
+/// services, control socket; TUN devices open) and registered with the loop
+/// thread, which then runs, so whatever is ordered after this unit finds
+/// the ports served. Without `$NOTIFY_SOCKET` it does nothing. A failed
+/// send is logged, not fatal: the node works, and systemd reports the start
+/// as timed out.
+fn notify_ready(link_addr: std::net::SocketAddr) {
+    let state = format!("READY=1\nSTATUS=listening on {link_addr}\n");
+    if let Err(e) = crate::notify::notify(&state) {
+        tracing::error!("cannot tell the service manager the node is ready: {e}");
     }
 }
 
