@@ -8,6 +8,8 @@
 //! sdt run -c x.toml       run a node
 //! sdt status -c x.toml    print a running node's state (--json for machines)
 //! sdt demo                a self-contained tunnel on loopback
+//! sdt completions SHELL   print a bash, zsh, fish, elvish or powershell completion script
+//! sdt man                 print the manual page sdt(1) (roff)
 //! ```
 //!
 //! Keys are printed in WireGuard's text form (base64) followed by a newline,
@@ -33,7 +35,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use rand_core::{OsRng, RngCore};
 use sdt_core::key::{KeyError, PresharedKey, PrivateKey, KEY_LEN};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -122,6 +124,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script.
+    ///
+    /// bash: `sdt completions bash > /usr/share/bash-completion/completions/sdt`;
+    /// zsh: `sdt completions zsh > _sdt` in a directory on $fpath;
+    /// fish: `sdt completions fish > ~/.config/fish/completions/sdt.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page sdt(1) in roff, generated from this command
+    /// line, or with --dir write it and one page per subcommand
+    /// (sdt-run(1), ...): `sdt man --dir /usr/local/share/man/man1`.
+    Man {
+        /// Write sdt.1 and sdt-SUBCOMMAND.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run a self-contained tunnel on loopback: two nodes with fresh keys, a
     /// forward, a push and a direct service; print what crossed, latency and
     /// throughput. Needs no root and no config.
@@ -152,6 +172,8 @@ pub enum CliError {
     Control(ControlError),
     /// The demo failed.
     Demo(DemoError),
+    /// Writing a file (a manual page) failed.
+    Write(PathBuf, io::Error),
 }
 
 impl CliError {
@@ -164,7 +186,8 @@ impl CliError {
             | CliError::Random(_)
             | CliError::Run(_)
             | CliError::Control(_)
-            | CliError::Demo(_) => EXIT_RUNTIME,
+            | CliError::Demo(_)
+            | CliError::Write(..) => EXIT_RUNTIME,
         }
     }
 }
@@ -180,6 +203,7 @@ impl fmt::Display for CliError {
             CliError::Run(e) => write!(f, "{e}"),
             CliError::Control(e) => write!(f, "{e}"),
             CliError::Demo(e) => write!(f, "{e}"),
+            CliError::Write(p, e) => write!(f, "{}: {e}", p.display()),
         }
     }
 }
@@ -300,6 +324,29 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                 .and_then(|()| out.flush())
                 .map_err(CliError::Stdout)
         }
+        Command::Completions { shell } => {
+            // Generated into memory first: clap_complete panics when its
+            // writer fails (stdout closed), and bad output never panics.
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "sdt", &mut text);
+            out.write_all(&text)
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
+        }
+        Command::Man { dir: None } => {
+            let (_, text) = man_pages().swap_remove(0);
+            out.write_all(&text)
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
+        }
+        Command::Man { dir: Some(dir) } => {
+            for (name, text) in man_pages() {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(|e| CliError::Write(path.clone(), e))?;
+                writeln!(out, "{}", path.display()).map_err(CliError::Stdout)?;
+            }
+            out.flush().map_err(CliError::Stdout)
+        }
         Command::Demo { seconds } => demo::run(*seconds, &mut out).map_err(CliError::Demo),
     }
 }
@@ -317,6 +364,31 @@ fn notify_ready(link_addr: std::net::SocketAddr) {
     if let Err(e) = crate::notify::notify(&state) {
         tracing::error!("cannot tell the service manager the node is ready: {e}");
     }
+}
+
+/// The manual pages, file name and roff text: sdt(1) first, then one per
+/// subcommand, which sdt(1)'s SUBCOMMANDS section names. clap_mangen's
+/// section for `after_help` (the exit statuses) is titled EXTRA; it is
+/// renamed to the usual EXIT STATUS.
+fn man_pages() -> Vec<(String, Vec<u8>)> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let render = |c: &clap::Command| {
+        let man = clap_mangen::Man::new(c.clone());
+        let mut text = Vec::new();
+        // Rendering into memory cannot fail.
+        let _ = man.render(&mut text);
+        let text =
+            String::from_utf8_lossy(&text).replace("\n.SH EXTRA\n", "\n.SH \"EXIT STATUS\"\n");
+        (man.get_filename(), text.into_bytes())
+    };
+    let mut pages = vec![render(&cmd)];
+    pages.extend(
+        cmd.get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(render),
+    );
+    pages
 }
 
 /// Reads one private key (WireGuard text form, surrounding whitespace
@@ -356,7 +428,6 @@ fn plural(n: usize, word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -75,6 +75,10 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("capsh", "libcap2-bin"),
     ("sysctl", "procps"),
     ("systemd-analyze", "systemd"),
+    ("bash", "bash"),
+    ("zsh", "zsh"),
+    ("fish", "fish"),
+    ("mandoc", "mandoc"),
 ];
 
 /// Fails the test, naming the package, if `tool` is not on `PATH`.
