@@ -12,7 +12,9 @@
 //! READY=1 is checked end to end: `sdt run` with `NOTIFY_SOCKET` naming a
 //! Unix datagram socket the test binds, as systemd does; when READY=1
 //! arrives, the service's port and the control socket must already be
-//! served. A node that fails to start must send nothing.
+//! served. A node that fails to start must send nothing. And router mode,
+//! the one that needs a privilege, runs with only what the unit grants
+//! (root, a network namespace and setpriv, as the tests in netns.rs).
 
 mod support;
 
@@ -146,6 +148,9 @@ fn the_unit_matches_the_cli() {
     );
     assert_eq!(value("CapabilityBoundingSet"), Some("CAP_NET_ADMIN"));
     assert_eq!(value("AmbientCapabilities"), Some("CAP_NET_ADMIN"));
+    // What a_router_entry_runs_with_only_the_units_capability sets up.
+    assert_eq!(value("NoNewPrivileges"), Some("yes"));
+    assert_eq!(value("User"), Some("sdt"));
 
     let help = run(
         Command::new(SDT).arg("--help").env_remove("RUST_LOG"),
@@ -301,5 +306,88 @@ fn a_failed_start_sends_no_ready() {
         sock.recv(&mut buf).is_err(),
         "a failed start sent {:?}",
         String::from_utf8_lossy(&buf)
+    );
+}
+
+/// Router mode works with exactly the privileges the unit grants: an
+/// unprivileged user whose only capability is CAP_NET_ADMIN (bounding,
+/// ambient, so the `ip` child that sets the address has it too) under
+/// no_new_privs, as setpriv sets them up; the node opens its TUN device,
+/// sets its address and says READY=1.
+#[test]
+fn a_router_entry_runs_with_only_the_units_capability() {
+    use std::os::unix::fs::PermissionsExt;
+    support::require_root();
+    require_tool("ip");
+    require_tool("setpriv");
+    const NOBODY: u32 = 65534;
+    let ns = support::net::Netns::new("unitcap");
+    let dir = support::temp_dir();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, PermissionsExt::from_mode(m));
+    mode(dir.path(), 0o755).unwrap();
+    // The RuntimeDirectory: the node's user creates its control socket here.
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let keys = Keys::new();
+    let key_file = dir.path().join("r.key");
+    write_private(&key_file, &format!("{}\n", keys.private));
+    std::os::unix::fs::chown(&key_file, Some(NOBODY), Some(NOBODY)).unwrap();
+    let peer = Keys::new();
+    let config = dir.path().join("r.toml");
+    let control = run_dir.join("r.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "private_key_file = \"r.key\"\nlisten = \"127.0.0.1:0\"\n\
+             control_socket = \"{}\"\n\n[[peer]]\nname = \"b\"\npublic_key = \"{}\"\n\n\
+             [[service]]\nid = 9\npeer = \"b\"\nmode = \"router\"\ntun = \"sdtunit0\"\n\
+             address = \"10.201.251.1/24\"\n",
+            control.display(),
+            peer.public
+        ),
+    )
+    .unwrap();
+    let notify = run_dir.join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    mode(&notify, 0o666).unwrap();
+
+    let mut cmd = ns.cmd("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all,+net_admin",
+        "--ambient-caps=-all,+net_admin",
+        "--bounding-set=-all,+net_admin",
+        "--no-new-privs",
+        SDT,
+        "run",
+        "-c",
+    ])
+    .arg(&config)
+    .env_remove("RUST_LOG")
+    .env("NOTIFY_SOCKET", &notify);
+    let mut node = Proc::spawn("router", dir.path(), &mut cmd, false);
+    let message = receive(&sock).unwrap_or_else(|| panic!("no READY: {}", node.describe()));
+    assert!(message.lines().any(|l| l == "READY=1"), "{message:?}");
+    let addr = ns.ip(&["-o", "addr", "show", "dev", "sdtunit0"]);
+    assert!(
+        addr.stdout.contains("10.201.251.1/24"),
+        "the address was not set: {addr}\n{}",
+        node.describe()
+    );
+    let link = ns.ip(&["-o", "link", "show", "dev", "sdtunit0"]);
+    assert!(link.stdout.contains(",UP"), "not up: {link}");
+    assert!(
+        sdt::daemon::query_status(&control, false).is_ok(),
+        "{}",
+        node.describe()
+    );
+    let status = node.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        node.describe()
     );
 }
