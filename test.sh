@@ -18,6 +18,9 @@ cargo fmt --all --check
 
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# sdt-bench builds only with the `bench` feature, which the line above
+# leaves off: lint it too, or it rots unseen.
+cargo clippy -p sdt --all-targets --features bench --locked -- -D warnings
 
 echo "== docs (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
@@ -46,6 +49,21 @@ fi
 cargo +nightly fetch --locked --manifest-path fuzz/Cargo.toml
 (cd fuzz && cargo +nightly fuzz build)
 fuzz/smoke.sh 5
+
+# `cargo install --path runtime-mio` must install `sdt` and nothing else
+# (sdt-bench needs --features bench). The shared target directory and the
+# dev profile reuse what the tests built.
+echo "== cargo install --path runtime-mio installs sdt alone"
+install_root=$(mktemp -d)
+CARGO_TARGET_DIR=target cargo install --locked --debug --quiet --path runtime-mio \
+  --root "$install_root"
+installed=$(ls "$install_root/bin")
+if [[ "$installed" != sdt ]]; then
+  echo "test.sh: cargo install --path runtime-mio installed: $installed" >&2
+  exit 1
+fi
+"$install_root/bin/sdt" --version
+rm -rf "$install_root"
 
 # The README's main command, exactly as README.md writes it (the first
 # `cargo run` line), so the two cannot drift apart.

@@ -23,6 +23,16 @@ DEBS=(
   "util-linux:setpriv"
   "libcap2-bin:capsh"
   "procps:sysctl"
+  # runtime-mio/tests/systemd.rs: verifies contrib/systemd/sdt@.service
+  # (systemd-analyze verify and security work offline, with no systemd as
+  # PID 1, as in a container).
+  "systemd:systemd-analyze"
+  # runtime-mio/tests/completions_man.rs: each shell parses `sdt
+  # completions SHELL`; mandoc lints `sdt man`.
+  "bash:bash"
+  "zsh:zsh"
+  "fish:fish"
+  "mandoc:mandoc"
   # scripts/bench-netns.sh: the load generator, the relay and the two
   # userspace WireGuards it measures sdt against.
   "iperf3:iperf3"

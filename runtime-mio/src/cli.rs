@@ -8,6 +8,8 @@
 //! sdt run -c x.toml       run a node
 //! sdt status -c x.toml    print a running node's state (--json for machines)
 //! sdt demo                a self-contained tunnel on loopback
+//! sdt completions SHELL   print a bash, zsh, fish, elvish or powershell completion script
+//! sdt man                 print the manual page sdt(1) (roff)
 //! ```
 //!
 //! Keys are printed in WireGuard's text form (base64) followed by a newline,
@@ -33,7 +35,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use rand_core::{OsRng, RngCore};
 use sdt_core::key::{KeyError, PresharedKey, PrivateKey, KEY_LEN};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -100,6 +102,9 @@ pub enum Command {
     },
     /// Run a node from a configuration file until SIGINT or SIGTERM
     /// (SIGHUP is ignored with a warning: reload does not exist yet).
+    ///
+    /// Once every socket is bound it sends READY=1 to $NOTIFY_SOCKET, if
+    /// set (systemd's Type=notify; see contrib/systemd/sdt@.service).
     Run {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -118,6 +123,24 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// bash: `sdt completions bash > /usr/share/bash-completion/completions/sdt`;
+    /// zsh: `sdt completions zsh > _sdt` in a directory on $fpath;
+    /// fish: `sdt completions fish > ~/.config/fish/completions/sdt.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page sdt(1) in roff, generated from this command
+    /// line, or with --dir write it and one page per subcommand
+    /// (sdt-run(1), ...): `sdt man --dir /usr/local/share/man/man1`.
+    Man {
+        /// Write sdt.1 and sdt-SUBCOMMAND.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Run a self-contained tunnel on loopback: two nodes with fresh keys, a
     /// forward, a push and a direct service; print what crossed, latency and
@@ -149,6 +172,8 @@ pub enum CliError {
     Control(ControlError),
     /// The demo failed.
     Demo(DemoError),
+    /// Writing a file (a manual page) failed.
+    Write(PathBuf, io::Error),
 }
 
 impl CliError {
@@ -161,7 +186,8 @@ impl CliError {
             | CliError::Random(_)
             | CliError::Run(_)
             | CliError::Control(_)
-            | CliError::Demo(_) => EXIT_RUNTIME,
+            | CliError::Demo(_)
+            | CliError::Write(..) => EXIT_RUNTIME,
         }
     }
 }
@@ -177,6 +203,7 @@ impl fmt::Display for CliError {
             CliError::Run(e) => write!(f, "{e}"),
             CliError::Control(e) => write!(f, "{e}"),
             CliError::Demo(e) => write!(f, "{e}"),
+            CliError::Write(p, e) => write!(f, "{}: {e}", p.display()),
         }
     }
 }
@@ -272,9 +299,9 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                 control_socket: true,
                 handle_signals: true,
             };
-            Daemon::start(cfg, options)
-                .and_then(Daemon::wait)
-                .map_err(CliError::Run)
+            let daemon = Daemon::start(cfg, options).map_err(CliError::Run)?;
+            notify_ready(daemon.link_addr());
+            daemon.wait().map_err(CliError::Run)
         }
         Command::Status {
             config,
@@ -297,8 +324,71 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                 .and_then(|()| out.flush())
                 .map_err(CliError::Stdout)
         }
+        Command::Completions { shell } => {
+            // Generated into memory first: clap_complete panics when its
+            // writer fails (stdout closed), and bad output never panics.
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "sdt", &mut text);
+            out.write_all(&text)
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
+        }
+        Command::Man { dir: None } => {
+            let (_, text) = man_pages().swap_remove(0);
+            out.write_all(&text)
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
+        }
+        Command::Man { dir: Some(dir) } => {
+            for (name, text) in man_pages() {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(|e| CliError::Write(path.clone(), e))?;
+                writeln!(out, "{}", path.display()).map_err(CliError::Stdout)?;
+            }
+            out.flush().map_err(CliError::Stdout)
+        }
         Command::Demo { seconds } => demo::run(*seconds, &mut out).map_err(CliError::Demo),
     }
+}
+
+/// Tells a service manager (systemd's `Type=notify`) that the node is up:
+/// `READY=1` and a status line on `$NOTIFY_SOCKET` ([`crate::notify`]).
+/// [`Daemon::start`] returns only once every socket is bound (link,
+/// services, control socket; TUN devices open) and registered with the loop
+/// thread, which then runs, so whatever is ordered after this unit finds
+/// the ports served. Without `$NOTIFY_SOCKET` it does nothing. A failed
+/// send is logged, not fatal: the node works, and systemd reports the start
+/// as timed out.
+fn notify_ready(link_addr: std::net::SocketAddr) {
+    let state = format!("READY=1\nSTATUS=listening on {link_addr}\n");
+    if let Err(e) = crate::notify::notify(&state) {
+        tracing::error!("cannot tell the service manager the node is ready: {e}");
+    }
+}
+
+/// The manual pages, file name and roff text: sdt(1) first, then one per
+/// subcommand, which sdt(1)'s SUBCOMMANDS section names. clap_mangen's
+/// section for `after_help` (the exit statuses) is titled EXTRA; it is
+/// renamed to the usual EXIT STATUS.
+fn man_pages() -> Vec<(String, Vec<u8>)> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let render = |c: &clap::Command| {
+        let man = clap_mangen::Man::new(c.clone());
+        let mut text = Vec::new();
+        // Rendering into memory cannot fail.
+        let _ = man.render(&mut text);
+        let text =
+            String::from_utf8_lossy(&text).replace("\n.SH EXTRA\n", "\n.SH \"EXIT STATUS\"\n");
+        (man.get_filename(), text.into_bytes())
+    };
+    let mut pages = vec![render(&cmd)];
+    pages.extend(
+        cmd.get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(render),
+    );
+    pages
 }
 
 /// Reads one private key (WireGuard text form, surrounding whitespace
@@ -338,7 +428,6 @@ fn plural(n: usize, word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

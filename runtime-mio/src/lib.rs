@@ -16,6 +16,7 @@
 //! - [`demo`]: `sdt demo`, a self-contained tunnel on loopback.
 //! - [`loopback`]: what `sdt demo` and `sdt-bench` share: nodes on
 //!   loopback in one process, an echo server, pings and throughput runs.
+//! - [`notify`]: `READY=1` to systemd (`Type=notify`) once a node runs.
 //! - [`cli`]: the `sdt` command line and its exit statuses.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,4 +29,5 @@ pub mod daemon;
 pub mod demo;
 pub mod keyfile;
 pub mod loopback;
+pub mod notify;
 pub mod status;

@@ -74,6 +74,11 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("capsh", "libcap2-bin"),
     ("sysctl", "procps"),
+    ("systemd-analyze", "systemd"),
+    ("bash", "bash"),
+    ("zsh", "zsh"),
+    ("fish", "fish"),
+    ("mandoc", "mandoc"),
 ];
 
 /// Fails the test, naming the package, if `tool` is not on `PATH`.

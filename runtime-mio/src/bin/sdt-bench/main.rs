@@ -21,7 +21,9 @@
 //!   how long x, restarted in the middle of the flood, takes to get its
 //!   session back.
 //!
-//! Run: `cargo run --release -p sdt --bin sdt-bench`. It exits non-zero if
+//! Run: `cargo run --release -p sdt --features bench --bin sdt-bench` (the
+//! `bench` feature builds this binary, so that `cargo install` of the
+//! package installs `sdt` alone). It exits non-zero if
 //! a node did not start, the channels did not all open, or x could not
 //! handshake during the flood.
 
