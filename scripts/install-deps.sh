@@ -23,6 +23,8 @@ DEBS=(
   "util-linux:setpriv"
   "libcap2-bin:capsh"
   "procps:sysctl"
+  # tests/metrics.rs: `promtool check metrics` lints the scraped text.
+  "prometheus:promtool"
   # scripts/bench-netns.sh: the load generator, the relay and the two
   # userspace WireGuards it measures sdt against.
   "iperf3:iperf3"

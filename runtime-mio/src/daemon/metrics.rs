@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, info, warn};
 
-use super::control::{Request, ANSWER_TIMEOUT};
+use super::control::{Request, Stats, ANSWER_TIMEOUT};
 use crate::status::Status;
 
 /// Scrapers served at once; one more is answered `503` and closed.
@@ -57,6 +57,7 @@ const STOP: Token = Token(1);
 
 /// The metrics server: the listening socket and the thread that serves it.
 pub struct Server {
+    stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
@@ -81,9 +82,11 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
         let acceptor = Acceptor {
             listener,
             poll,
+            stats: stats.clone(),
             stop: stop.clone(),
             active: Arc::new(AtomicUsize::new(0)),
             requests,
@@ -94,6 +97,7 @@ impl Server {
             .spawn(move || acceptor.run())?;
         info!("serving Prometheus metrics on http://{addr}/metrics");
         Ok(Server {
+            stats,
             stop,
             waker,
             thread: Some(thread),
@@ -104,6 +108,11 @@ impl Server {
     /// The address served.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Scrapers refused and timed out, for the loop's snapshots.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 }
 
@@ -120,6 +129,7 @@ impl Drop for Server {
 struct Acceptor {
     listener: mio::net::TcpListener,
     poll: Poll,
+    stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     active: Arc<AtomicUsize>,
     requests: SyncSender<Request>,
@@ -168,6 +178,7 @@ impl Acceptor {
         let stream = TcpStream::from(std::os::fd::OwnedFd::from(stream));
         if self.active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
             self.active.fetch_sub(1, Ordering::SeqCst);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
             refuse(
                 &stream,
                 "503 Service Unavailable",
@@ -177,6 +188,7 @@ impl Acceptor {
         }
         let client = Client {
             active: self.active.clone(),
+            stats: self.stats.clone(),
             requests: self.requests.clone(),
             loop_waker: self.loop_waker.clone(),
         };
@@ -198,6 +210,7 @@ impl Acceptor {
             }
             Err(e) => {
                 debug!("metrics: cannot start a client thread: {e}");
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 refuse(&stream, "503 Service Unavailable", "cannot serve now\n");
             }
         }
@@ -232,6 +245,7 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 /// One client's thread: what it needs, and its slot, released on drop.
 struct Client {
     active: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
     requests: SyncSender<Request>,
     loop_waker: Arc<Waker>,
 }
@@ -363,6 +377,7 @@ impl Client {
                 "request too large\n",
             ),
             Err(ReadError::Timeout) => {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 debug!("metrics client: no request within {READ_TIMEOUT:?}");
                 return;
             }
@@ -373,6 +388,12 @@ impl Client {
         }
         let mut w = stream;
         if let Err(e) = w.write_all(answer.as_bytes()) {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
             debug!("metrics client: answer not taken: {e}");
         }
         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -383,7 +404,10 @@ impl Client {
         let (tx, rx) = mpsc::sync_channel(1);
         match self.requests.try_send(tx) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err("busy: too many requests waiting\n"),
+            Err(TrySendError::Full(_)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err("busy: too many requests waiting\n");
+            }
             Err(TrySendError::Disconnected(_)) => return Err("the node is stopping\n"),
         }
         if self.loop_waker.wake().is_err() {
@@ -435,13 +459,23 @@ pub fn render(status: &Status) -> String {
     );
     f.counter(
         "sdt_control_refused_total",
-        "Control and metrics requests refused as busy.",
+        "Control socket clients refused as busy.",
         [(Labels::none(), status.control_refused as f64)],
     );
     f.counter(
         "sdt_control_timeouts_total",
         "Control clients closed for not sending or taking in time.",
         [(Labels::none(), status.control_timeouts as f64)],
+    );
+    f.counter(
+        "sdt_metrics_refused_total",
+        "Metrics scrapers refused as busy (503).",
+        [(Labels::none(), status.metrics_refused as f64)],
+    );
+    f.counter(
+        "sdt_metrics_timeouts_total",
+        "Metrics scrapers closed for not sending or taking in time.",
+        [(Labels::none(), status.metrics_timeouts as f64)],
     );
 
     let d = &status.data_path;

@@ -138,9 +138,9 @@ struct Loop {
     started: Instant,
     link_addr: SocketAddr,
     control: Option<control::Server>,
-    /// The Prometheus metrics server, if `metrics_listen` is set; held
-    /// for its lifetime (dropping it stops its thread).
-    _metrics: Option<metrics::Server>,
+    /// The Prometheus metrics server, if `metrics_listen` is set (dropping
+    /// it stops its thread).
+    metrics: Option<metrics::Server>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     stop: Arc<AtomicBool>,
     /// Snapshot requests from the control thread and [`Daemon::status`].
@@ -420,7 +420,7 @@ impl Loop {
             started,
             link_addr,
             control,
-            _metrics: metrics,
+            metrics,
             signals,
             stop,
             requests,
@@ -541,6 +541,11 @@ impl Loop {
         if let Some(c) = &self.control {
             s.control_refused = c.stats().refused.load(Ordering::Relaxed);
             s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
+        }
+        if let Some(m) = &self.metrics {
+            s.metrics_listen = Some(m.addr());
+            s.metrics_refused = m.stats().refused.load(Ordering::Relaxed);
+            s.metrics_timeouts = m.stats().timeouts.load(Ordering::Relaxed);
         }
         let (services, channels) = self.io.kernel_drops();
         s.data_path = crate::status::DataPath {

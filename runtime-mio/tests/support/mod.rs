@@ -74,6 +74,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("capsh", "libcap2-bin"),
     ("sysctl", "procps"),
+    ("promtool", "prometheus"),
 ];
 
 /// Fails the test, naming the package, if `tool` is not on `PATH`.

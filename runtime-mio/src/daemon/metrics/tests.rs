@@ -5,6 +5,7 @@ fn status() -> Status {
     Status {
         public_key: "pub\"key".into(),
         listen: None,
+        metrics_listen: None,
         uptime_secs: 12.5,
         peers: vec![
             PeerState {
@@ -59,6 +60,8 @@ fn status() -> Status {
         send_errors: 1,
         control_refused: 0,
         control_timeouts: 0,
+        metrics_refused: 2,
+        metrics_timeouts: 3,
         events_lost: 0,
         data_path: DataPath {
             offloads: "x".into(),
@@ -102,6 +105,8 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
         ("sdt_unattributed_drops_total{reason=\"unknown_peer\"}", "8"),
         ("sdt_send_errors_total", "1"),
         ("sdt_events_lost_total", "0"),
+        ("sdt_metrics_refused_total", "2"),
+        ("sdt_metrics_timeouts_total", "3"),
         ("sdt_kernel_link_drops_total", "13"),
         ("sdt_kernel_service_drops_total{service=\"7\"}", "14"),
         ("sdt_kernel_exit_channel_drops_total", "15"),
@@ -355,5 +360,6 @@ fn the_server_answers_scrapes_and_refuses_the_rest() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(back, "scrapes not served after the silent clients left");
+    assert!(server.stats().refused.load(Ordering::Relaxed) >= 1);
     drop(server);
 }
