@@ -19,7 +19,7 @@
 //! bounded by the slots times (request cap + one rendered answer).
 //!
 //! Why hand-written and not `tiny_http`: what is needed is one route and
-//! `Connection: close`, about a hundred lines here; tiny_http grows its
+//! `Connection: close`, a few hundred lines here with the bounds; tiny_http grows its
 //! worker pool with the clients waiting and has no deadline for reading a
 //! request head, the two things a slow or hostile scraper exploits, and
 //! bounding them would take as much code around it as this.
@@ -660,7 +660,7 @@ pub fn render(status: &Status) -> String {
     );
     f.counter(
         "sdt_service_drops_total",
-        "Service datagrams dropped, by reason (too_big, rate_limited, ...).",
+        "Service datagrams dropped, by reason (too_big, table_full, channel_rate_limited, ...).",
         services
             .iter()
             .flat_map(|s| reasons(service(s), &s.drops))

@@ -20,7 +20,7 @@ fn status() -> Status {
                 tx_bytes: 1100,
                 handshakes: 2,
                 mtu: 1500,
-                drops: vec![("replay".into(), 4)],
+                drops: vec![("replayed".into(), 4)],
             },
             PeerState {
                 name: "odd\\name\n".into(),
@@ -53,7 +53,7 @@ fn status() -> Status {
             ports_held: 0,
             max_payload: Some(1438),
             max_payload_v6_destination: None,
-            drops: vec![("too_big".into(), 2), ("rate_limited".into(), 9)],
+            drops: vec![("too_big".into(), 2), ("channel_rate_limited".into(), 9)],
         }],
         unattributed_drops: vec![("unknown_peer".into(), 8)],
         node_drops: vec![],
@@ -122,7 +122,7 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
         ("sdt_peer_session_up{peer=\"b\"}", "1"),
         ("sdt_peer_session_up{peer=\"odd\\\\name\\n\"}", "0"),
         ("sdt_peer_mtu_bytes{peer=\"odd\\\\name\\n\"}", "1400"),
-        ("sdt_peer_drops_total{peer=\"b\",reason=\"replay\"}", "4"),
+        ("sdt_peer_drops_total{peer=\"b\",reason=\"replayed\"}", "4"),
     ];
     for (series, v) in expect {
         assert_eq!(
@@ -152,7 +152,7 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
             "{series} in\n{text}"
         );
     }
-    for (reason, v) in [("too_big", "2"), ("rate_limited", "9")] {
+    for (reason, v) in [("too_big", "2"), ("channel_rate_limited", "9")] {
         let series = format!("sdt_service_drops_total{{{svc},reason=\"{reason}\"}}");
         assert_eq!(value(&text, &series).as_deref(), Some(v), "{series}");
     }
