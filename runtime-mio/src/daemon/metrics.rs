@@ -6,7 +6,7 @@
 //! # A scraper never stalls the data path
 //!
 //! The server is the control socket's design over TCP (see
-//! [`super::control`]): a thread of its own (`sdt-metrics`) accepts; each
+//! `runtime-mio/src/daemon/control.rs`): a thread of its own (`sdt-metrics`) accepts; each
 //! admitted client is served on a short-lived thread with blocking I/O
 //! under deadlines ([`READ_TIMEOUT`] for the whole request head, at most
 //! [`MAX_REQUEST`] bytes of it, [`WRITE_TIMEOUT`] to take the answer); at
@@ -218,9 +218,14 @@ impl Acceptor {
 }
 
 /// Answers `status` with `body` and closes, without waiting for the
-/// client: a non-blocking write into the fresh socket's empty buffer.
+/// client: what it already sent is read first (closing a TCP socket with
+/// unread data resets the connection, and the client might lose the
+/// answer), then a non-blocking write into the fresh socket's empty buffer.
 fn refuse(stream: &TcpStream, status: &str, body: &str) {
     if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; MAX_REQUEST];
+        let mut r = stream;
+        let _ = r.read(&mut sink);
         let mut w = stream;
         let _ = w.write(response(status, "text/plain; charset=utf-8", body).as_bytes());
         let _ = stream.shutdown(std::net::Shutdown::Write);
