@@ -240,6 +240,19 @@ fn scraped_metrics_match_the_traffic_and_pass_promtool() {
         );
     }
     assert_eq!(after_a.metrics_listen, Some(METRICS.parse().unwrap()));
+    let text = support::run(
+        Command::new(SDT)
+            .args(["status", "--socket"])
+            .arg(&a.socket),
+        Duration::from_secs(10),
+    );
+    assert!(
+        text.ok()
+            && text
+                .stdout
+                .contains(&format!("metrics on http://{METRICS}/metrics")),
+        "{text}"
+    );
     assert_eq!(sample(&ma, "sdt_peer_session_up{peer=\"b\"}"), 1.0);
     assert_eq!(sample(&mb, "sdt_peer_session_up{peer=\"a\"}"), 1.0);
     let age = sample(&ma, "sdt_peer_last_handshake_age_seconds{peer=\"b\"}");
@@ -359,4 +372,39 @@ fn an_unbindable_metrics_listen_stops_the_start() {
         "{ran}"
     );
     drop(taken);
+}
+
+/// A malformed `metrics_listen` is refused by `check` and `run` alike, with
+/// the same one line naming file, line and key, exit 1.
+#[test]
+fn check_and_run_refuse_a_bad_metrics_listen_alike() {
+    let dir = temp_dir();
+    let config = dir.path().join("bad.toml");
+    let keys = Keys::new();
+    write_private(
+        &config,
+        &format!(
+            "private_key = \"{}\"\nlisten = \"127.0.0.1:0\"\ncontrol_socket = \"{}\"\n\
+             metrics_listen = \"localhost:9920\"\n",
+            keys.private,
+            dir.path().join("bad.sock").display()
+        ),
+    );
+    let expected = format!(
+        "sdt: {}:4: key `metrics_listen`: `localhost:9920` is not an IP address and port",
+        config.display()
+    );
+    for command in ["check", "run"] {
+        let ran = support::run(
+            Command::new(SDT)
+                .args([command, "-c"])
+                .arg(&config)
+                .env_remove("RUST_LOG"),
+            Duration::from_secs(10),
+        );
+        assert_eq!(ran.code(), Some(1), "{command}: {ran}");
+        let lines: Vec<&str> = ran.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{command}: {ran}");
+        assert!(lines[0].starts_with(&expected), "{command}: {ran}");
+    }
 }
