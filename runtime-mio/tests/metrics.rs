@@ -4,7 +4,8 @@
 //! both nodes' `metrics_listen`.
 //!
 //! What this pins: the scraped values match the traffic sent (N datagrams
-//! each way, their bytes, one channel) and `sdt status --json`; the text
+//! each way, their bytes, one channel, one `too_big` drop) and `sdt status
+//! --json`; the text
 //! passes `promtool check metrics`; scrapers that connect and send nothing
 //! hold every slot without stalling forwarding, one more is answered 503,
 //! and the silent ones are closed at their read deadline and counted; a `metrics_listen` that cannot be bound stops `sdt run` with one
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use sdt::daemon::metrics::{CONTENT_TYPE, MAX_CLIENTS};
 use support::net::{in_netns, Netns};
-use support::node::{config_text, write_private, Keys, Lab, Node, PeerLink};
+use support::node::{config_text, drops, write_private, Keys, Lab, Node, PeerLink};
 use support::{require_tool, run_input, temp_dir, wait_until, SDT};
 
 const LISTEN: &str = "127.0.0.1:5700";
@@ -187,6 +188,15 @@ fn scraped_metrics_match_the_traffic_and_pass_promtool() {
         N,
         "loss on a clean veth"
     );
+    // One datagram a byte over the limit (1438 B over an IPv4 link with the
+    // default mtu): dropped at A as `too_big`.
+    client
+        .send_to(&[0u8; 1439], LISTEN.parse::<SocketAddr>().unwrap())
+        .unwrap();
+    let counted = wait_until(Duration::from_secs(10), || {
+        drops(&a.service(1).drops, "too_big") == 1
+    });
+    assert!(counted, "too_big not counted: {:?}", a.service(1));
 
     let before_a = a.status();
     let scraped_a = scrape(&lab.pair.a);
@@ -215,6 +225,13 @@ fn scraped_metrics_match_the_traffic_and_pass_promtool() {
         assert_eq!(s("sdt_service_channels_expired_total"), 0.0);
         assert_eq!(s("sdt_service_channels_evicted_total"), 0.0);
     }
+    assert_eq!(
+        sample(
+            &ma,
+            &format!("sdt_service_drops_total{{{entry},reason=\"too_big\"}}")
+        ),
+        1.0
+    );
     // The entry's limit is the one `sdt status` shows (1438 B over IPv4).
     assert_eq!(
         sample(&ma, &format!("sdt_service_max_payload_bytes{{{entry}}}")),
