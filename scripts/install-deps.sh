@@ -33,6 +33,10 @@ DEBS=(
   "zsh:zsh"
   "fish:fish"
   "mandoc:mandoc"
+  # tests/metrics.rs: `promtool check metrics` lints the scraped text. The
+  # package is the whole Prometheus server (~95 MB; on a systemd host its
+  # postinst starts prometheus.service on :9090); promtool ships only in it.
+  "prometheus:promtool"
   # scripts/bench-netns.sh: the load generator, the relay and the two
   # userspace WireGuards it measures sdt against.
   "iperf3:iperf3"
@@ -73,7 +77,9 @@ if ((${#missing[@]})); then
   SUDO=""
   [[ $(id -u) -eq 0 ]] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  # Without recommends: only the commands checked below are needed (and
+  # `prometheus` would bring prometheus-node-exporter along).
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 for entry in "${DEBS[@]}"; do
   cmd=${entry##*:}

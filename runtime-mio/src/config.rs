@@ -5,6 +5,8 @@
 //! listen = "0.0.0.0:51820"          # the link socket; optional (ephemeral port)
 //! control_socket = "/run/sdt/x.sock" # optional; default /run/sdt/<config file stem>.sock;
 //!                                     # its directory must exist (only /run/sdt is created)
+//! metrics_listen = "127.0.0.1:9920" # optional: serve Prometheus metrics (GET /metrics)
+//!                                     # over HTTP on this TCP address; see docs/metrics.md
 //!
 //! [[peer]]
 //! name = "y"                        # unique, not "*"
@@ -98,6 +100,9 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// Where `sdt status` finds the running node.
     pub control_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`GET /metrics`, TCP); `None`
+    /// serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// The peers, in file order; [`PeerRef::Named`] indexes this.
     pub peers: Vec<PeerSpec>,
     /// The services, in file order.
@@ -437,6 +442,7 @@ struct RawConfig {
     private_key: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     control_socket: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
     #[serde(default)]
     peer: Vec<Spanned<RawPeer>>,
     #[serde(default)]
@@ -565,6 +571,20 @@ impl Ctx<'_> {
             }
             None => default_control_socket(self.path),
         };
+        let metrics_listen = match &raw.metrics_listen {
+            Some(m) => {
+                let addr = self.socket_addr(m, "metrics_listen")?;
+                if addr.port() == 0 {
+                    return Err(self.at(
+                        m,
+                        "metrics_listen",
+                        "port 0 is not allowed: a scraper needs a fixed port",
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
 
         let mut peers = Vec::with_capacity(raw.peer.len());
         for peer in &mut raw.peer {
@@ -602,6 +622,7 @@ impl Ctx<'_> {
             private_key,
             listen,
             control_socket,
+            metrics_listen,
             peers,
             services: services.into_iter().map(|(_, s)| s).collect(),
         })

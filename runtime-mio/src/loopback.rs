@@ -46,6 +46,7 @@ pub fn node_config(
         private_key: key,
         listen: Some(localhost()),
         control_socket: PathBuf::new(),
+        metrics_listen: None,
         peers: vec![peer],
         services,
     }

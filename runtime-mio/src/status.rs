@@ -18,6 +18,9 @@ pub struct Status {
     pub public_key: String,
     /// The link socket's address.
     pub listen: Option<SocketAddr>,
+    /// Where Prometheus metrics are served (`metrics_listen`), if anywhere.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds since the node started.
     pub uptime_secs: f64,
     /// The peers, in config order.
@@ -38,6 +41,14 @@ pub struct Status {
     /// take their answer, in time.
     #[serde(default)]
     pub control_timeouts: u64,
+    /// Metrics scrapers refused because the most the node serves at once
+    /// were connected, or the snapshot queue was full (`503`).
+    #[serde(default)]
+    pub metrics_refused: u64,
+    /// Metrics scrapers closed because they did not send their request, or
+    /// take their answer, in time.
+    #[serde(default)]
+    pub metrics_timeouts: u64,
     /// Node events (session up, peer restarted, ...) that found the event
     /// queue full and went unreported in the log.
     #[serde(default)]
@@ -227,6 +238,7 @@ impl Status {
         Status {
             public_key: link.public_key().to_string(),
             listen,
+            metrics_listen: None,
             uptime_secs: now.saturating_since(started).as_secs_f64(),
             peers,
             services,
@@ -243,6 +255,8 @@ impl Status {
             send_errors,
             control_refused: 0,
             control_timeouts: 0,
+            metrics_refused: 0,
+            metrics_timeouts: 0,
             events_lost: node.events_lost(),
             data_path: DataPath::default(),
         }
@@ -283,6 +297,9 @@ impl fmt::Display for Status {
         if let Some(l) = self.listen {
             let _ = writeln!(out, "  listening on {l}");
         }
+        if let Some(m) = self.metrics_listen {
+            let _ = writeln!(out, "  metrics on http://{m}/metrics");
+        }
         let _ = writeln!(out, "  up {:.0} s", self.uptime_secs);
         if self.send_errors > 0 {
             let _ = writeln!(out, "  send errors: {}", self.send_errors);
@@ -295,6 +312,13 @@ impl fmt::Display for Status {
                 out,
                 "  control clients: {} refused (busy), {} timed out",
                 self.control_refused, self.control_timeouts
+            );
+        }
+        if self.metrics_refused > 0 || self.metrics_timeouts > 0 {
+            let _ = writeln!(
+                out,
+                "  metrics scrapers: {} refused (busy), {} timed out",
+                self.metrics_refused, self.metrics_timeouts
             );
         }
         let d = &self.data_path;

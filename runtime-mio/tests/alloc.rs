@@ -52,6 +52,7 @@ fn config(key: PrivateKey, peer: PeerSpec, service: ServiceSpec) -> Config {
         private_key: key,
         listen: Some(localhost()),
         control_socket: PathBuf::new(),
+        metrics_listen: None,
         peers: vec![peer],
         services: vec![service],
     }

@@ -184,6 +184,7 @@ fn minimal_config_takes_defaults() {
     let cfg = parse(&format!("private_key = \"{}\"\n", key(1))).unwrap();
     assert!(cfg.listen.is_none() && cfg.peers.is_empty() && cfg.services.is_empty());
     assert_eq!(cfg.control_socket, PathBuf::from("/run/sdt/t.sock"));
+    assert_eq!(cfg.metrics_listen, None);
     let router_exit =
         with_peer("[[service]]\nid = 0\npeer = \"y\"\nmode = \"router\"\nallow = []\n");
     let cfg = parse(&router_exit).unwrap();
@@ -249,6 +250,27 @@ fn the_control_socket_directory_must_exist_unless_it_is_the_default() {
         key(1)
     );
     assert!(Config::parse(&text, &dir.path().join("t.toml")).is_ok());
+}
+
+#[test]
+fn metrics_listen_is_an_address_with_a_fixed_port() {
+    let text = |v: &str| format!("private_key = \"{}\"\nmetrics_listen = \"{v}\"\n", key(1));
+    let cfg = parse(&text("127.0.0.1:9920")).unwrap();
+    assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9920".parse().unwrap()));
+    let cfg = parse(&text("[::1]:9920")).unwrap();
+    assert_eq!(cfg.metrics_listen, Some("[::1]:9920".parse().unwrap()));
+    refused(
+        &text("localhost:9920"),
+        "metrics_listen",
+        "metrics_listen",
+        "is not an IP address and port",
+    );
+    refused(
+        &text("127.0.0.1:0"),
+        "metrics_listen",
+        "metrics_listen",
+        "port 0 is not allowed",
+    );
 }
 
 #[test]

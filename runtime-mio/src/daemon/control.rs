@@ -55,9 +55,10 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest request line read.
 const MAX_REQUEST: usize = 256;
-/// Requests the loop may have waiting: one per client, and a few for
+/// Requests the loop may have waiting: one per control client and per
+/// metrics scraper (the metrics server shares this queue), and a few for
 /// [`super::Daemon::status`] callers.
-pub const REQUEST_QUEUE: usize = MAX_CLIENTS + 16;
+pub const REQUEST_QUEUE: usize = MAX_CLIENTS + super::metrics::MAX_CLIENTS + 16;
 /// Stack of a client thread: it formats a status answer, nothing more.
 const CLIENT_STACK: usize = 256 << 10;
 

@@ -15,6 +15,7 @@
 //! lone datagram goes through at once: nothing waits for a batch to fill.
 
 mod control;
+pub mod metrics;
 mod sockets;
 mod sys;
 pub mod tun;
@@ -79,6 +80,8 @@ pub enum RunError {
     /// The control socket could not be served: the node refuses to run
     /// without it (`sdt status` could not reach it).
     ControlSocket(PathBuf, control::BindError),
+    /// The metrics address (`metrics_listen`) could not be bound.
+    Metrics(SocketAddr, io::Error),
     /// The node could not be built.
     Build(BuildError),
     /// The event loop failed.
@@ -93,6 +96,9 @@ impl std::fmt::Display for RunError {
             RunError::Tun(id, e) => write!(f, "service {id}: {e}"),
             RunError::ControlSocket(p, e) => {
                 write!(f, "cannot serve the control socket {}: {e}", p.display())
+            }
+            RunError::Metrics(a, e) => {
+                write!(f, "cannot serve metrics on {a} (metrics_listen): {e}")
             }
             RunError::Build(e) => write!(f, "{e}"),
             RunError::Poll(e) => write!(f, "event loop: {e}"),
@@ -132,6 +138,9 @@ struct Loop {
     started: Instant,
     link_addr: SocketAddr,
     control: Option<control::Server>,
+    /// The Prometheus metrics server, if `metrics_listen` is set (dropping
+    /// it stops its thread).
+    metrics: Option<metrics::Server>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     stop: Arc<AtomicBool>,
     /// Snapshot requests from the control thread and [`Daemon::status`].
@@ -369,12 +378,22 @@ impl Loop {
 
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         let control = if options.control_socket {
-            let server =
-                control::Server::start(&config.control_socket, control_requests, waker.clone())
-                    .map_err(|e| RunError::ControlSocket(config.control_socket.clone(), e))?;
+            let server = control::Server::start(
+                &config.control_socket,
+                control_requests.clone(),
+                waker.clone(),
+            )
+            .map_err(|e| RunError::ControlSocket(config.control_socket.clone(), e))?;
             Some(server)
         } else {
             None
+        };
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                metrics::Server::start(addr, control_requests.clone(), waker.clone())
+                    .map_err(|e| RunError::Metrics(addr, e))?,
+            ),
+            None => None,
         };
         let signals = if options.handle_signals {
             let mut s =
@@ -401,6 +420,7 @@ impl Loop {
             started,
             link_addr,
             control,
+            metrics,
             signals,
             stop,
             requests,
@@ -521,6 +541,11 @@ impl Loop {
         if let Some(c) = &self.control {
             s.control_refused = c.stats().refused.load(Ordering::Relaxed);
             s.control_timeouts = c.stats().timeouts.load(Ordering::Relaxed);
+        }
+        if let Some(m) = &self.metrics {
+            s.metrics_listen = Some(m.addr());
+            s.metrics_refused = m.stats().refused.load(Ordering::Relaxed);
+            s.metrics_timeouts = m.stats().timeouts.load(Ordering::Relaxed);
         }
         let (services, channels) = self.io.kernel_drops();
         s.data_path = crate::status::DataPath {

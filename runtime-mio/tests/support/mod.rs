@@ -79,6 +79,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("zsh", "zsh"),
     ("fish", "fish"),
     ("mandoc", "mandoc"),
+    ("promtool", "prometheus"),
 ];
 
 /// Fails the test, naming the package, if `tool` is not on `PATH`.
