@@ -84,8 +84,9 @@ pub enum Query {
 /// What the loop answers.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// For [`Query::Status`].
-    Status(Status),
+    /// For [`Query::Status`] (boxed: a status is much larger than a
+    /// channel list's head, and answers move through channels).
+    Status(Box<Status>),
     /// For [`Query::Channels`].
     Channels(Channels),
 }
@@ -123,7 +124,9 @@ pub fn answer_requests(
     let mut answered = 0;
     while let Ok(request) = requests.try_recv() {
         let answer = match request.query {
-            Query::Status => Answer::Status(status.get_or_insert_with(&mut snapshot).clone()),
+            Query::Status => {
+                Answer::Status(Box::new(status.get_or_insert_with(&mut snapshot).clone()))
+            }
             Query::Channels(q) => Answer::Channels(channels(q)),
         };
         // The slot is empty (each request gets one answer), and a client

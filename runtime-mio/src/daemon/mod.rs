@@ -203,7 +203,7 @@ impl Daemon {
     /// waits for room).
     pub fn status(&self) -> Option<Status> {
         match self.ask(control::Query::Status)? {
-            control::Answer::Status(s) => Some(s),
+            control::Answer::Status(s) => Some(*s),
             control::Answer::Channels(_) => None,
         }
     }
