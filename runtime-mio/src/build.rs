@@ -145,11 +145,20 @@ mod tests {
     fn keeps_y_up(peer_extra: &str, service: &str) -> bool {
         let text = format!("{HEAD}{peer_extra}\n[[service]]\nid = 1\npeer = \"y\"\n{service}");
         let config = Config::parse(&text, Path::new("/nonexistent/x.toml")).unwrap();
-        // Kept up: the built node has an initiation to send at once.
-        build_node(&config, Instant::ZERO, 0)
+        // Kept up: the built node has an initiation to send at once. The
+        // node is built on a thread with the daemon loop's stack: a debug
+        // build moves it through the stack.
+        std::thread::Builder::new()
+            .stack_size(crate::daemon::LOOP_STACK)
+            .spawn(move || {
+                build_node(&config, Instant::ZERO, 0)
+                    .unwrap()
+                    .link()
+                    .wants_transmit()
+            })
             .unwrap()
-            .link()
-            .wants_transmit()
+            .join()
+            .unwrap()
     }
 
     #[test]

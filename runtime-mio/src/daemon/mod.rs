@@ -9,8 +9,8 @@
 //! the link socket) into one reused receive batch whose slots have
 //! [`HEADROOM`] and [`TAILROOM`], hands each datagram to the node, queues
 //! what it sends and sends the turn's datagrams at its end (`sendmmsg`,
-//! GSO); nothing is allocated per datagram (see [`udp`] and
-//! docs/performance.md). A turn is one batch of at most [`udp::BATCH`]
+//! GSO); nothing is allocated per datagram (see the `udp` module and
+//! docs/performance.md). A turn is one batch of at most `udp::BATCH`
 //! messages, so a flood on one socket cannot starve the others, and a
 //! lone datagram goes through at once: nothing waits for a batch to fill.
 
@@ -65,7 +65,7 @@ const LINK_GRO_MESSAGES: usize = 8;
 const MAX_DATAGRAM: usize = 65_535;
 /// Stack of the loop thread: the node lives on the heap, but building and
 /// moving it in a debug build goes through the stack.
-const LOOP_STACK: usize = 64 << 20;
+pub(crate) const LOOP_STACK: usize = 64 << 20;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug)]
@@ -604,6 +604,13 @@ impl Loop {
                 // Handshake messages and cookie replies go from `scratch`,
                 // not from the batch: the queued sends are untouched.
                 self.node.flush(&mut self.io, now, &mut self.scratch);
+            }
+            if self.tx.len() >= udp::BATCH {
+                // A GRO turn holds up to 512 datagrams: send them in
+                // bursts of one batch, so that a customer socket's receive
+                // queue (212 KB by default, about 90 full-sized datagrams)
+                // is not handed them all at once.
+                self.send_batch();
             }
         }
         more
