@@ -85,6 +85,8 @@ pub const DEFAULT_NEW_CHANNELS_PER_SECOND: u32 = 1000;
 pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = Duration::from_secs(5);
 /// Directory of the default control socket, `/run/sdt/<config stem>.sock`.
 pub const DEFAULT_CONTROL_DIR: &str = "/run/sdt";
+/// `IFF_TUN` in `/sys/class/net/NAME/tun_flags` (`linux/if_tun.h`).
+const IFF_TUN: u32 = 0x0001;
 /// Longest TUN device name Linux accepts (`IFNAMSIZ` less the NUL).
 pub const MAX_TUN_NAME_LEN: usize = 15;
 
@@ -563,9 +565,14 @@ impl Ctx<'_> {
             Some(c) => {
                 let path = self.relative(c.get_ref());
                 self.control_socket_dir(c, &path)?;
+                self.control_socket_free(Some(c.span()), &path)?;
                 path
             }
-            None => default_control_socket(self.path),
+            None => {
+                let path = default_control_socket(self.path);
+                self.control_socket_free(None, &path)?;
+                path
+            }
         };
 
         let mut peers = Vec::with_capacity(raw.peer.len());
@@ -662,6 +669,53 @@ impl Ctx<'_> {
             )),
             Err(e) => Err(self.at(value, key, format!("directory {}: {e}", dir.display()))),
         }
+    }
+
+    /// Something other than a socket at the control socket's path (a
+    /// regular file, a directory) is never removed, so `sdt run` could not
+    /// serve its control socket there: refused here too. A socket there is
+    /// fine: a stale one is replaced, and whether a live node serves it is
+    /// for `run` to find out (`check` runs on the config of a live node).
+    fn control_socket_free(&self, span: Option<Range<usize>>, path: &Path) -> Result<()> {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => Err(self.invalid(
+                span,
+                "control_socket",
+                format!(
+                    "{} exists and is not a socket (it is never removed)",
+                    path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `sdt run` creates the TUN device, or attaches to a persistent one
+    /// (`ip tuntap add ... mode tun`); another interface of that name (a
+    /// veth, `lo`, a TAP device) makes the kernel refuse it. Looked up in
+    /// `/sys/class/net` of the network namespace `sdt check` runs in.
+    fn tun_device_free(&self, name: &Spanned<String>) -> Result<()> {
+        let dir = Path::new("/sys/class/net").join(name.get_ref());
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        let flags = std::fs::read_to_string(dir.join("tun_flags"))
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+        let why = match flags {
+            Some(f) if f & IFF_TUN != 0 => return Ok(()),
+            Some(_) => "is a TAP device; sdt needs a TUN device",
+            None => "exists and is not a TUN device",
+        };
+        Err(self.at(
+            name,
+            "tun",
+            format!(
+                "network interface {} {why}; name a free one (sdt creates it) or a TUN device",
+                name.get_ref()
+            ),
+        ))
     }
 
     fn relative(&self, path: &str) -> PathBuf {
@@ -992,6 +1046,7 @@ impl Ctx<'_> {
                         })?),
                         None => None,
                     };
+                self.tun_device_free(name)?;
                 Some(TunSpec {
                     name: n.clone(),
                     address,

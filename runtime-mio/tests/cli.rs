@@ -216,6 +216,8 @@ fn check_and_run_refuse_the_same_configs_with_the_same_line() {
             "\n[[service]]\nid = {id}\npeer = \"p0\"\nmode = \"forward\"\nlisten = \"{listen}\"\n"
         )
     };
+    let in_the_way = dir.path().join("file.sock");
+    std::fs::write(&in_the_way, "keep me\n").unwrap();
     let too_many_peers: String = (0..4097).map(|i| peer(i, "")).collect();
     let too_many_services: String = (0..65).map(|i| push(i, "127.0.0.1:9")).collect();
     let cases: Vec<(&str, String, &str)> = vec![
@@ -284,6 +286,25 @@ fn check_and_run_refuse_the_same_configs_with_the_same_line() {
             "listen",
         ),
         (
+            "a TUN device name taken by another interface",
+            format!(
+                "{}{}\n[[service]]\nid = 1\npeer = \"p0\"\nmode = \"router\"\ntun = \"lo\"\n",
+                head(""),
+                peer(0, "")
+            ),
+            "tun",
+        ),
+        (
+            "a regular file at the control socket's path",
+            format!(
+                "private_key = \"{}\"\ncontrol_socket = \"{}\"\n{}",
+                key(0),
+                in_the_way.display(),
+                peer(0, "")
+            ),
+            "control_socket",
+        ),
+        (
             "same peer key twice",
             format!(
                 "{}{}{}",
@@ -321,4 +342,5 @@ fn check_and_run_refuse_the_same_configs_with_the_same_line() {
         assert_eq!(first(&run), line, "{what}: run and check differ");
         assert_eq!(run.status.code(), Some(1), "{what}: {line}");
     }
+    assert_eq!(std::fs::read_to_string(&in_the_way).unwrap(), "keep me\n");
 }

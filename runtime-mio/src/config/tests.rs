@@ -955,3 +955,39 @@ fn refuses_listen_sockets_that_share_a_port_through_a_wildcard() {
         "127.0.0.1:51820 takes the same port as the link's listen address 0.0.0.0:51820",
     );
 }
+
+/// What `sdt run` would find in the way before binding anything: another
+/// interface under the TUN device's name, a file at the control socket's
+/// path.
+#[test]
+fn refuses_a_tun_name_or_control_socket_path_already_taken() {
+    // `lo` exists in every network namespace and is no TUN device.
+    let text =
+        with_peer("\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"router\"\ntun = \"lo\" # T\n");
+    refused(
+        &text,
+        "# T",
+        "tun",
+        "network interface lo exists and is not a TUN device",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.sock"), "keep me\n").unwrap();
+    let path = dir.path().join("t.toml");
+    let text = format!("control_socket = \"x.sock\" # C\n{}", with_peer(""));
+    let err = Config::parse(&text, &path).unwrap_err();
+    assert_eq!((err.line(), err.key()), (Some(1), Some("control_socket")));
+    assert!(
+        err.to_string()
+            .contains("x.sock exists and is not a socket"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x.sock")).unwrap(),
+        "keep me\n"
+    );
+    // A stale socket is no obstacle: `run` replaces it.
+    std::fs::remove_file(dir.path().join("x.sock")).unwrap();
+    let _stale = std::os::unix::net::UnixListener::bind(dir.path().join("x.sock")).unwrap();
+    Config::parse(&text, &path).unwrap();
+}
