@@ -133,6 +133,25 @@ pub struct Channel {
     /// When the channel last carried traffic, set by
     /// [`ChannelTable::touch`]. The channel expires when idle for too long.
     pub last_active: Instant,
+    /// Datagrams the channel took towards the peer (from the customer on an
+    /// entry, from the target or destination on an exit), counted by
+    /// [`ChannelTable::touch`], plus the one that opened it on an entry.
+    /// For `sdt status --channels`: one misbehaving client shows here.
+    pub to_peer: u64,
+    /// Datagrams the channel took from the peer (replies towards the
+    /// client on an entry, datagrams towards the target on an exit),
+    /// counted by [`ChannelTable::touch`], plus the one that opened it on
+    /// an exit.
+    pub from_peer: u64,
+}
+
+/// Which way a datagram a channel carries goes, for its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// From the customer side towards the peer.
+    ToPeer,
+    /// From the peer towards the customer side.
+    FromPeer,
 }
 
 /// Why [`ChannelTable::insert`] refused a channel. Nothing was changed.
@@ -253,7 +272,7 @@ impl Slot {
 /// let t = sdt_core::channel::ChannelTable::<65536>::new();
 /// ```
 ///
-/// The table is large (about 190 bytes per slot with its indexes: 194080
+/// The table is large (about 214 bytes per slot with its indexes: 219176
 /// bytes for `C = 1024` on x86-64), so keep it inside a long-lived owner
 /// rather than on a small stack.
 ///
@@ -440,14 +459,21 @@ impl<const C: usize> ChannelTable<C> {
     }
 
     /// Marks the channel active at `now` (moves it to the most recent end of
-    /// its service's LRU list). No-op for a stale id.
-    pub fn touch(&mut self, id: ChannelId, now: Instant) {
+    /// its service's LRU list) and counts one datagram going `way`. No-op
+    /// for a stale id. The count is one wrapping add on the slot already
+    /// in hand: the per-datagram cost stays what it was.
+    pub fn touch(&mut self, id: ChannelId, now: Instant, way: Way) {
         let Some(service) = self.get(id).map(|c| c.service) else {
             return;
         };
         let slot = id.slot;
         if let Occupant::Live(channel) = &mut self.slots[usize::from(slot)].occupant {
             channel.last_active = now;
+            let count = match way {
+                Way::ToPeer => &mut channel.to_peer,
+                Way::FromPeer => &mut channel.from_peer,
+            };
+            *count = count.wrapping_add(1);
         }
         let list = usize::from(service);
         if self.tail[list] != slot {

@@ -6,7 +6,9 @@
 //! sdt genpsk              print a new pre-shared key
 //! sdt check -c x.toml     validate a configuration file
 //! sdt run -c x.toml       run a node
-//! sdt status -c x.toml    print a running node's state (--json for machines)
+//! sdt status -c x.toml    print a running node's state (--json for machines;
+//!                         --channels [--limit N] [--sort idle|age|traffic]
+//!                         lists each service's open channels)
 //! sdt demo                a self-contained tunnel on loopback
 //! sdt completions SHELL   print a bash, zsh, fish, elvish or powershell completion script
 //! sdt man                 print the manual page sdt(1) (roff)
@@ -42,8 +44,9 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{Config, ConfigError};
-use crate::daemon::{query_status, ControlError, Daemon, Options, RunError};
+use crate::daemon::{query_channels, query_status, ControlError, Daemon, Options, RunError};
 use crate::demo::{self, DemoError};
+use crate::status::{ChannelQuery, ChannelSort};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -123,6 +126,26 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// List the open channels of each service instead: client (entry)
+        /// or the exit socket and its target, channel number, peer, age,
+        /// idle time, datagrams each way.
+        #[arg(long)]
+        channels: bool,
+        /// With --channels: list at most N channels per service (1 to
+        /// 1000).
+        #[arg(
+            long,
+            value_name = "N",
+            requires = "channels",
+            default_value_t = crate::status::DEFAULT_CHANNEL_LIMIT as u16,
+            value_parser = clap::value_parser!(u16).range(1..=crate::status::MAX_CHANNEL_LIMIT as i64)
+        )]
+        limit: u16,
+        /// With --channels: the order, before the limit cuts the list
+        /// (idle: longest idle first; age: oldest first; traffic: most
+        /// datagrams first).
+        #[arg(long, value_enum, requires = "channels", default_value_t = ChannelSort::Traffic)]
+        sort: ChannelSort,
     },
     /// Print a shell completion script.
     ///
@@ -307,6 +330,9 @@ pub fn run(command: &Command) -> Result<(), CliError> {
             config,
             socket,
             json,
+            channels,
+            limit,
+            sort,
         } => {
             let path = match (socket, config) {
                 (Some(p), _) => p.clone(),
@@ -319,7 +345,16 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                     return Err(CliError::Control(ControlError::Io(why)));
                 }
             };
-            let text = query_status(&path, *json).map_err(CliError::Control)?;
+            let text = if *channels {
+                let query = ChannelQuery {
+                    limit: usize::from(*limit),
+                    sort: *sort,
+                };
+                query_channels(&path, query, *json)
+            } else {
+                query_status(&path, *json)
+            }
+            .map_err(CliError::Control)?;
             out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
                 .map_err(CliError::Stdout)

@@ -12,6 +12,8 @@
 //! name = "y"                        # unique, not "*"
 //! public_key = "..."                # unique
 //! endpoint = "203.0.113.5:51820"    # optional; "host:port" is resolved at load time
+//!                                   # (to its first address the link socket can
+//!                                   # reach: an IPv4 listen reaches only IPv4)
 //! preshared_key_file = "psk"        # optional (or preshared_key = "...")
 //! persistent_keepalive = "25s"      # optional
 //! keep_up = false                   # optional; implied with an endpoint when
@@ -85,6 +87,8 @@ pub const DEFAULT_NEW_CHANNELS_PER_SECOND: u32 = 1000;
 pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = Duration::from_secs(5);
 /// Directory of the default control socket, `/run/sdt/<config stem>.sock`.
 pub const DEFAULT_CONTROL_DIR: &str = "/run/sdt";
+/// `IFF_TUN` in `/sys/class/net/NAME/tun_flags` (`linux/if_tun.h`).
+const IFF_TUN: u32 = 0x0001;
 /// Longest TUN device name Linux accepts (`IFNAMSIZ` less the NUL).
 pub const MAX_TUN_NAME_LEN: usize = 15;
 
@@ -567,9 +571,14 @@ impl Ctx<'_> {
             Some(c) => {
                 let path = self.relative(c.get_ref());
                 self.control_socket_dir(c, &path)?;
+                self.control_socket_free(Some(c.span()), &path)?;
                 path
             }
-            None => default_control_socket(self.path),
+            None => {
+                let path = default_control_socket(self.path);
+                self.control_socket_free(None, &path)?;
+                path
+            }
         };
         let metrics_listen = match &raw.metrics_listen {
             Some(m) => {
@@ -595,7 +604,7 @@ impl Ctx<'_> {
                     format!("too many peers: a node holds at most {MAX_PEERS}"),
                 ));
             }
-            let spec = self.peer(peer, &peers, &private_key);
+            let spec = self.peer(peer, &peers, &private_key, listen);
             if let Some(k) = peer.get_mut().preshared_key.as_mut() {
                 k.get_mut().zeroize();
             }
@@ -683,6 +692,53 @@ impl Ctx<'_> {
         }
     }
 
+    /// Something other than a socket at the control socket's path (a
+    /// regular file, a directory) is never removed, so `sdt run` could not
+    /// serve its control socket there: refused here too. A socket there is
+    /// fine: a stale one is replaced, and whether a live node serves it is
+    /// for `run` to find out (`check` runs on the config of a live node).
+    fn control_socket_free(&self, span: Option<Range<usize>>, path: &Path) -> Result<()> {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => Err(self.invalid(
+                span,
+                "control_socket",
+                format!(
+                    "{} exists and is not a socket (it is never removed)",
+                    path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `sdt run` creates the TUN device, or attaches to a persistent one
+    /// (`ip tuntap add ... mode tun`); another interface of that name (a
+    /// veth, `lo`, a TAP device) makes the kernel refuse it. Looked up in
+    /// `/sys/class/net` of the network namespace `sdt check` runs in.
+    fn tun_device_free(&self, name: &Spanned<String>) -> Result<()> {
+        let dir = Path::new("/sys/class/net").join(name.get_ref());
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        let flags = std::fs::read_to_string(dir.join("tun_flags"))
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+        let why = match flags {
+            Some(f) if f & IFF_TUN != 0 => return Ok(()),
+            Some(_) => "is a TAP device; sdt needs a TUN device",
+            None => "exists and is not a TUN device",
+        };
+        Err(self.at(
+            name,
+            "tun",
+            format!(
+                "network interface {} {why}; name a free one (sdt creates it) or a TUN device",
+                name.get_ref()
+            ),
+        ))
+    }
+
     fn relative(&self, path: &str) -> PathBuf {
         match self.path.parent() {
             Some(dir) => dir.join(path),
@@ -695,6 +751,7 @@ impl Ctx<'_> {
         raw: &Spanned<RawPeer>,
         earlier: &[(Range<usize>, PeerSpec)],
         own_key: &PrivateKey,
+        link: Option<SocketAddr>,
     ) -> Result<PeerSpec> {
         let p = raw.get_ref();
         let missing = |key: &str| self.at(raw, key, "missing in this [[peer]]");
@@ -740,7 +797,10 @@ impl Ctx<'_> {
         }
 
         let endpoint = match &p.endpoint {
-            Some(e) => Some(self.resolve(e, "endpoint")?),
+            // The link socket sends every frame to this peer: an endpoint
+            // of a family it cannot reach would leave the link down for
+            // good (`send_errors`, nothing logged), so it is refused here.
+            Some(e) => Some(self.resolve(e, "endpoint", link.map(|l| (l, "the link's listen")))?),
             None => None,
         };
 
@@ -965,7 +1025,13 @@ impl Ctx<'_> {
         };
         let target = match &s.target {
             Some(t) => {
-                let addr = self.resolve(t, "target")?;
+                // A direct service sends to its customer from its listen
+                // socket, which must be able to reach it.
+                let from = match (mode, listen) {
+                    (Mode::Direct, Some(l)) => Some((l, "this service's listen")),
+                    _ => None,
+                };
+                let addr = self.resolve(t, "target", from)?;
                 if addr.ip().is_unspecified() {
                     return Err(self.at(
                         t,
@@ -1001,6 +1067,7 @@ impl Ctx<'_> {
                         })?),
                         None => None,
                     };
+                self.tun_device_free(name)?;
                 Some(TunSpec {
                     name: n.clone(),
                     address,
@@ -1117,22 +1184,56 @@ impl Ctx<'_> {
             ));
         }
         if let (Some(l), Some(addr)) = (&raw.listen, spec.listen) {
-            if link == Some(addr) {
-                return Err(self.at(
-                    l,
-                    "listen",
-                    format!("{addr} is the link's own listen address"),
-                ));
+            // Wildcards too: the kernel refuses to bind 127.0.0.1:53 next
+            // to 0.0.0.0:53 (or [::]:53) just as it refuses the same address.
+            match link.filter(|link| same_port(*link, addr)) {
+                Some(link) if link == addr => {
+                    return Err(self.at(
+                        l,
+                        "listen",
+                        format!("{addr} is the link's own listen address"),
+                    ))
+                }
+                Some(link) => {
+                    return Err(self.at(
+                        l,
+                        "listen",
+                        format!(
+                            "{addr} takes the same port as the link's listen address {link} \
+                             (a wildcard address holds the port on every address)"
+                        ),
+                    ))
+                }
+                None => {}
             }
-            if let Some((span, _)) = earlier.iter().find(|(_, e)| e.listen == Some(addr)) {
-                return Err(self.at(
-                    l,
-                    "listen",
-                    format!(
-                        "{addr} is already used by the [[service]] on line {}",
-                        line_of(span)
-                    ),
-                ));
+            let clash = earlier.iter().find_map(|(span, e)| {
+                e.listen
+                    .filter(|other| same_port(*other, addr))
+                    .map(|other| (span, other))
+            });
+            match clash {
+                Some((span, other)) if other == addr => {
+                    return Err(self.at(
+                        l,
+                        "listen",
+                        format!(
+                            "{addr} is already used by the [[service]] on line {}",
+                            line_of(span)
+                        ),
+                    ))
+                }
+                Some((span, other)) => {
+                    return Err(self.at(
+                        l,
+                        "listen",
+                        format!(
+                            "{addr} takes the same port as {other} of the [[service]] on line {} \
+                             (a wildcard address holds the port on every address)",
+                            line_of(span)
+                        ),
+                    ))
+                }
+                None => {}
             }
         }
         if let (Some(t), Some(tun)) = (&raw.tun, &spec.tun) {
@@ -1167,11 +1268,42 @@ impl Ctx<'_> {
     }
 
     /// An `IP:port`, or a `host:port` resolved now (the first address the
-    /// resolver gives). Port 0 is refused.
-    fn resolve(&self, value: &Spanned<String>, key: &str) -> Result<SocketAddr> {
+    /// resolver gives). Port 0 is refused. With `from`, the address is sent
+    /// to from a socket bound there (named in errors by the `&str`): a name
+    /// resolves to its first address that socket can reach, and an address
+    /// it can never reach is refused ([`can_send`]).
+    fn resolve(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        from: Option<(SocketAddr, &str)>,
+    ) -> Result<SocketAddr> {
         let text = value.get_ref();
+        let unreachable = |addr: SocketAddr, (local, what): (SocketAddr, &str)| {
+            self.at(
+                value,
+                key,
+                format!(
+                    "{addr} is {} and {what} {local} is {}: a socket bound there can never \
+                     send to it; use an {} address or listen on {}",
+                    family(addr),
+                    family(local),
+                    family(local),
+                    if local.is_ipv4() {
+                        "[::] (both families)"
+                    } else {
+                        "[::]"
+                    },
+                ),
+            )
+        };
         let addr = match text.parse::<SocketAddr>() {
-            Ok(addr) => addr,
+            Ok(addr) => {
+                if let Some(from) = from.filter(|(local, _)| !can_send(*local, addr)) {
+                    return Err(unreachable(addr, from));
+                }
+                addr
+            }
             Err(_) => {
                 let has_port = text
                     .rsplit_once(':')
@@ -1183,12 +1315,20 @@ impl Ctx<'_> {
                         format!("`{text}` is not an address and port such as 192.0.2.1:51820 or host.example:51820"),
                     ));
                 }
-                let mut addrs = text
+                let addrs: Vec<SocketAddr> = text
                     .to_socket_addrs()
-                    .map_err(|e| self.at(value, key, format!("cannot resolve `{text}`: {e}")))?;
-                addrs.next().ok_or_else(|| {
+                    .map_err(|e| self.at(value, key, format!("cannot resolve `{text}`: {e}")))?
+                    .collect();
+                let first = *addrs.first().ok_or_else(|| {
                     self.at(value, key, format!("`{text}` resolves to no address"))
-                })?
+                })?;
+                match from {
+                    Some(from) => *addrs
+                        .iter()
+                        .find(|a| can_send(from.0, **a))
+                        .ok_or_else(|| unreachable(first, from))?,
+                    None => first,
+                }
             }
         };
         if addr.port() == 0 {
@@ -1211,6 +1351,44 @@ impl Ctx<'_> {
         }
         Ok(d)
     }
+}
+
+/// `IPv4` or `IPv6`, for errors.
+fn family(addr: SocketAddr) -> &'static str {
+    if addr.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Whether a UDP socket bound to `local` can ever send to `remote`. An IPv4
+/// socket cannot send to an IPv6 address at all; an IPv6 socket reaches
+/// IPv4 addresses only when bound to `[::]` (dual-stack, Linux's default
+/// `net.ipv6.bindv6only = 0`, which the daemon's own default link socket
+/// relies on too) or to an IPv4-mapped address. Routing (a loopback socket
+/// towards another host) is left to the kernel: it may change at run time.
+pub fn can_send(local: SocketAddr, remote: SocketAddr) -> bool {
+    match (local, remote) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => true,
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => false,
+        (SocketAddr::V6(l), SocketAddr::V4(_)) => {
+            l.ip().is_unspecified() || l.ip().to_ipv4_mapped().is_some()
+        }
+        (SocketAddr::V6(l), SocketAddr::V6(r)) => {
+            l.ip().is_unspecified()
+                || l.ip().to_ipv4_mapped().is_some() == r.ip().to_ipv4_mapped().is_some()
+        }
+    }
+}
+
+/// Whether binding `a` and `b` side by side would fail: the same port on
+/// the same address, or on a wildcard that covers the other (`0.0.0.0`
+/// covers IPv4 addresses, a dual-stack `[::]` every address).
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers =
+        |w: SocketAddr, x: SocketAddr| w.ip().is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+    a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
 /// `/run/sdt/<stem>.sock` for a configuration file `<dir>/<stem>.toml`.

@@ -421,3 +421,276 @@ impl fmt::Display for Status {
         f.write_str(&out)
     }
 }
+
+/// The most channels one `sdt status --channels` answer lists per
+/// service: the answer is built on the event loop's thread, so its size
+/// (and the loop's time on it) stays bounded whatever the table holds.
+pub const MAX_CHANNEL_LIMIT: usize = 1000;
+/// Channels listed per service when `--limit` is not given.
+pub const DEFAULT_CHANNEL_LIMIT: usize = 50;
+
+/// How `sdt status --channels` orders each service's channels before the
+/// limit cuts the list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelSort {
+    /// Longest idle first: the next to expire.
+    Idle,
+    /// Oldest first.
+    Age,
+    /// Most datagrams (both ways together) first: the busiest clients.
+    #[default]
+    Traffic,
+}
+
+impl ChannelSort {
+    /// Its name on the command line and in the control protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelSort::Idle => "idle",
+            ChannelSort::Age => "age",
+            ChannelSort::Traffic => "traffic",
+        }
+    }
+
+    /// The sort named `name`.
+    pub fn parse(name: &str) -> Option<ChannelSort> {
+        [ChannelSort::Idle, ChannelSort::Age, ChannelSort::Traffic]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+/// What to list: at most `limit` channels of each service (capped at
+/// [`MAX_CHANNEL_LIMIT`]), in `sort` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelQuery {
+    /// Channels per service.
+    pub limit: usize,
+    /// Their order.
+    pub sort: ChannelSort,
+}
+
+impl Default for ChannelQuery {
+    fn default() -> Self {
+        ChannelQuery {
+            limit: DEFAULT_CHANNEL_LIMIT,
+            sort: ChannelSort::default(),
+        }
+    }
+}
+
+/// The open channels of a node's services, as `sdt status --channels`
+/// shows them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Channels {
+    /// The order of each list.
+    pub sort: ChannelSort,
+    /// The most listed per service.
+    pub limit: usize,
+    /// The services that have channels (forward and router), in config
+    /// order.
+    pub services: Vec<ServiceChannels>,
+}
+
+/// One service's channels.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceChannels {
+    /// The service id.
+    pub id: u8,
+    /// Its mode.
+    pub mode: String,
+    /// This node's half.
+    pub half: String,
+    /// Channels open now; more than `channels` holds when the limit cut
+    /// the list.
+    pub open: usize,
+    /// The first `limit` of them in the sort order.
+    pub channels: Vec<ChannelState>,
+}
+
+/// One open channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChannelState {
+    /// Its number on the wire (the same on both nodes).
+    pub number: u32,
+    /// The peer at the other end.
+    pub peer: String,
+    /// Entry: the client's address.
+    pub client: Option<SocketAddr>,
+    /// Exit: the local address of the channel's own socket (its port is
+    /// what the target sees).
+    pub local: Option<SocketAddr>,
+    /// Exit: where the channel's socket sends (the forward target or the
+    /// router destination); router entry: the destination the client
+    /// addressed.
+    pub target: Option<SocketAddr>,
+    /// Seconds since the channel was opened.
+    pub age_secs: f64,
+    /// Seconds since it last carried a datagram.
+    pub idle_secs: f64,
+    /// Datagrams it took towards the peer (from the client on an entry,
+    /// from the target on an exit).
+    pub to_peer_datagrams: u64,
+    /// Datagrams it took from the peer.
+    pub from_peer_datagrams: u64,
+}
+
+impl Channels {
+    /// Lists the channels of `node` at `now` under `query`; `local` gives
+    /// an exit channel's socket address (the runtime owns the sockets).
+    /// O(table size) plus the sort of each service's channels: run only on
+    /// request.
+    pub fn collect(
+        node: &DaemonNode,
+        config: &Config,
+        now: Instant,
+        query: ChannelQuery,
+        local: impl Fn(sdt_core::channel::ChannelId) -> Option<SocketAddr>,
+    ) -> Channels {
+        use sdt_core::node::{Half, Role};
+        let limit = query.limit.min(MAX_CHANNEL_LIMIT);
+        let table = node.channels();
+        let mut services = Vec::new();
+        for (si, (c, _)) in node.services().enumerate() {
+            if !c.role.has_channels() {
+                continue;
+            }
+            let mut all: Vec<_> = table
+                .iter()
+                .filter(|(_, ch)| usize::from(ch.service) == si)
+                .collect();
+            let open = all.len();
+            let traffic = |ch: &sdt_core::channel::Channel| ch.to_peer.saturating_add(ch.from_peer);
+            match query.sort {
+                ChannelSort::Idle => all.sort_by_key(|(_, ch)| (ch.last_active, ch.number)),
+                ChannelSort::Age => all.sort_by_key(|(_, ch)| (ch.created, ch.number)),
+                ChannelSort::Traffic => {
+                    all.sort_by_key(|(_, ch)| (std::cmp::Reverse(traffic(ch)), ch.number))
+                }
+            }
+            all.truncate(limit);
+            let exit = c.role.half() == Half::Exit;
+            let channels = all
+                .into_iter()
+                .map(|(id, ch)| ChannelState {
+                    number: ch.number,
+                    peer: config
+                        .peers
+                        .get(usize::from(ch.peer))
+                        .map_or_else(|| "?".to_owned(), |p| p.name.clone()),
+                    client: ch.client,
+                    local: if exit { local(id) } else { None },
+                    target: match &c.role {
+                        Role::ForwardExit { target } => Some(*target),
+                        _ => ch.destination,
+                    },
+                    age_secs: now.saturating_since(ch.created).as_secs_f64(),
+                    idle_secs: now.saturating_since(ch.last_active).as_secs_f64(),
+                    to_peer_datagrams: ch.to_peer,
+                    from_peer_datagrams: ch.from_peer,
+                })
+                .collect();
+            services.push(ServiceChannels {
+                id: c.id,
+                mode: c.role.mode().as_str().to_owned(),
+                half: c.role.half().as_str().to_owned(),
+                open,
+                channels,
+            });
+        }
+        Channels {
+            sort: query.sort,
+            limit,
+            services,
+        }
+    }
+}
+
+impl fmt::Display for Channels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        if self.services.is_empty() {
+            out.push_str("no forward or router service: no channels\n");
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let _ = write!(
+                out,
+                "service {} ({}, {}): {} open",
+                s.id, s.mode, s.half, s.open
+            );
+            if s.open > s.channels.len() {
+                let _ = write!(
+                    out,
+                    ", the first {} by {} shown",
+                    s.channels.len(),
+                    self.sort.as_str()
+                );
+            }
+            out.push('\n');
+            if s.channels.is_empty() {
+                continue;
+            }
+            let exit = s.half == "exit";
+            let addr = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
+            let rows: Vec<[String; 7]> = s
+                .channels
+                .iter()
+                .map(|c| {
+                    let at = if exit {
+                        format!("{} -> {}", addr(c.local), addr(c.target))
+                    } else if c.target.is_some() {
+                        format!("{} -> {}", addr(c.client), addr(c.target))
+                    } else {
+                        addr(c.client)
+                    };
+                    [
+                        c.number.to_string(),
+                        c.peer.clone(),
+                        at,
+                        format!("{:.0} s", c.age_secs),
+                        format!("{:.0} s", c.idle_secs),
+                        c.to_peer_datagrams.to_string(),
+                        c.from_peer_datagrams.to_string(),
+                    ]
+                })
+                .collect();
+            let head = [
+                "channel".to_owned(),
+                "peer".to_owned(),
+                if exit {
+                    "socket -> target".to_owned()
+                } else {
+                    "client".to_owned()
+                },
+                "age".to_owned(),
+                "idle".to_owned(),
+                "to peer".to_owned(),
+                "from peer".to_owned(),
+            ];
+            let mut width = [0usize; 7];
+            for row in std::iter::once(&head).chain(&rows) {
+                for (w, cell) in width.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&head).chain(&rows) {
+                let mut line = String::from(" ");
+                for (i, (cell, w)) in row.iter().zip(width).enumerate() {
+                    // Numbers right-aligned, text left-aligned.
+                    if i == 0 || i >= 3 {
+                        let _ = write!(line, " {cell:>w$}");
+                    } else {
+                        let _ = write!(line, " {cell:<w$}");
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+        f.write_str(&out)
+    }
+}

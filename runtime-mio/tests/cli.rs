@@ -155,3 +155,192 @@ fn usage_errors_exit_1_and_help_exits_0() {
     }
     assert_eq!(sdt(&["--version"], b"").status.code(), Some(0));
 }
+
+/// `sdt run -c FILE` with a timeout: it must refuse `FILE` at once, not run.
+fn run_refusing(path: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sdt"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Generous: a refusal takes milliseconds; this only catches a node
+    // that started (and would otherwise run forever).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "sdt run {} started instead of refusing:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 12 finding 2: whatever `sdt run` refuses before binding a socket,
+/// `sdt check` refuses too, with the same one-line `FILE:LINE: key` error.
+/// Each broken config goes to both commands.
+#[test]
+fn check_and_run_refuse_the_same_configs_with_the_same_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = |n: u64| {
+        let mut bytes = [9u8; 32];
+        bytes[1..9].copy_from_slice(&n.to_le_bytes());
+        PrivateKey::from_bytes(bytes)
+    };
+    let head = |listen: &str| {
+        format!(
+            "private_key = \"{}\"\n{listen}control_socket = \"{}\"\n",
+            key(0),
+            dir.path().join("node.sock").display()
+        )
+    };
+    let peer = |i: u64, extra: &str| {
+        format!(
+            "\n[[peer]]\nname = \"p{i}\"\npublic_key = \"{}\"\n{extra}",
+            key(i + 1).public_key()
+        )
+    };
+    let push = |id: usize, target: &str| {
+        format!("\n[[service]]\nid = {id}\npeer = \"p0\"\nmode = \"push\"\ntarget = \"{target}\"\n")
+    };
+    let entry = |id: usize, listen: &str| {
+        format!(
+            "\n[[service]]\nid = {id}\npeer = \"p0\"\nmode = \"forward\"\nlisten = \"{listen}\"\n"
+        )
+    };
+    let in_the_way = dir.path().join("file.sock");
+    std::fs::write(&in_the_way, "keep me\n").unwrap();
+    let too_many_peers: String = (0..4097).map(|i| peer(i, "")).collect();
+    let too_many_services: String = (0..65).map(|i| push(i, "127.0.0.1:9")).collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        // (what, the config, the key the error names)
+        ("4097 peers", format!("{}{too_many_peers}", head("")), "[[peer]]"),
+        (
+            "65 services",
+            format!("{}{}{too_many_services}", head(""), peer(0, "")),
+            "[[service]]",
+        ),
+        (
+            "IPv4 listen, IPv6 endpoint",
+            format!(
+                "{}{}",
+                head("listen = \"127.0.0.1:0\"\n"),
+                peer(0, "endpoint = \"[::1]:51820\"\n")
+            ),
+            "endpoint",
+        ),
+        (
+            "IPv4 wildcard listen, IPv6 endpoint",
+            format!(
+                "{}{}",
+                head("listen = \"0.0.0.0:0\"\n"),
+                peer(0, "endpoint = \"[::1]:51820\"\n")
+            ),
+            "endpoint",
+        ),
+        (
+            "IPv6 listen, IPv4 endpoint",
+            format!(
+                "{}{}",
+                head("listen = \"[::1]:0\"\n"),
+                peer(0, "endpoint = \"127.0.0.1:51820\"\n")
+            ),
+            "endpoint",
+        ),
+        (
+            "direct service, IPv4 listen, IPv6 target",
+            format!(
+                "{}{}\n[[service]]\nid = 1\npeer = \"p0\"\nmode = \"direct\"\nlisten = \"127.0.0.1:45355\"\ntarget = \"[::1]:9\"\n",
+                head(""),
+                peer(0, "")
+            ),
+            "target",
+        ),
+        (
+            "listen under a wildcard of another service",
+            format!(
+                "{}{}{}{}",
+                head(""),
+                peer(0, ""),
+                entry(1, "0.0.0.0:45353"),
+                entry(2, "127.0.0.1:45353")
+            ),
+            "listen",
+        ),
+        (
+            "listen on the link's wildcard port",
+            format!(
+                "{}{}{}",
+                head("listen = \"[::]:45354\"\n"),
+                peer(0, ""),
+                entry(1, "127.0.0.1:45354")
+            ),
+            "listen",
+        ),
+        (
+            "a TUN device name taken by another interface",
+            format!(
+                "{}{}\n[[service]]\nid = 1\npeer = \"p0\"\nmode = \"router\"\ntun = \"lo\"\n",
+                head(""),
+                peer(0, "")
+            ),
+            "tun",
+        ),
+        (
+            "a regular file at the control socket's path",
+            format!(
+                "private_key = \"{}\"\ncontrol_socket = \"{}\"\n{}",
+                key(0),
+                in_the_way.display(),
+                peer(0, "")
+            ),
+            "control_socket",
+        ),
+        (
+            "same peer key twice",
+            format!(
+                "{}{}{}",
+                head(""),
+                peer(0, ""),
+                peer(0, "").replace("p0", "q0")
+            ),
+            "public_key",
+        ),
+        (
+            "duplicate service id",
+            format!(
+                "{}{}{}{}",
+                head(""),
+                peer(0, ""),
+                push(1, "127.0.0.1:9"),
+                push(1, "127.0.0.1:10")
+            ),
+            "id",
+        ),
+    ];
+    for (what, text, key) in &cases {
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, text).unwrap();
+        let check = sdt(&["check", "-c", path.to_str().unwrap()], b"");
+        let run = run_refusing(&path);
+        let first = |o: &Output| stderr(o).lines().next().unwrap_or_default().to_owned();
+        let want = format!("sdt: {}:", path.display());
+        let line = first(&check);
+        assert!(
+            line.starts_with(&want) && line.contains(&format!(": key `{key}`: ")),
+            "{what}: check said {line:?}"
+        );
+        assert_eq!(check.status.code(), Some(1), "{what}: {line}");
+        assert_eq!(first(&run), line, "{what}: run and check differ");
+        assert_eq!(run.status.code(), Some(1), "{what}: {line}");
+    }
+    assert_eq!(std::fs::read_to_string(&in_the_way).unwrap(), "keep me\n");
+}

@@ -404,7 +404,7 @@ fn a_control_socket_without_its_directory_is_refused_by_check_and_run() {
 
 /// `run` refuses to start when it cannot serve its control socket: another
 /// node serves it (which keeps answering), or a regular file is in the way
-/// (which is left alone).
+/// (which is left alone; `check` refuses that too).
 #[test]
 fn run_refuses_to_start_without_its_control_socket() {
     let dir = support::temp_dir();
@@ -427,14 +427,22 @@ fn run_refuses_to_start_without_its_control_socket() {
         "the first node no longer answers"
     );
 
+    // A file in the way is known before binding: `check` refuses it too,
+    // and `run` with the same configuration error (exit 1).
     std::fs::write(dir.path().join("file"), "keep me\n").unwrap();
     let config = loopback_config(dir.path(), "onfile", "file");
-    let ran = sdt_on(&config, &["run"]);
-    assert_eq!(ran.code(), Some(2), "{ran}");
-    assert!(
-        one_line(&ran).contains("the path exists and is not a socket"),
-        "{ran}"
-    );
+    for command in ["check", "run"] {
+        let ran = sdt_on(&config, &[command]);
+        assert_eq!(ran.code(), Some(1), "{command}: {ran}");
+        assert!(
+            one_line(&ran).contains(&format!(
+                "{}:3: key `control_socket`: {} exists and is not a socket",
+                config.display(),
+                dir.path().join("file").display()
+            )),
+            "{command}: {ran}"
+        );
+    }
     assert_eq!(
         std::fs::read_to_string(dir.path().join("file")).unwrap(),
         "keep me\n"

@@ -19,6 +19,8 @@ fn entry(service: ServiceIndex, number: u32, client: u16, now: Instant) -> Chann
         destination: None,
         created: now,
         last_active: now,
+        to_peer: 0,
+        from_peer: 0,
     }
 }
 
@@ -31,6 +33,8 @@ fn exit(service: ServiceIndex, peer: u16, number: u32, now: Instant) -> Channel 
         destination: None,
         created: now,
         last_active: now,
+        to_peer: 0,
+        from_peer: 0,
     }
 }
 
@@ -210,7 +214,7 @@ fn insert_find_get_remove() {
     assert_eq!(d.slot(), a.slot());
     assert_ne!(d, a);
     assert_eq!(t.get(a), None);
-    t.touch(a, at(9));
+    t.touch(a, at(9), Way::ToPeer);
     assert_eq!(t.get(d).unwrap().last_active, at(4));
     check_invariants(&t);
 }
@@ -274,16 +278,16 @@ fn touch_and_oldest_follow_lru_order() {
     assert_eq!(t.oldest(0), Some((ids[0], at(0))));
     assert_eq!(t.oldest(1), Some((other, at(0))));
 
-    t.touch(ids[0], at(10));
+    t.touch(ids[0], at(10), Way::ToPeer);
     check_invariants(&t);
     assert_eq!(t.oldest(0), Some((ids[1], at(1))));
-    t.touch(ids[2], at(11)); // from the middle
-    t.touch(ids[2], at(12)); // already the most recent
+    t.touch(ids[2], at(11), Way::ToPeer); // from the middle
+    t.touch(ids[2], at(12), Way::ToPeer); // already the most recent
     check_invariants(&t);
     assert_eq!(t.oldest(0), Some((ids[1], at(1))));
     t.remove(ids[1]);
     assert_eq!(t.oldest(0), Some((ids[3], at(3))));
-    t.touch(ids[3], at(13));
+    t.touch(ids[3], at(13), Way::ToPeer);
     assert_eq!(t.oldest(0), Some((ids[0], at(10))));
     assert_eq!(t.oldest(1), Some((other, at(0))));
     check_invariants(&t);
@@ -362,7 +366,7 @@ fn a_held_slot_keeps_its_id_but_frees_its_keys() {
     // Neither live-only command touches a held slot.
     assert_eq!(t.remove(a), None);
     assert_eq!(t.hold(a, at(40)), None);
-    t.touch(a, at(2));
+    t.touch(a, at(2), Way::ToPeer);
     check_invariants(&t);
     // Not due yet; then due: released, its id stale for good.
     assert_eq!(t.next_release(), Some(at(30)));
@@ -467,7 +471,7 @@ fn stale_and_foreign_ids_are_ignored() {
         ChannelId::from_u32(1),
     ] {
         assert_eq!(t.get(bogus), None);
-        t.touch(bogus, at(5));
+        t.touch(bogus, at(5), Way::ToPeer);
         assert_eq!(t.remove(bogus), None);
     }
     assert_eq!(t.get(a).unwrap().last_active, at(1));
@@ -674,6 +678,8 @@ proptest! {
                         destination: destination.map(addr),
                         created: now,
                         last_active: now,
+                        to_peer: 0,
+                        from_peer: 0,
                     };
                     let expected = m.expect_insert(&ch);
                     let got = t.insert(ch.clone());
@@ -687,9 +693,10 @@ proptest! {
                 }
                 Op::Touch(n) => {
                     if let Some(id) = m.pick(n) {
-                        t.touch(id, now);
+                        t.touch(id, now, Way::ToPeer);
                         if let Some(e) = m.live.iter_mut().find(|e| e.0 == id) {
                             e.1.last_active = now;
+                            e.1.to_peer += 1;
                             e.2 = m.stamp;
                         }
                     }

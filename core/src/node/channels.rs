@@ -26,7 +26,7 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Action, Node, Peers, ServiceDrop, SocketId};
-use crate::channel::{Channel, ChannelId, Fate};
+use crate::channel::{Channel, ChannelId, Fate, Way};
 use crate::link::PeerId;
 use crate::time::Instant;
 
@@ -63,7 +63,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         let peer = self.sole_peer(si)?;
         let service = si as u8;
         if let Some(id) = self.channels.find_by_client(service, client, destination) {
-            self.channels.touch(id, now);
+            self.channels.touch(id, now, Way::ToPeer);
             let number = self.channels.get(id).map(|c| c.number);
             return number.map(|n| (n, peer)).ok_or(ServiceDrop::UnknownChannel);
         }
@@ -83,6 +83,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 destination,
                 created: now,
                 last_active: now,
+                to_peer: 1,
+                from_peer: 0,
             },
         )?;
         Ok((number, peer))
@@ -101,7 +103,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             .channels
             .find_by_number(si as u8, peer.0, number)
             .ok_or(ServiceDrop::UnknownChannel)?;
-        self.channels.touch(id, now);
+        self.channels.touch(id, now, Way::FromPeer);
         let channel = self.channels.get(id).ok_or(ServiceDrop::UnknownChannel)?;
         let client = channel.client.ok_or(ServiceDrop::UnknownChannel)?;
         Ok((client, channel.destination))
@@ -156,6 +158,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             destination,
             created: now,
             last_active: now,
+            to_peer: 0,
+            from_peer: 1,
         };
         let id = self.open_channel(now, si, channel)?;
         let socket = SocketId::Channel(id);

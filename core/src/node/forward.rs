@@ -13,7 +13,7 @@ use core::ops::Range;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, Output, ServiceDrop, SocketId};
-use crate::channel::ChannelId;
+use crate::channel::{ChannelId, Way};
 use crate::link::PeerId;
 use crate::time::Instant;
 use crate::wire::ServiceHeaderRepr;
@@ -70,7 +70,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
     ) -> Result<Output, ServiceDrop> {
         let id = match self.channels.find_by_number(si as u8, peer.0, number) {
             Some(id) => {
-                self.channels.touch(id, now);
+                self.channels.touch(id, now, Way::FromPeer);
                 id
             }
             None => self.open_exit_channel(now, si, peer, number, None, target)?,
@@ -100,7 +100,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             channel.number,
             usize::from(channel.service),
         );
-        self.channels.touch(id, now);
+        self.channels.touch(id, now, Way::ToPeer);
         let header = ServiceHeaderRepr {
             service: self.services[si].config.id,
             from_entry: false,

@@ -17,6 +17,7 @@ use core::ops::Range;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, Output, Role, ServiceDrop, SocketId};
+use crate::channel::Way;
 use crate::ip::{self, IpDrop};
 use crate::link::PeerId;
 use crate::time::Instant;
@@ -84,7 +85,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 if self.channels.get(id).and_then(|c| c.destination) != Some(destination) {
                     return Err(ServiceDrop::DestinationMismatch);
                 }
-                self.channels.touch(id, now);
+                self.channels.touch(id, now, Way::FromPeer);
                 id
             }
             None => {

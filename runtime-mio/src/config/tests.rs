@@ -856,3 +856,160 @@ fn peer_mtu_defaults_to_core_and_is_range_checked() {
     let err = parse(&text).unwrap_err();
     assert_eq!(err.line(), Some(line_of(&text, "# M")), "{err}");
 }
+
+/// An endpoint the link socket can never reach is refused at the endpoint
+/// (`sdt run` would start, and the link would never come up: the sends
+/// fail as `send_errors`, nothing logged).
+#[test]
+fn refuses_an_endpoint_the_link_socket_cannot_reach() {
+    let node = |listen: &str, endpoint: &str| {
+        format!(
+            "private_key = \"{}\"\nlisten = \"{listen}\"\n\n[[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{endpoint}\" # E\n",
+            key(1),
+            public(2)
+        )
+    };
+    refused(
+        &node("0.0.0.0:51820", "[2001:db8::1]:51820"),
+        "# E",
+        "endpoint",
+        "[2001:db8::1]:51820 is IPv6 and the link's listen 0.0.0.0:51820 is IPv4: a socket \
+         bound there can never send to it; use an IPv4 address or listen on [::] (both families)",
+    );
+    refused(
+        &node("127.0.0.1:51820", "[::1]:51820"),
+        "# E",
+        "endpoint",
+        "is IPv6 and the link's listen 127.0.0.1:51820 is IPv4",
+    );
+    refused(
+        &node("[::1]:51820", "127.0.0.1:51820"),
+        "# E",
+        "endpoint",
+        "127.0.0.1:51820 is IPv4 and the link's listen [::1]:51820 is IPv6",
+    );
+    refused(
+        &node("[2001:db8::2]:51820", "[::ffff:192.0.2.1]:51820"),
+        "# E",
+        "endpoint",
+        "is IPv6 and the link's listen [2001:db8::2]:51820 is IPv6",
+    );
+    // A name resolves to its first address the socket can reach.
+    let cfg = parse(&node("127.0.0.1:51820", "localhost:9")).unwrap();
+    assert!(cfg.peers[0].endpoint.unwrap().is_ipv4());
+    // Dual-stack [::] reaches both families; no listen picks its own.
+    for (listen, endpoint) in [
+        ("[::]:51820", "192.0.2.1:51820"),
+        ("[::]:51820", "[2001:db8::1]:51820"),
+        ("0.0.0.0:51820", "192.0.2.1:51820"),
+        ("[::1]:51820", "[::1]:9"),
+    ] {
+        parse(&node(listen, endpoint)).unwrap();
+    }
+    parse(&with_peer("endpoint = \"[2001:db8::1]:51820\"\n")).unwrap();
+}
+
+/// A direct service sends to its one customer from its listen socket.
+#[test]
+fn refuses_a_direct_target_its_listen_socket_cannot_reach() {
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"[::1]:8\" # T\n",
+    );
+    refused(
+        &text,
+        "# T",
+        "target",
+        "[::1]:8 is IPv6 and this service's listen 127.0.0.1:7 is IPv4",
+    );
+    // Forward and push exits open their own socket of the target's family.
+    parse(&with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"push\"\ntarget = \"[::1]:8\"\n",
+    ))
+    .unwrap();
+}
+
+/// Listen sockets whose binds would clash, wildcards included, are refused
+/// at the later one (`sdt run` failed with "Address in use", no line).
+#[test]
+fn refuses_listen_sockets_that_share_a_port_through_a_wildcard() {
+    let entry = |id: u8, listen: &str, mark: &str| {
+        format!("\n[[service]]\nid = {id}\npeer = \"y\"\nmode = \"forward\"\nlisten = \"{listen}\" {mark}\n")
+    };
+    for (first, second) in [
+        ("0.0.0.0:53", "127.0.0.1:53"),
+        ("127.0.0.1:53", "0.0.0.0:53"),
+        ("[::]:53", "127.0.0.1:53"),
+        ("[::]:53", "0.0.0.0:53"),
+        ("[::1]:53", "[::]:53"),
+    ] {
+        let text = with_peer(&format!(
+            "{}{}",
+            entry(1, first, ""),
+            entry(2, second, "# L")
+        ));
+        refused(
+            &text,
+            "# L",
+            "listen",
+            &format!("{second} takes the same port as {first} of the [[service]] on line"),
+        );
+    }
+    for (first, second) in [
+        ("0.0.0.0:53", "[::1]:53"),
+        ("127.0.0.1:53", "127.0.0.2:53"),
+        ("0.0.0.0:53", "0.0.0.0:54"),
+    ] {
+        parse(&with_peer(&format!(
+            "{}{}",
+            entry(1, first, ""),
+            entry(2, second, "")
+        )))
+        .unwrap();
+    }
+    let text = format!(
+        "listen = \"0.0.0.0:51820\"\n{}",
+        with_peer(&entry(1, "127.0.0.1:51820", "# L"))
+    );
+    refused(
+        &text,
+        "# L",
+        "listen",
+        "127.0.0.1:51820 takes the same port as the link's listen address 0.0.0.0:51820",
+    );
+}
+
+/// What `sdt run` would find in the way before binding anything: another
+/// interface under the TUN device's name, a file at the control socket's
+/// path.
+#[test]
+fn refuses_a_tun_name_or_control_socket_path_already_taken() {
+    // `lo` exists in every network namespace and is no TUN device.
+    let text =
+        with_peer("\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"router\"\ntun = \"lo\" # T\n");
+    refused(
+        &text,
+        "# T",
+        "tun",
+        "network interface lo exists and is not a TUN device",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.sock"), "keep me\n").unwrap();
+    let path = dir.path().join("t.toml");
+    let text = format!("control_socket = \"x.sock\" # C\n{}", with_peer(""));
+    let err = Config::parse(&text, &path).unwrap_err();
+    assert_eq!((err.line(), err.key()), (Some(1), Some("control_socket")));
+    assert!(
+        err.to_string()
+            .contains("x.sock exists and is not a socket"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x.sock")).unwrap(),
+        "keep me\n"
+    );
+    // A stale socket is no obstacle: `run` replaces it.
+    std::fs::remove_file(dir.path().join("x.sock")).unwrap();
+    let _stale = std::os::unix::net::UnixListener::bind(dir.path().join("x.sock")).unwrap();
+    Config::parse(&text, &path).unwrap();
+}

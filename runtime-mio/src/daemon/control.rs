@@ -1,6 +1,13 @@
 //! The control socket: `sdt status` connects to a Unix socket, sends one
-//! request line (`status` or `status json`) and reads the answer until the
-//! node closes the connection.
+//! request line and reads the answer until the node closes the connection.
+//! The requests:
+//!
+//! - `status`, `status json`: the node's state ([`Status`]);
+//! - `channels [json] [limit=N] [sort=idle|age|traffic]`: the open channels
+//!   of each service ([`Channels`]), at most `N` per service (default
+//!   [`DEFAULT_CHANNEL_LIMIT`](crate::status::DEFAULT_CHANNEL_LIMIT), at
+//!   most [`MAX_CHANNEL_LIMIT`]) in that
+//!   order (default `traffic`).
 //!
 //! # The control plane never stalls the data path
 //!
@@ -15,11 +22,12 @@
 //! (`control_refused` in `sdt status`), as are clients that time out
 //! (`control_timeouts`).
 //!
-//! A client thread asks the loop for a [`Status`] by putting a one-slot
-//! reply channel on a bounded request queue (`try_send`: a full queue is an
+//! A client thread asks the loop for a [`Status`] (or [`Channels`]) by
+//! putting a one-slot reply channel on a bounded request queue (`try_send`: a full queue is an
 //! `error: busy` answer, never a wait) and waking the loop's mio `Waker`.
 //! The loop drains the queue with `try_recv` when woken, takes one snapshot
-//! for all the requests waiting, and hands it over with `try_send` into each
+//! for all the status requests waiting (a channel list for each channel
+//! request, bounded by its limit), and hands it over with `try_send` into each
 //! reply slot, which is empty by construction. So the loop's part is one
 //! snapshot per wake-up and nothing that can block.
 //!
@@ -43,7 +51,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
 use crate::config::DEFAULT_CONTROL_DIR;
-use crate::status::Status;
+use crate::status::{ChannelQuery, ChannelSort, Channels, Status, MAX_CHANNEL_LIMIT};
 
 /// Control clients served at once; one more is refused with `error: busy`.
 pub const MAX_CLIENTS: usize = 16;
@@ -65,8 +73,34 @@ const CLIENT_STACK: usize = 256 << 10;
 const LISTENER: Token = Token(0);
 const STOP: Token = Token(1);
 
-/// A request for a snapshot: the one-slot channel to put it in.
-pub type Request = SyncSender<Status>;
+/// What a request asks the loop for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// The node's [`Status`].
+    Status,
+    /// The services' open channels.
+    Channels(ChannelQuery),
+}
+
+/// What the loop answers.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// For [`Query::Status`] (boxed: a status is much larger than a
+    /// channel list's head, and answers move through channels).
+    Status(Box<Status>),
+    /// For [`Query::Channels`].
+    Channels(Channels),
+}
+
+/// A request for a snapshot: what it asks, and the one-slot channel to put
+/// the answer in.
+#[derive(Debug)]
+pub struct Request {
+    /// What it asks.
+    pub query: Query,
+    /// Where the answer goes.
+    pub reply: SyncSender<Answer>,
+}
 
 /// What the control plane counts, read by the loop into [`Status`].
 #[derive(Debug, Default)]
@@ -79,23 +113,83 @@ pub struct Stats {
     pub timeouts: AtomicU64,
 }
 
-/// Hands each queued request the same snapshot, taken once and only if a
-/// request is waiting; never blocks. Returns how many were answered.
+/// Hands each queued status request the same snapshot, taken once and only
+/// if one is waiting, and each channel request its list; never blocks.
+/// Returns how many were answered.
 pub fn answer_requests(
     requests: &Receiver<Request>,
     mut snapshot: impl FnMut() -> Status,
+    mut channels: impl FnMut(ChannelQuery) -> Channels,
 ) -> usize {
     let mut status: Option<Status> = None;
     let mut answered = 0;
-    while let Ok(reply) = requests.try_recv() {
-        let s = status.get_or_insert_with(&mut snapshot).clone();
+    while let Ok(request) = requests.try_recv() {
+        let answer = match request.query {
+            Query::Status => {
+                Answer::Status(Box::new(status.get_or_insert_with(&mut snapshot).clone()))
+            }
+            Query::Channels(q) => Answer::Channels(channels(q)),
+        };
         // The slot is empty (each request gets one answer), and a client
         // that gave up has dropped its end: never a wait.
-        if reply.try_send(s).is_ok() {
+        if request.reply.try_send(answer).is_ok() {
             answered += 1;
         }
     }
     answered
+}
+
+/// Parses a request line into what to ask and whether to answer in JSON;
+/// `Err` is the one-line `error: ...` answer.
+fn parse_request(line: &str) -> Result<(Query, bool), String> {
+    let mut words = line.split_ascii_whitespace();
+    let unknown = || format!("error: unknown request `{}`\n", line.escape_debug());
+    match words.next() {
+        Some("status") => match (words.next(), words.next()) {
+            (None, _) => Ok((Query::Status, false)),
+            (Some("json"), None) => Ok((Query::Status, true)),
+            _ => Err(unknown()),
+        },
+        Some("channels") => {
+            let mut query = ChannelQuery::default();
+            let mut json = false;
+            for word in words {
+                if word == "json" {
+                    json = true;
+                } else if let Some(n) = word.strip_prefix("limit=") {
+                    query.limit = match n.parse::<usize>() {
+                        Ok(n) if (1..=MAX_CHANNEL_LIMIT).contains(&n) => n,
+                        _ => {
+                            return Err(format!(
+                                "error: limit must be a number from 1 to {MAX_CHANNEL_LIMIT}\n"
+                            ))
+                        }
+                    };
+                } else if let Some(name) = word.strip_prefix("sort=") {
+                    query.sort = ChannelSort::parse(name).ok_or_else(|| {
+                        format!(
+                            "error: unknown sort `{}`; expected idle, age or traffic\n",
+                            name.escape_debug()
+                        )
+                    })?;
+                } else {
+                    return Err(unknown());
+                }
+            }
+            Ok((Query::Channels(query), json))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+/// The request line `sdt status --channels` sends.
+pub fn channels_request(query: ChannelQuery, json: bool) -> String {
+    format!(
+        "channels{} limit={} sort={}\n",
+        if json { " json" } else { "" },
+        query.limit,
+        query.sort.as_str()
+    )
 }
 
 /// The node's side: the listening socket and the thread that serves it.
@@ -382,18 +476,17 @@ impl Client {
     fn exchange(&self, stream: &UnixStream) -> Result<(), ClientError> {
         stream.set_nonblocking(false).map_err(ClientError::Io)?;
         let line = read_request(stream, Instant::now() + REQUEST_TIMEOUT)?;
-        let body = match line.trim() {
-            "status" => self.snapshot().map(|s| s.to_string()),
-            "status json" => self.snapshot().and_then(|s| {
-                serde_json::to_string_pretty(&s)
-                    .map(|j| j + "\n")
-                    .map_err(|e| format!("error: {e}\n"))
-            }),
-            other => Err(format!(
-                "error: unknown request `{}`\n",
-                other.escape_debug()
-            )),
+        let json_text = |r: serde_json::Result<String>| {
+            r.map(|j| j + "\n").map_err(|e| format!("error: {e}\n"))
         };
+        let body = parse_request(line.trim()).and_then(|(query, json)| {
+            match (self.snapshot(query)?, json) {
+                (Answer::Status(s), false) => Ok(s.to_string()),
+                (Answer::Status(s), true) => json_text(serde_json::to_string_pretty(&s)),
+                (Answer::Channels(c), false) => Ok(c.to_string()),
+                (Answer::Channels(c), true) => json_text(serde_json::to_string_pretty(&c)),
+            }
+        });
         let body = body.unwrap_or_else(|e| e);
         stream
             .set_write_timeout(Some(WRITE_TIMEOUT))
@@ -411,10 +504,10 @@ impl Client {
         })
     }
 
-    /// The loop's snapshot, or the one-line answer saying why not.
-    fn snapshot(&self) -> Result<Status, String> {
+    /// The loop's answer to `query`, or the one-line answer saying why not.
+    fn snapshot(&self, query: Query) -> Result<Answer, String> {
         let (tx, rx) = mpsc::sync_channel(1);
-        match self.requests.try_send(tx) {
+        match self.requests.try_send(Request { query, reply: tx }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -504,12 +597,28 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(8);
 /// The client's side: asks the node at `path` for its status, as text or
 /// JSON. An `error: ...` answer is [`ControlError::Refused`].
 pub fn query_status(path: &Path, json: bool) -> Result<String, ControlError> {
+    let request = if json { "status json\n" } else { "status\n" };
+    query(path, request)
+}
+
+/// The client's side of `sdt status --channels`: the open channels of the
+/// node at `path`, as text or JSON.
+pub fn query_channels(
+    path: &Path,
+    query_: ChannelQuery,
+    json: bool,
+) -> Result<String, ControlError> {
+    query(path, &channels_request(query_, json))
+}
+
+/// Sends one request line to the node at `path` and reads its answer.
+fn query(path: &Path, request: &str) -> Result<String, ControlError> {
+    let request = request.as_bytes();
     let mut stream =
         UnixStream::connect(path).map_err(|e| ControlError::Connect(path.to_owned(), e))?;
     stream
         .set_read_timeout(Some(QUERY_TIMEOUT))
         .map_err(ControlError::Io)?;
-    let request: &[u8] = if json { b"status json\n" } else { b"status\n" };
     // A node that refuses us (busy) answers and closes without waiting for
     // our request: writing it may then fail, and reading may end in a reset
     // after the answer. The answer is what counts.
@@ -533,6 +642,7 @@ pub fn query_status(path: &Path, json: bool) -> Result<String, ControlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::DEFAULT_CHANNEL_LIMIT;
 
     fn status(uptime_secs: f64) -> Status {
         Status {
@@ -548,30 +658,62 @@ mod tests {
         let (requests, queue) = mpsc::sync_channel::<Request>(REQUEST_QUEUE);
         let mut taken = 0;
         assert_eq!(
-            answer_requests(&queue, || {
-                taken += 1;
-                status(0.0)
-            }),
+            answer_requests(
+                &queue,
+                || {
+                    taken += 1;
+                    status(0.0)
+                },
+                |_| unreachable!("no channel request"),
+            ),
             0
         );
         assert_eq!(taken, 0);
 
-        let replies: Vec<_> = (0..3)
-            .map(|_| {
-                let (tx, rx) = mpsc::sync_channel(1);
-                requests.try_send(tx).unwrap();
-                rx
-            })
-            .collect();
+        let ask = |query| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            requests.try_send(Request { query, reply: tx }).unwrap();
+            rx
+        };
+        let replies: Vec<_> = (0..3).map(|_| ask(Query::Status)).collect();
         let (gone, _) = mpsc::sync_channel(1);
-        requests.try_send(gone).unwrap();
-        let answered = answer_requests(&queue, || {
-            taken += 1;
-            status(7.0)
-        });
-        assert_eq!((answered, taken), (3, 1));
+        requests
+            .try_send(Request {
+                query: Query::Status,
+                reply: gone,
+            })
+            .unwrap();
+        let q = ChannelQuery {
+            limit: 3,
+            sort: ChannelSort::Idle,
+        };
+        let listed = ask(Query::Channels(q));
+        let mut lists = 0;
+        let answered = answer_requests(
+            &queue,
+            || {
+                taken += 1;
+                status(7.0)
+            },
+            |query| {
+                lists += 1;
+                Channels {
+                    sort: query.sort,
+                    limit: query.limit,
+                    services: Vec::new(),
+                }
+            },
+        );
+        assert_eq!((answered, taken, lists), (4, 1, 1));
         for rx in replies {
-            assert_eq!(rx.try_recv().unwrap().uptime_secs, 7.0);
+            match rx.try_recv().unwrap() {
+                Answer::Status(s) => assert_eq!(s.uptime_secs, 7.0),
+                other => panic!("{other:?}"),
+            }
+        }
+        match listed.try_recv().unwrap() {
+            Answer::Channels(c) => assert_eq!((c.limit, c.sort), (3, ChannelSort::Idle)),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -581,7 +723,13 @@ mod tests {
     fn a_full_request_queue_is_refused_at_once() {
         let (requests, _queue) = mpsc::sync_channel::<Request>(REQUEST_QUEUE);
         for _ in 0..REQUEST_QUEUE {
-            requests.try_send(mpsc::sync_channel(1).0).unwrap();
+            let reply = mpsc::sync_channel(1).0;
+            requests
+                .try_send(Request {
+                    query: Query::Status,
+                    reply,
+                })
+                .unwrap();
         }
         let poll = Poll::new().unwrap();
         let client = Client {
@@ -591,9 +739,43 @@ mod tests {
             loop_waker: Arc::new(Waker::new(poll.registry(), STOP).unwrap()),
         };
         // Waiting would end in "did not answer in time" instead.
-        let answer = client.snapshot().unwrap_err();
+        let answer = client.snapshot(Query::Status).unwrap_err();
         assert!(answer.starts_with("error: busy"), "{answer}");
         assert_eq!(client.stats.refused.load(Ordering::Relaxed), 1);
         drop(client);
+    }
+
+    /// The request lines, with their defaults and bounds.
+    #[test]
+    fn request_lines_parse() {
+        let channels = |limit, sort| Query::Channels(ChannelQuery { limit, sort });
+        assert_eq!(parse_request("status"), Ok((Query::Status, false)));
+        assert_eq!(parse_request("status json"), Ok((Query::Status, true)));
+        assert_eq!(
+            parse_request("channels"),
+            Ok((channels(DEFAULT_CHANNEL_LIMIT, ChannelSort::Traffic), false))
+        );
+        assert_eq!(
+            parse_request("channels json limit=7 sort=age"),
+            Ok((channels(7, ChannelSort::Age), true))
+        );
+        let q = ChannelQuery {
+            limit: 12,
+            sort: ChannelSort::Idle,
+        };
+        let line = channels_request(q, true);
+        assert_eq!(parse_request(line.trim()), Ok((Query::Channels(q), true)));
+        for bad in [
+            "channels limit=0",
+            "channels limit=1001",
+            "channels limit=x",
+            "channels sort=size",
+            "channels please",
+            "status json extra",
+            "reload",
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert!(e.starts_with("error: ") && e.ends_with('\n'), "{bad}: {e}");
+        }
     }
 }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, info, warn};
 
-use super::control::{Request, Stats, ANSWER_TIMEOUT};
+use super::control::{Answer, Query, Request, Stats, ANSWER_TIMEOUT};
 use crate::status::Status;
 
 /// Scrapers served at once; one more is answered `503` and closed.
@@ -407,7 +407,11 @@ impl Client {
     /// The loop's snapshot, or why not.
     fn snapshot(&self) -> Result<Status, &'static str> {
         let (tx, rx) = mpsc::sync_channel(1);
-        match self.requests.try_send(tx) {
+        let request = Request {
+            query: Query::Status,
+            reply: tx,
+        };
+        match self.requests.try_send(request) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -418,8 +422,11 @@ impl Client {
         if self.loop_waker.wake().is_err() {
             return Err("cannot wake the node\n");
         }
-        rx.recv_timeout(ANSWER_TIMEOUT)
-            .map_err(|_| "the node did not answer in time\n")
+        match rx.recv_timeout(ANSWER_TIMEOUT) {
+            Ok(Answer::Status(status)) => Ok(*status),
+            Ok(Answer::Channels(_)) => Err("the node answered another question\n"),
+            Err(_) => Err("the node did not answer in time\n"),
+        }
     }
 }
 

@@ -40,15 +40,15 @@ use tracing::{debug, info, warn};
 
 use crate::build::{build_node, BuildError, DaemonNode};
 use crate::config::Config;
-use crate::status::Status;
+use crate::status::{ChannelQuery, Channels, Status};
 use sdt_core::node::{Dropped, Io, Output};
 use sockets::MioIo;
 use tun::{Tun, TunError};
 use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
 pub use control::{
-    query_status, BindError, ControlError, ANSWER_TIMEOUT, MAX_CLIENTS as MAX_CONTROL_CLIENTS,
-    REQUEST_TIMEOUT, WRITE_TIMEOUT,
+    query_channels, query_status, BindError, ControlError, ANSWER_TIMEOUT,
+    MAX_CLIENTS as MAX_CONTROL_CLIENTS, REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
 pub use sys::{open_file_limits, raise_open_file_limit_to};
 
@@ -211,8 +211,26 @@ impl Daemon {
     /// practice, if the loop's bounded request queue is full: this never
     /// waits for room).
     pub fn status(&self) -> Option<Status> {
+        match self.ask(control::Query::Status)? {
+            control::Answer::Status(s) => Some(*s),
+            control::Answer::Channels(_) => None,
+        }
+    }
+
+    /// The services' open channels now, as `sdt status --channels` lists
+    /// them; `None` as for [`Daemon::status`].
+    pub fn channels(&self, query: ChannelQuery) -> Option<Channels> {
+        match self.ask(control::Query::Channels(query))? {
+            control::Answer::Channels(c) => Some(c),
+            control::Answer::Status(_) => None,
+        }
+    }
+
+    fn ask(&self, query: control::Query) -> Option<control::Answer> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.requests.try_send(tx).ok()?;
+        self.requests
+            .try_send(control::Request { query, reply: tx })
+            .ok()?;
         self.waker.wake().ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
@@ -483,7 +501,7 @@ impl Loop {
         match token {
             LINK => self.batch(Self::read_link),
             WAKER => {
-                control::answer_requests(&self.requests, || self.status());
+                control::answer_requests(&self.requests, || self.status(), |q| self.channels(q));
                 false
             }
             SIGNALS => {
@@ -527,6 +545,12 @@ impl Loop {
         for f in self.tx.failures() {
             debug!("send on fd {}: {:?}", f.fd, f.why);
         }
+    }
+
+    fn channels(&self, query: ChannelQuery) -> Channels {
+        Channels::collect(&self.node, &self.config, self.now(), query, |id| {
+            self.io.channel_local_addr(id)
+        })
     }
 
     fn status(&self) -> Status {

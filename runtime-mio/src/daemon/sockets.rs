@@ -116,6 +116,14 @@ impl MioIo {
             .map(|c| (c.socket.as_raw_fd(), c.connected))
     }
 
+    /// The local address of exit channel `id`'s socket (one `getsockname`;
+    /// only for the channels a listing shows).
+    pub fn channel_local_addr(&self, id: sdt_core::channel::ChannelId) -> Option<SocketAddr> {
+        self.customers
+            .get(&SocketId::Channel(id))
+            .and_then(|c| c.socket.local_addr().ok())
+    }
+
     fn peer(&self, id: sdt_core::link::PeerId) -> &str {
         self.peer_names
             .get(usize::from(id.0))

@@ -71,6 +71,45 @@ fn forward_both_mirror_images_keep_clients_apart() {
     }
 }
 
+/// Each channel counts its own datagrams each way, on both halves, and
+/// keeps its creation time: what `sdt status --channels` shows.
+#[test]
+fn each_channel_counts_its_datagrams_each_way() {
+    for entry in [X, Y] {
+        let exit = 1 - entry;
+        let mut net = forward_net(2, entry, None);
+        // Client c sends c + 1 datagrams; the target answers each.
+        for c in 0..3u16 {
+            for _ in 0..=c {
+                net.send(entry, client(c), a(LISTEN), b"q");
+            }
+        }
+        target_echoes(&mut net, exit);
+        assert_eq!(net.connected_to(exit, a(TARGET)).len(), 3);
+        let counts = |net: &Net, i: usize| {
+            let mut v: Vec<_> = net.nodes[i]
+                .channels()
+                .iter()
+                .map(|(_, c)| (c.number, c.client, c.to_peer, c.from_peer, c.created))
+                .collect();
+            v.sort_by_key(|c| c.0);
+            v
+        };
+        let e = counts(&net, entry);
+        let x = counts(&net, exit);
+        assert_eq!(e.len(), 3);
+        for (c, (ec, xc)) in e.iter().zip(&x).enumerate() {
+            let n = c as u64 + 1;
+            assert_eq!(ec.0, xc.0, "the same number on both halves");
+            assert_eq!(ec.1, Some(client(c as u16)));
+            assert_eq!(xc.1, None);
+            assert_eq!((ec.2, ec.3), (n, n), "entry channel {c}: to, from peer");
+            assert_eq!((xc.2, xc.3), (n, n), "exit channel {c}: to, from peer");
+            assert!(ec.4 <= net.now && xc.4 <= net.now);
+        }
+    }
+}
+
 #[test]
 fn forward_table_full_drops_then_evicts_idle_lru() {
     let mut net = forward_net(2, X, Some((2, 60, 5)));

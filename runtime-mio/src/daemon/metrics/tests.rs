@@ -260,7 +260,9 @@ impl FakeLoop {
             let mut events = Events::with_capacity(4);
             while !flag.load(Ordering::SeqCst) {
                 let _ = poll.poll(&mut events, None);
-                super::super::control::answer_requests(&queue, status);
+                super::super::control::answer_requests(&queue, status, |_| {
+                    crate::status::Channels::default()
+                });
             }
         });
         FakeLoop {
