@@ -1,5 +1,8 @@
 use super::*;
 use crate::status::{DataPath, PeerState, ServiceState};
+use mio::{Events, Poll, Token};
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
 
 fn status() -> Status {
     Status {
