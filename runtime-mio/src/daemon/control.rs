@@ -41,7 +41,7 @@ use mio::Waker;
 use tracing::debug;
 
 pub use super::serve::Stats;
-use super::serve::{AcceptThread, Config, Handler, Refusal};
+use super::serve::{AcceptThread, Config, Handler, ReadFailed, Refusal, Stream as _};
 
 use crate::config::DEFAULT_CONTROL_DIR;
 use crate::status::Status;
@@ -303,27 +303,11 @@ fn read_request(stream: &UnixStream, deadline: Instant) -> Result<String, Client
     let mut buf = [0u8; MAX_REQUEST];
     let mut len = 0;
     while len < buf.len() && !buf[..len].contains(&b'\n') {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClientError::RequestTimeout);
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(ClientError::Io)?;
-        let mut r = stream;
-        match r.read(&mut buf[len..]) {
+        match stream.read_by(&mut buf[len..], deadline) {
             Ok(0) => break,
             Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ClientError::RequestTimeout)
-            }
-            Err(e) => return Err(ClientError::Io(e)),
+            Err(ReadFailed::Timeout) => return Err(ClientError::RequestTimeout),
+            Err(ReadFailed::Io(e)) => return Err(ClientError::Io(e)),
         }
     }
     if len == 0 {

@@ -25,7 +25,7 @@
 //! bounding them would take as much code around it as this.
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -36,7 +36,7 @@ use mio::Waker;
 use tracing::{debug, info};
 
 use super::control::{Request, ANSWER_TIMEOUT};
-use super::serve::{AcceptThread, Config, Handler, Refusal, Stats};
+use super::serve::{AcceptThread, Config, Handler, ReadFailed, Refusal, Stats, Stream as _};
 use crate::status::Status;
 
 /// Scrapers served at once; one more is answered `503` and closed.
@@ -190,27 +190,10 @@ fn read_head(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> Result<us
         if len == buf.len() {
             return Err(ReadError::TooLarge);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ReadError::Timeout);
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|_| ReadError::Closed)?;
-        let mut r = stream;
-        match r.read(&mut buf[len..]) {
-            Ok(0) => return Err(ReadError::Closed),
+        match stream.read_by(&mut buf[len..], deadline) {
+            Ok(0) | Err(ReadFailed::Io(_)) => return Err(ReadError::Closed),
             Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadError::Timeout)
-            }
-            Err(_) => return Err(ReadError::Closed),
+            Err(ReadFailed::Timeout) => return Err(ReadError::Timeout),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
@@ -89,8 +89,25 @@ pub(super) trait Listener: mio::event::Source + Send + 'static {
     fn refuse(stream: Self::Stream, sink: &mut [u8], line: &[u8]);
 }
 
+/// How a read under a deadline failed.
+#[derive(Debug)]
+pub(super) enum ReadFailed {
+    /// Nothing came by the deadline.
+    Timeout,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// A client's blocking stream, as the handlers read it.
+pub(super) trait Stream {
+    /// Reads what comes into `buf` by `deadline` (0: the client closed its
+    /// side), retrying when interrupted: the one read both servers' request
+    /// readers loop on.
+    fn read_by(&self, buf: &mut [u8], deadline: Instant) -> Result<usize, ReadFailed>;
+}
+
 /// Implements [`Listener`] for a mio listener whose accepted stream is
-/// served as the std stream `$stream`.
+/// served as the std stream `$stream`, and [`Stream`] for that stream.
 macro_rules! listener {
     ($listener:ty, $stream:ty) => {
         impl Listener for $listener {
@@ -106,6 +123,31 @@ macro_rules! listener {
                     let _ = (&stream).read(sink);
                     let _ = (&stream).write(line);
                     let _ = stream.shutdown(std::net::Shutdown::Write);
+                }
+            }
+        }
+
+        impl Stream for $stream {
+            fn read_by(&self, buf: &mut [u8], deadline: Instant) -> Result<usize, ReadFailed> {
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ReadFailed::Timeout);
+                    }
+                    self.set_read_timeout(Some(left)).map_err(ReadFailed::Io)?;
+                    match (&*self).read(buf) {
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            return Err(ReadFailed::Timeout)
+                        }
+                        Err(e) => return Err(ReadFailed::Io(e)),
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::status::{DataPath, PeerState, ServiceState};
 use mio::{Events, Poll, Token};
+use std::io::Read;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
