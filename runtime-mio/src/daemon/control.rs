@@ -129,9 +129,7 @@ impl Server {
         let listener = bind(path)?;
         let stats = Arc::new(Stats::default());
         let service = Service {
-            stats: stats.clone(),
-            requests,
-            loop_waker,
+            snapshots: Snapshots::new(stats.clone(), requests, loop_waker),
         };
         let config = Config {
             name: "control socket",
@@ -189,11 +187,65 @@ fn bind(path: &Path) -> Result<UnixListener, BindError> {
     UnixListener::bind(path).map_err(BindError::Io)
 }
 
-/// What every control client's thread shares.
-struct Service {
-    stats: Arc<Stats>,
+/// Why a client thread got no snapshot from the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SnapshotError {
+    /// The request queue was full (counted as a refusal).
+    Busy,
+    /// The loop has gone: the node is stopping.
+    Stopping,
+    /// The loop's waker failed.
+    NoWake,
+    /// No snapshot within [`ANSWER_TIMEOUT`].
+    NoAnswer,
+}
+
+/// A client thread's way to the loop's snapshots, shared by the control
+/// socket and the metrics server: the request queue, the loop's waker, and
+/// the server's counters (a full queue is a refusal).
+pub(super) struct Snapshots {
+    pub(super) stats: Arc<Stats>,
     requests: SyncSender<Request>,
     loop_waker: Arc<Waker>,
+}
+
+impl Snapshots {
+    pub(super) fn new(
+        stats: Arc<Stats>,
+        requests: SyncSender<Request>,
+        loop_waker: Arc<Waker>,
+    ) -> Snapshots {
+        Snapshots {
+            stats,
+            requests,
+            loop_waker,
+        }
+    }
+
+    /// Puts a one-slot reply channel on the queue (never waiting: a full
+    /// queue is [`SnapshotError::Busy`]), wakes the loop and waits up to
+    /// [`ANSWER_TIMEOUT`] for its snapshot.
+    pub(super) fn take(&self) -> Result<Status, SnapshotError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        match self.requests.try_send(tx) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(SnapshotError::Busy);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(SnapshotError::Stopping),
+        }
+        if self.loop_waker.wake().is_err() {
+            return Err(SnapshotError::NoWake);
+        }
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| SnapshotError::NoAnswer)
+    }
+}
+
+/// What every control client's thread shares.
+struct Service {
+    snapshots: Snapshots,
 }
 
 impl Handler<UnixStream> for Service {
@@ -203,7 +255,10 @@ impl Handler<UnixStream> for Service {
         let result = self.exchange(stream);
         if let Err(e) = result {
             if matches!(e, ClientError::RequestTimeout | ClientError::WriteTimeout) {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.snapshots
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
             }
             debug!("control client: {e}");
         }
@@ -278,22 +333,15 @@ impl Service {
 
     /// The loop's snapshot, or the one-line answer saying why not.
     fn snapshot(&self) -> Result<Status, String> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        match self.requests.try_send(tx) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                return Err("error: busy: too many status requests waiting; try again\n".into());
+        self.snapshots.take().map_err(|e| {
+            match e {
+                SnapshotError::Busy => "error: busy: too many status requests waiting; try again\n",
+                SnapshotError::Stopping => "error: the node is stopping\n",
+                SnapshotError::NoWake => "error: cannot wake the node\n",
+                SnapshotError::NoAnswer => "error: the node did not answer in time\n",
             }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err("error: the node is stopping\n".into())
-            }
-        }
-        if self.loop_waker.wake().is_err() {
-            return Err("error: cannot wake the node\n".into());
-        }
-        rx.recv_timeout(ANSWER_TIMEOUT)
-            .map_err(|_| "error: the node did not answer in time\n".to_owned())
+            .to_owned()
+        })
     }
 }
 
@@ -434,14 +482,16 @@ mod tests {
         }
         let poll = mio::Poll::new().unwrap();
         let client = Service {
-            stats: Arc::new(Stats::default()),
-            requests,
-            loop_waker: Arc::new(Waker::new(poll.registry(), mio::Token(1)).unwrap()),
+            snapshots: Snapshots::new(
+                Arc::new(Stats::default()),
+                requests,
+                Arc::new(Waker::new(poll.registry(), mio::Token(1)).unwrap()),
+            ),
         };
         // Waiting would end in "did not answer in time" instead.
         let answer = client.snapshot().unwrap_err();
         assert!(answer.starts_with("error: busy"), "{answer}");
-        assert_eq!(client.stats.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(client.snapshots.stats.refused.load(Ordering::Relaxed), 1);
         drop(client);
     }
 }

@@ -28,14 +28,14 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::Waker;
 use tracing::{debug, info};
 
-use super::control::{Request, ANSWER_TIMEOUT};
+use super::control::{Request, SnapshotError, Snapshots};
 use super::serve::{AcceptThread, Config, Handler, ReadFailed, Refusal, Stats, Stream as _};
 use crate::status::Status;
 
@@ -73,9 +73,7 @@ impl Server {
         let listener = mio::net::TcpListener::from_std(listener);
         let stats = Arc::new(Stats::default());
         let service = Service {
-            stats: stats.clone(),
-            requests,
-            loop_waker,
+            snapshots: Snapshots::new(stats.clone(), requests, loop_waker),
         };
         let config = Config {
             name: "metrics server",
@@ -120,9 +118,7 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 
 /// What every scraper's thread shares.
 struct Service {
-    stats: Arc<Stats>,
-    requests: SyncSender<Request>,
-    loop_waker: Arc<Waker>,
+    snapshots: Snapshots,
 }
 
 /// What a request head asks for.
@@ -231,7 +227,10 @@ impl Handler<TcpStream> for Service {
                 "request too large\n",
             ),
             Err(ReadError::Timeout) => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.snapshots
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
                 debug!("metrics client: no request within {READ_TIMEOUT:?}");
                 return;
             }
@@ -246,7 +245,10 @@ impl Handler<TcpStream> for Service {
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.snapshots
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
             }
             debug!("metrics client: answer not taken: {e}");
         }
@@ -265,20 +267,12 @@ impl Handler<TcpStream> for Service {
 impl Service {
     /// The loop's snapshot, or why not.
     fn snapshot(&self) -> Result<Status, &'static str> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        match self.requests.try_send(tx) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                return Err("busy: too many requests waiting\n");
-            }
-            Err(TrySendError::Disconnected(_)) => return Err("the node is stopping\n"),
-        }
-        if self.loop_waker.wake().is_err() {
-            return Err("cannot wake the node\n");
-        }
-        rx.recv_timeout(ANSWER_TIMEOUT)
-            .map_err(|_| "the node did not answer in time\n")
+        self.snapshots.take().map_err(|e| match e {
+            SnapshotError::Busy => "busy: too many requests waiting\n",
+            SnapshotError::Stopping => "the node is stopping\n",
+            SnapshotError::NoWake => "cannot wake the node\n",
+            SnapshotError::NoAnswer => "the node did not answer in time\n",
+        })
     }
 }
 

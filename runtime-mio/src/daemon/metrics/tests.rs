@@ -3,6 +3,7 @@ use crate::status::{DataPath, PeerState, ServiceState};
 use mio::{Events, Poll, Token};
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 fn status() -> Status {
