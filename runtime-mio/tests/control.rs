@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use sdt::daemon::{MAX_CONTROL_CLIENTS, REQUEST_TIMEOUT};
 use std::os::unix::fs::PermissionsExt;
 use support::net::in_netns;
-use support::node::{write_private, Keys, Lab, Node};
+use support::node::{forward_services, write_private, Keys, Lab, Node};
 use support::{run, wait_until, Proc, SDT};
 
 const LISTEN: &str = "127.0.0.1:5300";
@@ -48,10 +48,7 @@ const MAX_GAP: Duration = Duration::from_millis(500);
 
 /// A forward service: entry on A, exit on B to the echo target.
 fn services() -> (String, String) {
-    (
-        format!("[[service]]\nid = 1\npeer = \"b\"\nmode = \"forward\"\nlisten = \"{LISTEN}\"\n"),
-        format!("[[service]]\nid = 1\npeer = \"a\"\nmode = \"forward\"\ntarget = \"{TARGET}\"\n"),
-    )
+    forward_services(LISTEN, TARGET)
 }
 
 /// The echo target in B's namespace: answers every datagram with itself
@@ -511,12 +508,7 @@ fn sighup_is_ignored_with_a_warning() {
         "no status after SIGHUP: {}",
         node.describe()
     );
-    let status = node.terminate(Duration::from_secs(5));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{status:?}: {}",
-        node.describe()
-    );
+    node.terminate_ok();
     assert!(!socket.exists(), "the control socket was left behind");
 }
 

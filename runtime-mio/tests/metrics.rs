@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use sdt::daemon::metrics::{CONTENT_TYPE, MAX_CLIENTS};
 use support::net::{in_netns, Netns};
-use support::node::{config_text, drops, write_private, Keys, Lab, Node, PeerLink};
+use support::node::{drops, forward_services, write_private, Keys, Lab, Node};
 use support::{require_tool, run_input, temp_dir, wait_until, SDT};
 
 const LISTEN: &str = "127.0.0.1:5700";
@@ -35,36 +35,10 @@ const LEN: usize = 300;
 /// Starts B (the exit) then A (the entry), each serving metrics on
 /// [`METRICS`] in its namespace, and waits for the session.
 fn start(lab: &Lab) -> (Node, Node) {
-    let with_metrics = |text: String| format!("metrics_listen = \"{METRICS}\"\n{text}");
-    let a_text = with_metrics(config_text(
-        &lab.keys_a,
-        Some(lab.a_link()),
-        &lab.path("a.sock"),
-        &PeerLink {
-            name: "b",
-            public: &lab.keys_b.public,
-            endpoint: Some(lab.b_link()),
-            keep_up: true,
-        },
-        &format!("[[service]]\nid = 1\npeer = \"b\"\nmode = \"forward\"\nlisten = \"{LISTEN}\"\n"),
-    ));
-    let b_text = with_metrics(config_text(
-        &lab.keys_b,
-        Some(lab.b_link()),
-        &lab.path("b.sock"),
-        &PeerLink {
-            name: "a",
-            public: &lab.keys_a.public,
-            endpoint: None,
-            keep_up: false,
-        },
-        &format!("[[service]]\nid = 1\npeer = \"a\"\nmode = \"forward\"\ntarget = \"{TARGET}\"\n"),
-    ));
-    let b = Node::start("b", &lab.pair.b, lab.dir.path(), &b_text);
-    let a = Node::start("a", &lab.pair.a, lab.dir.path(), &a_text);
-    a.wait_session_up();
-    b.wait_session_up();
-    (a, b)
+    let (a_services, b_services) = forward_services(LISTEN, TARGET);
+    lab.start_nodes_edited(lab.b_link(), true, &a_services, &b_services, |text| {
+        format!("metrics_listen = \"{METRICS}\"\n{text}")
+    })
 }
 
 fn udp_in(ns: &str, addr: &'static str) -> UdpSocket {

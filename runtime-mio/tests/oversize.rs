@@ -18,7 +18,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use support::net::in_netns;
-use support::node::{config_text, drops, Lab, Node, PeerLink};
+use support::node::{drops, forward_services, Lab, Node};
 
 const LISTEN: &str = "127.0.0.1:5400";
 const TARGET: &str = "127.0.0.1:5401";
@@ -27,40 +27,18 @@ const TARGET: &str = "127.0.0.1:5401";
 /// `mtu` towards the other (none written: the default), and waits for the
 /// session.
 fn start(lab: &Lab, mtu: Option<u16>) -> (Node, Node) {
-    let with_mtu = |text: String| match mtu {
-        // The peer table is the only one before the services.
-        Some(m) => text.replacen("\n[[service]]", &format!("mtu = {m}\n\n[[service]]"), 1),
-        None => text,
-    };
-    let a_text = with_mtu(config_text(
-        &lab.keys_a,
-        Some(lab.a_link()),
-        &lab.path("a.sock"),
-        &PeerLink {
-            name: "b",
-            public: &lab.keys_b.public,
-            endpoint: Some(lab.b_link()),
-            keep_up: true,
+    let (a_services, b_services) = forward_services(LISTEN, TARGET);
+    lab.start_nodes_edited(
+        lab.b_link(),
+        true,
+        &a_services,
+        &b_services,
+        |text| match mtu {
+            // The peer table is the only one before the services.
+            Some(m) => text.replacen("\n[[service]]", &format!("mtu = {m}\n\n[[service]]"), 1),
+            None => text,
         },
-        &format!("[[service]]\nid = 1\npeer = \"b\"\nmode = \"forward\"\nlisten = \"{LISTEN}\"\n"),
-    ));
-    let b_text = with_mtu(config_text(
-        &lab.keys_b,
-        Some(lab.b_link()),
-        &lab.path("b.sock"),
-        &PeerLink {
-            name: "a",
-            public: &lab.keys_a.public,
-            endpoint: None,
-            keep_up: false,
-        },
-        &format!("[[service]]\nid = 1\npeer = \"a\"\nmode = \"forward\"\ntarget = \"{TARGET}\"\n"),
-    ));
-    let b = Node::start("b", &lab.pair.b, lab.dir.path(), &b_text);
-    let a = Node::start("a", &lab.pair.a, lab.dir.path(), &a_text);
-    a.wait_session_up();
-    b.wait_session_up();
-    (a, b)
+    )
 }
 
 /// A UDP socket bound to `addr` inside namespace `ns`, with a short read

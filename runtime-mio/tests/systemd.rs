@@ -246,12 +246,7 @@ fn assert_ready_after_bound(
         "READY=1 came before the control socket was served: {}",
         node.describe()
     );
-    let status = node.terminate(Duration::from_secs(5));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{status:?}: {}",
-        node.describe()
-    );
+    node.terminate_ok();
 }
 
 /// READY=1 on a notify socket in the file system, as systemd's
@@ -384,10 +379,5 @@ fn a_router_entry_runs_with_only_the_units_capability() {
         "{}",
         node.describe()
     );
-    let status = node.terminate(Duration::from_secs(5));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{status:?}: {}",
-        node.describe()
-    );
+    node.terminate_ok();
 }

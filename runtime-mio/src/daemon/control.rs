@@ -37,18 +37,19 @@
 //! stay is bounded by the three timeouts (about 6 s at most).
 
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::net::UnixListener;
-use mio::{Events, Interest, Poll, Token, Waker};
-use tracing::{debug, warn};
+use mio::Waker;
+use tracing::debug;
+
+pub use super::serve::Stats;
+use super::serve::{AcceptThread, Config, Handler, ReadFailed, Refusal, Stream as _};
 
 use crate::config::DEFAULT_CONTROL_DIR;
 use crate::status::{ChannelQuery, ChannelSort, Channels, Status, MAX_CHANNEL_LIMIT};
@@ -67,11 +68,6 @@ const MAX_REQUEST: usize = 256;
 /// metrics scraper (the metrics server shares this queue), and a few for
 /// [`super::Daemon::status`] callers.
 pub const REQUEST_QUEUE: usize = MAX_CLIENTS + super::metrics::MAX_CLIENTS + 16;
-/// Stack of a client thread: it formats a status answer, nothing more.
-const CLIENT_STACK: usize = 256 << 10;
-
-const LISTENER: Token = Token(0);
-const STOP: Token = Token(1);
 
 /// What a request asks the loop for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,17 +96,6 @@ pub struct Request {
     pub query: Query,
     /// Where the answer goes.
     pub reply: SyncSender<Answer>,
-}
-
-/// What the control plane counts, read by the loop into [`Status`].
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Clients refused because [`MAX_CLIENTS`] were being served, or the
-    /// request queue was full.
-    pub refused: AtomicU64,
-    /// Clients that did not send their request, or take their answer, in
-    /// time.
-    pub timeouts: AtomicU64,
 }
 
 /// Hands each queued status request the same snapshot, taken once and only
@@ -196,9 +181,7 @@ pub fn channels_request(query: ChannelQuery, json: bool) -> String {
 pub struct Server {
     path: PathBuf,
     stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+    accept: AcceptThread,
 }
 
 /// Why the control socket could not be served.
@@ -237,39 +220,26 @@ impl Server {
         requests: SyncSender<Request>,
         loop_waker: Arc<Waker>,
     ) -> Result<Server, BindError> {
-        let mut listener = bind(path)?;
-        let poll = Poll::new().map_err(BindError::Io)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(BindError::Io)?;
-        let waker = Arc::new(Waker::new(poll.registry(), STOP).map_err(BindError::Io)?);
+        let listener = bind(path)?;
         let stats = Arc::new(Stats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = Acceptor {
-            listener,
-            poll,
-            stop: stop.clone(),
-            stats: stats.clone(),
-            active: Arc::new(AtomicUsize::new(0)),
-            requests,
-            loop_waker,
+        let service = Service {
+            snapshots: Snapshots::new(stats.clone(), requests, loop_waker),
         };
-        let thread = std::thread::Builder::new()
-            .name("sdt-control".into())
-            .spawn(move || acceptor.run());
-        let thread = match thread {
-            Ok(t) => t,
-            Err(e) => {
+        let config = Config {
+            name: "control socket",
+            thread: "sdt-control",
+            client_thread: "sdt-control-client",
+            max_clients: MAX_CLIENTS,
+        };
+        let accept =
+            AcceptThread::start(listener, service, stats.clone(), config).map_err(|e| {
                 let _ = std::fs::remove_file(path);
-                return Err(BindError::Io(e));
-            }
-        };
+                BindError::Io(e)
+            })?;
         Ok(Server {
             path: path.to_owned(),
             stats,
-            stop,
-            waker,
-            thread: Some(thread),
+            accept,
         })
     }
 
@@ -281,11 +251,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // The thread first: the path is removed once nobody accepts on it.
+        self.accept.stop();
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -314,127 +281,99 @@ fn bind(path: &Path) -> Result<UnixListener, BindError> {
     UnixListener::bind(path).map_err(BindError::Io)
 }
 
-/// The control thread's state.
-struct Acceptor {
-    listener: UnixListener,
-    poll: Poll,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Stats>,
-    /// Clients being served now.
-    active: Arc<AtomicUsize>,
+/// Why a client thread got no snapshot from the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SnapshotError {
+    /// The request queue was full (counted as a refusal).
+    Busy,
+    /// The loop has gone: the node is stopping.
+    Stopping,
+    /// The loop's waker failed.
+    NoWake,
+    /// No snapshot within [`ANSWER_TIMEOUT`].
+    NoAnswer,
+}
+
+/// A client thread's way to the loop's snapshots, shared by the control
+/// socket and the metrics server: the request queue, the loop's waker, and
+/// the server's counters (a full queue is a refusal).
+pub(super) struct Snapshots {
+    pub(super) stats: Arc<Stats>,
     requests: SyncSender<Request>,
     loop_waker: Arc<Waker>,
 }
 
-impl Acceptor {
-    fn run(mut self) {
-        let mut events = Events::with_capacity(8);
-        // After an accept error other than "nothing waiting" (out of file
-        // descriptors, say), retry soon: the waiting client raises no new
-        // event.
-        let mut retry = false;
-        loop {
-            let timeout = retry.then_some(Duration::from_millis(100));
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    warn!("control socket: poll failed: {e}; no longer serving it");
-                    return;
-                }
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            retry = false;
-            loop {
-                match self.listener.accept() {
-                    Ok((stream, _)) => self.admit(stream),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        debug!("control socket: accept: {e}");
-                        retry = true;
-                        break;
-                    }
-                }
-            }
+impl Snapshots {
+    pub(super) fn new(
+        stats: Arc<Stats>,
+        requests: SyncSender<Request>,
+        loop_waker: Arc<Waker>,
+    ) -> Snapshots {
+        Snapshots {
+            stats,
+            requests,
+            loop_waker,
         }
     }
 
-    /// Serves `stream` on a thread of its own, or refuses it if
-    /// [`MAX_CLIENTS`] are being served.
-    fn admit(&mut self, stream: mio::net::UnixStream) {
-        let stream = UnixStream::from(OwnedFd::from(stream));
-        if self.active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-            self.active.fetch_sub(1, Ordering::SeqCst);
-            self.refuse(
-                stream,
-                &format!(
-                    "error: busy: {MAX_CLIENTS} control clients are being served; try again\n"
-                ),
-            );
-            return;
-        }
-        let client = Client {
-            active: self.active.clone(),
-            stats: self.stats.clone(),
-            requests: self.requests.clone(),
-            loop_waker: self.loop_waker.clone(),
-        };
-        // The stream is moved in only if the thread starts.
-        let (tx, rx) = mpsc::sync_channel::<UnixStream>(1);
-        let spawned = std::thread::Builder::new()
-            .name("sdt-control-client".into())
-            .stack_size(CLIENT_STACK)
-            .spawn(move || {
-                if let Ok(stream) = rx.recv() {
-                    client.serve(&stream);
-                    // Free the slot before closing, so that once a client
-                    // has its whole answer the slot is free again.
-                    drop(client);
-                    drop(stream);
-                }
-            });
-        match spawned {
-            Ok(_) => {
-                // The thread waits on the one-slot channel: never full.
-                let _ = tx.try_send(stream);
+    /// Puts `query` with a one-slot reply channel on the queue (never
+    /// waiting: a full queue is [`SnapshotError::Busy`]), wakes the loop and
+    /// waits up to [`ANSWER_TIMEOUT`] for its answer.
+    pub(super) fn take(&self, query: Query) -> Result<Answer, SnapshotError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        match self.requests.try_send(Request { query, reply: tx }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(SnapshotError::Busy);
             }
-            Err(e) => {
-                // `client` (and its slot) went with the closure: the drop
-                // of its guard released the slot.
-                debug!("control socket: cannot start a client thread: {e}");
-                self.refuse(stream, "error: busy: cannot serve another client now\n");
-            }
+            Err(TrySendError::Disconnected(_)) => return Err(SnapshotError::Stopping),
         }
+        if self.loop_waker.wake().is_err() {
+            return Err(SnapshotError::NoWake);
+        }
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| SnapshotError::NoAnswer)
     }
 
-    /// Answers `line` and closes, without waiting: whatever the client
-    /// already sent is read first (closing a Unix socket with unread data
-    /// would reset the connection before the client reads the answer).
-    fn refuse(&self, stream: UnixStream, line: &str) {
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        if stream.set_nonblocking(true).is_ok() {
-            let mut sink = [0u8; MAX_REQUEST];
-            let _ = (&stream).read(&mut sink);
-            let _ = (&stream).write(line.as_bytes());
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+    /// The loop's [`Status`] snapshot.
+    pub(super) fn status(&self) -> Result<Status, SnapshotError> {
+        match self.take(Query::Status)? {
+            Answer::Status(status) => Ok(*status),
+            // Each request gets the answer to its own query.
+            Answer::Channels(_) => Err(SnapshotError::NoAnswer),
         }
     }
 }
 
-/// One client's thread: what it needs, and its slot, released on drop.
-struct Client {
-    active: Arc<AtomicUsize>,
-    stats: Arc<Stats>,
-    requests: SyncSender<Request>,
-    loop_waker: Arc<Waker>,
+/// What every control client's thread shares.
+struct Service {
+    snapshots: Snapshots,
 }
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.active.fetch_sub(1, Ordering::SeqCst);
+impl Handler<UnixStream> for Service {
+    const MAX_REQUEST: usize = MAX_REQUEST;
+
+    fn serve(&self, stream: &UnixStream) {
+        let result = self.exchange(stream);
+        if let Err(e) = result {
+            if matches!(e, ClientError::RequestTimeout | ClientError::WriteTimeout) {
+                self.snapshots
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            debug!("control client: {e}");
+        }
+    }
+
+    fn refusal(&self, why: Refusal) -> String {
+        match why {
+            Refusal::Busy => {
+                format!("error: busy: {MAX_CLIENTS} control clients are being served; try again\n")
+            }
+            Refusal::NoThread => "error: busy: cannot serve another client now\n".into(),
+        }
     }
 }
 
@@ -462,17 +401,7 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-impl Client {
-    fn serve(&self, stream: &UnixStream) {
-        let result = self.exchange(stream);
-        if let Err(e) = result {
-            if matches!(e, ClientError::RequestTimeout | ClientError::WriteTimeout) {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
-            debug!("control client: {e}");
-        }
-    }
-
+impl Service {
     fn exchange(&self, stream: &UnixStream) -> Result<(), ClientError> {
         stream.set_nonblocking(false).map_err(ClientError::Io)?;
         let line = read_request(stream, Instant::now() + REQUEST_TIMEOUT)?;
@@ -506,22 +435,27 @@ impl Client {
 
     /// The loop's answer to `query`, or the one-line answer saying why not.
     fn snapshot(&self, query: Query) -> Result<Answer, String> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        match self.requests.try_send(Request { query, reply: tx }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                return Err("error: busy: too many status requests waiting; try again\n".into());
+        self.snapshots.take(query).map_err(|e| {
+            match e {
+                SnapshotError::Busy => {
+                    "error: busy: too many status requests waiting; try again
+"
+                }
+                SnapshotError::Stopping => {
+                    "error: the node is stopping
+"
+                }
+                SnapshotError::NoWake => {
+                    "error: cannot wake the node
+"
+                }
+                SnapshotError::NoAnswer => {
+                    "error: the node did not answer in time
+"
+                }
             }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err("error: the node is stopping\n".into())
-            }
-        }
-        if self.loop_waker.wake().is_err() {
-            return Err("error: cannot wake the node\n".into());
-        }
-        rx.recv_timeout(ANSWER_TIMEOUT)
-            .map_err(|_| "error: the node did not answer in time\n".to_owned())
+            .to_owned()
+        })
     }
 }
 
@@ -531,27 +465,11 @@ fn read_request(stream: &UnixStream, deadline: Instant) -> Result<String, Client
     let mut buf = [0u8; MAX_REQUEST];
     let mut len = 0;
     while len < buf.len() && !buf[..len].contains(&b'\n') {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClientError::RequestTimeout);
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(ClientError::Io)?;
-        let mut r = stream;
-        match r.read(&mut buf[len..]) {
+        match stream.read_by(&mut buf[len..], deadline) {
             Ok(0) => break,
             Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ClientError::RequestTimeout)
-            }
-            Err(e) => return Err(ClientError::Io(e)),
+            Err(ReadFailed::Timeout) => return Err(ClientError::RequestTimeout),
+            Err(ReadFailed::Io(e)) => return Err(ClientError::Io(e)),
         }
     }
     if len == 0 {
@@ -731,17 +649,18 @@ mod tests {
                 })
                 .unwrap();
         }
-        let poll = Poll::new().unwrap();
-        let client = Client {
-            active: Arc::new(AtomicUsize::new(1)),
-            stats: Arc::new(Stats::default()),
-            requests,
-            loop_waker: Arc::new(Waker::new(poll.registry(), STOP).unwrap()),
+        let poll = mio::Poll::new().unwrap();
+        let client = Service {
+            snapshots: Snapshots::new(
+                Arc::new(Stats::default()),
+                requests,
+                Arc::new(Waker::new(poll.registry(), mio::Token(1)).unwrap()),
+            ),
         };
         // Waiting would end in "did not answer in time" instead.
         let answer = client.snapshot(Query::Status).unwrap_err();
         assert!(answer.starts_with("error: busy"), "{answer}");
-        assert_eq!(client.stats.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(client.snapshots.stats.refused.load(Ordering::Relaxed), 1);
         drop(client);
     }
 

@@ -25,18 +25,18 @@
 //! bounding them would take as much code around it as this.
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
-use tracing::{debug, info, warn};
+use mio::Waker;
+use tracing::{debug, info};
 
-use super::control::{Answer, Query, Request, Stats, ANSWER_TIMEOUT};
+use super::control::{Request, SnapshotError, Snapshots};
+use super::serve::{AcceptThread, Config, Handler, ReadFailed, Refusal, Stats, Stream as _};
 use crate::status::Status;
 
 /// Scrapers served at once; one more is answered `503` and closed.
@@ -49,18 +49,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_REQUEST: usize = 4096;
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Stack of a client thread: it renders one answer, nothing more.
-const CLIENT_STACK: usize = 256 << 10;
-
-const LISTENER: Token = Token(0);
-const STOP: Token = Token(1);
 
 /// The metrics server: the listening socket and the thread that serves it.
 pub struct Server {
     stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+    /// Stopped and joined on drop.
+    _accept: AcceptThread,
     addr: SocketAddr,
 }
 
@@ -76,31 +70,22 @@ impl Server {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let mut listener = mio::net::TcpListener::from_std(listener);
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
-        let stop = Arc::new(AtomicBool::new(false));
+        let listener = mio::net::TcpListener::from_std(listener);
         let stats = Arc::new(Stats::default());
-        let acceptor = Acceptor {
-            listener,
-            poll,
-            stats: stats.clone(),
-            stop: stop.clone(),
-            active: Arc::new(AtomicUsize::new(0)),
-            requests,
-            loop_waker,
+        let service = Service {
+            snapshots: Snapshots::new(stats.clone(), requests, loop_waker),
         };
-        let thread = std::thread::Builder::new()
-            .name("sdt-metrics".into())
-            .spawn(move || acceptor.run())?;
+        let config = Config {
+            name: "metrics server",
+            thread: "sdt-metrics",
+            client_thread: "sdt-metrics-client",
+            max_clients: MAX_CLIENTS,
+        };
+        let accept = AcceptThread::start(listener, service, stats.clone(), config)?;
         info!("serving Prometheus metrics on http://{addr}/metrics");
         Ok(Server {
             stats,
-            stop,
-            waker,
-            thread: Some(thread),
+            _accept: accept,
             addr,
         })
     }
@@ -113,122 +98,6 @@ impl Server {
     /// Scrapers refused and timed out, for the loop's snapshots.
     pub fn stats(&self) -> &Stats {
         &self.stats
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Acceptor {
-    listener: mio::net::TcpListener,
-    poll: Poll,
-    stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-    active: Arc<AtomicUsize>,
-    requests: SyncSender<Request>,
-    loop_waker: Arc<Waker>,
-}
-
-impl Acceptor {
-    fn run(mut self) {
-        let mut events = Events::with_capacity(8);
-        let mut retry = false;
-        loop {
-            // After an accept error other than "nothing waiting" (out of
-            // file descriptors, say), retry soon: the waiting client raises
-            // no new event.
-            let timeout = retry.then_some(Duration::from_millis(100));
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    warn!("metrics: poll failed: {e}; no longer serving them");
-                    return;
-                }
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            retry = false;
-            loop {
-                match self.listener.accept() {
-                    Ok((stream, _)) => self.admit(stream),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        debug!("metrics: accept: {e}");
-                        retry = true;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Serves `stream` on a thread of its own, or answers `503` if
-    /// [`MAX_CLIENTS`] are being served.
-    fn admit(&mut self, stream: mio::net::TcpStream) {
-        let stream = TcpStream::from(std::os::fd::OwnedFd::from(stream));
-        if self.active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-            self.active.fetch_sub(1, Ordering::SeqCst);
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            refuse(
-                &stream,
-                "503 Service Unavailable",
-                "too many scrapers at once\n",
-            );
-            return;
-        }
-        let client = Client {
-            active: self.active.clone(),
-            stats: self.stats.clone(),
-            requests: self.requests.clone(),
-            loop_waker: self.loop_waker.clone(),
-        };
-        let (tx, rx) = mpsc::sync_channel::<TcpStream>(1);
-        let spawned = std::thread::Builder::new()
-            .name("sdt-metrics-client".into())
-            .stack_size(CLIENT_STACK)
-            .spawn(move || {
-                if let Ok(stream) = rx.recv() {
-                    client.serve(&stream);
-                    drop(client);
-                    drop(stream);
-                }
-            });
-        match spawned {
-            // The thread waits on the one-slot channel: never full.
-            Ok(_) => {
-                let _ = tx.try_send(stream);
-            }
-            Err(e) => {
-                debug!("metrics: cannot start a client thread: {e}");
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                refuse(&stream, "503 Service Unavailable", "cannot serve now\n");
-            }
-        }
-    }
-}
-
-/// Answers `status` with `body` and closes, without waiting for the
-/// client: what it already sent is read first (closing a TCP socket with
-/// unread data resets the connection, and the client might lose the
-/// answer), then a non-blocking write into the fresh socket's empty buffer.
-fn refuse(stream: &TcpStream, status: &str, body: &str) {
-    if stream.set_nonblocking(true).is_ok() {
-        let mut sink = [0u8; MAX_REQUEST];
-        let mut r = stream;
-        let _ = r.read(&mut sink);
-        let mut w = stream;
-        let _ = w.write(response(status, "text/plain; charset=utf-8", body).as_bytes());
-        let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -247,18 +116,9 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
     r
 }
 
-/// One client's thread: what it needs, and its slot, released on drop.
-struct Client {
-    active: Arc<AtomicUsize>,
-    stats: Arc<Stats>,
-    requests: SyncSender<Request>,
-    loop_waker: Arc<Waker>,
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.active.fetch_sub(1, Ordering::SeqCst);
-    }
+/// What every scraper's thread shares.
+struct Service {
+    snapshots: Snapshots,
 }
 
 /// What a request head asks for.
@@ -326,32 +186,17 @@ fn read_head(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> Result<us
         if len == buf.len() {
             return Err(ReadError::TooLarge);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ReadError::Timeout);
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|_| ReadError::Closed)?;
-        let mut r = stream;
-        match r.read(&mut buf[len..]) {
-            Ok(0) => return Err(ReadError::Closed),
+        match stream.read_by(&mut buf[len..], deadline) {
+            Ok(0) | Err(ReadFailed::Io(_)) => return Err(ReadError::Closed),
             Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadError::Timeout)
-            }
-            Err(_) => return Err(ReadError::Closed),
+            Err(ReadFailed::Timeout) => return Err(ReadError::Timeout),
         }
     }
 }
 
-impl Client {
+impl Handler<TcpStream> for Service {
+    const MAX_REQUEST: usize = MAX_REQUEST;
+
     fn serve(&self, stream: &TcpStream) {
         if stream.set_nonblocking(false).is_err() {
             return;
@@ -382,7 +227,10 @@ impl Client {
                 "request too large\n",
             ),
             Err(ReadError::Timeout) => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.snapshots
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
                 debug!("metrics client: no request within {READ_TIMEOUT:?}");
                 return;
             }
@@ -397,36 +245,34 @@ impl Client {
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.snapshots
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
             }
             debug!("metrics client: answer not taken: {e}");
         }
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 
+    fn refusal(&self, why: Refusal) -> String {
+        let body = match why {
+            Refusal::Busy => "too many scrapers at once\n",
+            Refusal::NoThread => "cannot serve now\n",
+        };
+        response("503 Service Unavailable", "text/plain; charset=utf-8", body)
+    }
+}
+
+impl Service {
     /// The loop's snapshot, or why not.
     fn snapshot(&self) -> Result<Status, &'static str> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let request = Request {
-            query: Query::Status,
-            reply: tx,
-        };
-        match self.requests.try_send(request) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                return Err("busy: too many requests waiting\n");
-            }
-            Err(TrySendError::Disconnected(_)) => return Err("the node is stopping\n"),
-        }
-        if self.loop_waker.wake().is_err() {
-            return Err("cannot wake the node\n");
-        }
-        match rx.recv_timeout(ANSWER_TIMEOUT) {
-            Ok(Answer::Status(status)) => Ok(*status),
-            Ok(Answer::Channels(_)) => Err("the node answered another question\n"),
-            Err(_) => Err("the node did not answer in time\n"),
-        }
+        self.snapshots.status().map_err(|e| match e {
+            SnapshotError::Busy => "busy: too many requests waiting\n",
+            SnapshotError::Stopping => "the node is stopping\n",
+            SnapshotError::NoWake => "cannot wake the node\n",
+            SnapshotError::NoAnswer => "the node did not answer in time\n",
+        })
     }
 }
 

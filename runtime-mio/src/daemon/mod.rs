@@ -16,6 +16,7 @@
 
 mod control;
 pub mod metrics;
+mod serve;
 mod sockets;
 mod sys;
 pub mod tun;

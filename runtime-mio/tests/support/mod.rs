@@ -291,6 +291,17 @@ impl Proc {
         status
     }
 
+    /// Sends SIGTERM and asserts that it exits with success within 5 s:
+    /// the clean stop every `sdt run` test ends with.
+    pub fn terminate_ok(&mut self) {
+        let status = self.terminate(Duration::from_secs(5));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?}: {}",
+            self.describe()
+        );
+    }
+
     /// Its name, whether it exited, and its stderr, for failure messages.
     pub fn describe(&mut self) -> String {
         let state = match self.exited() {

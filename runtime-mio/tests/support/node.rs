@@ -271,6 +271,20 @@ impl Lab {
         a_services: &str,
         b_services: &str,
     ) -> (Node, Node) {
+        self.start_nodes_edited(b_as_seen_by_a, keep_up, a_services, b_services, |t| t)
+    }
+
+    /// [`Lab::start_nodes_with`], passing each node's whole configuration
+    /// text through `edit` before it is written: for the settings one test
+    /// adds to both nodes (`metrics_listen`, a peer's `mtu`).
+    pub fn start_nodes_edited(
+        &self,
+        b_as_seen_by_a: SocketAddr,
+        keep_up: bool,
+        a_services: &str,
+        b_services: &str,
+        edit: impl Fn(String) -> String,
+    ) -> (Node, Node) {
         let a_text = config_text(
             &self.keys_a,
             Some(self.a_link()),
@@ -283,6 +297,7 @@ impl Lab {
             },
             a_services,
         );
+        let a_text = edit(a_text);
         let b_text = config_text(
             &self.keys_b,
             Some(self.b_link()),
@@ -295,6 +310,7 @@ impl Lab {
             },
             b_services,
         );
+        let b_text = edit(b_text);
         let b = Node::start("b", &self.pair.b, self.dir.path(), &b_text);
         let a = Node::start("a", &self.pair.a, self.dir.path(), &a_text);
         a.wait_session_up();
@@ -307,4 +323,14 @@ impl Lab {
     pub fn start_nodes(&self, a_services: &str, b_services: &str) -> (Node, Node) {
         self.start_nodes_via(self.b_link(), a_services, b_services)
     }
+}
+
+/// A forward service 1 between the nodes: its entry on A listens on
+/// `listen`, its exit on B sends to `target`. Returns A's and B's
+/// `[[service]]` tables.
+pub fn forward_services(listen: &str, target: &str) -> (String, String) {
+    (
+        format!("[[service]]\nid = 1\npeer = \"b\"\nmode = \"forward\"\nlisten = \"{listen}\"\n"),
+        format!("[[service]]\nid = 1\npeer = \"a\"\nmode = \"forward\"\ntarget = \"{target}\"\n"),
+    )
 }

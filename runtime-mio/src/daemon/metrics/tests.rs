@@ -1,5 +1,10 @@
 use super::*;
 use crate::status::{DataPath, PeerState, ServiceState};
+use mio::{Events, Poll, Token};
+use std::io::Read;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 fn status() -> Status {
     Status {
