@@ -1026,27 +1026,41 @@ fn under_load_an_initiation_gets_a_small_cookie_reply_and_the_retry_succeeds() {
     assert_eq!(p.b.unattributed_drops().get(DropReason::CookieRequired), 1);
 }
 
+/// `n` initiations to b with a valid mac1 (anyone who knows b's public key
+/// can make them) by a node b does not know (key `seed`), each from its own
+/// spoofed address.
+fn stranger_initiations(p: &Pair, seed: u64, n: u32) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut stranger = TestLink::new(
+        key(seed),
+        ChaCha20Rng::seed_from_u64(seed),
+        p.now,
+        START_UNIX,
+    );
+    let pb = p.b.public_key().to_owned();
+    let sp = stranger.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
+    (0..n)
+        .map(|i| {
+            stranger.connect(sp, p.now);
+            let mut buf = [0u8; 256];
+            let t = stranger.poll_transmit(p.now, &mut buf).unwrap().unwrap();
+            // Forget the pending handshake so the next connect makes a new one.
+            stranger.peers[0].pending = None;
+            let from = SocketAddr::new([203, 0, 113, (i % 250) as u8].into(), 1000 + i as u16);
+            (from, buf[..t.len].to_vec())
+        })
+        .collect()
+}
+
 #[test]
 fn spoofed_initiation_flood_costs_no_handshakes_and_the_real_peer_gets_through() {
     let mut p = Pair::new(41);
     p.b.set_load_threshold(10);
-    // A flood of initiations with valid mac1 (anyone who knows b's public
-    // key can make them) from many spoofed addresses, by a node b does not
-    // know.
-    let mut stranger = TestLink::new(key(999), ChaCha20Rng::seed_from_u64(999), p.now, START_UNIX);
-    let pb = p.b.public_key().to_owned();
-    let sp = stranger.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
+    // A flood from many spoofed addresses.
     let (mut bytes_in, mut bytes_out) = (0usize, 0usize);
-    for i in 0..500u32 {
-        stranger.connect(sp, p.now);
-        let mut buf = [0u8; 256];
-        let t = stranger.poll_transmit(p.now, &mut buf).unwrap().unwrap();
-        // Forget the pending handshake so the next connect makes a new one.
-        stranger.peers[0].pending = None;
-        let from = SocketAddr::new([203, 0, 113, (i % 250) as u8].into(), 1000 + i as u16);
+    for (from, mut message) in stranger_initiations(&p, 999, 500) {
         let now = p.now;
-        let _ = p.b.handle_datagram(now, from, &mut buf[..t.len]);
-        bytes_in += t.len;
+        let _ = p.b.handle_datagram(now, from, &mut message);
+        bytes_in += message.len();
         let mut out = [0u8; 256];
         while let Some(t) = p.b.poll_transmit(now, &mut out).unwrap() {
             assert_eq!(t.to, from, "answers go only to the claimed source");
@@ -1376,18 +1390,7 @@ fn output_cost_does_not_grow_with_idle_peers() {
 fn a_flooded_batch_still_answers_the_real_peer() {
     let mut p = Pair::new(43);
     p.b.set_load_threshold(0);
-    let mut stranger = TestLink::new(key(998), ChaCha20Rng::seed_from_u64(998), p.now, START_UNIX);
-    let pb = p.b.public_key().to_owned();
-    let sp = stranger.add_peer(config(pb, Some(B_ADDR)), p.now).unwrap();
-    let mut batch = Vec::new();
-    for i in 0..500u32 {
-        stranger.connect(sp, p.now);
-        let mut buf = [0u8; 256];
-        let t = stranger.poll_transmit(p.now, &mut buf).unwrap().unwrap();
-        stranger.peers[0].pending = None;
-        let from = SocketAddr::new([203, 0, 113, (i % 250) as u8].into(), 1000 + i as u16);
-        batch.push((from, buf[..t.len].to_vec()));
-    }
+    let mut batch = stranger_initiations(&p, 998, 500);
     p.a.connect(p.a_peer, p.now);
     let mut buf = [0u8; 256];
     let t = p.a.poll_transmit(p.now, &mut buf).unwrap().unwrap();
