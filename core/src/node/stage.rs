@@ -21,8 +21,13 @@ use crate::wire::DataPacket;
 
 /// Datagrams the stage holds, for all peers.
 pub const STAGE_SLOTS: usize = 4;
-/// Largest plaintext (service header and payload) the stage holds.
-pub const STAGE_BYTES: usize = 1424;
+/// Largest plaintext (service header and payload) the stage holds: what one
+/// link frame of the default MTU carries over IPv4, so that every datagram
+/// a default link carries may wait for the handshake (see [`crate::mtu`]).
+pub const STAGE_BYTES: usize = crate::mtu::DEFAULT_LINK_MTU as usize
+    - crate::mtu::IPV4_HEADER_LEN
+    - crate::mtu::UDP_HEADER_LEN
+    - DataPacket::<&[u8]>::OVERHEAD;
 /// A `poll_transmit` buffer of this size can take any staged datagram.
 pub const TRANSMIT_BUFFER: usize = DataPacket::<&[u8]>::OVERHEAD + STAGE_BYTES;
 

@@ -537,7 +537,9 @@ fn datagrams_before_the_link_is_up_wait_for_the_handshake() {
 
 #[test]
 fn the_stage_is_bounded_and_gives_up_with_the_handshake() {
-    let mut net = Net::new(17);
+    // A link MTU above the default, so that a datagram can fit the link
+    // and still be too large for the stage.
+    let mut net = Net::with_link(17, ["192.0.2.1:51820", "192.0.2.2:51820"], 9000);
     let (px, py) = (net.peer[X], net.peer[Y]);
     net.service(X, forward_entry(1, px, LISTEN));
     net.service(Y, forward_exit(1, Peers::One(py), TARGET));
@@ -561,6 +563,26 @@ fn the_stage_is_bounded_and_gives_up_with_the_handshake() {
         net.take_delivered_to(a(TARGET)).is_empty(),
         "nothing stale goes out later"
     );
+}
+
+/// The largest datagram a default link carries waits for the handshake
+/// like any other: the stage holds a whole 1500-byte IPv4 frame's plaintext.
+#[test]
+fn the_largest_datagram_of_a_default_link_is_staged() {
+    let mut net = Net::new(18);
+    let (px, py) = (net.peer[X], net.peer[Y]);
+    net.service(X, forward_entry(1, px, LISTEN));
+    net.service(Y, forward_exit(1, Peers::One(py), TARGET));
+    let largest = net.nodes[X]
+        .max_payload(1, None)
+        .expect("a forward entry's limit");
+    let payload = vec![0x5a; largest];
+    // No session yet: the datagram starts the handshake and waits for it.
+    net.send(X, client(0), a(LISTEN), &payload);
+    let got = net.take_delivered_to(a(TARGET));
+    assert_eq!(got.len(), 1, "{:?}", net.stats(X, 1).drops);
+    assert_eq!(got[0].payload, payload);
+    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 0);
 }
 
 #[test]
