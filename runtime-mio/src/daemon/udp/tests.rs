@@ -57,6 +57,23 @@ fn addr(s: &UdpSocket) -> SocketAddr {
     s.local_addr().unwrap()
 }
 
+/// A send batch of `capacity` holding `ranges`, each from `tx` to `rx`.
+fn batch_to(
+    capacity: usize,
+    offloads: &Offloads,
+    tx: &UdpSocket,
+    rx: &UdpSocket,
+    ranges: &[Range<usize>],
+) -> SendBatch {
+    let mut batch = SendBatch::new(capacity, offloads);
+    for r in ranges {
+        batch
+            .push(tx.as_raw_fd(), Some(addr(rx)), r.clone())
+            .unwrap();
+    }
+    batch
+}
+
 /// Waits (at most [`WAIT`]) until `fd` has something to read.
 fn readable(fd: RawFd) -> bool {
     let mut p = libc::pollfd {
@@ -175,12 +192,7 @@ fn gso_run_arrives_as_separate_datagrams_at_a_plain_receiver() {
     let mut lens = vec![1000; 10];
     lens.push(300);
     let (buf, ranges) = slotted(&lens, 1100, 1);
-    let mut batch = SendBatch::new(BATCH, &Offloads::probe());
-    for r in &ranges {
-        batch
-            .push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
-            .unwrap();
-    }
+    let mut batch = batch_to(BATCH, &Offloads::probe(), &tx, &rx, &ranges);
     let stats = batch.flush(&buf);
     assert_eq!(
         stats,
@@ -209,11 +221,7 @@ fn gro_receive_yields_each_segment_with_its_source() {
     let mut lens = vec![1200; 8];
     lens.push(500);
     let (buf, ranges) = slotted(&lens, 1300, 40);
-    let mut send = SendBatch::new(BATCH, &offloads);
-    for r in &ranges {
-        send.push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
-            .unwrap();
-    }
+    let mut send = batch_to(BATCH, &offloads, &tx, &rx, &ranges);
     assert_eq!(send.flush(&buf).gso_messages, 1);
 
     let mut recv = RecvBatch::new(4, 48, 1500, 16, true);
@@ -407,12 +415,7 @@ fn a_refused_datagram_is_reported_and_the_rest_go_out() {
     let rx = socket();
     let tx = socket();
     let (buf, ranges) = slotted(&[100, 70_000, 300], 70_100, 3);
-    let mut batch = SendBatch::new(8, &Offloads::probe());
-    for r in &ranges {
-        batch
-            .push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
-            .unwrap();
-    }
+    let mut batch = batch_to(8, &Offloads::probe(), &tx, &rx, &ranges);
     let stats = batch.flush(&buf);
     assert_eq!((stats.sent, stats.errors), (2, 1), "{stats:?}");
     assert_eq!(
@@ -465,11 +468,7 @@ fn ipv6_gso_and_gro_carry_the_right_sources() {
     prepare(rx.as_raw_fd(), &offloads, true, BURST_SOCKET_BUFFER).unwrap();
     let tx = UdpSocket::bind("[::1]:0").unwrap();
     let (buf, ranges) = slotted(&[1300, 1300, 1300, 20], 1400, 60);
-    let mut send = SendBatch::new(8, &offloads);
-    for r in &ranges {
-        send.push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
-            .unwrap();
-    }
+    let mut send = batch_to(8, &offloads, &tx, &rx, &ranges);
     assert_eq!(send.flush(&buf).gso_messages, 1);
     let mut recv = RecvBatch::new(8, 48, 1500, 16, true);
     let (got, messages) = batch_recv(&mut recv, rx.as_raw_fd(), 4);
@@ -580,12 +579,7 @@ fn a_full_send_queue_drops_and_counts_without_blocking() {
         let tx = socket();
         sys::set_int(tx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 1).unwrap();
         let (buf, ranges) = slotted(&[1000; 40], 1100, 0);
-        let mut batch = SendBatch::new(BATCH, &Offloads::none());
-        for r in &ranges {
-            batch
-                .push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
-                .unwrap();
-        }
+        let mut batch = batch_to(BATCH, &Offloads::none(), &tx, &rx, &ranges);
         let stats = batch.flush(&buf);
         (stats, batch.failures().to_vec())
     });
@@ -608,12 +602,7 @@ fn a_gso_run_over_the_mtu_goes_one_by_one_and_gso_stays_on() {
         // Segments larger than the MTU: GSO refuses them (EMSGSIZE), one by
         // one the kernel fragments them.
         let (buf, ranges) = slotted(&[1300, 1300, 1300], 1400, 20);
-        let mut batch = SendBatch::new(8, &Offloads::probe());
-        for r in &ranges {
-            batch
-                .push(tx.as_raw_fd(), Some(addr(&rx)), r.clone())
-                .unwrap();
-        }
+        let mut batch = batch_to(8, &Offloads::probe(), &tx, &rx, &ranges);
         let stats = batch.flush(&buf);
         let got: Vec<bool> = plain_recv(&rx, 3)
             .iter()
