@@ -408,6 +408,14 @@ impl Net {
     }
 
     /// Deliveries made to `to`, removed from the log.
+    /// The payloads of [`Net::take_delivered_to`].
+    pub fn take_payloads_to(&mut self, to: SocketAddr) -> Vec<Vec<u8>> {
+        self.take_delivered_to(to)
+            .into_iter()
+            .map(|d| d.payload)
+            .collect()
+    }
+
     pub fn take_delivered_to(&mut self, to: SocketAddr) -> Vec<Delivery> {
         let (hit, rest) = self.delivered.drain(..).partition(|d| d.to == to);
         self.delivered = rest;

@@ -98,12 +98,7 @@ fn direct_both_ways_v4_and_v6() {
                 3,
                 max,
                 |net, p| net.send(from, customer, listen, p),
-                |net| {
-                    net.take_delivered_to(to)
-                        .into_iter()
-                        .map(|d| d.payload)
-                        .collect()
-                },
+                |net| net.take_payloads_to(to),
             );
             // The frame at the limit fills the MTU exactly.
             assert_eq!(link_headers(link) + frame, 1500);
@@ -132,12 +127,7 @@ fn push_v4_and_v6() {
             2,
             max,
             |net, p| net.send(X, a("127.0.0.1:40000"), listen, p),
-            |net| {
-                net.take_delivered_to(target)
-                    .into_iter()
-                    .map(|d| d.payload)
-                    .collect()
-            },
+            |net| net.take_payloads_to(target),
         );
         assert_eq!(link_headers(link) + frame, 1500);
     }
@@ -159,12 +149,7 @@ fn forward_both_ways_v4_and_v6_and_no_channel_for_what_is_too_big() {
             1,
             max,
             |net, p| net.send(X, client, listen, p),
-            |net| {
-                net.take_delivered_to(target)
-                    .into_iter()
-                    .map(|d| d.payload)
-                    .collect()
-            },
+            |net| net.take_payloads_to(target),
         );
         // Channel number 0 takes 1 byte, not the 4 the limit keeps for it.
         assert_eq!(link_headers(link) + frame + 3, 1500);
@@ -182,12 +167,7 @@ fn forward_both_ways_v4_and_v6_and_no_channel_for_what_is_too_big() {
             1,
             max,
             |net, p| net.send_on(Y, socket, target, p),
-            |net| {
-                net.take_delivered_to(client)
-                    .into_iter()
-                    .map(|d| d.payload)
-                    .collect()
-            },
+            |net| net.take_payloads_to(client),
         );
     }
 }
@@ -282,12 +262,7 @@ fn a_configured_mtu_sets_the_limit_and_the_range_is_checked() {
             3,
             max,
             |net, p| net.send(X, cx, ax, p),
-            |net| {
-                net.take_delivered_to(cy)
-                    .into_iter()
-                    .map(|d| d.payload)
-                    .collect()
-            },
+            |net| net.take_payloads_to(cy),
         );
         assert_eq!(28 + frame, usize::from(mtu));
     }
