@@ -1,4 +1,5 @@
 //! The node's configuration file (TOML), loaded into typed, validated structs.
+//! The reference for every key is `docs/config.md`.
 //!
 //! ```toml
 //! private_key_file = "x.key"        # or private_key = "..."; exactly one of them
@@ -73,18 +74,18 @@ use sdt_core::allow::AllowRule;
 use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES};
 
 /// Default [`ServiceSpec::idle_timeout`].
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = ChannelLimits::DEFAULT.idle_timeout;
 /// The largest `max_channels`: the capacity of the daemon's channel table,
 /// which all services share.
 pub const MAX_CHANNELS: u16 = 16384;
 
 /// Default [`ServiceSpec::max_channels`].
-pub const DEFAULT_MAX_CHANNELS: u16 = 1024;
+pub const DEFAULT_MAX_CHANNELS: u16 = ChannelLimits::DEFAULT.max_channels;
 /// Default [`ServiceSpec::new_channels_per_second`].
-pub const DEFAULT_NEW_CHANNELS_PER_SECOND: u32 = 1000;
+pub const DEFAULT_NEW_CHANNELS_PER_SECOND: u32 = ChannelLimits::DEFAULT.new_channels_per_second;
 
 /// Default [`ServiceSpec::min_idle_for_eviction`].
-pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = Duration::from_secs(5);
+pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = ChannelLimits::DEFAULT.min_idle_for_eviction;
 /// Directory of the default control socket, `/run/sdt/<config stem>.sock`.
 pub const DEFAULT_CONTROL_DIR: &str = "/run/sdt";
 /// `IFF_TUN` in `/sys/class/net/NAME/tun_flags` (`linux/if_tun.h`).

@@ -216,15 +216,22 @@ impl ChannelLimits {
     pub const DEFAULT_PORT_HOLD: Duration = Duration::from_secs(30);
 }
 
+impl ChannelLimits {
+    /// The defaults, in a `const` so that runtimes can name each field's
+    /// default (the daemon's config defaults are these) without writing the
+    /// numbers again.
+    pub const DEFAULT: ChannelLimits = ChannelLimits {
+        max_channels: 1024,
+        idle_timeout: Duration::from_secs(60),
+        min_idle_for_eviction: Duration::from_secs(5),
+        new_channels_per_second: 1000,
+        port_hold: Self::DEFAULT_PORT_HOLD,
+    };
+}
+
 impl Default for ChannelLimits {
     fn default() -> Self {
-        ChannelLimits {
-            max_channels: 1024,
-            idle_timeout: Duration::from_secs(60),
-            min_idle_for_eviction: Duration::from_secs(5),
-            new_channels_per_second: 1000,
-            port_hold: Self::DEFAULT_PORT_HOLD,
-        }
+        Self::DEFAULT
     }
 }
 
