@@ -591,7 +591,8 @@ fn deliver(from: &mut Proc, to: &Proc, expect: &mut String, line: &str, nodes: &
 /// allows only 10.202.0.53:53. dnsmasq answers on 10.202.0.53:53,
 /// 10.202.0.54:53 and 10.202.0.53:5353 in B's namespace (checked there
 /// directly); through the tunnel only the first answers, and the exit counts
-/// the others as not_allowed.
+/// the others as not_allowed. The TUN's transmit queue is the daemon's
+/// length, not the kernel's default.
 #[test]
 fn router_tun_entry_allow_list_on_exit() {
     const NET: u8 = 7;
@@ -638,6 +639,12 @@ fn router_tun_entry_allow_list_on_exit() {
     let b_svc =
         "[[service]]\nid = 5\npeer = \"a\"\nmode = \"router\"\nallow = [\"10.202.0.53:53\"]\n";
     let (a, b) = lab.start_nodes(&a_svc, b_svc);
+    // The daemon lengthens the TUN's transmit queue from the kernel's 500.
+    let link = lab.pair.a.ip(&["link", "show", &tun]).stdout;
+    let words: Vec<&str> = link.split_whitespace().collect();
+    let qlen = words.windows(2).find(|w| w[0] == "qlen").map(|w| w[1]);
+    let want = sdt::daemon::tun::TX_QUEUE_LEN.to_string();
+    assert_eq!(qlen, Some(want.as_str()), "{tun}: {link}");
     lab.pair
         .a
         .ip(&["route", "add", "10.202.0.0/24", "dev", &tun]);

@@ -3,7 +3,8 @@
 //!
 //! Opening one needs `CAP_NET_ADMIN`; without it the error says so. The
 //! address is set and the device brought up with `ip` (iproute2), which the
-//! operator can also do by hand when `address` is left out.
+//! operator can also do by hand when `address` is left out; its transmit
+//! queue is lengthened to [`TX_QUEUE_LEN`] at the same time.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -56,6 +57,16 @@ struct IfReq {
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 
+/// The transmit queue the daemon gives its TUN device, in packets: what
+/// the kernel holds for sdt to read while the node is not running. The
+/// kernel's default for a TUN device is 500, about 5 ms of full-sized
+/// packets at 1 Gbit/s: on a busy machine a burst from a local sender
+/// overflowed it while the node waited for a CPU (`ip -s link` counted
+/// the TUN's tx drops, docs/performance.md). At 5,000 the same bursts
+/// wait instead; the queue only fills while sdt is not reading, so it
+/// adds no delay when the node keeps up.
+pub const TX_QUEUE_LEN: u32 = 5000;
+
 impl Tun {
     /// Opens (creating if needed) the TUN device `name`, sets `address` on
     /// it if given, and brings it up.
@@ -97,7 +108,8 @@ impl Tun {
         if let Some(a) = address {
             ip(&["addr", "replace", &a.to_string(), "dev", name])?;
         }
-        ip(&["link", "set", name, "up"])?;
+        let qlen = TX_QUEUE_LEN.to_string();
+        ip(&["link", "set", name, "txqueuelen", &qlen, "up"])?;
         Ok(Tun {
             file,
             name: name.to_owned(),
