@@ -21,6 +21,9 @@ DEBS=(
   "netcat-openbsd:nc"
   "bsdutils:logger"
   "util-linux:setpriv"
+  # runtime-mio/tests/control_access.rs: a temporary group for control_group
+  "passwd:groupadd"
+  "passwd:groupdel"
   "libcap2-bin:capsh"
   "procps:sysctl"
   # runtime-mio/tests/systemd.rs: verifies contrib/systemd/sdt@.service

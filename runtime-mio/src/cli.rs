@@ -9,6 +9,8 @@
 //! sdt status -c x.toml    print a running node's state (--json for machines;
 //!                         --channels [--limit N] [--sort idle|age|traffic]
 //!                         lists each service's open channels)
+//! sdt status              one summary line for every node under /run/sdt
+//!                         (--dir DIR: another directory)
 //! sdt demo                a self-contained tunnel on loopback
 //! sdt completions SHELL   print a bash, zsh, fish, elvish or powershell completion script
 //! sdt man                 print the manual page sdt(1) (roff)
@@ -115,21 +117,30 @@ pub enum Command {
     },
     /// Print the live state of a running node: peers, services, channels,
     /// drops by reason.
+    ///
+    /// Without -c or --socket: one summary line for every node whose
+    /// control socket is in /run/sdt (or --dir DIR); exits 2 if one of
+    /// them did not answer.
+    #[command(group = clap::ArgGroup::new("node").args(["config", "socket"]))]
     Status {
         /// The running node's configuration file (only its
         /// `control_socket` is read).
-        #[arg(short, long, value_name = "FILE", required_unless_present = "socket")]
+        #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The control socket, instead of a configuration file.
         #[arg(long, value_name = "PATH", conflicts_with = "config")]
         socket: Option<PathBuf>,
+        /// Without -c or --socket: list the nodes whose control sockets
+        /// (`*.sock`) are in DIR.
+        #[arg(long, value_name = "DIR", conflicts_with = "node", default_value = crate::config::DEFAULT_CONTROL_DIR)]
+        dir: PathBuf,
         /// JSON output.
         #[arg(long)]
         json: bool,
         /// List the open channels of each service instead: client (entry)
         /// or the exit socket and its target, channel number, peer, age,
         /// idle time, datagrams each way.
-        #[arg(long)]
+        #[arg(long, requires = "node")]
         channels: bool,
         /// With --channels: list at most N channels per service (1 to
         /// 1000).
@@ -197,6 +208,9 @@ pub enum CliError {
     Demo(DemoError),
     /// Writing a file (a manual page) failed.
     Write(PathBuf, io::Error),
+    /// `sdt status` listing nodes: this many of them did not answer (each
+    /// is named in the listing).
+    NodesFailed(usize, usize),
 }
 
 impl CliError {
@@ -210,7 +224,8 @@ impl CliError {
             | CliError::Run(_)
             | CliError::Control(_)
             | CliError::Demo(_)
-            | CliError::Write(..) => EXIT_RUNTIME,
+            | CliError::Write(..)
+            | CliError::NodesFailed(..) => EXIT_RUNTIME,
         }
     }
 }
@@ -227,6 +242,7 @@ impl fmt::Display for CliError {
             CliError::Control(e) => write!(f, "{e}"),
             CliError::Demo(e) => write!(f, "{e}"),
             CliError::Write(p, e) => write!(f, "{}: {e}", p.display()),
+            CliError::NodesFailed(n, of) => write!(f, "{n} of {of} nodes did not answer"),
         }
     }
 }
@@ -327,23 +343,35 @@ pub fn run(command: &Command) -> Result<(), CliError> {
             daemon.wait().map_err(CliError::Run)
         }
         Command::Status {
+            config: None,
+            socket: None,
+            dir,
+            json,
+            ..
+        } => {
+            let (text, failed) = list_nodes(dir, *json);
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)?;
+            match failed {
+                (0, _) => Ok(()),
+                (n, of) => Err(CliError::NodesFailed(n, of)),
+            }
+        }
+        Command::Status {
             config,
             socket,
             json,
             channels,
             limit,
             sort,
+            ..
         } => {
             let path = match (socket, config) {
                 (Some(p), _) => p.clone(),
                 (None, Some(c)) => Config::control_socket_of(c).map_err(CliError::Config)?,
-                (None, None) => {
-                    let why = io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "give -c FILE or --socket PATH",
-                    );
-                    return Err(CliError::Control(ControlError::Io(why)));
-                }
+                // Matched by the listing above.
+                (None, None) => return Ok(()),
             };
             let text = if *channels {
                 let query = ChannelQuery {
@@ -384,6 +412,51 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         }
         Command::Demo { seconds } => demo::run(*seconds, &mut out).map_err(CliError::Demo),
     }
+}
+
+/// `sdt status` without a node: every control socket (`*.sock`, a socket)
+/// in `dir`, in name order, each asked for its status and summed up in one
+/// line (text), or `[{"socket": PATH, "status": {...}}, ...]` (JSON; a node
+/// that did not answer has `"error"` instead of `"status"`). Returns the
+/// output and (how many did not answer, how many were asked).
+fn list_nodes(dir: &std::path::Path, json: bool) -> (String, (usize, usize)) {
+    use std::os::unix::fs::FileTypeExt;
+    let mut sockets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_socket()))
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    sockets.sort();
+    let mut failed = 0;
+    let mut text = String::new();
+    let mut list = Vec::new();
+    for path in &sockets {
+        let answer = query_status(path, true).and_then(|j| {
+            serde_json::from_str::<crate::status::Status>(&j)
+                .map_err(|e| ControlError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
+        });
+        let shown = path.display().to_string();
+        match answer {
+            Ok(status) => {
+                text += &format!("{shown}: {}\n", status.summary());
+                list.push(serde_json::json!({ "socket": shown, "status": status }));
+            }
+            Err(e) => {
+                failed += 1;
+                text += &format!("{shown}: {e}\n");
+                list.push(serde_json::json!({ "socket": shown, "error": e.to_string() }));
+            }
+        }
+    }
+    if json {
+        text = serde_json::to_string_pretty(&list).unwrap_or_default() + "\n";
+    } else if sockets.is_empty() {
+        text = format!("no node: no control socket in {}\n", dir.display());
+    }
+    (text, (failed, sockets.len()))
 }
 
 /// Tells a service manager (systemd's `Type=notify`) that the node is up:

@@ -5,7 +5,9 @@
 //! private_key_file = "x.key"        # or private_key = "..."; exactly one of them
 //! listen = "0.0.0.0:51820"          # the link socket; optional (ephemeral port)
 //! control_socket = "/run/sdt/x.sock" # optional; default /run/sdt/<config file stem>.sock;
-//!                                     # its directory must exist (only /run/sdt is created)
+//!                                     # its directory must exist (only /run/sdt is created);
+//!                                     # false: run without one
+//! control_group = "sdt"             # optional: the control socket's group (mode 0660)
 //! metrics_listen = "127.0.0.1:9920" # optional: serve Prometheus metrics (GET /metrics)
 //!                                     # over HTTP on this TCP address; see docs/metrics.md
 //!
@@ -103,8 +105,12 @@ pub struct Config {
     /// The link socket's address; `None` for an ephemeral port on all
     /// addresses.
     pub listen: Option<SocketAddr>,
-    /// Where `sdt status` finds the running node.
-    pub control_socket: PathBuf,
+    /// Where `sdt status` finds the running node; `None` with
+    /// `control_socket = false` (the node serves none).
+    pub control_socket: Option<PathBuf>,
+    /// The group the control socket belongs to (`control_group`), so its
+    /// members may use it (mode 0660); `None`: the node's own group.
+    pub control_group: Option<ControlGroup>,
     /// Where to serve Prometheus metrics (`GET /metrics`, TCP); `None`
     /// serves none.
     pub metrics_listen: Option<SocketAddr>,
@@ -112,6 +118,15 @@ pub struct Config {
     pub peers: Vec<PeerSpec>,
     /// The services, in file order.
     pub services: Vec<ServiceSpec>,
+}
+
+/// `control_group`: a group name, resolved when the file is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlGroup {
+    /// The name as written.
+    pub name: String,
+    /// Its group id.
+    pub gid: u32,
 }
 
 /// One `[[peer]]`.
@@ -390,7 +405,7 @@ impl Config {
     pub fn control_socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
         #[derive(Deserialize)]
         struct ControlOnly {
-            control_socket: Option<Spanned<String>>,
+            control_socket: Option<Spanned<RawControlSocket>>,
         }
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_owned(),
@@ -399,12 +414,17 @@ impl Config {
         let text = Zeroizing::new(text);
         let ctx = Ctx { path, text: &text };
         let raw: ControlOnly = toml::from_str(&text).map_err(|e| ctx.parse_error(&e))?;
-        match &raw.control_socket {
-            Some(c) if c.get_ref().is_empty() => {
+        match raw.control_socket.as_ref().map(|c| (c, c.get_ref())) {
+            Some((c, RawControlSocket::Path(p))) if p.is_empty() => {
                 Err(ctx.at(c, "control_socket", "must not be empty"))
             }
-            Some(c) => Ok(ctx.relative(c.get_ref())),
-            None => Ok(default_control_socket(path)),
+            Some((_, RawControlSocket::Path(p))) => Ok(ctx.relative(p)),
+            Some((c, RawControlSocket::Enabled(false))) => Err(ctx.at(
+                c,
+                "control_socket",
+                "control_socket = false: this node runs without a control socket",
+            )),
+            Some((_, RawControlSocket::Enabled(true))) | None => Ok(default_control_socket(path)),
         }
     }
 
@@ -446,12 +466,46 @@ struct RawConfig {
     private_key_file: Option<Spanned<String>>,
     private_key: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
-    control_socket: Option<Spanned<String>>,
+    control_socket: Option<Spanned<RawControlSocket>>,
+    control_group: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
     #[serde(default)]
     peer: Vec<Spanned<RawPeer>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+}
+
+/// `control_socket`: a path, or `false` for none (`true`: the default
+/// path). Deserialized by hand so that a wrong type is one plain message
+/// rather than serde's "did not match any variant".
+enum RawControlSocket {
+    Path(String),
+    Enabled(bool),
+}
+
+impl<'de> Deserialize<'de> for RawControlSocket {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawControlSocket;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path, or false to run without a control socket")
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(RawControlSocket::Path(v.to_owned()))
+            }
+            fn visit_bool<E: serde::de::Error>(
+                self,
+                v: bool,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(RawControlSocket::Enabled(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -565,21 +619,38 @@ impl Ctx<'_> {
             Some(l) => Some(self.socket_addr(l, "listen")?),
             None => None,
         };
-        let control_socket = match &raw.control_socket {
-            Some(c) if c.get_ref().is_empty() => {
+        let control_socket = match raw.control_socket.as_ref().map(|c| (c, c.get_ref())) {
+            Some((c, RawControlSocket::Path(p))) if p.is_empty() => {
                 return Err(self.at(c, "control_socket", "must not be empty"))
             }
-            Some(c) => {
-                let path = self.relative(c.get_ref());
+            Some((c, RawControlSocket::Path(p))) => {
+                let path = self.relative(p);
                 self.control_socket_dir(c, &path)?;
                 self.control_socket_free(Some(c.span()), &path)?;
-                path
+                Some(path)
+            }
+            Some((_, RawControlSocket::Enabled(false))) => None,
+            Some((c, RawControlSocket::Enabled(true))) => {
+                let path = default_control_socket(self.path);
+                self.control_socket_free(Some(c.span()), &path)?;
+                Some(path)
             }
             None => {
                 let path = default_control_socket(self.path);
                 self.control_socket_free(None, &path)?;
-                path
+                Some(path)
             }
+        };
+        let control_group = match &raw.control_group {
+            Some(g) if control_socket.is_none() => {
+                return Err(self.at(
+                    g,
+                    "control_group",
+                    "control_socket = false: there is no control socket to give a group",
+                ))
+            }
+            Some(g) => Some(self.control_group(g)?),
+            None => None,
         };
         let metrics_listen = match &raw.metrics_listen {
             Some(m) => {
@@ -632,6 +703,7 @@ impl Ctx<'_> {
             private_key,
             listen,
             control_socket,
+            control_group,
             metrics_listen,
             peers,
             services: services.into_iter().map(|(_, s)| s).collect(),
@@ -673,7 +745,7 @@ impl Ctx<'_> {
     /// creates only the default one ([`DEFAULT_CONTROL_DIR`]), so that a
     /// typo neither creates directories nor leaves the node without a
     /// control socket (it refuses to start without one).
-    fn control_socket_dir(&self, value: &Spanned<String>, path: &Path) -> Result<()> {
+    fn control_socket_dir<T>(&self, value: &Spanned<T>, path: &Path) -> Result<()> {
         let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
             return Ok(());
         };
@@ -711,6 +783,41 @@ impl Ctx<'_> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `control_group`: the group must exist, and `sdt run` must be able
+    /// to give its control socket to it: root may give it any group, any
+    /// other user only one of its own groups (the kernel's rule for
+    /// `chown`). Checked for the user `sdt check` runs as, which is the
+    /// user `sdt run` runs as when the two agree.
+    fn control_group(&self, value: &Spanned<String>) -> Result<ControlGroup> {
+        let name = value.get_ref();
+        let key = "control_group";
+        let group = match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => g,
+            Ok(None) => return Err(self.at(value, key, format!("there is no group `{name}`"))),
+            Err(e) => {
+                return Err(self.at(value, key, format!("cannot look up group `{name}`: {e}")))
+            }
+        };
+        let gid = group.gid;
+        let may = nix::unistd::geteuid().is_root()
+            || nix::unistd::getegid() == gid
+            || nix::unistd::getgroups().is_ok_and(|gs| gs.contains(&gid));
+        if !may {
+            return Err(self.at(
+                value,
+                key,
+                format!(
+                    "this user is not in group `{name}`: only root may give the control socket \
+                     to a group it is not a member of"
+                ),
+            ));
+        }
+        Ok(ControlGroup {
+            name: name.clone(),
+            gid: gid.as_raw(),
+        })
     }
 
     /// `sdt run` creates the TUN device, or attaches to a persistent one

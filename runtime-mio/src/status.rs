@@ -266,6 +266,51 @@ impl Status {
     pub fn service(&self, id: u8) -> Option<&ServiceState> {
         self.services.iter().find(|s| s.id == id)
     }
+
+    /// One line for `sdt status` listing every node: uptime, link socket,
+    /// each peer's session, each service, open channels and drops in all.
+    pub fn summary(&self) -> String {
+        let mut out = format!("up {:.0} s", self.uptime_secs);
+        if let Some(l) = self.listen {
+            let _ = write!(out, ", link {l}");
+        }
+        out.push_str("; peers:");
+        if self.peers.is_empty() {
+            out.push_str(" none");
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            let _ = write!(out, "{sep}{} {}", p.name, p.health());
+        }
+        out.push_str("; services:");
+        if self.services.is_empty() {
+            out.push_str(" none");
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            let _ = write!(out, "{sep}{} {} {}", s.id, s.mode, s.half);
+        }
+        let channels: u64 = self.services.iter().map(|s| s.channels_open).sum();
+        let drops: u64 = [&self.unattributed_drops, &self.node_drops]
+            .into_iter()
+            .chain(self.peers.iter().map(|p| &p.drops))
+            .chain(self.services.iter().map(|s| &s.drops))
+            .flat_map(|d| d.iter().map(|(_, n)| n))
+            .sum();
+        let _ = write!(out, "; {channels} channels open, {drops} drops");
+        out
+    }
+}
+
+impl PeerState {
+    /// `up`, or `down` when no session is up.
+    pub fn health(&self) -> &'static str {
+        if self.session_up {
+            "up"
+        } else {
+            "down"
+        }
+    }
 }
 
 /// A destination of each family, for router entries' limits (only the

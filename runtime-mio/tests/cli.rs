@@ -305,6 +305,30 @@ fn check_and_run_refuse_the_same_configs_with_the_same_line() {
             "control_socket",
         ),
         (
+            "a control_group that does not exist",
+            format!(
+                "{}control_group = \"sdt-no-such-group-{}\"\n{}",
+                head(""),
+                std::process::id(),
+                peer(0, "")
+            ),
+            "control_group",
+        ),
+        (
+            "a control_group without a control socket",
+            format!(
+                "private_key = \"{}\"\ncontrol_socket = false\ncontrol_group = \"root\"\n{}",
+                key(0),
+                peer(0, "")
+            ),
+            "control_group",
+        ),
+        (
+            "control_socket neither a path nor false",
+            format!("private_key = \"{}\"\ncontrol_socket = 7\n{}", key(0), peer(0, "")),
+            "control_socket",
+        ),
+        (
             "same peer key twice",
             format!(
                 "{}{}{}",

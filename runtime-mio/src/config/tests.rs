@@ -123,7 +123,7 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
     let cfg = parse(&text).unwrap();
     assert_eq!(cfg.private_key, key(1));
     assert_eq!(cfg.listen, Some("127.0.0.1:51820".parse().unwrap()));
-    assert_eq!(cfg.control_socket, PathBuf::from("/tmp/x.sock"));
+    assert_eq!(cfg.control_socket, Some(PathBuf::from("/tmp/x.sock")));
     assert_eq!(cfg.peers.len(), 2);
     let y = &cfg.peers[0];
     assert_eq!(y.name, "y");
@@ -183,7 +183,7 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
 fn minimal_config_takes_defaults() {
     let cfg = parse(&format!("private_key = \"{}\"\n", key(1))).unwrap();
     assert!(cfg.listen.is_none() && cfg.peers.is_empty() && cfg.services.is_empty());
-    assert_eq!(cfg.control_socket, PathBuf::from("/run/sdt/t.sock"));
+    assert_eq!(cfg.control_socket, Some(PathBuf::from("/run/sdt/t.sock")));
     assert_eq!(cfg.metrics_listen, None);
     let router_exit =
         with_peer("[[service]]\nid = 0\npeer = \"y\"\nmode = \"router\"\nallow = []\n");
@@ -217,7 +217,7 @@ fn control_socket_defaults_from_the_file_name() {
         &dir.path().join("t.toml"),
     )
     .unwrap();
-    assert_eq!(cfg.control_socket, dir.path().join("run/x.sock"));
+    assert_eq!(cfg.control_socket, Some(dir.path().join("run/x.sock")));
 }
 
 /// `check` refuses a control socket whose directory is missing or is not a
@@ -688,7 +688,7 @@ fn key_files_are_relative_to_the_config_and_checked() {
         cfg.peers[0].preshared_key,
         Some(PresharedKey::from_bytes([5; 32]))
     );
-    assert_eq!(cfg.control_socket, PathBuf::from("/run/sdt/x.sock"));
+    assert_eq!(cfg.control_socket, Some(PathBuf::from("/run/sdt/x.sock")));
 
     // Group-readable key file: refused, naming the file, its mode and the
     // line of the key that names it.

@@ -213,14 +213,21 @@ impl std::fmt::Display for BindError {
 impl std::error::Error for BindError {}
 
 impl Server {
-    /// Binds `path`, replacing a stale socket file, and starts the control
-    /// thread. `requests` and `loop_waker` reach the event loop.
+    /// Binds `path`, replacing a stale socket file, gives it mode
+    /// [`SOCKET_MODE`] and the group `group` (the node's own if `None`),
+    /// and starts the control thread. `requests` and `loop_waker` reach the
+    /// event loop.
     pub fn start(
         path: &Path,
+        group: Option<u32>,
         requests: SyncSender<Request>,
         loop_waker: Arc<Waker>,
     ) -> Result<Server, BindError> {
         let listener = bind(path)?;
+        if let Err(e) = restrict(path, group) {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         let stats = Arc::new(Stats::default());
         let service = Service {
             snapshots: Snapshots::new(stats.clone(), requests, loop_waker),
@@ -263,7 +270,14 @@ impl Drop for Server {
 fn bind(path: &Path) -> Result<UnixListener, BindError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if dir == Path::new(DEFAULT_CONTROL_DIR) {
-            std::fs::create_dir_all(dir).map_err(BindError::Io)?;
+            // 0755: group members reach the socket inside (its own mode
+            // decides who may connect).
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(BindError::Io)?;
         } else if !dir.exists() {
             return Err(BindError::NoDirectory(dir.to_owned()));
         }
@@ -279,6 +293,27 @@ fn bind(path: &Path) -> Result<UnixListener, BindError> {
         std::fs::remove_file(path).map_err(BindError::Io)?;
     }
     UnixListener::bind(path).map_err(BindError::Io)
+}
+
+/// The control socket's mode: owner and group may connect (`connect`
+/// needs write permission on a Unix socket), others not. The group is the
+/// operators' (`control_group`), so they can read status without root.
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// Gives the freshly bound socket at `path` its group and [`SOCKET_MODE`].
+/// Until then it has the mode the umask left, which `bind` never makes
+/// wider than the process allows; the group is set before the mode widens
+/// to the group, so no other group can connect in between.
+fn restrict(path: &Path, group: Option<u32>) -> Result<(), BindError> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed =
+        |what: &str, e: io::Error| BindError::Io(io::Error::new(e.kind(), format!("{what}: {e}")));
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| failed(&format!("cannot give it group {gid}"), e))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .map_err(|e| failed(&format!("cannot set its mode {SOCKET_MODE:o}"), e))
 }
 
 /// Why a client thread got no snapshot from the loop.

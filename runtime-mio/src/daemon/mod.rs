@@ -396,16 +396,19 @@ impl Loop {
         }
 
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
-        let control = if options.control_socket {
-            let server = control::Server::start(
-                &config.control_socket,
-                control_requests.clone(),
-                waker.clone(),
-            )
-            .map_err(|e| RunError::ControlSocket(config.control_socket.clone(), e))?;
-            Some(server)
-        } else {
-            None
+        let control = match config
+            .control_socket
+            .as_ref()
+            .filter(|_| options.control_socket)
+        {
+            Some(path) => {
+                let group = config.control_group.as_ref().map(|g| g.gid);
+                let server =
+                    control::Server::start(path, group, control_requests.clone(), waker.clone())
+                        .map_err(|e| RunError::ControlSocket(path.clone(), e))?;
+                Some(server)
+            }
+            None => None,
         };
         let metrics = match config.metrics_listen {
             Some(addr) => Some(

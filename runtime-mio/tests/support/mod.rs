@@ -72,6 +72,8 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("nc", "netcat-openbsd"),
     ("logger", "bsdutils"),
     ("setpriv", "util-linux"),
+    ("groupadd", "passwd"),
+    ("groupdel", "passwd"),
     ("capsh", "libcap2-bin"),
     ("sysctl", "procps"),
     ("systemd-analyze", "systemd"),
