@@ -46,6 +46,9 @@ DEBS=(
   "python3:python3"
   "wireguard-tools:wg"
   "wireguard-go:wireguard-go"
+  # runtime-smoltcp/tests/qemu.rs: the firmware examples boot on an
+  # emulated Cortex-M4F (mps2-an386).
+  "qemu-system-arm:qemu-system-arm"
 )
 
 for t in "${RUST_TARGETS[@]}"; do
