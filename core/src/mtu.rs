@@ -63,6 +63,30 @@ pub const IPV6_HEADER_LEN: usize = 40;
 /// The UDP header.
 pub const UDP_HEADER_LEN: usize = 8;
 
+/// What an IPv4 packet read from a router entry's TUN device has beyond the
+/// frame payload it becomes, at the least: the 20-byte IPv4 header and the 6
+/// bytes of an ICMP echo header that do not travel (its type, code, checksum
+/// and identifier; the 2-byte sequence number does). A UDP packet has 8
+/// (its UDP header), so an echo request is the packet that fills a frame
+/// first, and it sets the MTU.
+pub const ROUTER_V4_PACKET_OVERHEAD: usize = IPV4_HEADER_LEN + 6;
+/// [`ROUTER_V4_PACKET_OVERHEAD`] for IPv6: the 40-byte IPv6 header and 6.
+pub const ROUTER_V6_PACKET_OVERHEAD: usize = IPV6_HEADER_LEN + 6;
+
+/// The largest IP packet of either family a router entry carries in one link
+/// frame, given the largest frame payload to an IPv4 and to an IPv6
+/// destination ([`max_payload_len`]): the TUN device's default MTU, and the
+/// MTU that ICMP Fragmentation Needed / Packet Too Big announce. At most
+/// 65535.
+///
+/// For a link MTU of 1500 over IPv4 this is 1432 + 26 = 1458 (IPv4) and
+/// 1420 + 46 = 1466 (IPv6), so 1458; over an IPv6 link 1438.
+pub fn router_packet_mtu(max_payload_v4: usize, max_payload_v6: usize) -> u16 {
+    let v4 = max_payload_v4.saturating_add(ROUTER_V4_PACKET_OVERHEAD);
+    let v6 = max_payload_v6.saturating_add(ROUTER_V6_PACKET_OVERHEAD);
+    u16::try_from(v4.min(v6)).unwrap_or(u16::MAX)
+}
+
 /// Whether `mtu` is an accepted link MTU, [`MIN_LINK_MTU`]..=[`MAX_LINK_MTU`].
 pub const fn valid_link_mtu(mtu: u16) -> bool {
     mtu >= MIN_LINK_MTU
@@ -179,6 +203,25 @@ mod tests {
         let mapped: SocketAddr = "[::ffff:192.0.2.1]:51820".parse().unwrap();
         assert_eq!(ip_header_len(mapped), IPV4_HEADER_LEN);
         assert_eq!(max_plaintext_len(1500, None), max_plaintext_len(1500, v4()));
+    }
+
+    #[test]
+    fn router_packet_mtu_of_the_docs() {
+        let dst4 = Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53)));
+        let dst6 = Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 53));
+        let mtu = |link| {
+            router_packet_mtu(
+                max_payload_len(1500, link, &header(1, true, dst4)),
+                max_payload_len(1500, link, &header(1, true, dst6)),
+            )
+        };
+        assert_eq!(mtu(v4()), 1458);
+        assert_eq!(mtu(v6()), 1438);
+        // A UDP packet of that size fits: its header is 2 bytes longer than
+        // what an echo request leaves behind.
+        let udp_payload = usize::from(mtu(v4())) - IPV4_HEADER_LEN - UDP_HEADER_LEN;
+        assert!(udp_payload <= max_payload_len(1500, v4(), &header(1, true, dst4)));
+        assert_eq!(router_packet_mtu(usize::MAX, 70_000), u16::MAX);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The address of a router entry's TUN device, such as `10.99.0.1/24` or
-//! `fd00:99::1/64`. (Allow rules are core's [`sdt_core::allow::AllowRule`].)
+//! `fd00:99::1/64`, and the routes sdt sends into it, such as
+//! `10.202.0.0/24`. (Allow rules are core's [`sdt_core::allow::AllowRule`].)
 
 use std::fmt;
 use std::net::IpAddr;
@@ -13,6 +14,9 @@ pub enum AddrError {
     Empty,
     /// The address part is not an IPv4 or IPv6 address.
     BadAddress(String),
+    /// A route's network has bits set past its prefix (`10.0.0.1/8`):
+    /// refused as `ip route` refuses it, rather than silently widened.
+    HostBitsSet(String),
     /// The prefix length is not a number up to 32 (IPv4) or 128 (IPv6).
     BadPrefix {
         /// The prefix text.
@@ -27,6 +31,10 @@ impl fmt::Display for AddrError {
         match self {
             AddrError::Empty => f.write_str("empty address"),
             AddrError::BadAddress(text) => write!(f, "`{text}` is not an IP address"),
+            AddrError::HostBitsSet(text) => write!(
+                f,
+                "`{text}` has bits set past its prefix length; a route names a network"
+            ),
             AddrError::BadPrefix { text, max } => {
                 write!(f, "`{text}` is not a prefix length from 0 to {max}")
             }
@@ -88,9 +96,80 @@ impl fmt::Display for InterfaceAddress {
     }
 }
 
+/// A route into a router entry's TUN device: a network and its prefix
+/// length, such as `10.202.0.0/24` or `2001:db8::/32` (without `/prefix`, one
+/// host). The address has no bits set past the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route(InterfaceAddress);
+
+impl Route {
+    /// The network address.
+    pub fn network(&self) -> IpAddr {
+        self.0.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.0.prefix
+    }
+}
+
+impl FromStr for Route {
+    type Err = AddrError;
+
+    fn from_str(text: &str) -> Result<Self, AddrError> {
+        let a: InterfaceAddress = text.parse()?;
+        let masked = match a.addr {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                let mask = u32::MAX.checked_shl(32 - u32::from(a.prefix)).unwrap_or(0);
+                IpAddr::from((bits & mask).to_be_bytes())
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(a.prefix))
+                    .unwrap_or(0);
+                IpAddr::from((bits & mask).to_be_bytes())
+            }
+        };
+        if masked != a.addr {
+            return Err(AddrError::HostBitsSet(text.trim().to_owned()));
+        }
+        Ok(Route(a))
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes() {
+        let r: Route = "10.202.0.0/24".parse().unwrap();
+        assert_eq!(
+            (r.network(), r.prefix()),
+            ("10.202.0.0".parse().unwrap(), 24)
+        );
+        assert_eq!(r.to_string(), "10.202.0.0/24");
+        let r: Route = "2001:db8::/32".parse().unwrap();
+        assert_eq!(r.prefix(), 32);
+        assert_eq!("0.0.0.0/0".parse::<Route>().unwrap().prefix(), 0);
+        assert_eq!("::/0".parse::<Route>().unwrap().prefix(), 0);
+        assert_eq!("192.0.2.7".parse::<Route>().unwrap().prefix(), 32);
+        assert!(matches!(
+            "10.202.0.1/24".parse::<Route>(),
+            Err(AddrError::HostBitsSet(_))
+        ));
+        assert!("2001:db8::1/32".parse::<Route>().is_err());
+        assert!("10.0.0.0/33".parse::<Route>().is_err());
+    }
 
     #[test]
     fn interface_addresses() {

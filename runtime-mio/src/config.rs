@@ -44,7 +44,7 @@
 //! |---|---|---|
 //! | forward, push | `listen` | `target` |
 //! | direct | both `listen` (this node's customer-facing socket) and `target` (the one fixed customer) on each node: [`Half::Both`] | |
-//! | router | `tun` (and optionally `address`) | `allow` (an empty list allows nothing) |
+//! | router | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `allow` (an empty list allows nothing) |
 //!
 //! Durations are written like `"25s"`, `"500ms"`, `"2m"` or `"1h 30m"` and
 //! must not be zero. Relative paths (key files, the control socket) are
@@ -70,7 +70,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::addr::InterfaceAddress;
+use crate::addr::{InterfaceAddress, Route};
 use crate::keyfile::{self, KeyFileError};
 use sdt_core::allow::AllowRule;
 use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES};
@@ -92,8 +92,29 @@ pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = ChannelLimits::DEFAULT.min_i
 pub const DEFAULT_CONTROL_DIR: &str = "/run/sdt";
 /// `IFF_TUN` in `/sys/class/net/NAME/tun_flags` (`linux/if_tun.h`).
 const IFF_TUN: u32 = 0x0001;
+/// The smallest `tun_mtu`: the IPv4 minimum every host must accept
+/// (RFC 791). Below 1280 the kernel turns IPv6 off on the device.
+pub const MIN_TUN_MTU: u16 = 576;
 /// Longest TUN device name Linux accepts (`IFNAMSIZ` less the NUL).
 pub const MAX_TUN_NAME_LEN: usize = 15;
+
+/// `Ok` if no network interface is named `name` in this network namespace,
+/// or it is a TUN device; else what it is instead, for an error message.
+/// Looked up in `/sys/class/net`.
+pub fn interface_kind(name: &str) -> std::result::Result<(), &'static str> {
+    let dir = Path::new("/sys/class/net").join(name);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return Ok(());
+    }
+    let flags = std::fs::read_to_string(dir.join("tun_flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+    match flags {
+        Some(f) if f & IFF_TUN != 0 => Ok(()),
+        Some(_) => Err("is a TAP device; sdt needs a TUN device"),
+        None => Err("exists and is not a TUN device"),
+    }
+}
 
 /// A node's whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +194,12 @@ pub struct TunSpec {
     pub name: String,
     /// Address to give the device, if sdt should set one.
     pub address: Option<InterfaceAddress>,
+    /// Routes sdt installs into the device at start (and removes at stop):
+    /// traffic to these networks is captured by the service.
+    pub routes: Vec<Route>,
+    /// The device's MTU (`tun_mtu`); `None` for the default, the largest IP
+    /// packet one link frame carries ([`sdt_core::mtu::router_packet_mtu`]).
+    pub mtu: Option<u16>,
 }
 
 /// One `[[service]]`.
@@ -531,6 +558,8 @@ struct RawService {
     target: Option<Spanned<String>>,
     tun: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    routes: Option<Spanned<Vec<Spanned<String>>>>,
+    tun_mtu: Option<Spanned<i64>>,
     allow: Option<Spanned<Vec<Spanned<String>>>>,
     idle_timeout: Option<Spanned<String>>,
     max_channels: Option<Spanned<i64>>,
@@ -825,26 +854,16 @@ impl Ctx<'_> {
     /// veth, `lo`, a TAP device) makes the kernel refuse it. Looked up in
     /// `/sys/class/net` of the network namespace `sdt check` runs in.
     fn tun_device_free(&self, name: &Spanned<String>) -> Result<()> {
-        let dir = Path::new("/sys/class/net").join(name.get_ref());
-        if std::fs::symlink_metadata(&dir).is_err() {
-            return Ok(());
-        }
-        let flags = std::fs::read_to_string(dir.join("tun_flags"))
-            .ok()
-            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
-        let why = match flags {
-            Some(f) if f & IFF_TUN != 0 => return Ok(()),
-            Some(_) => "is a TAP device; sdt needs a TUN device",
-            None => "exists and is not a TUN device",
-        };
-        Err(self.at(
-            name,
-            "tun",
-            format!(
-                "network interface {} {why}; name a free one (sdt creates it) or a TUN device",
-                name.get_ref()
-            ),
-        ))
+        interface_kind(name.get_ref()).map_err(|why| {
+            self.at(
+                name,
+                "tun",
+                format!(
+                    "network interface {} {why}; name a free one (sdt creates it) or a TUN device",
+                    name.get_ref()
+                ),
+            )
+        })
     }
 
     fn relative(&self, path: &str) -> PathBuf {
@@ -1027,14 +1046,17 @@ impl Ctx<'_> {
         };
         let span_of = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
         let allow_span = s.allow.as_ref().map(Spanned::span);
-        let half =
-            match mode {
-                Mode::Forward | Mode::Push => {
-                    let uses = "it uses listen on the entry or target on the exit";
-                    not_for("tun", span_of(&s.tun), uses)?;
-                    not_for("address", span_of(&s.address), uses)?;
-                    not_for("allow", allow_span, uses)?;
-                    match (&s.listen, &s.target) {
+        let routes_span = s.routes.as_ref().map(Spanned::span);
+        let tun_mtu_span = s.tun_mtu.as_ref().map(Spanned::span);
+        let half = match mode {
+            Mode::Forward | Mode::Push => {
+                let uses = "it uses listen on the entry or target on the exit";
+                not_for("tun", span_of(&s.tun), uses)?;
+                not_for("address", span_of(&s.address), uses)?;
+                not_for("routes", routes_span.clone(), uses)?;
+                not_for("tun_mtu", tun_mtu_span.clone(), uses)?;
+                not_for("allow", allow_span, uses)?;
+                match (&s.listen, &s.target) {
                     (Some(_), None) => Half::Entry,
                     (None, Some(_)) => Half::Exit,
                     (Some(_), Some(target)) => {
@@ -1052,57 +1074,70 @@ impl Ctx<'_> {
                         ": give listen (this node is the entry) or target (this node is the exit)",
                     )),
                 }
+            }
+            Mode::Direct => {
+                let uses = "it uses listen and target on both nodes";
+                not_for("tun", span_of(&s.tun), uses)?;
+                not_for("address", span_of(&s.address), uses)?;
+                not_for("routes", routes_span.clone(), uses)?;
+                not_for("tun_mtu", tun_mtu_span.clone(), uses)?;
+                not_for("allow", allow_span, uses)?;
+                if s.listen.is_none() {
+                    return Err(missing(
+                        "listen",
+                        ": a direct service needs both listen and target",
+                    ));
                 }
-                Mode::Direct => {
-                    let uses = "it uses listen and target on both nodes";
-                    not_for("tun", span_of(&s.tun), uses)?;
-                    not_for("address", span_of(&s.address), uses)?;
-                    not_for("allow", allow_span, uses)?;
-                    if s.listen.is_none() {
-                        return Err(missing(
-                            "listen",
-                            ": a direct service needs both listen and target",
-                        ));
-                    }
-                    if s.target.is_none() {
-                        return Err(missing(
-                            "target",
-                            ": a direct service needs both listen and target",
-                        ));
-                    }
-                    Half::Both
+                if s.target.is_none() {
+                    return Err(missing(
+                        "target",
+                        ": a direct service needs both listen and target",
+                    ));
                 }
-                Mode::Router => {
-                    let uses = "it uses tun on the entry or allow on the exit";
-                    not_for("listen", span_of(&s.listen), uses)?;
-                    not_for("target", span_of(&s.target), uses)?;
-                    match (&s.tun, allow_span) {
-                        (Some(_), None) => Half::Entry,
-                        (None, Some(_)) => {
-                            if let Some(address) = &s.address {
-                                return Err(self.at(
-                                    address,
-                                    "address",
-                                    "address belongs to the entry half, with tun",
+                Half::Both
+            }
+            Mode::Router => {
+                let uses = "it uses tun on the entry or allow on the exit";
+                not_for("listen", span_of(&s.listen), uses)?;
+                not_for("target", span_of(&s.target), uses)?;
+                match (&s.tun, allow_span) {
+                    (Some(_), None) => Half::Entry,
+                    (None, Some(_)) => {
+                        if let Some(address) = &s.address {
+                            return Err(self.at(
+                                address,
+                                "address",
+                                "address belongs to the entry half, with tun",
+                            ));
+                        }
+                        for (key, span) in [("routes", &routes_span), ("tun_mtu", &tun_mtu_span)] {
+                            if span.is_some() {
+                                return Err(self.invalid(
+                                    span.clone(),
+                                    key,
+                                    format!("{key} belongs to the entry half, with tun"),
                                 ));
                             }
-                            Half::Exit
                         }
-                        (Some(_), Some(span)) => {
-                            return Err(self.invalid(
-                                Some(span),
-                                "allow",
-                                "a router service has tun on its entry half or allow on its exit \
+                        Half::Exit
+                    }
+                    (Some(_), Some(span)) => {
+                        return Err(self.invalid(
+                            Some(span),
+                            "allow",
+                            "a router service has tun on its entry half or allow on its exit \
                              half, not both",
-                            ))
-                        }
-                        (None, None) => return Err(missing(
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(missing(
                             "tun",
                             ": give tun (this node is the entry) or allow (this node is the exit)",
-                        )),
+                        ))
                     }
                 }
-            };
+            }
+        };
 
         if peer == PeerRef::Any && half != Half::Exit {
             let which = if half == Half::Both {
@@ -1175,10 +1210,35 @@ impl Ctx<'_> {
                         })?),
                         None => None,
                     };
+                let mut routes = Vec::new();
+                for r in s.routes.iter().flat_map(|r| r.get_ref()) {
+                    let route = r
+                        .get_ref()
+                        .parse::<Route>()
+                        .map_err(|e| self.at(r, "routes", e.to_string()))?;
+                    if !routes.contains(&route) {
+                        routes.push(route);
+                    }
+                }
+                let mtu = match &s.tun_mtu {
+                    Some(m) => match u16::try_from(*m.get_ref()) {
+                        Ok(n) if n >= MIN_TUN_MTU => Some(n),
+                        _ => {
+                            return Err(self.at(
+                                m,
+                                "tun_mtu",
+                                format!("a TUN MTU is a number from {MIN_TUN_MTU} to 65535"),
+                            ))
+                        }
+                    },
+                    None => None,
+                };
                 self.tun_device_free(name)?;
                 Some(TunSpec {
                     name: n.clone(),
                     address,
+                    routes,
+                    mtu,
                 })
             }
             None => None,

@@ -161,8 +161,22 @@ pub struct ServiceState {
     /// Router entries: the largest payload to IPv6 destinations.
     #[serde(default)]
     pub max_payload_v6_destination: Option<u64>,
+    /// Router entries: the TUN device, its MTU and the routes sdt installed.
+    #[serde(default)]
+    pub tun: Option<TunState>,
     /// Drops by reason.
     pub drops: Vec<(String, u64)>,
+}
+
+/// A router entry's TUN device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TunState {
+    /// The device name.
+    pub name: String,
+    /// The MTU set on it.
+    pub mtu: u16,
+    /// The routes sdt installed into it.
+    pub routes: Vec<String>,
 }
 
 impl Status {
@@ -228,6 +242,7 @@ impl Status {
                     .then(|| node.max_payload(c.id, Some(V6_DESTINATION)))
                     .flatten()
                     .map(|n| n as u64),
+                tun: None,
                 drops: s
                     .drops
                     .iter()
@@ -442,6 +457,13 @@ impl fmt::Display for Status {
                     let _ = writeln!(out, "  largest datagram: {max} B");
                 }
                 _ => {}
+            }
+            if let Some(t) = &s.tun {
+                let _ = write!(out, "  TUN device {}: MTU {}", t.name, t.mtu);
+                if !t.routes.is_empty() {
+                    let _ = write!(out, ", routes {}", t.routes.join(" "));
+                }
+                let _ = writeln!(out);
             }
             if s.mode == "forward" || s.mode == "router" {
                 let _ = writeln!(

@@ -9,6 +9,18 @@ use super::{Half, Node, NodeEvent, Peers, Role, ServiceDrop};
 use crate::link::PeerId;
 use crate::wire::ServiceHeaderRepr;
 
+/// Any IPv4 and IPv6 destination: only the family counts for the size.
+const V4_DESTINATION: SocketAddr = SocketAddr::V4(core::net::SocketAddrV4::new(
+    core::net::Ipv4Addr::UNSPECIFIED,
+    1,
+));
+const V6_DESTINATION: SocketAddr = SocketAddr::V6(core::net::SocketAddrV6::new(
+    core::net::Ipv6Addr::UNSPECIFIED,
+    1,
+    0,
+    0,
+));
+
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
     /// The largest customer payload service `id` carries to its peer now,
     /// over the peer's current endpoint: one byte more is dropped as
@@ -36,6 +48,19 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             destination,
         };
         Some(self.max_payload_len(peer, &header))
+    }
+
+    /// The MTU of router entry `id`'s TUN device: the largest IP packet of
+    /// either family one link frame to the peer carries now
+    /// ([`crate::mtu::router_packet_mtu`]). `None` for any other service.
+    pub fn router_packet_mtu(&self, id: u8) -> Option<u16> {
+        let s = self.services.iter().find(|s| s.config.id == id)?;
+        if s.config.role != Role::RouterEntry {
+            return None;
+        }
+        let v4 = self.max_payload(id, Some(V4_DESTINATION))?;
+        let v6 = self.max_payload(id, Some(V6_DESTINATION))?;
+        Some(crate::mtu::router_packet_mtu(v4, v6))
     }
 
     /// The largest payload a frame shaped like `header` carries to `peer`

@@ -108,6 +108,8 @@ peer = "y"
 mode = "router"
 tun = "sdt0"
 address = "10.99.0.1/24"
+routes = ["10.202.0.0/24", "2001:db8::/32", "10.202.0.0/24"]
+tun_mtu = 1400
 
 [[service]]
 id = 255
@@ -166,6 +168,9 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
     let tun = s[3].tun.as_ref().unwrap();
     assert_eq!(tun.name, "sdt0");
     assert_eq!(tun.address, Some("10.99.0.1/24".parse().unwrap()));
+    let routes: Vec<String> = tun.routes.iter().map(ToString::to_string).collect();
+    assert_eq!(routes, ["10.202.0.0/24", "2001:db8::/32"], "duplicates go");
+    assert_eq!(tun.mtu, Some(1400));
     assert_eq!((s[4].id, s[4].half), (255, Half::Exit));
     assert_eq!(
         s[4].allow,
@@ -659,6 +664,39 @@ fn refuses_bad_router_values() {
          \n[[service]]\nid = 2\npeer = \"y\"\nmode = \"router\"\ntun = \"sdt0\" # again\n",
     );
     refused(&text, "# again", "tun", "TUN device sdt0 is already used");
+    let text = service("tun = \"sdt0\"\nroutes = [\"10.202.0.1/24\"]\n");
+    refused(
+        &text,
+        "10.202.0.1/24",
+        "routes",
+        "`10.202.0.1/24` has bits set past its prefix length",
+    );
+    let text = service("tun = \"sdt0\"\nroutes = [\"sdt0\"]\n");
+    refused(&text, "\"sdt0\"]", "routes", "`sdt0` is not an IP address");
+    let text = service("tun = \"sdt0\"\ntun_mtu = 575\n");
+    refused(
+        &text,
+        "575",
+        "tun_mtu",
+        "a TUN MTU is a number from 576 to 65535",
+    );
+    let text = service("allow = [\"10.0.0.0/8\"]\nroutes = [\"10.9.0.0/16\"]\n");
+    refused(
+        &text,
+        "10.9.0.0/16",
+        "routes",
+        "routes belongs to the entry half, with tun",
+    );
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n\
+         tun_mtu = 1400\n",
+    );
+    refused(
+        &text,
+        "1400",
+        "tun_mtu",
+        "a forward service does not use tun_mtu",
+    );
 }
 
 #[cfg(unix)]

@@ -44,7 +44,7 @@ use crate::config::Config;
 use crate::status::{ChannelQuery, Channels, Status};
 use sdt_core::node::{Dropped, Io, Output};
 use sockets::MioIo;
-use tun::{Tun, TunError};
+use tun::{Tun, TunError, TunSetup};
 use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
 pub use control::{
@@ -345,11 +345,32 @@ impl Loop {
 
         for (i, spec) in config.services.iter().enumerate() {
             if let Some(t) = &spec.tun {
-                let tun = Tun::open(&t.name, t.address).map_err(|e| RunError::Tun(spec.id, e))?;
+                let mtu = t
+                    .mtu
+                    .or_else(|| node.router_packet_mtu(spec.id))
+                    .unwrap_or(sdt_core::mtu::DEFAULT_LINK_MTU);
+                let tun = Tun::open(TunSetup {
+                    name: &t.name,
+                    address: t.address,
+                    routes: &t.routes,
+                    mtu,
+                })
+                .map_err(|e| RunError::Tun(spec.id, e))?;
                 let token = Token(FIRST_TUN + i);
                 tun.register(poll.registry(), token)
                     .map_err(RunError::Poll)?;
-                info!("service {}: TUN device {} up", spec.id, tun.name());
+                info!(
+                    "service {}: TUN device {} up, MTU {mtu}{}",
+                    spec.id,
+                    tun.name(),
+                    if tun.routes().is_empty() {
+                        String::new()
+                    } else {
+                        let routes: Vec<String> =
+                            tun.routes().iter().map(ToString::to_string).collect();
+                        format!(", routes {}", routes.join(" "))
+                    }
+                );
                 io.tuns.insert(spec.id, (token, tun));
             }
         }
@@ -574,6 +595,15 @@ impl Loop {
             s.metrics_listen = Some(m.addr());
             s.metrics_refused = m.stats().refused.load(Ordering::Relaxed);
             s.metrics_timeouts = m.stats().timeouts.load(Ordering::Relaxed);
+        }
+        for service in &mut s.services {
+            if let Some((_, tun)) = self.io.tuns.get(&service.id) {
+                service.tun = Some(crate::status::TunState {
+                    name: tun.name().to_owned(),
+                    mtu: tun.mtu(),
+                    routes: tun.routes().iter().map(ToString::to_string).collect(),
+                });
+            }
         }
         let (services, channels) = self.io.kernel_drops();
         s.data_path = crate::status::DataPath {

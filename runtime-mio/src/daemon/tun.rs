@@ -2,9 +2,24 @@
 //! information header, non-blocking, registered with mio.
 //!
 //! Opening one needs `CAP_NET_ADMIN`; without it the error says so. The
-//! address is set and the device brought up with `ip` (iproute2), which the
-//! operator can also do by hand when `address` is left out; its transmit
-//! queue is lengthened to [`TX_QUEUE_LEN`] at the same time.
+//! device is set up with `ip` (iproute2): its MTU, its address if
+//! configured, no IPv6 link-local address (`addrgenmode none`), up, then the
+//! configured routes, which are removed again when the device is closed;
+//! its transmit queue is lengthened to [`TX_QUEUE_LEN`] too.
+//!
+//! Why `ip` and not netlink from Rust: the kernel's answers (a route that
+//! exists, an address of the wrong family, a device in another state) come
+//! back as `ip`'s own one-line messages, which the error shows as they are;
+//! the operator can run the same commands by hand to see or undo what sdt
+//! did; and the set-up runs once at start, far from the data path. The
+//! netlink crates for Rust (`rtnetlink`) are async on tokio, which this
+//! mio daemon does not carry. A missing `ip` is a clear start error.
+//!
+//! No IPv6 link-local address: a TUN device that has one sends router
+//! solicitations and MLD reports of its own as soon as it is up, which the
+//! entry would read and count as `not_udp` drops with no user traffic.
+//! With `addrgenmode none` the device stays silent; IPv6 still works on it
+//! (routes to IPv6 networks, and an IPv6 `address` if configured).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -15,13 +30,30 @@ use std::process::Command;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::addr::InterfaceAddress;
+use crate::addr::{InterfaceAddress, Route};
+
+/// How to set up a TUN device.
+#[derive(Debug, Clone, Copy)]
+pub struct TunSetup<'a> {
+    /// The device name.
+    pub name: &'a str,
+    /// The address to give it, if any.
+    pub address: Option<InterfaceAddress>,
+    /// Routes to install into it.
+    pub routes: &'a [Route],
+    /// Its MTU.
+    pub mtu: u16,
+}
 
 /// Why a TUN device could not be set up.
 #[derive(Debug)]
 pub enum TunError {
     /// The process lacks `CAP_NET_ADMIN`.
     NotPermitted(String),
+    /// Another network interface has the name: (name, what it is).
+    NotTun(String, &'static str),
+    /// The TUN device is open in another process already.
+    Busy(String),
     /// Any other failure, with what was being done.
     Other(String, io::Error),
 }
@@ -33,6 +65,16 @@ impl std::fmt::Display for TunError {
                 f,
                 "opening TUN device {name} is not permitted: router mode needs CAP_NET_ADMIN \
                  (run as root, or `setcap cap_net_admin+ep` the sdt binary)"
+            ),
+            TunError::NotTun(name, what) => write!(
+                f,
+                "network interface {name} {what}; name a free one in `tun` (sdt creates it) \
+                 or a TUN device (`ip tuntap add {name} mode tun`)"
+            ),
+            TunError::Busy(name) => write!(
+                f,
+                "TUN device {name} is open in another process (another sdt?); a TUN device \
+                 serves one process: stop it or name another device in `tun`"
             ),
             TunError::Other(what, e) => write!(f, "{what}: {e}"),
         }
@@ -46,6 +88,9 @@ impl std::error::Error for TunError {}
 pub struct Tun {
     file: File,
     name: String,
+    /// Routes this process installed, removed when the device is dropped.
+    routes: Vec<Route>,
+    mtu: u16,
 }
 
 #[repr(C)]
@@ -68,9 +113,14 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 pub const TX_QUEUE_LEN: u32 = 5000;
 
 impl Tun {
-    /// Opens (creating if needed) the TUN device `name`, sets `address` on
-    /// it if given, and brings it up.
-    pub fn open(name: &str, address: Option<InterfaceAddress>) -> Result<Tun, TunError> {
+    /// Opens (creating if needed) the TUN device `setup.name` and sets it
+    /// up as the [module docs](self) say. On an error nothing is left
+    /// behind but a device that existed before.
+    pub fn open(setup: TunSetup<'_>) -> Result<Tun, TunError> {
+        let name = setup.name;
+        if let Some(what) = not_a_tun(name) {
+            return Err(TunError::NotTun(name.to_owned(), what));
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -102,18 +152,54 @@ impl Tun {
             let e = io::Error::last_os_error();
             return Err(match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => TunError::NotPermitted(name.to_owned()),
+                Some(libc::EBUSY) => TunError::Busy(name.to_owned()),
+                // The interface appeared since the look-up above, or the
+                // kernel refuses it for a reason /sys does not show.
+                Some(libc::EINVAL) => TunError::NotTun(
+                    name.to_owned(),
+                    not_a_tun(name).unwrap_or("cannot be attached to as a TUN device"),
+                ),
                 _ => TunError::Other(format!("creating TUN device {name}"), e),
             });
         }
-        if let Some(a) = address {
+        let mut tun = Tun {
+            file,
+            name: name.to_owned(),
+            routes: Vec::new(),
+            mtu: setup.mtu,
+        };
+        let mtu = setup.mtu.to_string();
+        ip(&["link", "set", "dev", name, "mtu", &mtu])?;
+        ip(&["link", "set", "dev", name, "addrgenmode", "none"])?;
+        if let Some(a) = setup.address {
             ip(&["addr", "replace", &a.to_string(), "dev", name])?;
         }
         let qlen = TX_QUEUE_LEN.to_string();
-        ip(&["link", "set", name, "txqueuelen", &qlen, "up"])?;
-        Ok(Tun {
-            file,
-            name: name.to_owned(),
-        })
+        ip(&["link", "set", "dev", name, "txqueuelen", &qlen, "up"])?;
+        for route in setup.routes {
+            // `replace`, so that a route left behind by a killed daemon does
+            // not stop the next start.
+            ip(&[
+                family(route),
+                "route",
+                "replace",
+                &route.to_string(),
+                "dev",
+                name,
+            ])?;
+            tun.routes.push(*route);
+        }
+        Ok(tun)
+    }
+
+    /// The MTU set on the device.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The routes installed into the device.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
     /// The device's name.
@@ -139,6 +225,41 @@ impl Tun {
     pub fn write(&mut self, packet: &[u8]) -> io::Result<usize> {
         self.file.write(packet)
     }
+}
+
+impl Drop for Tun {
+    /// Removes the routes this process installed. A device sdt created goes
+    /// away with its descriptor, routes and all; a persistent one
+    /// (`ip tuntap add`) would keep them.
+    fn drop(&mut self) {
+        for route in &self.routes {
+            let r = ip(&[
+                family(route),
+                "route",
+                "del",
+                &route.to_string(),
+                "dev",
+                &self.name,
+            ]);
+            if let Err(e) = r {
+                tracing::debug!("TUN device {}: removing route {route}: {e}", self.name);
+            }
+        }
+    }
+}
+
+/// `ip`'s family flag for a route.
+fn family(route: &Route) -> &'static str {
+    if route.network().is_ipv4() {
+        "-4"
+    } else {
+        "-6"
+    }
+}
+
+/// What the interface `name` is, if it exists and is not a TUN device.
+fn not_a_tun(name: &str) -> Option<&'static str> {
+    crate::config::interface_kind(name).err()
 }
 
 fn ip(args: &[&str]) -> Result<(), TunError> {

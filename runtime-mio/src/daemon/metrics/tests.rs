@@ -58,6 +58,7 @@ fn status() -> Status {
             ports_held: 0,
             max_payload: Some(1438),
             max_payload_v6_destination: None,
+            tun: None,
             drops: vec![("too_big".into(), 2), ("channel_rate_limited".into(), 9)],
         }],
         unattributed_drops: vec![("unknown_peer".into(), 8)],
