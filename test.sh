@@ -31,7 +31,7 @@ cargo build --locked -p sdt-core --target thumbv7em-none-eabihf
 echo "== no_std, no heap: sdt-smoltcp and its firmware example for thumbv7em-none-eabihf"
 cargo build --locked -p sdt-smoltcp --target thumbv7em-none-eabihf --no-default-features
 # The same flags as runtime-smoltcp/tests/qemu.rs, which boots them.
-cargo build --locked --release -p sdt-smoltcp --example firmware --example firmware_pair \
+cargo build --locked --profile firmware -p sdt-smoltcp --example firmware --example firmware_pair \
   --target thumbv7em-none-eabihf --no-default-features
 
 echo "== tests"

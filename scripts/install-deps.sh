@@ -47,8 +47,11 @@ DEBS=(
   "wireguard-tools:wg"
   "wireguard-go:wireguard-go"
   # runtime-smoltcp/tests/qemu.rs: the firmware examples boot on an
-  # emulated Cortex-M4F (mps2-an386).
+  # emulated Cortex-M4F (mps2-an386); the budget check measures sections
+  # and symbols.
   "qemu-system-arm:qemu-system-arm"
+  "binutils-arm-none-eabi:arm-none-eabi-size"
+  "binutils-arm-none-eabi:arm-none-eabi-nm"
 )
 
 for t in "${RUST_TARGETS[@]}"; do

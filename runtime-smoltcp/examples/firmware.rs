@@ -1,16 +1,21 @@
 //! A minimal firmware: one node holding the entry half of a forward service,
-//! on a board with a network device, no heap and no OS.
+//! on a board with a network device, no heap and no OS. It is the firmware
+//! the flash and RAM budget is checked on (README, "Embedded"): one peer,
+//! one forward service, 16 channels.
 //!
 //! Build it for a Cortex-M4F and measure it:
 //!
 //! ```sh
-//! cargo build -p sdt-smoltcp --example firmware --release \
+//! cargo build -p sdt-smoltcp --example firmware --profile firmware \
 //!     --target thumbv7em-none-eabihf --no-default-features
-//! llvm-size target/thumbv7em-none-eabihf/release/examples/firmware
+//! arm-none-eabi-size -A target/thumbv7em-none-eabihf/firmware/examples/firmware
 //! ```
 //!
-//! On the host (`cargo run -p sdt-smoltcp --example firmware`) the same code
-//! runs a few polls and prints what it did.
+//! It boots on QEMU's `mps2-an386` (`tests/qemu.rs`): it builds its node,
+//! runs ten simulated seconds of its main loop (handshake initiations to a
+//! peer that is not there), reports its stack high-water mark over
+//! semihosting and exits. On the host (`cargo run -p sdt-smoltcp --example
+//! firmware`) the same code runs and prints what it did.
 //!
 //! Placeholders a real firmware replaces, each marked `PLACEHOLDER` below:
 //! the network device (a MAC or radio driver), the clock (a hardware
@@ -19,6 +24,10 @@
 //! provisioning, not from the source).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+#[path = "board/mod.rs"]
+mod board;
 
 use core::hint::black_box;
 #[cfg(target_os = "none")]
@@ -37,10 +46,13 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-/// One peer, two services, eight channels.
-type Fw = SmolNode<'static, ChaCha20Rng, 1, 2, 8>;
-/// The link socket and seven customer sockets.
-const SOCKETS: usize = 8;
+/// Channels the forward entry holds (each a client address; an entry needs
+/// no socket per channel, an exit would).
+const CHANNELS: usize = 16;
+/// One peer, one service, 16 channels.
+type Fw = SmolNode<'static, ChaCha20Rng, 1, 1, CHANNELS>;
+/// The link socket and the service's socket.
+const SOCKETS: usize = 2;
 /// Datagrams queued per socket and direction.
 const PKTS: usize = 4;
 /// Bytes queued per socket and direction: one full-size datagram and some.
@@ -148,7 +160,7 @@ fn setup(
         },
     );
     service.limits = ChannelLimits {
-        max_channels: 6,
+        max_channels: CHANNELS as u16,
         ..ChannelLimits::default()
     };
     node.add_service(service).expect("service");
@@ -182,6 +194,26 @@ fn step(node: &mut Fw, device: &mut BoardDevice, now: Instant) -> Option<smoltcp
     node.poll_delay(now)
 }
 
+/// Builds the node into its static, in a function of its own: the
+/// temporaries of building it (core's `Node::new` returns the node by value
+/// and `SmolNode::new` moves it) live in this frame, and are gone from the
+/// stack once the main loop runs.
+#[cfg(target_os = "none")]
+#[inline(never)]
+fn build(
+    node: &'static mut MaybeUninit<Fw>,
+    storage: &'static mut MaybeUninit<Storage<SOCKETS, PKTS, BYTES>>,
+    slots: &'static mut MaybeUninit<[SocketStorage<'static>; SOCKETS]>,
+    device: &mut BoardDevice,
+) -> &'static mut Fw {
+    let storage = storage.write(Storage::new());
+    let slots = slots.write([SocketStorage::EMPTY; SOCKETS]);
+    node.write(setup(storage, &mut slots[..], device))
+}
+
+/// Simulated milliseconds the firmware runs before it reports.
+const RUN_MILLIS: i64 = 10_000;
+
 #[cfg(target_os = "none")]
 #[cortex_m_rt::entry]
 fn main() -> ! {
@@ -193,23 +225,32 @@ fn main() -> ! {
     static mut SOCKET_SLOTS: MaybeUninit<[SocketStorage<'static>; SOCKETS]> = MaybeUninit::uninit();
     static mut DEVICE: BoardDevice = BoardDevice::new();
     static mut NODE: MaybeUninit<Fw> = MaybeUninit::uninit();
-    let storage = STORAGE.write(Storage::new());
-    let slots = SOCKET_SLOTS.write([SocketStorage::EMPTY; SOCKETS]);
-    let node = NODE.write(setup(storage, &mut slots[..], DEVICE));
+    // Paints the stack, for its high-water mark.
+    let mut board = board::Board::take();
+    let node = build(NODE, STORAGE, SOCKET_SLOTS, DEVICE);
+    let setup_peak = board.stack_peak();
+    board.repaint(16 * 1024);
     // PLACEHOLDER: a hardware timer; here every turn is one millisecond.
-    let mut millis: i64 = 0;
-    loop {
+    for millis in 0..RUN_MILLIS {
         let now = Instant::from_millis(black_box(millis));
         let _sleep = step(node, DEVICE, now);
         // A firmware would sleep (WFI) until an interrupt or `_sleep`.
-        millis += 1;
     }
-}
-
-#[cfg(target_os = "none")]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+    let run_peak = board.stack_peak();
+    board::write("sent: ");
+    board::write_number(DEVICE.sent.into());
+    for (what, peak) in [
+        ("\nstack peak, setup: ", setup_peak),
+        ("\nstack peak, running: ", run_peak),
+    ] {
+        board::write(what);
+        match peak {
+            Some(peak) => board::write_number(peak as u64),
+            None => board::write("unknown"),
+        }
+    }
+    board::write("\nOK\n");
+    board::exit(true)
 }
 
 #[cfg(not(target_os = "none"))]
@@ -218,7 +259,7 @@ fn main() {
     let slots = Box::leak(Box::new([SocketStorage::EMPTY; SOCKETS]));
     let mut device = BoardDevice::new();
     let mut node = setup(storage, &mut slots[..], &mut device);
-    for millis in 0..10_000 {
+    for millis in 0..RUN_MILLIS {
         step(&mut node, &mut device, Instant::from_millis(millis));
     }
     println!(

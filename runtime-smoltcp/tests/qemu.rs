@@ -1,9 +1,10 @@
 //! The firmware examples on an emulated Cortex-M4F: QEMU's `mps2-an386`
-//! (`qemu-system-arm`, installed by scripts/install-deps.sh; the test fails
-//! without it). Each test builds its example for `thumbv7em-none-eabihf`
-//! in release mode with the same command as test.sh (so it is usually
-//! built already), boots it, and checks what it reported over semihosting
-//! and its exit status.
+//! (`qemu-system-arm`; the budget also needs `arm-none-eabi-size` and
+//! `arm-none-eabi-nm`: scripts/install-deps.sh installs both, and the tests
+//! fail without them). Each test builds its examples for
+//! `thumbv7em-none-eabihf` in the workspace's `firmware` profile with the
+//! same flags as test.sh (so they are usually built already), boots them,
+//! and checks what they reported over semihosting and their exit status.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,20 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TARGET: &str = "thumbv7em-none-eabihf";
+/// The workspace profile the firmware is built and budgeted in
+/// (Cargo.toml, `[profile.firmware]`).
+const PROFILE: &str = "firmware";
+
+/// The budget README's "Embedded" section states, in bytes. Flash: what
+/// the chip stores (vector table, code, read-only data, .data's initial
+/// values).
+const FLASH_BUDGET: u64 = 128 * 1024;
+/// RAM while the node runs: .data, .bss and the stack the main loop needs.
+const RAM_BUDGET: u64 = 64 * 1024;
+/// RAM at boot: .data, .bss and the stack that building the node needs
+/// (core's `Node::new` returns the node by value and the runtime moves it,
+/// so its copies sit on the setup stack for a moment; see README).
+const SETUP_RAM_BUDGET: u64 = 160 * 1024;
 /// Far above a run's time (well under a second on an idle machine): only a
 /// hung firmware gets here.
 const QEMU_LIMIT: Duration = Duration::from_secs(60);
@@ -27,7 +42,14 @@ fn build(example: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace())
-        .args(["build", "--locked", "--release", "-p", "sdt-smoltcp"])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            PROFILE,
+            "-p",
+            "sdt-smoltcp",
+        ])
         .args([
             "--example",
             example,
@@ -43,7 +65,8 @@ fn build(example: &str) -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"));
     let elf = target_dir
         .join(TARGET)
-        .join("release/examples")
+        .join(PROFILE)
+        .join("examples")
         .join(example);
     assert!(elf.exists(), "no firmware at {}", elf.display());
     elf
@@ -115,4 +138,115 @@ fn two_nodes_on_the_chip_handshake_and_carry_datagrams() {
     assert_eq!(line(&out, "drops: "), "drops: 0");
     assert_eq!(out.lines().last(), Some("OK"), "{out}");
     assert!(ok, "QEMU's exit status is the firmware's verdict: failure");
+}
+
+/// A number of a report line: the digits after `after`.
+fn number(out: &str, prefix: &str, after: &str) -> u64 {
+    let l = line(out, prefix);
+    let rest = &l[l
+        .find(after)
+        .unwrap_or_else(|| panic!("no `{after}` in `{l}`"))
+        + after.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after `{after}` in `{l}`"))
+}
+
+/// Runs a binutils program of the ARM toolchain on `elf`.
+fn binutils(program: &str, args: &[&str], elf: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .arg(elf)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program} ({e}): install Debian's binutils-arm-none-eabi \
+                 (scripts/install-deps.sh does)"
+            )
+        });
+    assert!(out.status.success(), "{program} failed");
+    String::from_utf8(out.stdout).expect("binutils print text")
+}
+
+/// Section sizes by name, from `arm-none-eabi-size -A`.
+fn sections(elf: &Path) -> Vec<(String, u64)> {
+    binutils("arm-none-eabi-size", &["-A"], elf)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (name, size) = (f.next()?, f.next()?.parse().ok()?);
+            name.starts_with('.').then(|| (name.to_string(), size))
+        })
+        .collect()
+}
+
+#[test]
+fn firmware_fits_its_flash_and_ram_budget() {
+    let elf = build("firmware");
+    let sections = sections(&elf);
+    let size = |names: &[&str]| -> u64 {
+        sections
+            .iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .map(|(_, s)| s)
+            .sum()
+    };
+    let flash = size(&[".vector_table", ".text", ".rodata", ".data"]);
+    let statics = size(&[".data", ".bss", ".uninit"]);
+    // The firmware's own stack: building the node, then its main loop
+    // (timers and handshake initiations; its placeholder device receives
+    // nothing).
+    let (ok, out) = boot(&elf);
+    assert!(ok, "the firmware failed:\n{out}");
+    let setup_stack = number(&out, "stack peak, setup: ", ": ");
+    let loop_stack = number(&out, "stack peak, running: ", ": ");
+    // What a poll takes on the paths the idle firmware never runs
+    // (answering a handshake, opening and sealing datagrams), measured on
+    // the pair firmware; added in full, an upper bound.
+    let (ok, pair) = boot(&build("firmware_pair"));
+    assert!(ok, "the pair firmware failed:\n{pair}");
+    let poll_stack = number(&pair, "stack per poll: ", "entry X ").max(number(
+        &pair,
+        "stack per poll: ",
+        "exit Y ",
+    ));
+    let ram = statics + loop_stack + poll_stack;
+    let setup_ram = statics + setup_stack;
+    println!("sections: {sections:?}");
+    println!("flash (.vector_table + .text + .rodata + .data): {flash} B, budget {FLASH_BUDGET}");
+    println!(
+        "RAM running (.data + .bss {statics} + main loop's stack {loop_stack} + a poll's \
+         deepest {poll_stack}): {ram} B, budget {RAM_BUDGET}"
+    );
+    println!(
+        "RAM at setup (.data + .bss + stack while building the node {setup_stack}): \
+         {setup_ram} B, budget {SETUP_RAM_BUDGET}"
+    );
+    println!("largest symbols (bytes, kind, name):");
+    let symbols = binutils("arm-none-eabi-nm", &["-S", "--size-sort", "-C", "-r"], &elf);
+    for l in symbols.lines().take(16) {
+        let mut f = l.splitn(4, ' ');
+        let (_, size, kind, name) = (f.next(), f.next(), f.next(), f.next());
+        let size = size
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .unwrap_or(0);
+        println!(
+            "  {size:>6} {} {}",
+            kind.unwrap_or("?"),
+            name.unwrap_or("?")
+        );
+    }
+    assert!(
+        flash <= FLASH_BUDGET,
+        "flash {flash} B over the budget of {FLASH_BUDGET} B"
+    );
+    assert!(
+        ram <= RAM_BUDGET,
+        "RAM {ram} B over the budget of {RAM_BUDGET} B"
+    );
+    assert!(
+        setup_ram <= SETUP_RAM_BUDGET,
+        "RAM at setup {setup_ram} B over the budget of {SETUP_RAM_BUDGET} B"
+    );
 }

@@ -27,10 +27,13 @@ mod target {
     use cortex_m::peripheral::syst::SystClkSource;
     use cortex_m::peripheral::SYST;
 
-    /// Prints a line of the report.
+    /// Prints a line of the report (with `core::fmt`: the budgeted
+    /// firmware uses [`write`] instead).
+    #[allow(unused_macros)]
     macro_rules! report {
         ($($arg:tt)*) => { cortex_m_semihosting::hprintln!($($arg)*) };
     }
+    #[allow(unused_imports)]
     pub(crate) use report;
 
     /// SysTick is a 24-bit down-counter.
@@ -53,7 +56,7 @@ mod target {
         /// Paints the stack, starts SysTick and calibrates it. Call once,
         /// first thing in `main`.
         pub fn take() -> Board {
-            let (paint_low, paint_high) = paint_stack();
+            let (paint_low, paint_high) = paint_stack(PAINT_WORDS);
             let mut p = cortex_m::Peripherals::take().expect("peripherals taken twice");
             p.SYST.set_clock_source(SystClkSource::Core);
             p.SYST.set_reload(WRAP - 1);
@@ -99,8 +102,17 @@ mod target {
             self.per_tick_q16 >> 16
         }
 
-        /// The deepest the stack has been since boot, in bytes, as far as
-        /// the painted window sees (`None`: it went past the window).
+        /// Paints `words` words below the current stack pointer afresh, so
+        /// that [`Board::stack_peak`] sees the deepest the stack goes from
+        /// here on.
+        #[inline(never)]
+        pub fn repaint(&mut self, words: usize) {
+            (self.paint_low, self.paint_high) = paint_stack(words);
+        }
+
+        /// The deepest the stack has been since boot or the last
+        /// [`Board::repaint`], in bytes from the top of RAM, as far as the
+        /// painted window sees (`None`: it went past the window).
         pub fn stack_peak(&self) -> Option<usize> {
             let mut p = self.paint_low;
             while p < self.paint_high {
@@ -119,6 +131,15 @@ mod target {
         }
     }
 
+    impl Board {
+        /// The deepest the stack has been below the stack pointer of the
+        /// last [`Board::repaint`], in bytes (`None`: past the window).
+        pub fn depth(&self) -> Option<usize> {
+            let peak = self.stack_peak()?;
+            Some(peak.saturating_sub(stack_top() - self.paint_high as usize))
+        }
+    }
+
     fn stack_top() -> usize {
         extern "C" {
             static _stack_start: u32;
@@ -127,10 +148,10 @@ mod target {
         core::ptr::addr_of!(_stack_start) as usize
     }
 
-    /// Paints `PAINT_WORDS` words below the current stack pointer (less a
-    /// margin for this function's own frame), never below the end of the
-    /// statics.
-    fn paint_stack() -> (*const u32, *const u32) {
+    /// Paints `words` words below the current stack pointer (less a margin
+    /// for this function's own frame), never below the end of the statics.
+    #[inline(always)]
+    fn paint_stack(words: usize) -> (*const u32, *const u32) {
         extern "C" {
             static mut __sheap: u32;
         }
@@ -138,7 +159,7 @@ mod target {
         let high = (sp - 256) & !3;
         // Only the address of the linker symbol is taken.
         let heap = core::ptr::addr_of_mut!(__sheap) as usize;
-        let low = high.saturating_sub(PAINT_WORDS * 4).max(heap);
+        let low = high.saturating_sub(words * 4).max(heap);
         let mut p = low as *mut u32;
         while (p as usize) < high {
             // SAFETY: [low, high) is RAM between the end of .bss/.uninit
@@ -180,9 +201,41 @@ mod target {
         }
     }
 
+    /// Writes `s` to the report, with no formatting machinery (`core::fmt`
+    /// costs the budgeted firmware several KiB of flash).
+    pub fn write(s: &str) {
+        if let Ok(mut out) = cortex_m_semihosting::hio::hstdout() {
+            let _ = out.write_all(s.as_bytes());
+        }
+    }
+
+    /// Writes `n` in decimal, as [`write`] does.
+    pub fn write_number(mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        write(core::str::from_utf8(&digits[i..]).unwrap_or("?"));
+    }
+
+    /// Reports where it panicked (not the message: formatting it would link
+    /// `core::fmt` into every firmware) and fails the run.
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        cortex_m_semihosting::hprintln!("FAIL: panic: {}", info);
+        write("FAIL: panic");
+        if let Some(at) = info.location() {
+            write(" at ");
+            write(at.file());
+            write(":");
+            write_number(at.line().into());
+        }
+        write("\n");
         exit(false)
     }
 }
@@ -226,6 +279,12 @@ mod host {
             1
         }
 
+        pub fn repaint(&mut self, _words: usize) {}
+
+        pub fn depth(&self) -> Option<usize> {
+            None
+        }
+
         pub fn stack_peak(&self) -> Option<usize> {
             None
         }
@@ -233,5 +292,13 @@ mod host {
 
     pub fn exit(ok: bool) -> ! {
         std::process::exit(if ok { 0 } else { 1 })
+    }
+
+    pub fn write(s: &str) {
+        print!("{s}");
+    }
+
+    pub fn write_number(n: u64) {
+        print!("{n}");
     }
 }
