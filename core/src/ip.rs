@@ -12,6 +12,8 @@
 //! IPv6 socket addresses carry no flow information or scope here: parsed
 //! addresses have both set to 0, and [`forge_udp`] ignores them.
 
+pub mod icmp;
+
 use core::fmt;
 use core::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ops::Range;
