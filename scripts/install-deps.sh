@@ -26,6 +26,10 @@ DEBS=(
   "passwd:groupdel"
   "libcap2-bin:capsh"
   "procps:sysctl"
+  # runtime-mio/tests/router.rs: ping through a router service, and Python
+  # sockets for ECONNREFUSED and path MTU discovery.
+  "iputils-ping:ping"
+  "python3:python3"
   # runtime-mio/tests/systemd.rs: verifies contrib/systemd/sdt@.service
   # (systemd-analyze verify and security work offline, with no systemd as
   # PID 1, as in a container).

@@ -1,9 +1,12 @@
 //! The allow-list of a router exit: which destinations the exit will send
-//! the tunnel's UDP datagrams to.
+//! the tunnel's UDP datagrams and ICMP echo requests to.
 //!
 //! A list is a set of [`AllowRule`]s, each a network (address and prefix
-//! length) and an inclusive range of UDP ports. A destination is allowed if
-//! any rule matches it; an empty list allows nothing.
+//! length) and either an inclusive range of UDP ports or ICMP echo. A
+//! destination is allowed if any rule matches it; an empty list allows
+//! nothing. A UDP rule never allows ICMP and an ICMP rule never allows UDP.
+//! Inside core an echo flow's destination is its address with port 0 (no
+//! UDP datagram has destination port 0), so one check covers both.
 //!
 //! Families: IPv4 rules match only IPv4 destinations and IPv6 rules only
 //! IPv6 ones. An IPv4-mapped IPv6 destination (`::ffff:a.b.c.d`) reaches
@@ -24,6 +27,8 @@
 //! | `[2001:db8::]/32:53` | port 53 in 2001:db8::/32 |
 //! | `[::1]:53` | port 53 on one IPv6 host |
 //! | `10.0.0.0/8` | every port, 1 to 65535, in 10.0.0.0/8 |
+//! | `icmp://10.0.0.0/8` | ICMP echo (ping) to any host in 10.0.0.0/8 |
+//! | `icmp://[2001:db8::]/32` | ICMPv6 echo to 2001:db8::/32 |
 //!
 //! IPv6 addresses are always in brackets, so that a port is never mistaken
 //! for the last group of an address. A network whose address has bits set
@@ -66,6 +71,8 @@ pub enum AllowError {
     Ipv4Mapped,
     /// The allow-list is full.
     TooManyRules,
+    /// An `icmp://` rule with a port: ICMP has none.
+    IcmpPort,
 }
 
 impl fmt::Display for AllowError {
@@ -83,6 +90,7 @@ impl fmt::Display for AllowError {
                 "IPv4-mapped IPv6 network: write the rule with the IPv4 address"
             }
             AllowError::TooManyRules => "too many allow rules",
+            AllowError::IcmpPort => "an icmp:// rule names a network, not a port",
         })
     }
 }
@@ -99,6 +107,7 @@ impl core::error::Error for AllowError {}
 pub struct AllowRule {
     network: IpAddr,
     prefix: u8,
+    /// UDP ports; (0, 0) for an ICMP echo rule.
     ports: (u16, u16),
 }
 
@@ -140,6 +149,19 @@ impl AllowRule {
         })
     }
 
+    /// A rule for ICMP echo to hosts in `network`/`prefix`; refused as
+    /// [`AllowRule::new`] refuses a network.
+    pub fn icmp(network: IpAddr, prefix: u8) -> Result<Self, AllowError> {
+        let mut rule = Self::new(network, prefix, ALL_PORTS)?;
+        rule.ports = (0, 0);
+        Ok(rule)
+    }
+
+    /// Whether this rule allows ICMP echo (and no UDP port).
+    pub const fn is_icmp(&self) -> bool {
+        self.ports.0 == 0
+    }
+
     /// The network's address, with no bits set past the prefix.
     pub const fn network(&self) -> IpAddr {
         self.network
@@ -150,12 +172,14 @@ impl AllowRule {
         self.prefix
     }
 
-    /// The destination ports matched, inclusive; never includes 0.
+    /// The destination ports matched, inclusive; `0..=0` for an ICMP rule
+    /// (port 0 is how core names an echo flow's destination).
     pub const fn ports(&self) -> RangeInclusive<u16> {
         RangeInclusive::new(self.ports.0, self.ports.1)
     }
 
-    /// Whether `dest` is in the network and its port in the range. An
+    /// Whether `dest` is in the network and its port in the range (port 0,
+    /// an echo destination, only for an ICMP rule). An
     /// IPv4-mapped IPv6 destination is taken as its IPv4 address; IPv6 flow
     /// information and scope are ignored.
     pub fn matches(&self, dest: &SocketAddr) -> bool {
@@ -212,10 +236,17 @@ fn parse_port(text: &str) -> Result<u16, AllowError> {
 impl FromStr for AllowRule {
     type Err = AllowError;
 
-    /// Parses `ADDRESS[/PREFIX][:PORT[-PORT]]`: see the [module docs](self).
-    /// No prefix means a single host (/32 or /128); no port means
-    /// [`ALL_PORTS`]. No spaces are allowed anywhere.
+    /// Parses `ADDRESS[/PREFIX][:PORT[-PORT]]` or `icmp://ADDRESS[/PREFIX]`:
+    /// see the [module docs](self). No prefix means a single host (/32 or
+    /// /128); no port means [`ALL_PORTS`]. No spaces are allowed anywhere.
     fn from_str(text: &str) -> Result<Self, AllowError> {
+        if let Some(network) = text.strip_prefix("icmp://") {
+            let udp: AllowRule = network.parse()?;
+            if udp.ports() != ALL_PORTS {
+                return Err(AllowError::IcmpPort);
+            }
+            return Self::icmp(udp.network, udp.prefix);
+        }
         if text.is_empty() {
             return Err(AllowError::Syntax);
         }
@@ -265,12 +296,15 @@ impl fmt::Display for AllowRule {
     /// in `10.0.0.0/8`, `192.0.2.1/32:1000-2000`, `[2001:db8::]/32:53`.
     /// It parses back to the same rule.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_icmp() {
+            f.write_str("icmp://")?;
+        }
         match self.network {
             IpAddr::V4(v4) => write!(f, "{v4}/{}", self.prefix)?,
             IpAddr::V6(v6) => write!(f, "[{v6}]/{}", self.prefix)?,
         }
         match self.ports {
-            (1, u16::MAX) => Ok(()),
+            (0, _) | (1, u16::MAX) => Ok(()),
             (first, last) if first == last => write!(f, ":{first}"),
             (first, last) => write!(f, ":{first}-{last}"),
         }

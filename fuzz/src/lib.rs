@@ -438,7 +438,12 @@ impl NodePair {
     pub fn drain_actions(&mut self) {
         for _ in 0..1024 {
             match self.y.poll_action() {
-                Some(Action::Bind { .. } | Action::Connect { .. } | Action::Close { .. }) => {}
+                Some(
+                    Action::Bind { .. }
+                    | Action::Connect { .. }
+                    | Action::ConnectEcho { .. }
+                    | Action::Close { .. },
+                ) => {}
                 None => return,
             }
         }

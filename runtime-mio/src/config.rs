@@ -44,7 +44,7 @@
 //! |---|---|---|
 //! | forward, push | `listen` | `target` |
 //! | direct | both `listen` (this node's customer-facing socket) and `target` (the one fixed customer) on each node: [`Half::Both`] | |
-//! | router | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `allow` (an empty list allows nothing) |
+//! | router | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `allow` (an empty list allows nothing; `10.0.0.0/8:53` for UDP, `icmp://10.0.0.0/8` for ping) |
 //!
 //! Durations are written like `"25s"`, `"500ms"`, `"2m"` or `"1h 30m"` and
 //! must not be zero. Relative paths (key files, the control socket) are

@@ -152,6 +152,16 @@ pub struct ServiceState {
     /// other channel while late replies may arrive (`port_hold`).
     #[serde(default)]
     pub ports_held: u64,
+    /// Datagrams the target or destination refused (ECONNREFUSED at the
+    /// exit; the exit's notices at the entry).
+    #[serde(default)]
+    pub target_unreachable: u64,
+    /// Router entries: ICMP errors forged back to senders.
+    #[serde(default)]
+    pub icmp_errors_sent: u64,
+    /// Router entries: ICMP errors not sent, over the node's rate.
+    #[serde(default)]
+    pub icmp_errors_rate_limited: u64,
     /// The largest customer payload this node carries across for the
     /// service now (router entries: to IPv4 destinations); one byte more is
     /// dropped as `too_big`. `None` where it depends on the peer (`peer =
@@ -235,6 +245,9 @@ impl Status {
                 channels_evicted: s.channels_evicted,
                 channels_closed: s.channels_closed,
                 ports_held: s.ports_held,
+                target_unreachable: s.target_unreachable,
+                icmp_errors_sent: s.icmp_errors_sent,
+                icmp_errors_rate_limited: s.icmp_errors_rate_limited,
                 max_payload: node
                     .max_payload(c.id, Some(V4_DESTINATION))
                     .map(|n| n as u64),
@@ -478,6 +491,20 @@ impl fmt::Display for Status {
                 if s.half == "exit" {
                     let _ = writeln!(out, "  ports held for late replies: {}", s.ports_held);
                 }
+            }
+            if s.target_unreachable > 0 {
+                let _ = writeln!(
+                    out,
+                    "  target unreachable (refused): {}",
+                    s.target_unreachable
+                );
+            }
+            if s.icmp_errors_sent + s.icmp_errors_rate_limited > 0 {
+                let _ = writeln!(
+                    out,
+                    "  ICMP errors sent back: {} ({} rate limited)",
+                    s.icmp_errors_sent, s.icmp_errors_rate_limited
+                );
             }
             drops(&mut out, &s.drops);
         }

@@ -392,3 +392,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn icmp_rules_allow_echo_and_nothing_else() {
+    let r: AllowRule = "icmp://10.0.0.0/8".parse().unwrap();
+    assert!(r.is_icmp());
+    assert_eq!(r.to_string(), "icmp://10.0.0.0/8");
+    let echo: SocketAddr = "10.1.2.3:0".parse().unwrap();
+    assert!(r.matches(&echo));
+    assert!(!r.matches(&"10.1.2.3:53".parse().unwrap()), "no UDP");
+    assert!(!r.matches(&"11.1.2.3:0".parse().unwrap()));
+    let udp: AllowRule = "10.0.0.0/8".parse().unwrap();
+    assert!(
+        !udp.matches(&echo),
+        "a UDP rule of all ports allows no ICMP"
+    );
+    let r6: AllowRule = "icmp://[2001:db8::]/32".parse().unwrap();
+    assert!(r6.matches(&"[2001:db8::53]:0".parse().unwrap()));
+    assert_eq!(r6.to_string().parse::<AllowRule>(), Ok(r6));
+    let host: AllowRule = "icmp://192.0.2.1".parse().unwrap();
+    assert_eq!(host.to_string(), "icmp://192.0.2.1/32");
+    assert_eq!(
+        "icmp://10.0.0.0/8:53".parse::<AllowRule>(),
+        Err(AllowError::IcmpPort)
+    );
+    assert_eq!(
+        "icmp://10.0.0.1/8".parse::<AllowRule>(),
+        Err(AllowError::HostBitsSet)
+    );
+    assert_eq!("icmp://".parse::<AllowRule>(), Err(AllowError::Syntax));
+    assert!("icmp://icmp://10.0.0.0/8".parse::<AllowRule>().is_err());
+}

@@ -163,9 +163,16 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         };
         let id = self.open_channel(now, si, channel)?;
         let socket = SocketId::Channel(id);
-        self.opens
-            .push_back(Action::Connect { socket, remote })
-            .ok();
+        // Port 0 names an echo flow's destination (no UDP datagram has it).
+        let action = if remote.port() == 0 {
+            Action::ConnectEcho {
+                socket,
+                remote: remote.ip(),
+            }
+        } else {
+            Action::Connect { socket, remote }
+        };
+        self.opens.push_back(action).ok();
         Ok(id)
     }
 

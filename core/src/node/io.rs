@@ -28,6 +28,17 @@ pub trait Io {
     fn bind(&mut self, socket: SocketId, local: SocketAddr) -> Result<(), OpenFailed>;
     /// Opens a UDP socket on an ephemeral port connected to `remote`.
     fn connect(&mut self, socket: SocketId, remote: SocketAddr) -> Result<(), OpenFailed>;
+    /// Opens an ICMP echo socket connected to `remote` ([`Action::ConnectEcho`]).
+    /// A runtime without them refuses, and the channel is dropped as
+    /// `socket_failed`.
+    fn connect_echo(
+        &mut self,
+        socket: SocketId,
+        remote: core::net::IpAddr,
+    ) -> Result<(), OpenFailed> {
+        let _ = (socket, remote);
+        Err(OpenFailed)
+    }
     /// Closes a socket.
     fn close(&mut self, socket: SocketId);
     /// Sends a datagram on the link socket.
@@ -107,6 +118,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 }
                 Action::Connect { socket, remote } => {
                     io.connect(socket, remote).map_err(|OpenFailed| socket)
+                }
+                Action::ConnectEcho { socket, remote } => {
+                    io.connect_echo(socket, remote).map_err(|OpenFailed| socket)
                 }
                 Action::Close { socket } => {
                     io.close(socket);

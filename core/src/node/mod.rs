@@ -129,6 +129,17 @@ pub enum Action {
         /// The target or destination.
         remote: SocketAddr,
     },
+    /// Open an ICMP echo socket (on Linux `SOCK_DGRAM`/`IPPROTO_ICMP` or
+    /// `IPPROTO_ICMPV6`) connected to `remote`, for a router exit's echo
+    /// channel: what is sent from it is an ICMP message, header first (the
+    /// kernel sets the identifier and checksum), and what it reads is the
+    /// ICMP message of a reply.
+    ConnectEcho {
+        /// The socket's name in later events.
+        socket: SocketId,
+        /// The pinged host.
+        remote: core::net::IpAddr,
+    },
     /// Close the socket.
     Close {
         /// The socket to close.
@@ -282,6 +293,9 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     peer_new_channels: [TokenBucket; P],
     /// Datagrams waiting for a session.
     stage: stage::Stage,
+    /// Router entries: ICMP errors forged, at most
+    /// [`router::ICMP_ERRORS_PER_SECOND`] a second, as kernels limit theirs.
+    icmp_errors: TokenBucket,
     /// Drops no handle call returned (staged datagrams given up), for
     /// `flush` to report.
     unreported_drops: u32,
@@ -309,6 +323,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             unknown_reported: [0; 4],
             peer_new_channels: [TokenBucket::new(); P],
             stage: stage::Stage::new(),
+            icmp_errors: TokenBucket::new(),
             unreported_drops: 0,
         }
     }
@@ -577,12 +592,62 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         self.absorb_link_events(now);
         match result {
             Ok((Output::Queued, _)) => Ok(Output::Queued),
+            // An ICMP error back to the sender: nothing went to the peer.
+            Ok((output @ Output::Tun { .. }, _)) => Ok(output),
             Ok((output, payload_len)) => {
                 self.services[si].stats.to_peer.add(payload_len);
                 Ok(output)
             }
             Err(reason) => Err(self.service_drop(si, reason)),
         }
+    }
+
+    /// The runtime's socket `socket` reported that its target refused a
+    /// datagram (ECONNREFUSED, from an ICMP port unreachable). Counted as
+    /// `target_unreachable` for its service; for an exit channel of a
+    /// forward or router service the entry is told in a small frame on the
+    /// channel (returned, sealed in `buf`, which needs [`HEADROOM`] +
+    /// [`ServiceHeaderRepr::MAX_LEN`] + [`TAILROOM`] bytes), so its status
+    /// shows it too and a router entry answers the sender with ICMP.
+    pub fn handle_target_refused(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        buf: &mut [u8],
+    ) -> Result<Output, Dropped> {
+        let id = match socket {
+            SocketId::Service(id) => {
+                let Some(si) = self.service_index(id) else {
+                    return Err(self.node_drop(ServiceDrop::StaleSocket));
+                };
+                self.services[si].stats.target_unreachable += 1;
+                return Ok(Output::Consumed);
+            }
+            SocketId::Channel(id) => id,
+        };
+        let Some(channel) = self.channels.get(id).filter(|c| c.client.is_none()) else {
+            return Err(self.node_drop(ServiceDrop::StaleSocket));
+        };
+        let (si, peer, number) = (
+            usize::from(channel.service),
+            PeerId(channel.peer),
+            channel.number,
+        );
+        let destination = match (&self.services[si].config.role, channel.destination) {
+            (_, Some(d)) => d,
+            (Role::ForwardExit { target }, None) => *target,
+            _ => return Err(self.service_drop(si, ServiceDrop::StaleSocket)),
+        };
+        self.services[si].stats.target_unreachable += 1;
+        let header = ServiceHeaderRepr {
+            service: self.services[si].config.id,
+            from_entry: false,
+            channel: Some(number),
+            destination: Some(destination),
+        };
+        let result = self.seal(now, peer, &header, buf, HEADROOM..HEADROOM);
+        self.absorb_link_events(now);
+        result.map_err(|reason| self.service_drop(si, reason))
     }
 
     /// The runtime could not open `socket`: its channel is dropped, or its
@@ -703,7 +768,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         } {
             Some(ServiceDrop::HalfMismatch)
         } else if header.channel.is_some() != role.has_channels()
-            || header.destination.is_some() != matches!(role, Role::RouterExit { .. })
+            || (header.destination.is_some()
+                != matches!(role, Role::RouterExit { .. })
+                // An exit's notice that the target refused names it.
+                && !matches!(role, Role::RouterEntry | Role::ForwardEntry { .. }))
         {
             Some(ServiceDrop::ModeMismatch)
         } else {
@@ -736,6 +804,17 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
         let s = &self.services[si];
+        if header.destination.is_some()
+            && matches!(s.config.role, Role::RouterEntry | Role::ForwardEntry { .. })
+        {
+            let (Some(number), Some(destination)) = (header.channel, header.destination) else {
+                return Err(ServiceDrop::ModeMismatch);
+            };
+            if !payload.is_empty() {
+                return Err(ServiceDrop::ModeMismatch);
+            }
+            return self.unreachable_notice(now, si, peer, number, destination, buf, payload);
+        }
         match (&s.config.role, header.channel) {
             (Role::Direct { customer, .. }, _) => {
                 Ok(direct::to_customer(s.config.id, *customer, payload))
@@ -754,7 +833,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             }
             (Role::RouterExit { .. }, Some(number)) => {
                 let destination = header.destination.ok_or(ServiceDrop::ModeMismatch)?;
-                self.router_to_destination(now, si, peer, number, destination, payload)
+                self.router_to_destination(now, si, peer, number, destination, buf, payload)
             }
             (_, None) => Err(ServiceDrop::ModeMismatch),
         }

@@ -203,6 +203,15 @@ pub struct ServiceStats {
     /// Channels closed because their peer restarted or the runtime could
     /// not give them a socket.
     pub channels_closed: u64,
+    /// Exit: the target or destination refused a datagram (the channel
+    /// socket got ECONNREFUSED, from ICMP port unreachable); entry: the
+    /// exit's notices of that. Counted, not a drop: the datagram left.
+    pub target_unreachable: u64,
+    /// Router entry: ICMP errors forged back to senders (port unreachable,
+    /// fragmentation needed / packet too big).
+    pub icmp_errors_sent: u64,
+    /// Router entry: ICMP errors not sent, over the node's rate of them.
+    pub icmp_errors_rate_limited: u64,
     /// Drops by reason.
     pub drops: ServiceDrops,
 }

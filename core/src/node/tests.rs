@@ -181,6 +181,14 @@ impl Net {
 
     fn apply_actions(&mut self, i: usize) {
         while let Some(action) = self.nodes[i].poll_action() {
+            // An echo socket is a fake socket connected to port 0.
+            let action = match action {
+                Action::ConnectEcho { socket, remote } => Action::Connect {
+                    socket,
+                    remote: SocketAddr::new(remote, 0),
+                },
+                other => other,
+            };
             match action {
                 Action::Bind { socket, local } => {
                     let old = self.sockets[i].insert(
@@ -207,6 +215,7 @@ impl Net {
                     );
                     assert!(old.is_none(), "socket {socket:?} opened twice");
                 }
+                Action::ConnectEcho { .. } => unreachable!("mapped to Connect above"),
                 Action::Close { socket } => {
                     let closed = self.sockets[i].remove(&socket);
                     let Some(closed) = closed else {

@@ -497,6 +497,21 @@ pub fn render(status: &Status) -> String {
         "Channels closed for other reasons (peer restart, socket failure).",
         each(|s| s.channels_closed as f64),
     );
+    f.counter(
+        "sdt_service_target_unreachable_total",
+        "Datagrams the target or destination refused (ECONNREFUSED at the exit; the exit's notices at the entry).",
+        each(|s| s.target_unreachable as f64),
+    );
+    f.counter(
+        "sdt_service_icmp_errors_sent_total",
+        "Router entries: ICMP errors forged back to senders (port unreachable, fragmentation needed / packet too big).",
+        each(|s| s.icmp_errors_sent as f64),
+    );
+    f.counter(
+        "sdt_service_icmp_errors_rate_limited_total",
+        "Router entries: ICMP errors not sent, over the node's rate.",
+        each(|s| s.icmp_errors_rate_limited as f64),
+    );
     f.gauge(
         "sdt_service_ports_held",
         "Exit sockets of ended channels held for late replies (port_hold).",

@@ -689,8 +689,15 @@ impl Loop {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) => {
                 // ICMP port unreachable from a connected socket's target:
-                // the error is consumed; datagrams may follow.
+                // the error is consumed; datagrams may follow. Counted as
+                // target_unreachable, and the entry is told.
                 debug!("{socket:?}: {e}");
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                    let now = self.now();
+                    let buf = &mut self.scratch;
+                    let r = self.node.handle_target_refused(now, socket, buf);
+                    self.node.carry_out(&mut self.io, buf, r);
+                }
                 return true;
             }
         }

@@ -219,6 +219,28 @@ impl Io for MioIo {
         Ok(())
     }
 
+    fn connect_echo(
+        &mut self,
+        socket: SocketId,
+        remote: std::net::IpAddr,
+    ) -> Result<(), OpenFailed> {
+        let s = open_echo_socket(remote).map_err(|e| {
+            self.open_failed(
+                socket,
+                format!("cannot open an ICMP echo socket to {remote}"),
+                e,
+            )
+        })?;
+        self.add(socket, s, true).map_err(|e| {
+            self.open_failed(
+                socket,
+                format!("cannot register an ICMP echo socket to {remote}"),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+
     fn close(&mut self, socket: SocketId) {
         if let Some(mut c) = self.customers.remove(&socket) {
             let _ = self.registry.deregister(&mut c.socket);
@@ -318,4 +340,37 @@ impl Io for MioIo {
     fn dropped(&mut self, dropped: Dropped) {
         debug!("dropped: {dropped}");
     }
+}
+
+/// An ICMP echo ("ping") socket connected to `remote`: `SOCK_DGRAM` with
+/// `IPPROTO_ICMP` or `IPPROTO_ICMPV6`, which Linux allows to the groups in
+/// `net.ipv4.ping_group_range` (for both families), root included. It sends
+/// and reads whole ICMP messages, so the daemon handles it as it handles a
+/// connected UDP socket (the type only carries the descriptor).
+pub fn open_echo_socket(remote: std::net::IpAddr) -> io::Result<std::net::UdpSocket> {
+    use std::os::fd::FromRawFd;
+    let (family, protocol) = match remote {
+        std::net::IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP),
+        std::net::IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6),
+    };
+    // SAFETY: plain socket(2); the descriptor is checked and owned below.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => io::Error::new(
+                e.kind(),
+                "ICMP echo sockets are not permitted to this process's group: \
+                 net.ipv4.ping_group_range must include it (sysctl -w \
+                 net.ipv4.ping_group_range=\"0 2147483647\" allows every group)",
+            ),
+            _ => e,
+        });
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    #[allow(unsafe_code)]
+    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    socket.connect(SocketAddr::new(remote, 0))?;
+    Ok(socket)
 }

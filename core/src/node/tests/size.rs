@@ -200,10 +200,30 @@ fn router_both_destination_families_and_replies_v4_and_v6_links() {
             assert_eq!(link_headers(link) + last_frame(&net, X) + 3, 1500);
             let created = net.stats(X, 5).channels_created;
             let other_client = SocketAddr::new(client.ip(), 40001);
+            let answered = net.tun.len();
             for c in [client, other_client] {
                 net.tun_send(X, 5, &packet(c, dest, &vec![0xab; max + 1]));
             }
             assert!(net.delivered.is_empty());
+            // Each is answered with Fragmentation Needed / Packet Too Big,
+            // to its own sender.
+            let answers: Vec<_> = net.tun.drain(answered..).collect();
+            assert_eq!(answers.len(), 2);
+            for ((_, _, p), c) in answers.iter().zip([client, other_client]) {
+                let (icmp, to) = if p[0] >> 4 == 4 {
+                    (
+                        &p[20..],
+                        SocketAddr::new(<[u8; 4]>::try_from(&p[16..20]).unwrap().into(), 0),
+                    )
+                } else {
+                    (
+                        &p[40..],
+                        SocketAddr::new(<[u8; 16]>::try_from(&p[24..40]).unwrap().into(), 0),
+                    )
+                };
+                assert!(matches!((icmp[0], icmp[1]), (3, 4) | (2, 0)), "{icmp:?}");
+                assert_eq!(to.ip(), c.ip());
+            }
             assert_eq!(net.drop_count(X, 5, ServiceDrop::TooBig), before + 2);
             assert_eq!(net.stats(X, 5).channels_created, created);
         }

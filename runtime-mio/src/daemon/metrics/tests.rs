@@ -56,6 +56,9 @@ fn status() -> Status {
             channels_evicted: 1,
             channels_closed: 0,
             ports_held: 0,
+            target_unreachable: 2,
+            icmp_errors_sent: 0,
+            icmp_errors_rate_limited: 0,
             max_payload: Some(1438),
             max_payload_v6_destination: None,
             tun: None,
@@ -149,6 +152,7 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
         ("sdt_service_channels_evicted_total", "1"),
         ("sdt_service_channels_closed_total", "0"),
         ("sdt_service_ports_held", "0"),
+        ("sdt_service_target_unreachable_total", "2"),
         ("sdt_service_max_payload_bytes", "1438"),
     ] {
         let series = format!("{name}{{{svc}}}");
