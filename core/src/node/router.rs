@@ -190,7 +190,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         if destination.port() == 0 || !self.take_icmp_error(now, si) {
             return Ok(Output::Consumed);
         }
-        let range = icmp::forge_port_unreachable(buf, payload.start, client, destination)
+        // The frame is consumed: the error is written from the start of the
+        // buffer, whose headroom, frame and tailroom hold it (at most 96
+        // bytes for IPv6, as short as a notice frame's 113).
+        let _ = payload;
+        let range = icmp::forge_port_unreachable(buf, 0, client, destination)
             .map_err(|_| ServiceDrop::BufferLayout)?;
         Ok(Output::Tun {
             service: self.services[si].config.id,

@@ -385,6 +385,16 @@ impl Net {
         }
     }
 
+    /// Node `i`'s socket `socket` reports ECONNREFUSED (its target sent an
+    /// ICMP port unreachable).
+    pub fn refused(&mut self, i: usize, socket: SocketId) {
+        let mut buf = [0u8; HEADROOM + crate::wire::ServiceHeaderRepr::MAX_LEN + TAILROOM];
+        let now = self.now;
+        let r = self.nodes[i].handle_target_refused(now, socket, &mut buf);
+        self.carry_out(i, &buf, r);
+        self.settle();
+    }
+
     /// An IP packet from node `i`'s TUN device of router service `service`.
     pub fn tun_send(&mut self, i: usize, service: u8, packet: &[u8]) {
         let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
