@@ -16,6 +16,8 @@
 //!   on both nodes; a DF packet larger than one link frame carries gets
 //!   Fragmentation Needed with sdt's MTU (`ping -M do`), and a retry at that
 //!   size gets through; a forward service's dead target is counted.
+//! - an exit whose kernel grants no ICMP echo sockets says so at start and
+//!   counts each ping as socket_failed.
 //!
 //! They need root and fail, not skip, without it or without a tool.
 //! Each test has its own namespaces and its own 10.200.N.0/24 (N from 110).
@@ -195,6 +197,18 @@ fn icmp_lab(
     allow: &[&str],
     edit: impl Fn(String) -> String,
 ) -> (Lab, support::node::Node, support::node::Node) {
+    icmp_lab_with(tag, net, extra, allow, true, edit)
+}
+
+/// [`icmp_lab`], saying whether B allows ping sockets.
+fn icmp_lab_with(
+    tag: &str,
+    net: u8,
+    extra: &str,
+    allow: &[&str],
+    ping_sockets: bool,
+    edit: impl Fn(String) -> String,
+) -> (Lab, support::node::Node, support::node::Node) {
     let lab = Lab::new(tag, net);
     for a in [format!("10.203.{net}.53/32"), format!("10.203.{net}.54/32")] {
         lab.pair.b.ip(&["addr", "add", &a, "dev", "lo"]);
@@ -214,7 +228,16 @@ fn icmp_lab(
         "va",
         "nodad",
     ]);
-    allow_ping_sockets(&lab.pair.b);
+    if ping_sockets {
+        allow_ping_sockets(&lab.pair.b);
+    } else {
+        let ran = lab.pair.b.run(
+            "sysctl",
+            &["-w", "net.ipv4.ping_group_range=1 0"],
+            Duration::from_secs(5),
+        );
+        assert!(ran.ok(), "{ran}");
+    }
     let tun = format!("sdt{net}");
     let (a_svc, b_svc) = router_services(
         net,
@@ -420,6 +443,34 @@ fn a_dead_forward_target_is_counted() {
         b.service(1),
         a.service(1)
     );
+    a.stop();
+    b.stop();
+}
+
+/// Where the kernel grants ICMP echo sockets to no group
+/// (`net.ipv4.ping_group_range = 1 0`, some distributions' default), the
+/// exit says so at start, and each echo flow is dropped as socket_failed.
+#[test]
+fn an_exit_without_ping_sockets_says_so_and_counts_the_pings() {
+    const NET: u8 = 116;
+    let (lab, a, b) = icmp_lab_with(
+        "rt-noping",
+        NET,
+        "",
+        &[&format!("icmp://10.203.{NET}.53")],
+        false,
+        |t| t,
+    );
+    assert!(b.logs().contains("ping_group_range"), "{}", b.logs());
+    let ran = ping(
+        &lab.pair.a,
+        &["-c", "1", "-W", "1", &format!("10.203.{NET}.53")],
+    );
+    assert!(!ran.ok(), "{ran}");
+    let counted = wait_until(Duration::from_secs(5), || {
+        drops(&b.service(5).drops, "socket_failed") == 1
+    });
+    assert!(counted, "{:#?}", b.service(5));
     a.stop();
     b.stop();
 }

@@ -648,6 +648,13 @@ fn refuses_bad_router_values() {
         "allow",
         "`10.0.0.1/8:53`: address has bits set past the prefix length",
     );
+    let text = service("allow = [\"icmp://10.0.0.0/8\", \"icmp://10.0.0.0/8:53\"]\n");
+    refused(
+        &text,
+        "icmp://10.0.0.0/8:53",
+        "allow",
+        "`icmp://10.0.0.0/8:53`: an icmp:// rule names a network, not a port",
+    );
     let text = service("allow = [\"2001:db8::/32:53\"]\n");
     refused(&text, "\"2001", "allow", "with an IPv6 address in brackets");
     let text = service("tun = \"this-name-is-too-long\"\n");

@@ -401,6 +401,27 @@ impl Loop {
             })
             .sum::<usize>()
             .min(crate::build::CHANNELS);
+        // Echo flows need ICMP datagram sockets, which the kernel grants by
+        // group: say so at start rather than at the first ping.
+        for spec in config
+            .services
+            .iter()
+            .filter(|s| s.allow.iter().any(|r| r.is_icmp()))
+        {
+            let probe = spec
+                .allow
+                .iter()
+                .find(|r| r.is_icmp())
+                .map(|r| r.network())
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+            if let Err(e) = sockets::open_echo_socket(probe) {
+                warn!(
+                    "service {}: its icmp:// allow rules cannot be served: {e}; each ping \
+                     through it will be dropped as socket_failed",
+                    spec.id
+                );
+            }
+        }
         if exit_sockets > 0 {
             let files = sys::raise_open_file_limit();
             let effective = exit_sockets.min(files.saturating_sub(64));
