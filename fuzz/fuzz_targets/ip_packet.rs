@@ -8,14 +8,16 @@
 //! - whatever `parse_udp` accepts, `forge_udp` of the same addresses and
 //!   payload builds a packet that parses back to the same addresses and
 //!   payload;
-//! - a router entry node (X) seals every packet `parse_udp` accepts, and
-//!   only those; the router exit (Y, which allows everything) delivers the
-//!   exact payload to the exact destination.
+//! - a router entry node (X) seals every packet `parse_udp` or
+//!   `icmp::parse_echo` accepts, and only those; the router exit (Y, which
+//!   allows everything) delivers the exact payload to the exact destination
+//!   (an echo request, from an echo socket, to the pinged host).
 #![no_main]
 
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
+use sdt_core::ip::icmp::parse_echo;
 use sdt_core::ip::{forge_udp, parse_udp, udp_header_len};
 use sdt_core::link::{PeerConfig, MIN_TRANSMIT_BUFFER};
 use sdt_core::node::{Action, Output, Peers, Role, SocketId, HEADROOM, TAILROOM};
@@ -36,10 +38,11 @@ fuzz_target!(|data: &[u8]| {
             round_trip(data, d.source, d.destination, d.payload.clone());
         }
         let out = tun_packet(&mut x, data);
+        let echo = parse_echo(data);
         assert_eq!(
-            parsed.is_ok(),
+            parsed.is_ok() || echo.is_ok(),
             out.is_ok(),
-            "parse_udp: {parsed:?}, router entry: {out:?}"
+            "parse_udp: {parsed:?}, parse_echo: {echo:?}, router entry: {out:?}"
         );
     }
     let data = &fixed[..];
@@ -47,7 +50,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = &parsed {
         round_trip(data, d.source, d.destination, d.payload.clone());
     }
-    let (d, frame) = match (parsed, tun_packet(&mut x, data)) {
+    let out = tun_packet(&mut x, data);
+    if let Ok(echo) = parse_echo(data) {
+        let frame = out.unwrap_or_else(|e| panic!("echo {echo:?} not sealed: {e}"));
+        echo_at_exit(&mut y, &frame, data, &echo);
+        return;
+    }
+    let (d, frame) = match (parsed, out) {
         (Ok(d), Ok(frame)) => (d, frame),
         (Err(_), Err(_)) => return,
         (parsed, out) => panic!("parse_udp: {parsed:?}, but the router entry: {out:?}"),
@@ -74,6 +83,33 @@ fuzz_target!(|data: &[u8]| {
         })
     );
 });
+
+/// The exit's side of an echo request: sent from an echo socket to the
+/// pinged host, as an echo request carrying the sequence number and data.
+fn echo_at_exit(y: &mut FuzzNode, frame: &[u8], data: &[u8], echo: &sdt_core::ip::icmp::Echo) {
+    let mut ybuf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+    let range = HEADROOM..HEADROOM + frame.len();
+    ybuf[range.clone()].copy_from_slice(frame);
+    let out = y.handle_link_datagram(START, A_ADDR, &mut ybuf, range);
+    let Ok(Output::Customer {
+        socket: SocketId::Channel(channel),
+        to: None,
+        range,
+    }) = out
+    else {
+        panic!("router exit: {out:?} for {echo:?}");
+    };
+    let message = &ybuf[range];
+    assert_eq!(message[0], if echo.destination.is_ipv6() { 128 } else { 8 });
+    assert_eq!(&message[6..], &data[echo.payload.clone()], "payload changed");
+    assert_eq!(
+        y.poll_action(),
+        Some(Action::ConnectEcho {
+            socket: SocketId::Channel(channel),
+            remote: echo.destination,
+        })
+    );
+}
 
 /// `packet` into router entry `x`, as read from its TUN device: the frame
 /// it seals, or why not.

@@ -301,9 +301,9 @@ pub const TUN_DESTINATION: SocketAddr =
 /// An allow-list of everything, IPv4 and IPv6.
 pub fn allow_all() -> AllowList<{ sdt_core::node::MAX_ALLOW_RULES }> {
     let mut allow = AllowList::default();
-    for rule in ["0.0.0.0/0", "[::]/0"] {
+    for rule in ["0.0.0.0/0", "[::]/0", "icmp://0.0.0.0/0", "icmp://[::]/0"] {
         let rule: AllowRule = rule.parse().expect("allow rule");
-        allow.push(rule).expect("room for two rules");
+        allow.push(rule).expect("room for four rules");
     }
     allow
 }
