@@ -591,6 +591,26 @@ impl Loop {
         for f in self.tx.failures() {
             debug!("send on fd {}: {:?}", f.fd, f.why);
         }
+        // A send that picked up an earlier ICMP port unreachable of its
+        // connected socket: the target refused (and this datagram is lost,
+        // counted above as a send error).
+        let refused: Vec<std::os::fd::RawFd> = self
+            .tx
+            .failures()
+            .iter()
+            .filter(|f| f.why == udp::SendFailure::Error(libc::ECONNREFUSED))
+            .map(|f| f.fd)
+            .collect();
+        if !refused.is_empty() {
+            let now = self.now();
+            for fd in refused {
+                if let Some(socket) = self.io.customer_of_fd(fd) {
+                    let buf = &mut self.scratch;
+                    let r = self.node.handle_target_refused(now, socket, buf);
+                    self.node.carry_out(&mut self.io, buf, r);
+                }
+            }
+        }
     }
 
     fn channels(&self, query: ChannelQuery) -> Channels {

@@ -116,6 +116,16 @@ impl MioIo {
             .map(|c| (c.socket.as_raw_fd(), c.connected))
     }
 
+    /// The customer socket whose descriptor is `fd` (a scan: only for the
+    /// rare send that failed).
+    pub fn customer_of_fd(&self, fd: std::os::fd::RawFd) -> Option<SocketId> {
+        use std::os::fd::AsRawFd;
+        self.customers
+            .iter()
+            .find(|(_, c)| c.socket.as_raw_fd() == fd)
+            .map(|(id, _)| *id)
+    }
+
     /// The local address of exit channel `id`'s socket (one `getsockname`;
     /// only for the channels a listing shows).
     pub fn channel_local_addr(&self, id: sdt_core::channel::ChannelId) -> Option<SocketAddr> {
