@@ -137,6 +137,10 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Also show rates (datagrams/s and bytes/s per peer and service),
+        /// from two snapshots one second apart.
+        #[arg(long, requires = "node", conflicts_with = "channels")]
+        rate: bool,
         /// List the open channels of each service instead: client (entry)
         /// or the exit socket and its target, channel number, peer, age,
         /// idle time, datagrams each way.
@@ -362,6 +366,7 @@ pub fn run(command: &Command) -> Result<(), CliError> {
             config,
             socket,
             json,
+            rate,
             channels,
             limit,
             sort,
@@ -379,6 +384,8 @@ pub fn run(command: &Command) -> Result<(), CliError> {
                     sort: *sort,
                 };
                 query_channels(&path, query, *json)
+            } else if *rate {
+                status_with_rates(&path, *json)
             } else {
                 query_status(&path, *json)
             }
@@ -412,6 +419,29 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         }
         Command::Demo { seconds } => demo::run(*seconds, &mut out).map_err(CliError::Demo),
     }
+}
+
+/// The time between the two snapshots of `sdt status --rate`.
+const RATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `sdt status --rate`: two snapshots [`RATE_INTERVAL`] apart, the second
+/// shown with the rates of change since the first.
+fn status_with_rates(path: &std::path::Path, json: bool) -> Result<String, ControlError> {
+    let snapshot = || {
+        query_status(path, true).and_then(|j| {
+            serde_json::from_str::<crate::status::Status>(&j)
+                .map_err(|e| ControlError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
+        })
+    };
+    let first = snapshot()?;
+    std::thread::sleep(RATE_INTERVAL);
+    let mut second = snapshot()?;
+    second.add_rates(&first);
+    Ok(if json {
+        serde_json::to_string_pretty(&second).unwrap_or_default() + "\n"
+    } else {
+        second.to_string()
+    })
 }
 
 /// `sdt status` without a node: every control socket (`*.sock`, a socket)

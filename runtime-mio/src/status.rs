@@ -53,6 +53,10 @@ pub struct Status {
     /// queue full and went unreported in the log.
     #[serde(default)]
     pub events_lost: u64,
+    /// With `sdt status --rate`: the seconds between the two snapshots the
+    /// `*_rate` fields are computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_interval_secs: Option<f64>,
     /// How the daemon moves datagrams: batching features and socket
     /// buffers, and what the kernel dropped before the daemon could read it.
     #[serde(default)]
@@ -90,8 +94,40 @@ pub struct DataPath {
     pub truncated: u64,
 }
 
+/// Traffic per second between two snapshots.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Rate {
+    /// Datagrams per second.
+    pub datagrams_per_sec: f64,
+    /// Bytes per second.
+    pub bytes_per_sec: f64,
+}
+
+impl Rate {
+    /// The rate of `(datagrams, bytes)` counters going from `then` to
+    /// `now` in `secs` seconds (a counter that went back, after a restart,
+    /// counts from zero).
+    fn between(then: (u64, u64), now: (u64, u64), secs: f64) -> Rate {
+        let per = |a: u64, b: u64| b.checked_sub(a).unwrap_or(b) as f64 / secs;
+        Rate {
+            datagrams_per_sec: per(then.0, now.0),
+            bytes_per_sec: per(then.1, now.1),
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.1} datagrams/s, {:.0} B/s",
+            self.datagrams_per_sec, self.bytes_per_sec
+        )
+    }
+}
+
 /// One peer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PeerState {
     /// Its name in the config.
     pub name: String,
@@ -103,6 +139,20 @@ pub struct PeerState {
     pub latest_handshake_secs_ago: Option<f64>,
     /// Whether a session is up.
     pub session_up: bool,
+    /// Seconds since anything authenticated last came from it.
+    #[serde(default)]
+    pub last_received_secs_ago: Option<f64>,
+    /// It owes an answer it has not given in time (core's
+    /// `PeerStatus::overdue`): a session may be up while the peer is gone,
+    /// and this says so.
+    #[serde(default)]
+    pub stale: bool,
+    /// Whether the link is kept up without traffic.
+    #[serde(default)]
+    pub keep_up: bool,
+    /// The persistent keepalive interval in seconds, if configured.
+    #[serde(default)]
+    pub persistent_keepalive_secs: Option<f64>,
     /// Datagrams received from it (authenticated).
     pub rx_datagrams: u64,
     /// Bytes received from it.
@@ -113,6 +163,12 @@ pub struct PeerState {
     pub tx_bytes: u64,
     /// Handshakes completed.
     pub handshakes: u64,
+    /// Received per second over the last interval (`sdt status --rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_rate: Option<Rate>,
+    /// Sent per second over the last interval (`sdt status --rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_rate: Option<Rate>,
     /// The link MTU towards it (config `mtu`): no frame sent to it is
     /// larger than one IP datagram of this size.
     #[serde(default = "default_mtu")]
@@ -122,7 +178,7 @@ pub struct PeerState {
 }
 
 /// One service.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ServiceState {
     /// Its id.
     pub id: u8,
@@ -130,6 +186,22 @@ pub struct ServiceState {
     pub mode: String,
     /// This node's half.
     pub half: String,
+    /// The peer it runs with: a `[[peer]]` name, or `*` (any).
+    #[serde(default)]
+    pub peer: String,
+    /// Entry and direct: the socket customers send to.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Exit: where datagrams go; direct: the one customer.
+    #[serde(default)]
+    pub target: Option<SocketAddr>,
+    /// Router entry: the address sdt gives its TUN device (config
+    /// `address`), if any.
+    #[serde(default)]
+    pub tun_address: Option<String>,
+    /// Router exit: the allow-list rules, in their text form.
+    #[serde(default)]
+    pub allow: Vec<String>,
     /// Customer datagrams sent across.
     pub to_peer_datagrams: u64,
     /// Their bytes.
@@ -138,6 +210,13 @@ pub struct ServiceState {
     pub from_peer_datagrams: u64,
     /// Their bytes.
     pub from_peer_bytes: u64,
+    /// Customer datagrams sent across per second over the last interval
+    /// (`sdt status --rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_peer_rate: Option<Rate>,
+    /// Delivered to customers per second over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_peer_rate: Option<Rate>,
     /// Channels open now.
     pub channels_open: u64,
     /// Channels created since start.
@@ -214,11 +293,19 @@ impl Status {
                         .last_handshake
                         .map(|t| now.saturating_since(t).as_secs_f64()),
                     session_up: p.session_up,
+                    last_received_secs_ago: p
+                        .last_received
+                        .map(|t| now.saturating_since(t).as_secs_f64()),
+                    stale: p.overdue,
+                    keep_up: p.keep_up,
+                    persistent_keepalive_secs: p.persistent_keepalive.map(|d| d.as_secs_f64()),
                     rx_datagrams: p.stats.rx_datagrams,
                     rx_bytes: p.stats.rx_bytes,
                     tx_datagrams: p.stats.tx_datagrams,
                     tx_bytes: p.stats.tx_bytes,
                     handshakes: p.stats.handshakes_completed,
+                    rx_rate: None,
+                    tx_rate: None,
                     mtu: spec.mtu,
                     drops: p
                         .stats
@@ -231,36 +318,59 @@ impl Status {
             .collect();
         let services = node
             .services()
-            .map(|(c, s)| ServiceState {
-                id: c.id,
-                mode: c.role.mode().as_str().to_owned(),
-                half: c.role.half().as_str().to_owned(),
-                to_peer_datagrams: s.to_peer.datagrams,
-                to_peer_bytes: s.to_peer.bytes,
-                from_peer_datagrams: s.from_peer.datagrams,
-                from_peer_bytes: s.from_peer.bytes,
-                channels_open: s.channels_open,
-                channels_created: s.channels_created,
-                channels_expired: s.channels_expired,
-                channels_evicted: s.channels_evicted,
-                channels_closed: s.channels_closed,
-                ports_held: s.ports_held,
-                target_unreachable: s.target_unreachable,
-                icmp_errors_sent: s.icmp_errors_sent,
-                icmp_errors_rate_limited: s.icmp_errors_rate_limited,
-                max_payload: node
-                    .max_payload(c.id, Some(V4_DESTINATION))
-                    .map(|n| n as u64),
-                max_payload_v6_destination: (c.role == sdt_core::node::Role::RouterEntry)
-                    .then(|| node.max_payload(c.id, Some(V6_DESTINATION)))
-                    .flatten()
-                    .map(|n| n as u64),
-                tun: None,
-                drops: s
-                    .drops
-                    .iter()
-                    .map(|(r, n)| (r.as_str().to_owned(), n))
-                    .collect(),
+            .map(|(c, s)| {
+                let spec = config.services.iter().find(|x| x.id == c.id);
+                let peer = match spec.map(|x| x.peer) {
+                    Some(crate::config::PeerRef::Named(i)) => config
+                        .peers
+                        .get(i)
+                        .map_or_else(String::new, |p| p.name.clone()),
+                    Some(crate::config::PeerRef::Any) => "*".to_owned(),
+                    None => String::new(),
+                };
+                ServiceState {
+                    id: c.id,
+                    mode: c.role.mode().as_str().to_owned(),
+                    half: c.role.half().as_str().to_owned(),
+                    peer,
+                    listen: spec.and_then(|x| x.listen),
+                    target: spec.and_then(|x| x.target),
+                    tun_address: spec
+                        .and_then(|x| x.tun.as_ref())
+                        .and_then(|t| t.address.as_ref())
+                        .map(ToString::to_string),
+                    allow: spec
+                        .map(|x| x.allow.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                    to_peer_datagrams: s.to_peer.datagrams,
+                    to_peer_bytes: s.to_peer.bytes,
+                    from_peer_datagrams: s.from_peer.datagrams,
+                    from_peer_bytes: s.from_peer.bytes,
+                    to_peer_rate: None,
+                    from_peer_rate: None,
+                    channels_open: s.channels_open,
+                    channels_created: s.channels_created,
+                    channels_expired: s.channels_expired,
+                    channels_evicted: s.channels_evicted,
+                    channels_closed: s.channels_closed,
+                    ports_held: s.ports_held,
+                    target_unreachable: s.target_unreachable,
+                    icmp_errors_sent: s.icmp_errors_sent,
+                    icmp_errors_rate_limited: s.icmp_errors_rate_limited,
+                    max_payload: node
+                        .max_payload(c.id, Some(V4_DESTINATION))
+                        .map(|n| n as u64),
+                    max_payload_v6_destination: (c.role == sdt_core::node::Role::RouterEntry)
+                        .then(|| node.max_payload(c.id, Some(V6_DESTINATION)))
+                        .flatten()
+                        .map(|n| n as u64),
+                    tun: None,
+                    drops: s
+                        .drops
+                        .iter()
+                        .map(|(r, n)| (r.as_str().to_owned(), n))
+                        .collect(),
+                }
             })
             .collect();
         Status {
@@ -286,6 +396,7 @@ impl Status {
             metrics_refused: 0,
             metrics_timeouts: 0,
             events_lost: node.events_lost(),
+            rate_interval_secs: None,
             data_path: DataPath::default(),
         }
     }
@@ -293,6 +404,46 @@ impl Status {
     /// The service with id `id`.
     pub fn service(&self, id: u8) -> Option<&ServiceState> {
         self.services.iter().find(|s| s.id == id)
+    }
+
+    /// Fills in the `*_rate` fields from the counters' change since
+    /// `earlier`, a snapshot of the same node (peers matched by name,
+    /// services by id). Nothing is filled in if no time passed between
+    /// them (by the node's uptime).
+    pub fn add_rates(&mut self, earlier: &Status) {
+        let secs = self.uptime_secs - earlier.uptime_secs;
+        if secs <= 0.0 {
+            return;
+        }
+        self.rate_interval_secs = Some(secs);
+        for p in &mut self.peers {
+            if let Some(e) = earlier.peers.iter().find(|e| e.name == p.name) {
+                p.rx_rate = Some(Rate::between(
+                    (e.rx_datagrams, e.rx_bytes),
+                    (p.rx_datagrams, p.rx_bytes),
+                    secs,
+                ));
+                p.tx_rate = Some(Rate::between(
+                    (e.tx_datagrams, e.tx_bytes),
+                    (p.tx_datagrams, p.tx_bytes),
+                    secs,
+                ));
+            }
+        }
+        for s in &mut self.services {
+            if let Some(e) = earlier.service(s.id) {
+                s.to_peer_rate = Some(Rate::between(
+                    (e.to_peer_datagrams, e.to_peer_bytes),
+                    (s.to_peer_datagrams, s.to_peer_bytes),
+                    secs,
+                ));
+                s.from_peer_rate = Some(Rate::between(
+                    (e.from_peer_datagrams, e.from_peer_bytes),
+                    (s.from_peer_datagrams, s.from_peer_bytes),
+                    secs,
+                ));
+            }
+        }
     }
 
     /// One line for `sdt status` listing every node: uptime, link socket,
@@ -331,12 +482,13 @@ impl Status {
 }
 
 impl PeerState {
-    /// `up`, or `down` when no session is up.
+    /// `up`, `stale` (a session is up and the peer is late answering) or
+    /// `down` (no session).
     pub fn health(&self) -> &'static str {
-        if self.session_up {
-            "up"
-        } else {
-            "down"
+        match (self.session_up, self.stale) {
+            (true, false) => "up",
+            (true, true) => "stale",
+            (false, _) => "down",
         }
     }
 }
@@ -421,6 +573,9 @@ impl fmt::Display for Status {
             let _ = writeln!(out, "  kernel drops (receive queue full): {kernel}");
         }
         drops(&mut out, &self.unattributed_drops);
+        let over = self
+            .rate_interval_secs
+            .map_or_else(String::new, |s| format!(" (over the last {s:.1} s)"));
         for p in &self.peers {
             let _ = writeln!(out, "\npeer {}: {}", p.name, p.public_key);
             match p.endpoint {
@@ -439,10 +594,29 @@ impl fmt::Display for Status {
                 }
                 None => out.push_str("  latest handshake: never\n"),
             }
+            let stale = match (p.stale, p.session_up) {
+                (false, _) => "",
+                (true, true) => " (STALE: the peer is late answering; it may be gone)",
+                (true, false) => " (the peer does not answer)",
+            };
             let _ = writeln!(
                 out,
-                "  session: {}",
+                "  session: {}{stale}",
                 if p.session_up { "up" } else { "down" }
+            );
+            match p.last_received_secs_ago {
+                Some(s) => {
+                    let _ = writeln!(out, "  last received: {s:.0} s ago");
+                }
+                None => out.push_str("  last received: never\n"),
+            }
+            let keepalive = p
+                .persistent_keepalive_secs
+                .map_or_else(|| "off".to_owned(), |k| format!("every {k} s"));
+            let _ = writeln!(
+                out,
+                "  keep up: {}; persistent keepalive: {keepalive}",
+                if p.keep_up { "yes" } else { "no" }
             );
             let _ = writeln!(out, "  mtu: {}", p.mtu);
             let _ = writeln!(
@@ -450,15 +624,40 @@ impl fmt::Display for Status {
                 "  transfer: {} B in {} datagrams received, {} B in {} datagrams sent",
                 p.rx_bytes, p.rx_datagrams, p.tx_bytes, p.tx_datagrams
             );
+            if let (Some(rx), Some(tx)) = (p.rx_rate, p.tx_rate) {
+                let _ = writeln!(out, "  rate: {rx} received, {tx} sent{over}");
+            }
             drops(&mut out, &p.drops);
         }
         for s in &self.services {
             let _ = writeln!(out, "\nservice {} ({}, {}):", s.id, s.mode, s.half);
+            if !s.peer.is_empty() {
+                let _ = writeln!(out, "  peer: {}", s.peer);
+            }
+            if let Some(l) = s.listen {
+                let _ = writeln!(out, "  listen: {l}");
+            }
+            if let Some(t) = s.target {
+                let _ = writeln!(out, "  target: {t}");
+            }
+            if let Some(a) = &s.tun_address {
+                let _ = writeln!(out, "  tun address: {a}");
+            }
+            if s.mode == "router" && s.half == "exit" {
+                if s.allow.is_empty() {
+                    out.push_str("  allow: nothing (empty list)\n");
+                } else {
+                    let _ = writeln!(out, "  allow: {}", s.allow.join(", "));
+                }
+            }
             let _ = writeln!(
                 out,
                 "  to peer: {} datagrams, {} B; from peer: {} datagrams, {} B",
                 s.to_peer_datagrams, s.to_peer_bytes, s.from_peer_datagrams, s.from_peer_bytes
             );
+            if let (Some(to), Some(from)) = (s.to_peer_rate, s.from_peer_rate) {
+                let _ = writeln!(out, "  rate: to peer {to}; from peer {from}{over}");
+            }
             match (s.max_payload, s.max_payload_v6_destination) {
                 (Some(v4), Some(v6)) => {
                     let _ = writeln!(

@@ -258,7 +258,11 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             public_key: p.config.public_key,
             endpoint: p.endpoint,
             last_handshake: p.last_handshake,
+            last_received: p.last_received,
             session_up: p.can_send(now),
+            overdue: p.overdue(now),
+            keep_up: p.config.keep_up && p.endpoint.is_some(),
+            persistent_keepalive: p.config.persistent_keepalive,
             stats: p.stats,
         })
     }
@@ -932,8 +936,22 @@ pub struct PeerStatus {
     pub endpoint: Option<SocketAddr>,
     /// When the latest handshake completed.
     pub last_handshake: Option<Instant>,
+    /// When the latest authenticated datagram (data, keepalive or
+    /// handshake) came from the peer.
+    pub last_received: Option<Instant>,
     /// Whether a session to send on exists.
     pub session_up: bool,
+    /// The peer owes an answer it has not given in time: data sent to it
+    /// got no reply (not even a keepalive) within [`KEEPALIVE_TIMEOUT`], a
+    /// liveness probe none within [`REKEY_TIMEOUT`], or a handshake under
+    /// way none for [`REKEY_TIMEOUT`]. A session can be up (its keys are
+    /// still valid) while the peer is gone: this tells the two apart.
+    pub overdue: bool,
+    /// Whether the link is kept up without traffic (configured, or made so
+    /// by a service in which the peer holds the entry half).
+    pub keep_up: bool,
+    /// The configured persistent keepalive interval.
+    pub persistent_keepalive: Option<core::time::Duration>,
     /// Traffic and drops.
     pub stats: PeerStats,
 }

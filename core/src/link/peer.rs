@@ -306,6 +306,15 @@ impl Peer {
         self.stats.rx_bytes += len as u64;
     }
 
+    /// Whether the peer is late with an answer at `now`
+    /// ([`super::PeerStatus::overdue`]).
+    pub fn overdue(&self, now: Instant) -> bool {
+        let late = |since: Option<Instant>, after| since.is_some_and(|t| now - t >= after);
+        late(self.unanswered_since, KEEPALIVE_TIMEOUT)
+            || late(self.probe_sent, REKEY_TIMEOUT)
+            || (self.pending.is_some() && late(self.attempts_since, REKEY_TIMEOUT))
+    }
+
     /// Runs the peer's timers at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
         // Expired sessions are neither sent nor received on: forget them.

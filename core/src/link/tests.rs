@@ -706,6 +706,32 @@ fn unanswered_traffic_triggers_a_new_handshake() {
     assert!(p.stats(false).handshakes_initiated > hs);
 }
 
+/// A peer that stops answering is overdue while its session is still up
+/// (status must not show a dead peer as healthy), and not before it owes
+/// an answer; hearing from it again clears it.
+#[test]
+fn a_silent_peer_is_overdue_while_its_session_is_up() {
+    let mut p = Pair::new(26);
+    p.up();
+    let status = |p: &Pair| p.a.peer(p.a_peer, p.now).unwrap();
+    assert!(!status(&p).overdue);
+    p.hook = Box::new(|to_b, _| if to_b { Fate::Deliver } else { Fate::Drop });
+    p.send(false, b"hello?").unwrap();
+    p.run_for(KEEPALIVE_TIMEOUT - Duration::from_millis(100));
+    assert!(!status(&p).overdue, "b's keepalive is not due yet");
+    p.run_for(Duration::from_millis(200));
+    let s = status(&p);
+    assert!(s.session_up && s.overdue, "{s:?}");
+    assert!(p.now - s.last_received.unwrap() >= KEEPALIVE_TIMEOUT);
+    // Still overdue once the new handshake goes unanswered.
+    p.run_for(REKEY_TIMEOUT * 2);
+    assert!(status(&p).overdue);
+    p.hook = Box::new(|_, _| Fate::Deliver);
+    p.run_for(REKEY_TIMEOUT + Duration::from_secs(1));
+    let s = status(&p);
+    assert!(s.session_up && !s.overdue, "{s:?}");
+}
+
 #[test]
 fn persistent_keepalive_sends_on_schedule() {
     let mut p = Pair::with(

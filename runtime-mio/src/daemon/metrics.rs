@@ -426,6 +426,18 @@ pub fn render(status: &Status) -> String {
         each(|p| flag(p.session_up)),
     );
     f.gauge(
+        "sdt_peer_last_received_age_seconds",
+        "Seconds since anything authenticated came from the peer (absent: never).",
+        peers
+            .iter()
+            .filter_map(|p| p.last_received_secs_ago.map(|s| (peer(p), s))),
+    );
+    f.gauge(
+        "sdt_peer_stale",
+        "1 if the peer is late answering (it may be gone, even with a session up).",
+        each(|p| flag(p.stale)),
+    );
+    f.gauge(
         "sdt_peer_mtu_bytes",
         "The link MTU towards the peer (config mtu).",
         each(|p| f64::from(p.mtu)),

@@ -26,6 +26,7 @@ fn status() -> Status {
                 handshakes: 2,
                 mtu: 1500,
                 drops: vec![("replayed".into(), 4)],
+                ..PeerState::default()
             },
             PeerState {
                 name: "odd\\name\n".into(),
@@ -40,6 +41,7 @@ fn status() -> Status {
                 handshakes: 0,
                 mtu: 1400,
                 drops: vec![],
+                ..PeerState::default()
             },
         ],
         services: vec![ServiceState {
@@ -63,6 +65,7 @@ fn status() -> Status {
             max_payload_v6_destination: None,
             tun: None,
             drops: vec![("too_big".into(), 2), ("channel_rate_limited".into(), 9)],
+            ..ServiceState::default()
         }],
         unattributed_drops: vec![("unknown_peer".into(), 8)],
         node_drops: vec![],
@@ -72,6 +75,7 @@ fn status() -> Status {
         metrics_refused: 2,
         metrics_timeouts: 3,
         events_lost: 0,
+        rate_interval_secs: None,
         data_path: DataPath {
             offloads: "x".into(),
             link_gro: true,
