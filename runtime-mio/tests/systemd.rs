@@ -319,6 +319,7 @@ fn a_router_entry_runs_with_only_the_units_capability() {
     let ns = support::net::Netns::new("unitcap");
     let dir = support::temp_dir();
     let mode = |p: &Path, m: u32| std::fs::set_permissions(p, PermissionsExt::from_mode(m));
+    let _tun = WorldWritableTun::ensure();
     mode(dir.path(), 0o755).unwrap();
     // The RuntimeDirectory: the node's user creates its control socket here.
     let run_dir = dir.path().join("run");
@@ -380,4 +381,39 @@ fn a_router_entry_runs_with_only_the_units_capability() {
         node.describe()
     );
     node.terminate_ok();
+}
+
+/// `/dev/net/tun` opened by any user, for as long as it lives: the mode
+/// every distribution's udev gives the device (`crw-rw-rw-`), which the
+/// unit's `User=sdt` relies on; the kernel still asks for CAP_NET_ADMIN to
+/// create an interface. Some container images ship it 0600: the test then
+/// widens it and puts the old mode back when done.
+struct WorldWritableTun {
+    restore: Option<u32>,
+}
+
+impl WorldWritableTun {
+    const PATH: &'static str = "/dev/net/tun";
+
+    fn ensure() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(Self::PATH)
+            .unwrap_or_else(|e| panic!("{}: {e} (router mode needs it)", Self::PATH));
+        let old = meta.permissions().mode() & 0o7777;
+        if old & 0o666 == 0o666 {
+            return WorldWritableTun { restore: None };
+        }
+        std::fs::set_permissions(Self::PATH, PermissionsExt::from_mode(old | 0o666))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", Self::PATH));
+        WorldWritableTun { restore: Some(old) }
+    }
+}
+
+impl Drop for WorldWritableTun {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(old) = self.restore {
+            let _ = std::fs::set_permissions(Self::PATH, PermissionsExt::from_mode(old));
+        }
+    }
 }
