@@ -44,6 +44,7 @@ pub mod link;
 pub mod mtu;
 pub mod node;
 pub mod noise;
+pub mod outbox;
 pub mod rate;
 pub mod replay;
 pub mod tai64;

@@ -21,15 +21,16 @@
 //! [`DataPacket::OVERHEAD`] (13 bytes of header, 16 of AEAD tag) and `H` is
 //! the longest service header the frame's service and direction can use:
 //! 1 byte of flags, 1 more for a service id of 7 or more, 4 for the channel
-//! number of forward and router frames (the channel number is counted at its
+//! number of forward and router frames or the sequence number of push
+//! frames (the number is counted at its
 //! longest, so the limit does not change as channel numbers grow), and the
 //! destination of router frames from entry to exit (6 bytes for an IPv4
 //! destination, 18 for IPv6). For a link MTU of 1500 and service ids 0..=6:
 //!
 //! | mode, direction                   | `H` | IPv4 link | IPv6 link |
 //! |-----------------------------------|-----|-----------|-----------|
-//! | direct (both ways), push          |   1 |  1442     |  1422     |
-//! | forward (both ways)               |   5 |  1438     |  1418     |
+//! | direct (both ways)                |   1 |  1442     |  1422     |
+//! | forward (both ways), push         |   5 |  1438     |  1418     |
 //! | router, to an IPv4 destination    |  11 |  1432     |  1412     |
 //! | router, to an IPv6 destination    |  23 |  1420     |  1400     |
 //! | router, replies                   |   5 |  1438     |  1418     |
@@ -113,11 +114,12 @@ pub fn max_plaintext_len(mtu: u16, endpoint: Option<SocketAddr>) -> usize {
 }
 
 /// The longest service header a frame shaped like `header` can have: the
-/// channel number, if any, counted at its longest (4 bytes), so that a
+/// channel or push sequence number, if any, counted at its longest (4 bytes), so that a
 /// service's limit does not depend on how many channels it has numbered.
 pub fn longest_header_len(header: &ServiceHeaderRepr) -> usize {
     ServiceHeaderRepr {
         channel: header.channel.map(|_| u32::MAX),
+        sequence: header.sequence.map(|_| u32::MAX),
         ..*header
     }
     .buffer_len()
@@ -153,6 +155,7 @@ mod tests {
             from_entry: true,
             channel: channel.then_some(0),
             destination,
+            sequence: None,
         }
     }
 

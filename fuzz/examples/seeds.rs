@@ -62,6 +62,7 @@ fn plaintext(
         from_entry,
         channel,
         destination,
+        sequence: None,
     };
     let mut out = vec![0u8; header.buffer_len()];
     header.emit(&mut out).expect("header");

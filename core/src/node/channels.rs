@@ -28,6 +28,7 @@ use rand_core::{CryptoRng, RngCore};
 use super::{Action, Node, Peers, ServiceDrop, SocketId};
 use crate::channel::{Channel, ChannelId, Fate, Way};
 use crate::link::PeerId;
+use crate::outbox::Storage;
 use crate::time::Instant;
 
 /// Until when the socket of `channel`, ending at `now`, must be held under
@@ -41,7 +42,9 @@ fn port_release(channel: &Channel, hold: Duration, now: Instant) -> Option<Insta
     (at > now).then_some(at)
 }
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// The one peer of an entry or direct service (`add_service` makes sure
     /// there is one).
     pub(super) fn sole_peer(&self, si: usize) -> Result<PeerId, ServiceDrop> {

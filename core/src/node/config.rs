@@ -278,6 +278,8 @@ pub enum ServiceError {
     BadChannelLimit,
     /// `idle_timeout` is zero.
     BadIdleTimeout,
+    /// An outage buffer was given to a service that is not a push entry.
+    NotPushEntry,
 }
 
 impl core::fmt::Display for ServiceError {
@@ -291,6 +293,7 @@ impl core::fmt::Display for ServiceError {
                 "max_channels must be between 1 and the node's channel capacity"
             }
             ServiceError::BadIdleTimeout => "idle_timeout must not be zero",
+            ServiceError::NotPushEntry => "only a push entry has an outage buffer",
         })
     }
 }

@@ -13,10 +13,13 @@ use core::ops::Range;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, Output, ServiceDrop, SocketId};
+use crate::outbox::Storage;
 use crate::time::Instant;
 use crate::wire::ServiceHeaderRepr;
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// A datagram on the listen socket of direct service `si`.
     pub(super) fn direct_from_customer(
         &mut self,
@@ -36,6 +39,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: false,
             channel: None,
             destination: None,
+            sequence: None,
         };
         self.seal(now, peer, &header, buf, payload)
     }

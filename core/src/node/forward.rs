@@ -15,10 +15,13 @@ use rand_core::{CryptoRng, RngCore};
 use super::{Node, Output, ServiceDrop, SocketId};
 use crate::channel::{ChannelId, Way};
 use crate::link::PeerId;
+use crate::outbox::Storage;
 use crate::time::Instant;
 use crate::wire::ServiceHeaderRepr;
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// A client's datagram on the listen socket of forward entry `si`.
     pub(super) fn forward_from_client(
         &mut self,
@@ -35,6 +38,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: true,
             channel: Some(number),
             destination: None,
+            sequence: None,
         };
         self.seal(now, peer, &header, buf, payload)
     }
@@ -115,6 +119,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: false,
             channel: Some(number),
             destination: None,
+            sequence: None,
         };
         self.seal(now, peer, &header, buf, payload)
     }

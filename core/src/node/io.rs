@@ -10,6 +10,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::{Action, Dropped, Node, NodeEvent, Output, ServiceDrop, SocketId};
 use crate::link::MIN_TRANSMIT_BUFFER;
+use crate::outbox::Storage;
 use crate::time::Instant;
 
 /// The runtime could not open a socket (address in use, out of file
@@ -58,7 +59,9 @@ pub trait Io {
     }
 }
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// Carries out every pending action, then `result` (the return of a
     /// `handle_*` call on `buf`). Only this datagram's work: call
     /// [`Node::flush`] once a batch, after the last `carry_out` of it, for
@@ -104,6 +107,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         }
         for _ in 0..core::mem::take(&mut self.unreported_drops) {
             io.dropped(Dropped::Service(ServiceDrop::NoSession));
+        }
+        for _ in 0..core::mem::take(&mut self.unreported_buffer_drops) {
+            io.dropped(Dropped::Service(ServiceDrop::BufferFull));
         }
     }
 

@@ -77,6 +77,7 @@ use crate::key::PrivateKey;
 use crate::link::{
     ConfigError, DropReason, Link, LinkEvent, PeerConfig, PeerId, Received, SendError, Transmit,
 };
+use crate::outbox::Storage;
 use crate::rate::TokenBucket;
 use crate::time::Instant;
 use crate::wire::{DataPacket, ServiceHeaderRepr};
@@ -85,6 +86,7 @@ pub use config::{
     ChannelLimits, Half, Mode, Peers, Role, ServiceConfig, ServiceError, MAX_ALLOW_RULES,
 };
 pub use io::{Io, OpenFailed};
+pub use push::{ACK_DELAY, ACK_EVERY, ACK_STALE, EPOCH_JUMP, WINDOW as PUSH_WINDOW};
 pub use stage::{STAGE_BYTES, STAGE_SLOTS, TRANSMIT_BUFFER};
 pub use stats::{ServiceDrop, ServiceDrops, ServiceStats, Traffic};
 
@@ -251,7 +253,7 @@ pub enum NodeEvent {
 
 /// One service's state on this node.
 #[derive(Debug)]
-struct Service {
+struct Service<B> {
     config: ServiceConfig,
     /// Entry halves: the next channel number to give out.
     next_number: u32,
@@ -263,14 +265,18 @@ struct Service {
     too_big_reported: bool,
     /// Entry halves: channel creation of the whole service.
     new_channels: TokenBucket,
+    /// Push entries: the sequence and the outage buffer.
+    push: push::PushTx<B>,
     stats: ServiceStats,
 }
 
 /// One node: the link to up to `P` peers, up to `S` services and a channel
-/// table of `C` channels shared by the services (`C` a power of two).
-pub struct Node<R, const P: usize, const S: usize, const C: usize> {
+/// table of `C` channels shared by the services (`C` a power of two). `B`
+/// is the storage of push entries' outage buffers, given by the runtime
+/// ([`Node::set_push_buffer`]); a node without any needs no storage type.
+pub struct Node<R, const P: usize, const S: usize, const C: usize, B = &'static mut [u8]> {
     link: Link<R, P>,
-    services: heapless::Vec<Service, S>,
+    services: heapless::Vec<Service<B>, S>,
     /// Index into `services` plus one by service id, 0 for none: a frame
     /// finds its service in O(1) however many are configured.
     by_id: [u8; 256],
@@ -299,9 +305,21 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize> {
     /// Drops no handle call returned (staged datagrams given up), for
     /// `flush` to report.
     unreported_drops: u32,
+    /// Push datagrams dropped from a full outage buffer, for `flush` to
+    /// report.
+    unreported_buffer_drops: u32,
+    /// Push exit halves: each peer's sequence.
+    push_rx: [push::PushRx; P],
+    /// Peers owed a push acknowledgement, and when the first is due.
+    acks: Deque<PeerId, P>,
+    ack_due: Option<Instant>,
+    /// Push entries with an outage buffer.
+    outboxes: usize,
 }
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// `by_id` names a service by its index plus one in a byte.
     const SERVICES_FIT: () = assert!(S <= 255, "a node holds at most 255 services");
 
@@ -325,6 +343,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             stage: stage::Stage::new(),
             icmp_errors: TokenBucket::new(),
             unreported_drops: 0,
+            unreported_buffer_drops: 0,
+            push_rx: [push::PushRx::IDLE; P],
+            acks: Deque::new(),
+            ack_due: None,
+            outboxes: 0,
         }
     }
 
@@ -393,6 +416,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 warned: false,
                 too_big_reported: false,
                 new_channels: TokenBucket::new(),
+                push: push::PushTx::new(),
                 stats: ServiceStats::default(),
             })
             .map_err(|_| ServiceError::TooManyServices)?;
@@ -445,6 +469,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             let mut stats = s.stats;
             stats.channels_open = self.channels.service_len(i as u8) as u64;
             stats.ports_held = self.channels.service_held(i as u8) as u64;
+            if let Some(o) = &s.push.outbox {
+                stats.buffered = u64::from(o.len());
+                stats.buffered_bytes = o.used() as u64;
+            }
             (&s.config, stats)
         })
     }
@@ -510,6 +538,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             .check_frame(si, peer, &header)
             .and_then(|()| self.frame_from_peer(now, si, peer, &header, buf, payload.clone()));
         match result {
+            // A push acknowledgement carries nothing for customers.
+            Ok(Output::Consumed) => Ok(Output::Consumed),
             Ok(output) => {
                 self.services[si].stats.from_peer.add(payload.len());
                 Ok(output)
@@ -644,6 +674,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: false,
             channel: Some(number),
             destination: Some(destination),
+            sequence: None,
         };
         let result = self.seal(now, peer, &header, buf, HEADROOM..HEADROOM);
         self.absorb_link_events(now);
@@ -695,7 +726,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         let t = self.link.poll_transmit(now, buf);
         self.absorb_link_events(now);
         match t {
-            Ok(None) => Ok(self.poll_staged(now, buf)),
+            Ok(None) => Ok(self
+                .poll_ack(now, buf)
+                .or_else(|| self.poll_outbox(now, buf))
+                .or_else(|| self.poll_staged(now, buf))),
             other => other,
         }
     }
@@ -737,6 +771,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             Some(last.saturating_add(s.config.limits.idle_timeout))
         });
         expiry
+            .chain(self.ack_due())
             .chain(self.channels.next_release())
             .chain(self.link.poll_timeout())
             .min()
@@ -768,6 +803,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         } {
             Some(ServiceDrop::HalfMismatch)
         } else if header.channel.is_some() != role.has_channels()
+            || header.sequence.is_some() != (role.mode() == Mode::Push)
             || (header.destination.is_some()
                 != matches!(role, Role::RouterExit { .. })
                 // An exit's notice that the target refused names it.
@@ -804,6 +840,17 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
         let s = &self.services[si];
+        if let Some(seq) = header.sequence {
+            return match s.config.role {
+                Role::PushExit { .. } if header.from_entry => {
+                    self.push_to_target(now, si, peer, seq, payload)
+                }
+                Role::PushEntry { .. } if !header.from_entry && payload.is_empty() => {
+                    Ok(self.push_acknowledged(now, si, seq))
+                }
+                _ => Err(ServiceDrop::WrongDirection),
+            };
+        }
         if header.destination.is_some()
             && matches!(s.config.role, Role::RouterEntry | Role::ForwardEntry { .. })
         {
@@ -819,8 +866,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             (Role::Direct { customer, .. }, _) => {
                 Ok(direct::to_customer(s.config.id, *customer, payload))
             }
-            (Role::PushExit { .. }, _) => Ok(push::to_target(s.config.id, payload)),
-            (Role::PushEntry { .. }, _) => Err(ServiceDrop::WrongDirection),
+            (Role::PushExit { .. } | Role::PushEntry { .. }, _) => Err(ServiceDrop::ModeMismatch),
             (Role::ForwardEntry { .. }, Some(number)) => {
                 self.forward_reply(now, si, peer, number, payload)
             }
@@ -872,6 +918,13 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 range: frame_start..frame_start + t.len,
             }),
             Err(SendError::NoSession) => {
+                // A buffered push entry keeps the datagram itself.
+                let buffered = self
+                    .service_index(header.service)
+                    .is_some_and(|si| self.services[si].push.outbox.is_some());
+                if buffered {
+                    return Err(ServiceDrop::NoSession);
+                }
                 let plaintext = &buf[plaintext_start..payload.end];
                 if self.stage(now, peer, header.service, plaintext, payload.len()) {
                     Ok(Output::Queued)
@@ -895,7 +948,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
                 LinkEvent::PeerRestarted(peer) => {
                     self.drop_peer_channels(now, peer);
                     self.drop_staged(peer);
+                    self.push_peer_restarted(peer);
                 }
+                LinkEvent::SessionUp(peer) => self.push_session_up(now, peer),
                 LinkEvent::HandshakeTimedOut(peer) => self.drop_staged(peer),
                 _ => {}
             }

@@ -1,22 +1,220 @@
-//! Push mode: one way, entry to exit.
+//! Push mode: one way, entry to exit, with every datagram accounted for.
 //!
 //! The entry ships every datagram sent to its listen socket, from anyone;
 //! the exit sends them all from one socket connected to its target. There
-//! are no channels and no replies: state is per service, not per client. A
-//! datagram coming back to the exit's socket is dropped as
-//! [`ServiceDrop::WrongDirection`], and so is a frame travelling exit to
-//! entry. A push exit may admit any peer ([`Peers::Any`](super::Peers::Any)),
-//! so one collector takes pushes from many machines.
+//! are no channels and no replies to customers: state is per service (and
+//! per peer at the exit), not per client. A datagram coming back to the
+//! exit's socket is dropped as [`ServiceDrop::WrongDirection`]. A push exit
+//! may admit any peer ([`Peers::Any`](super::Peers::Any)), so one collector
+//! takes pushes from many machines.
+//!
+//! # Sequence numbers and acknowledgements
+//!
+//! Every push datagram carries a sequence number in the channel-number
+//! field of its service header ([`crate::wire::ServiceHeaderRepr`]): 0 for
+//! the first datagram of the entry's incarnation, then one more for each
+//! datagram the entry numbers, wrapping at 2^32. A datagram the entry drops
+//! before numbering it (too big, no session and nothing to stage it in) is
+//! counted at the entry only.
+//!
+//! The exit tracks the numbers of each peer ([`PushRx`]): a jump forward
+//! counts the numbers skipped as [`ServiceStats::lost_in_transit`]; one of
+//! those arriving later (within a window of [`WINDOW`]) is taken off that
+//! count and counted [`ServiceStats::reordered`]; a number seen already is
+//! dropped as [`ServiceDrop::Duplicate`], never delivered twice. The
+//! tracker starts over, without counting anything, when the peer restarts
+//! ([`LinkEvent::PeerRestarted`](crate::link::LinkEvent::PeerRestarted):
+//! the new incarnation numbers from 0 again) and when this node starts, so
+//! a restart of either side is never a huge loss. A jump of more than
+//! [`EPOCH_JUMP`] either way also starts over.
+//!
+//! The exit acknowledges: at most [`ACK_DELAY`] after a datagram, or at
+//! once after [`ACK_EVERY`], it sends a frame of the service with no
+//! payload whose number is the lowest it is still missing (all earlier
+//! ones it has, or gave up on as out of the window). The entry learns from
+//! it what reached the exit.
+//!
+//! # The outage buffer
+//!
+//! With storage from [`Node::set_push_buffer`], a push entry keeps each
+//! datagram in an [`Outbox`] until the exit acknowledges it. While the link
+//! is down datagrams wait there, and the link is brought up; when the exit
+//! restarted, or a new session comes up after acknowledgements stopped for
+//! [`ACK_STALE`], everything unacknowledged goes out again in order, and
+//! the exit's tracker drops what it had already. When the buffer is full
+//! the oldest datagram goes: counted [`ServiceDrop::BufferFull`] if it was
+//! never sent, [`ServiceStats::unconfirmed`] if it was sent but not
+//! acknowledged. Without a buffer, what the exit had not acknowledged when
+//! it restarted is counted [`ServiceStats::unconfirmed`].
+//!
+//! The buffer survives an outage of the exit or of the link, not a restart
+//! of the entry. A datagram the exit delivered but could not acknowledge
+//! before it died is delivered again by its next incarnation.
+//!
+//! The exit keeps one tracker per peer: a second push service from the
+//! same peer is delivered but not tracked nor acknowledged.
 
 use core::ops::Range;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Node, Output, ServiceDrop, SocketId};
-use crate::time::Instant;
-use crate::wire::ServiceHeaderRepr;
+use super::{Node, Output, Peers, ServiceDrop, ServiceError, SocketId};
+use crate::link::{PeerId, Transmit};
+use crate::outbox::{Outbox, PushError, Storage};
+use core::time::Duration;
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+use crate::time::Instant;
+use crate::wire::{DataPacket, ServiceHeaderRepr};
+
+/// The exit acknowledges at most this long after a push datagram arrives.
+pub const ACK_DELAY: Duration = Duration::from_millis(20);
+/// ... or at once after this many unacknowledged datagrams of one peer.
+pub const ACK_EVERY: u16 = 32;
+/// Sequence numbers behind the newest that the exit still tells apart as
+/// late (delivered) or duplicate (dropped).
+pub const WINDOW: u32 = 64;
+/// A sequence number further than this from the expected one, either way,
+/// starts a new sequence instead of counting loss.
+pub const EPOCH_JUMP: u32 = 1 << 24;
+/// A buffered entry whose acknowledgements stopped this long ago sends its
+/// whole buffer again when a new session comes up.
+pub const ACK_STALE: Duration = Duration::from_secs(1);
+
+/// The exit's view of one peer's push sequence.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PushRx {
+    active: bool,
+    service: u8,
+    /// One more than the newest number received.
+    next: u32,
+    /// Bit `i` set: number `next - 1 - i` was received (or predates the
+    /// tracker).
+    seen: u64,
+    /// Datagrams delivered since the last acknowledgement.
+    unacked: u16,
+    /// The peer waits in the node's acknowledgement queue.
+    ack_queued: bool,
+}
+
+/// What the tracker made of a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Newer than any before; `lost` numbers were skipped.
+    New { lost: u32 },
+    /// A number skipped before, filling its gap.
+    Late,
+    /// Received already, or too old to tell.
+    Duplicate,
+}
+
+impl PushRx {
+    pub(super) const IDLE: PushRx = PushRx {
+        active: false,
+        service: 0,
+        next: 0,
+        seen: 0,
+        unacked: 0,
+        ack_queued: false,
+    };
+
+    /// Forgets the sequence (the peer restarted); a queued acknowledgement
+    /// is skipped.
+    pub(super) fn reset(&mut self) {
+        self.active = false;
+        self.unacked = 0;
+    }
+
+    fn start(&mut self, service: u8, seq: u32) {
+        self.active = true;
+        self.service = service;
+        self.next = seq.wrapping_add(1);
+        self.seen = u64::MAX;
+    }
+
+    fn receive(&mut self, service: u8, seq: u32) -> Seen {
+        if !self.active {
+            self.start(service, seq);
+            return Seen::New { lost: 0 };
+        }
+        let ahead = seq.wrapping_sub(self.next);
+        if ahead < EPOCH_JUMP {
+            self.seen = if ahead + 1 >= 64 {
+                0
+            } else {
+                self.seen << (ahead + 1)
+            } | 1;
+            self.next = seq.wrapping_add(1);
+            return Seen::New { lost: ahead };
+        }
+        let back = self.next.wrapping_sub(1).wrapping_sub(seq);
+        if back < WINDOW {
+            let bit = 1u64 << back;
+            if self.seen & bit != 0 {
+                return Seen::Duplicate;
+            }
+            self.seen |= bit;
+            return Seen::Late;
+        }
+        if back < EPOCH_JUMP {
+            return Seen::Duplicate;
+        }
+        self.start(service, seq);
+        Seen::New { lost: 0 }
+    }
+
+    /// The lowest number still missing: every earlier one was received or
+    /// is out of the window.
+    fn ack(&self) -> u32 {
+        let missing = !self.seen;
+        if missing == 0 {
+            self.next
+        } else {
+            self.next.wrapping_sub(1 + (63 - missing.leading_zeros()))
+        }
+    }
+}
+
+/// A push entry's side of the sequence.
+#[derive(Debug)]
+pub(super) struct PushTx<B> {
+    /// The number of the next datagram.
+    next: u32,
+    /// The exit has (or gave up on) every number before this.
+    acked: u32,
+    /// When an acknowledgement last moved `acked`.
+    last_ack: Instant,
+    pub(super) outbox: Option<Outbox<B>>,
+}
+
+impl<B> PushTx<B> {
+    pub(super) fn new() -> Self {
+        PushTx {
+            next: 0,
+            acked: 0,
+            last_ack: Instant::ZERO,
+            outbox: None,
+        }
+    }
+}
+
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
+    /// Gives push entry `service` an outage buffer over `storage`
+    /// (see the [module docs](self)); what it held before is dropped and
+    /// returned. Zero-length storage works and holds nothing.
+    pub fn set_push_buffer(&mut self, service: u8, storage: B) -> Result<Option<B>, ServiceError> {
+        let si = self
+            .service_index(service)
+            .filter(|&si| matches!(self.services[si].config.role, super::Role::PushEntry { .. }))
+            .ok_or(ServiceError::NotPushEntry)?;
+        let old = self.services[si].push.outbox.replace(Outbox::new(storage));
+        if old.is_none() {
+            self.outboxes += 1;
+        }
+        Ok(old.map(Outbox::into_storage))
+    }
+
     /// A datagram on the listen socket of push entry `si`.
     pub(super) fn push_from_sender(
         &mut self,
@@ -26,22 +224,342 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
         let peer = self.sole_peer(si)?;
-        let header = ServiceHeaderRepr {
+        let seq = self.services[si].push.next;
+        let header = self.push_header(si, seq);
+        // Too big is refused before a number is spent on it.
+        self.check_size(peer, &header, payload.len())?;
+        if self.services[si].push.outbox.is_none() {
+            let result = self.seal(now, peer, &header, buf, payload);
+            if result.is_ok() {
+                self.services[si].push.next = seq.wrapping_add(1);
+            }
+            return result;
+        }
+        let up = self.link.is_up(peer, now);
+        let s = &mut self.services[si];
+        let Some(outbox) = s.push.outbox.as_mut() else {
+            return Err(ServiceDrop::BufferLayout);
+        };
+        let bytes = buf.get(payload.clone()).ok_or(ServiceDrop::BufferLayout)?;
+        let evicted = match outbox.push(seq, bytes) {
+            Ok(evicted) => evicted,
+            // Larger than the whole buffer, or the buffer lost track: drop
+            // it rather than send it out of order.
+            Err(PushError::TooLarge | PushError::OutOfSequence) => {
+                return Err(ServiceDrop::BufferFull)
+            }
+        };
+        let waiting = outbox.unsent() > 1;
+        s.push.next = seq.wrapping_add(1);
+        for _ in 0..evicted.unsent {
+            s.stats.drops.add(ServiceDrop::BufferFull);
+        }
+        s.stats.unconfirmed += u64::from(evicted.datagrams - evicted.unsent);
+        self.unreported_buffer_drops = self.unreported_buffer_drops.saturating_add(evicted.unsent);
+        if waiting || !up {
+            self.link.connect(peer, now);
+            return Ok(Output::Queued);
+        }
+        match self.seal(now, peer, &header, buf, payload) {
+            Ok(output) => {
+                if let Some(o) = self.services[si].push.outbox.as_mut() {
+                    o.mark_sent();
+                }
+                Ok(output)
+            }
+            // It waits in the buffer.
+            Err(ServiceDrop::NoSession) => Ok(Output::Queued),
+            Err(reason) => Err(reason),
+        }
+    }
+
+    fn push_header(&self, si: usize, seq: u32) -> ServiceHeaderRepr {
+        ServiceHeaderRepr {
             service: self.services[si].config.id,
             from_entry: true,
             channel: None,
             destination: None,
+            sequence: Some(seq),
+        }
+    }
+
+    /// Datagram `seq` of push exit `si` from `peer`: tracked, acknowledged
+    /// and sent to the target unless it is a duplicate.
+    pub(super) fn push_to_target(
+        &mut self,
+        now: Instant,
+        si: usize,
+        peer: PeerId,
+        seq: u32,
+        payload: Range<usize>,
+    ) -> Result<Output, ServiceDrop> {
+        let service = self.services[si].config.id;
+        let Some(rx) = self.push_rx.get_mut(usize::from(peer.0)) else {
+            return Ok(to_target(service, payload));
         };
-        self.seal(now, peer, &header, buf, payload)
+        if rx.active && rx.service != service {
+            // One tracker per peer: this service goes untracked.
+            return Ok(to_target(service, payload));
+        }
+        let seen = rx.receive(service, seq);
+        self.queue_ack(now, peer);
+        let stats = &mut self.services[si].stats;
+        match seen {
+            Seen::New { lost } => stats.lost_in_transit += u64::from(lost),
+            Seen::Late => {
+                stats.lost_in_transit = stats.lost_in_transit.saturating_sub(1);
+                stats.reordered += 1;
+            }
+            Seen::Duplicate => return Err(ServiceDrop::Duplicate),
+        }
+        Ok(to_target(service, payload))
+    }
+
+    /// An acknowledgement for push entry `si`: the exit has every number
+    /// before `next`.
+    pub(super) fn push_acknowledged(&mut self, now: Instant, si: usize, next: u32) -> Output {
+        let push = &mut self.services[si].push;
+        let outstanding = push.next.wrapping_sub(push.acked);
+        let advance = next.wrapping_sub(push.acked);
+        if advance <= outstanding {
+            if advance > 0 {
+                push.last_ack = now;
+            }
+            push.acked = next;
+            if let Some(o) = push.outbox.as_mut() {
+                o.acknowledge(next);
+            }
+        }
+        Output::Consumed
+    }
+
+    fn queue_ack(&mut self, now: Instant, peer: PeerId) {
+        let Some(rx) = self.push_rx.get_mut(usize::from(peer.0)) else {
+            return;
+        };
+        rx.unacked = rx.unacked.saturating_add(1);
+        if !rx.ack_queued && self.acks.push_back(peer).is_ok() {
+            rx.ack_queued = true;
+        }
+        let due = if rx.unacked >= ACK_EVERY {
+            now
+        } else {
+            now + ACK_DELAY
+        };
+        self.ack_due = Some(self.ack_due.map_or(due, |d| d.min(due)));
+    }
+
+    /// When the next acknowledgement is due.
+    pub(super) fn ack_due(&self) -> Option<Instant> {
+        self.ack_due
+    }
+
+    /// An acknowledgement sealed into `buf`, when they are due: all queued
+    /// ones go out together.
+    pub(super) fn poll_ack(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if self.ack_due.is_none_or(|due| now < due) {
+            return None;
+        }
+        while let Some(peer) = self.acks.pop_front() {
+            let Some(rx) = self.push_rx.get_mut(usize::from(peer.0)) else {
+                continue;
+            };
+            rx.ack_queued = false;
+            rx.unacked = 0;
+            if !rx.active {
+                continue;
+            }
+            let header = ServiceHeaderRepr {
+                service: rx.service,
+                from_entry: false,
+                channel: None,
+                destination: None,
+                sequence: Some(rx.ack()),
+            };
+            let start = DataPacket::<&[u8]>::HEADER_LEN;
+            let Some(Ok(len)) = buf.get_mut(start..).map(|b| header.emit(b)) else {
+                continue;
+            };
+            if let Ok(t) = self.link.seal(now, peer, buf, len) {
+                return Some(t);
+            }
+        }
+        self.ack_due = None;
+        None
+    }
+
+    /// The oldest unsent datagram of a buffered push entry whose link is
+    /// up, sealed into `buf`. A link that is down is brought up.
+    pub(super) fn poll_outbox(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if self.outboxes == 0 {
+            return None;
+        }
+        for si in 0..self.services.len() {
+            let s = &self.services[si];
+            let (Some(o), Peers::One(peer)) = (&s.push.outbox, s.config.peers) else {
+                continue;
+            };
+            if o.unsent() == 0 {
+                continue;
+            }
+            if !self.link.is_up(peer, now) {
+                self.link.connect(peer, now);
+                continue;
+            }
+            let Some(seq) = o.next_unsent_seq() else {
+                continue;
+            };
+            let header = self.push_header(si, seq);
+            let start = DataPacket::<&[u8]>::HEADER_LEN;
+            let header_len = header.buffer_len();
+            let room = buf
+                .len()
+                .saturating_sub(start + header_len + DataPacket::<&[u8]>::TAG_LEN);
+            let Some(o) = self.services[si].push.outbox.as_mut() else {
+                continue;
+            };
+            let body = start + header_len;
+            let Some((_, len)) = o.peek_unsent(&mut buf[body..body + room.min(u16::MAX as usize)])
+            else {
+                // Not for this buffer: give it up rather than stall.
+                o.mark_sent();
+                self.services[si].stats.drops.add(ServiceDrop::TooBig);
+                continue;
+            };
+            if header.emit(&mut buf[start..body]).is_err() {
+                continue;
+            }
+            match self.link.seal(now, peer, buf, header_len + len) {
+                Ok(t) => {
+                    let s = &mut self.services[si];
+                    if let Some(o) = s.push.outbox.as_mut() {
+                        o.mark_sent();
+                    }
+                    s.stats.to_peer.add(len);
+                    return Some(t);
+                }
+                Err(_) => continue,
+            }
+        }
+        None
+    }
+
+    /// `peer` restarted: the exit's trackers for it start over; an entry's
+    /// unacknowledged datagrams go out again, or are counted unconfirmed.
+    pub(super) fn push_peer_restarted(&mut self, peer: PeerId) {
+        if let Some(rx) = self.push_rx.get_mut(usize::from(peer.0)) {
+            rx.reset();
+        }
+        for s in self.services.iter_mut() {
+            if s.config.peers != Peers::One(peer)
+                || !matches!(s.config.role, super::Role::PushEntry { .. })
+            {
+                continue;
+            }
+            match s.push.outbox.as_mut() {
+                Some(o) => o.rewind(),
+                None => {
+                    s.stats.unconfirmed += u64::from(s.push.next.wrapping_sub(s.push.acked));
+                }
+            }
+            s.push.acked = s.push.next;
+        }
+    }
+
+    /// A new session with `peer`: a buffered entry whose acknowledgements
+    /// stopped sends everything unacknowledged again.
+    pub(super) fn push_session_up(&mut self, now: Instant, peer: PeerId) {
+        if self.outboxes == 0 {
+            return;
+        }
+        for s in self.services.iter_mut() {
+            if s.config.peers != Peers::One(peer) {
+                continue;
+            }
+            let stale = now.saturating_since(s.push.last_ack) >= ACK_STALE;
+            if let Some(o) = s.push.outbox.as_mut() {
+                if stale && o.unsent() < o.len() {
+                    o.rewind();
+                }
+            }
+        }
     }
 }
 
 /// A frame of push service `service` goes to the target, from the exit's
 /// one connected socket.
-pub(super) fn to_target(service: u8, payload: Range<usize>) -> Output {
+fn to_target(service: u8, payload: Range<usize>) -> Output {
     Output::Customer {
         socket: SocketId::Service(service),
         to: None,
         range: payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seqs: &[u32]) -> (PushRx, [u32; 3]) {
+        let mut rx = PushRx::IDLE;
+        let mut counts = [0u32; 3];
+        for &seq in seqs {
+            match rx.receive(1, seq) {
+                Seen::New { lost } => counts[0] += lost,
+                Seen::Late => {
+                    counts[0] -= 1;
+                    counts[1] += 1
+                }
+                Seen::Duplicate => counts[2] += 1,
+            }
+        }
+        (rx, counts)
+    }
+
+    #[test]
+    fn in_order_counts_nothing_and_acknowledges_all() {
+        let (rx, counts) = run(&[5, 6, 7, 8]);
+        assert_eq!(counts, [0, 0, 0]);
+        assert_eq!(rx.ack(), 9);
+    }
+
+    #[test]
+    fn gaps_reordering_and_duplicates_are_counted_exactly() {
+        // 2 and 4 skipped; 4 comes late; 3 and 6 twice.
+        let (rx, [lost, late, dup]) = run(&[0, 1, 3, 5, 4, 6, 3, 6]);
+        assert_eq!((lost, late, dup), (1, 1, 2));
+        // 2 is still missing.
+        assert_eq!(rx.ack(), 2);
+    }
+
+    #[test]
+    fn a_gap_older_than_the_window_is_given_up() {
+        let mut seqs = heapless::Vec::<u32, 80>::new();
+        seqs.push(0).unwrap();
+        for s in 2..70 {
+            seqs.push(s).unwrap();
+        }
+        seqs.push(1).unwrap();
+        let (rx, [lost, late, dup]) = run(&seqs);
+        // 1 fell out of the window: lost, and its late copy is refused.
+        assert_eq!((lost, late, dup), (1, 0, 1));
+        assert_eq!(rx.ack(), 70);
+    }
+
+    #[test]
+    fn a_sequence_starting_over_is_not_a_huge_loss() {
+        let (_, counts) = run(&[1_000_000_000, 1_000_000_001, 0, 1, 2]);
+        assert_eq!(counts, [0, 0, 0]);
+        let (_, counts) = run(&[u32::MAX - 1, u32::MAX, 0, 1]);
+        assert_eq!(counts, [0, 0, 0], "wrapping is not a restart either");
+    }
+
+    #[test]
+    fn reset_starts_over_at_any_number() {
+        let mut rx = PushRx::IDLE;
+        assert_eq!(rx.receive(1, 40), Seen::New { lost: 0 });
+        rx.reset();
+        assert_eq!(rx.receive(1, 0), Seen::New { lost: 0 });
+        assert_eq!(rx.receive(1, 3), Seen::New { lost: 2 });
     }
 }

@@ -36,6 +36,7 @@ use super::{Node, Output, Role, ServiceDrop, SocketId};
 use crate::channel::Way;
 use crate::ip::{self, icmp, IpDrop};
 use crate::link::PeerId;
+use crate::outbox::Storage;
 use crate::time::Instant;
 use crate::wire::ServiceHeaderRepr;
 
@@ -55,7 +56,9 @@ struct Flow {
     payload: Range<usize>,
 }
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// An IP packet from router entry `si`'s TUN device. Returns the frame
     /// and the length of the payload it carries, or an ICMP error for the
     /// TUN device (a packet too big for one frame).
@@ -97,6 +100,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: true,
             channel: Some(number),
             destination: Some(flow.destination),
+            sequence: None,
         };
         let len = payload.len();
         Ok((self.seal(now, peer, &header, buf, payload)?, len))

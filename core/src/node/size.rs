@@ -7,6 +7,7 @@ use core::net::SocketAddr;
 
 use super::{Half, Node, NodeEvent, Peers, Role, ServiceDrop};
 use crate::link::PeerId;
+use crate::outbox::Storage;
 use crate::wire::ServiceHeaderRepr;
 
 /// Any IPv4 and IPv6 destination: only the family counts for the size.
@@ -21,7 +22,9 @@ const V6_DESTINATION: SocketAddr = SocketAddr::V6(core::net::SocketAddrV6::new(
     0,
 ));
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// The largest customer payload service `id` carries to its peer now,
     /// over the peer's current endpoint: one byte more is dropped as
     /// [`ServiceDrop::TooBig`]. For a router entry `destination` says to
@@ -46,6 +49,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: s.config.role.half() == Half::Entry,
             channel: s.config.role.has_channels().then_some(u32::MAX),
             destination,
+            sequence: None,
         };
         Some(self.max_payload_len(peer, &header))
     }
@@ -116,6 +120,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Nod
             from_entry: true,
             channel: Some(u32::MAX),
             destination,
+            sequence: None,
         };
         self.check_size(peer, &header, len)
     }

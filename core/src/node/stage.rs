@@ -16,6 +16,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, ServiceDrop};
 use crate::link::{PeerId, SendError, Transmit};
+use crate::outbox::Storage;
 use crate::time::Instant;
 use crate::wire::DataPacket;
 
@@ -44,7 +45,9 @@ pub(super) struct Staged {
 /// The waiting datagrams, oldest first.
 pub(super) type Stage = Deque<Staged, STAGE_SLOTS>;
 
-impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize> Node<R, P, S, C> {
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
     /// Keeps `plaintext` (of which `payload_len` bytes are the customer's)
     /// for `peer` if it fits and a handshake is coming; false if not.
     pub(super) fn stage(

@@ -66,11 +66,18 @@ pub enum ServiceDrop {
     /// carries ([`crate::mtu`]): sending it would need IP fragmentation of
     /// the frame, or could not be sent at all.
     TooBig,
+    /// Push exit: a datagram whose sequence number was delivered already
+    /// (sent again after an outage), or is too old to tell; not delivered
+    /// twice.
+    Duplicate,
+    /// Push entry: the outage buffer was full and its oldest datagram was
+    /// dropped to make room for a new one.
+    BufferFull,
 }
 
 impl ServiceDrop {
     /// Every reason, in the order of [`ServiceDrops`].
-    pub const ALL: [ServiceDrop; 23] = [
+    pub const ALL: [ServiceDrop; 25] = [
         ServiceDrop::MalformedHeader,
         ServiceDrop::UnknownService,
         ServiceDrop::WrongPeer,
@@ -94,6 +101,8 @@ impl ServiceDrop {
         ServiceDrop::MalformedIp,
         ServiceDrop::BufferLayout,
         ServiceDrop::TooBig,
+        ServiceDrop::Duplicate,
+        ServiceDrop::BufferFull,
     ];
 
     /// A short stable name, for status output and logs.
@@ -122,6 +131,8 @@ impl ServiceDrop {
             ServiceDrop::MalformedIp => "malformed_ip",
             ServiceDrop::BufferLayout => "buffer_layout",
             ServiceDrop::TooBig => "too_big",
+            ServiceDrop::Duplicate => "duplicate",
+            ServiceDrop::BufferFull => "buffer_full",
         }
     }
 
@@ -212,6 +223,22 @@ pub struct ServiceStats {
     pub icmp_errors_sent: u64,
     /// Router entry: ICMP errors not sent, over the node's rate of them.
     pub icmp_errors_rate_limited: u64,
+    /// Push exit: datagrams missing from the sequence the entry sent (a
+    /// gap in the sequence numbers not filled within the reorder window of
+    /// 64), lost between the two nodes.
+    pub lost_in_transit: u64,
+    /// Push exit: datagrams that arrived after a later one (counted lost
+    /// until they came, then not).
+    pub reordered: u64,
+    /// Push entry: datagrams sent that the exit never acknowledged before it
+    /// restarted, without an outage buffer to send them again: most likely
+    /// lost with the exit.
+    pub unconfirmed: u64,
+    /// Push entry: datagrams in the outage buffer now, sent and waiting for
+    /// the exit's acknowledgement or not sent yet.
+    pub buffered: u64,
+    /// Push entry: bytes of the outage buffer in use now.
+    pub buffered_bytes: u64,
     /// Drops by reason.
     pub drops: ServiceDrops,
 }

@@ -14,11 +14,12 @@ use std::vec::Vec;
 
 mod modes;
 mod props;
+mod push;
 mod router;
 mod size;
 mod snapshots;
 
-type TestNode = Node<ChaCha20Rng, 4, 8, 16>;
+type TestNode = Node<ChaCha20Rng, 4, 8, 16, Vec<u8>>;
 
 const START_UNIX: u64 = 1_700_000_000_000_000_000;
 pub(super) const X: usize = 0;

@@ -13,12 +13,34 @@
 //! | bits | name | meaning |
 //! |------|------|---------|
 //! | 7..6 | `CC` | channel number length: `00` none, `01` 1 byte, `10` 2 bytes, `11` 4 bytes |
-//! | 5..4 | `AA` | destination: `00` none, `01` IPv4 address + port (6 bytes), `10` IPv6 address + port (18 bytes), `11` invalid |
+//! | 5..4 | `AA` | destination: `00` none, `01` IPv4 address + port (6 bytes), `10` IPv6 address + port (18 bytes), `11` none, and the `CC` number is a push sequence number (see below) |
 //! | 3    | `E`  | 1 if the sender holds the entry half of the service, 0 if the exit half |
 //! | 2..0 | `SSS`| service id 0..=6; 7 means the id is in the next byte (7..=255) |
 //!
 //! The channel number, the address and the port are big-endian (network
 //! order).
+//!
+//! # Push frames
+//!
+//! A push service has no channels: its frames set `AA` = `11` and carry a
+//! sequence number ([`ServiceHeaderRepr::sequence`]) where a channel number
+//! would be, in 1, 2 or 4 bytes as `CC` says. So a push frame can never be
+//! taken for a forward one: a frame of the wrong mode is a mode mismatch.
+//!
+//! - entry to exit (`E` = 1): the datagram's sequence number, 0 for the
+//!   entry's first datagram after it starts, +1 per datagram, wrapping at
+//!   2^32; the customer payload follows;
+//! - exit to entry (`E` = 0), no payload: an acknowledgement, the lowest
+//!   sequence number the exit is still missing (it holds every earlier
+//!   one).
+//!
+//! ```text
+//! push datagram 300 of service 2:   0xba 0x01 0x2c <payload>
+//!                                   CC=10 AA=11 E=1 SSS=2, number 300
+//! acknowledgement up to 300:        0xb2 0x01 0x2c
+//! ```
+//!
+//! See `node::push` for how the numbers are tracked.
 //!
 //! # Canonical encoding
 //!
@@ -28,7 +50,8 @@
 //! - a service id 0..=6 is inline in `SSS`; an escaped id byte must be ≥ 7;
 //! - a channel number takes the shortest of 1, 2 or 4 bytes that holds it
 //!   (0..=255 in 1 byte, 256..=65535 in 2, larger in 4);
-//! - `AA` = `11` is invalid.
+//! - `AA` = `11` needs `CC` ≠ `00` (a push frame always has its number;
+//!   the lone byte `0x30` is the link's liveness probe, never a header).
 //!
 //! So parsing and emitting are inverse bijections between headers and the
 //! byte strings accepted.
@@ -66,7 +89,8 @@ mod flags {
     pub const DESTINATION_NONE: u8 = 0b00;
     pub const DESTINATION_V4: u8 = 0b01;
     pub const DESTINATION_V6: u8 = 0b10;
-    pub const DESTINATION_INVALID: u8 = 0b11;
+    /// No destination: the number in `CC` is a push sequence number.
+    pub const DESTINATION_PUSH: u8 = 0b11;
 }
 
 /// Length of an IPv4 destination: address and port.
@@ -95,6 +119,10 @@ pub struct ServiceHeaderRepr {
     pub channel: Option<u32>,
     /// The destination address and port, if the frame names one.
     pub destination: Option<SocketAddr>,
+    /// A push frame's sequence number (entry to exit) or acknowledgement
+    /// (exit to entry). A header has at most one of `channel`,
+    /// `sequence`; a sequence excludes a destination.
+    pub sequence: Option<u32>,
 }
 
 impl ServiceHeaderRepr {
@@ -120,7 +148,8 @@ impl ServiceHeaderRepr {
         let [flag_byte] = reader.take::<1>()?;
         let channel_code = (flag_byte & flags::CHANNEL_MASK) >> flags::CHANNEL_SHIFT;
         let destination_code = (flag_byte & flags::DESTINATION_MASK) >> flags::DESTINATION_SHIFT;
-        if destination_code == flags::DESTINATION_INVALID {
+        let is_push = destination_code == flags::DESTINATION_PUSH;
+        if is_push && channel_code == flags::CHANNEL_NONE {
             return Err(WireError::Malformed);
         }
         let from_entry = flag_byte & flags::FROM_ENTRY != 0;
@@ -152,8 +181,13 @@ impl ServiceHeaderRepr {
             }
         };
 
+        let (channel, sequence) = if is_push {
+            (None, channel)
+        } else {
+            (channel, None)
+        };
         let destination = match destination_code {
-            flags::DESTINATION_NONE => None,
+            flags::DESTINATION_NONE | flags::DESTINATION_PUSH => None,
             flags::DESTINATION_V4 => {
                 let ip = Ipv4Addr::from(reader.take::<4>()?);
                 let port = u16::from_be_bytes(reader.take()?);
@@ -171,6 +205,7 @@ impl ServiceHeaderRepr {
             from_entry,
             channel,
             destination,
+            sequence,
         };
         Ok((repr, reader.pos))
     }
@@ -182,9 +217,9 @@ impl ServiceHeaderRepr {
         } else {
             0
         };
-        let channel_len = match self.channel {
-            None => 0,
-            Some(value) => channel_len(channel_code_for(value)),
+        let channel_len = match (self.channel, self.sequence) {
+            (Some(value), _) | (None, Some(value)) => channel_len(channel_code_for(value)),
+            (None, None) => 0,
         };
         let destination_len = match self.destination {
             None => 0,
@@ -199,19 +234,26 @@ impl ServiceHeaderRepr {
     ///
     /// If `buf` is shorter than [`Self::buffer_len`] this writes nothing and
     /// returns [`WireError::BufferTooSmall`].
+    /// A `sequence` with a `channel` or a `destination` has no encoding:
+    /// [`WireError::Malformed`].
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let len = self.buffer_len();
+        if self.sequence.is_some() && (self.channel.is_some() || self.destination.is_some()) {
+            return Err(WireError::Malformed);
+        }
         let out = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
         let mut writer = Writer { data: out, pos: 0 };
 
-        let channel_code = match self.channel {
+        let number = self.channel.or(self.sequence);
+        let channel_code = match number {
             None => flags::CHANNEL_NONE,
             Some(value) => channel_code_for(value),
         };
-        let destination_code = match self.destination {
-            None => flags::DESTINATION_NONE,
-            Some(SocketAddr::V4(_)) => flags::DESTINATION_V4,
-            Some(SocketAddr::V6(_)) => flags::DESTINATION_V6,
+        let destination_code = match (self.destination, self.sequence) {
+            (_, Some(_)) => flags::DESTINATION_PUSH,
+            (None, None) => flags::DESTINATION_NONE,
+            (Some(SocketAddr::V4(_)), None) => flags::DESTINATION_V4,
+            (Some(SocketAddr::V6(_)), None) => flags::DESTINATION_V6,
         };
         let inline_service = if self.service > Self::MAX_INLINE_SERVICE {
             flags::SERVICE_ESCAPE
@@ -230,7 +272,7 @@ impl ServiceHeaderRepr {
             writer.put(&[self.service])?;
         }
 
-        if let Some(value) = self.channel {
+        if let Some(value) = number {
             let bytes = value.to_be_bytes();
             // The low `channel_len` bytes of the big-endian value; the
             // canonical code guarantees the dropped high bytes are zero.
@@ -378,6 +420,7 @@ mod tests {
                     from_entry: true,
                     channel: None,
                     destination: None,
+                    sequence: None,
                 },
             ),
             (
@@ -387,6 +430,7 @@ mod tests {
                     from_entry: false,
                     channel: None,
                     destination: None,
+                    sequence: None,
                 },
             ),
             (
@@ -396,6 +440,7 @@ mod tests {
                     from_entry: true,
                     channel: Some(42),
                     destination: None,
+                    sequence: None,
                 },
             ),
             (
@@ -405,6 +450,7 @@ mod tests {
                     from_entry: false,
                     channel: Some(0x1234),
                     destination: v4(DOC_V4, 443),
+                    sequence: None,
                 },
             ),
             (
@@ -414,6 +460,7 @@ mod tests {
                     from_entry: true,
                     channel: Some(0x1234_5678),
                     destination: v6(DOC_V6, 53),
+                    sequence: None,
                 },
             ),
         ]
@@ -466,6 +513,7 @@ mod tests {
             from_entry: false,
             channel: None,
             destination: None,
+            sequence: None,
         };
         assert_eq!(header.buffer_len(), 1);
         assert_eq!(DataPacket::OVERHEAD + header.buffer_len(), 30);
@@ -503,6 +551,7 @@ mod tests {
                             from_entry,
                             channel,
                             destination,
+                            sequence: None,
                         };
                         let mut buf = [0; ServiceHeaderRepr::MAX_LEN + 3];
                         let len = repr.emit(&mut buf).unwrap();
@@ -542,6 +591,7 @@ mod tests {
                 from_entry: false,
                 channel: Some(channel),
                 destination: None,
+                sequence: None,
             };
             let mut buf = [0; 8];
             let len = repr.emit(&mut buf).unwrap();
@@ -581,13 +631,69 @@ mod tests {
     }
 
     #[test]
-    fn destination_code_11_rejected() {
+    fn destination_code_11_without_a_number_rejected() {
         // Enough bytes for any header, so only the flag byte can be at fault.
         let mut bytes = [0x77; ServiceHeaderRepr::MAX_LEN];
-        for flag_byte in (0..=255).filter(|b| b & 0b0011_0000 == 0b0011_0000) {
+        for flag_byte in (0..=255).filter(|b| b & 0b1111_0000 == 0b0011_0000) {
             bytes[0] = flag_byte;
             assert_eq!(ServiceHeaderRepr::parse(&bytes), Err(WireError::Malformed));
         }
+        // The link's liveness probe is one of them.
+        assert_eq!(
+            ServiceHeaderRepr::parse(&crate::link::PROBE),
+            Err(WireError::Malformed)
+        );
+    }
+
+    fn push(service: u8, from_entry: bool, sequence: u32) -> ServiceHeaderRepr {
+        ServiceHeaderRepr {
+            service,
+            from_entry,
+            channel: None,
+            destination: None,
+            sequence: Some(sequence),
+        }
+    }
+
+    /// The push examples of the module docs, parsed and emitted.
+    #[test]
+    fn push_sequence_and_acknowledgement() {
+        let cases: [(&[u8], ServiceHeaderRepr); 4] = [
+            (&[0xba, 0x01, 0x2c], push(2, true, 300)),
+            (&[0xb2, 0x01, 0x2c], push(2, false, 300)),
+            (&[0x79, 0x00], push(1, true, 0)),
+            (
+                &[0xff, 200, 0x01, 0x00, 0x00, 0x00],
+                push(200, true, 1 << 24),
+            ),
+        ];
+        for (bytes, repr) in cases {
+            assert_eq!(ServiceHeaderRepr::parse(bytes), Ok((repr, bytes.len())));
+            assert_eq!(repr.buffer_len(), bytes.len());
+            let mut out = [0; ServiceHeaderRepr::MAX_LEN];
+            assert_eq!(repr.emit(&mut out), Ok(bytes.len()));
+            assert_eq!(&out[..bytes.len()], bytes);
+        }
+        // A sequence number is encoded canonically, as a channel number is.
+        assert_eq!(
+            ServiceHeaderRepr::parse(&[0xb9, 0x00, 0x05]),
+            Err(WireError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_sequence_with_a_channel_or_destination_has_no_encoding() {
+        let mut out = [0; ServiceHeaderRepr::MAX_LEN];
+        let both = ServiceHeaderRepr {
+            channel: Some(1),
+            ..push(1, true, 1)
+        };
+        assert_eq!(both.emit(&mut out), Err(WireError::Malformed));
+        let routed = ServiceHeaderRepr {
+            destination: Some("127.0.0.1:53".parse().unwrap()),
+            ..push(1, true, 1)
+        };
+        assert_eq!(routed.emit(&mut out), Err(WireError::Malformed));
     }
 
     #[test]
@@ -623,6 +729,7 @@ mod tests {
             from_entry: true,
             channel: None,
             destination: Some(SocketAddr::V6(SocketAddrV6::new(DOC_V6, 53, 0x12345, 7))),
+            sequence: None,
         };
         let mut buf = [0; 19];
         assert_eq!(repr.emit(&mut buf), Ok(19));
@@ -654,6 +761,7 @@ mod tests {
                 from_entry,
                 channel,
                 destination,
+                sequence: None,
             },
         )
     }

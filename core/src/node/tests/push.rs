@@ -1,0 +1,186 @@
+//! Push accounting: sequence numbers, acknowledgements, the outage buffer,
+//! with exact counts through outages and restarts.
+
+use super::*;
+
+const LISTEN: &str = "127.0.0.1:5514";
+const TARGET: &str = "127.0.0.9:514";
+const SENDER: &str = "127.0.0.1:40000";
+
+fn services(net: &Net) -> [ServiceConfig; 2] {
+    [
+        ServiceConfig::new(
+            2,
+            Peers::One(net.peer[X]),
+            Role::PushEntry { listen: a(LISTEN) },
+        ),
+        ServiceConfig::new(2, Peers::Any, Role::PushExit { target: a(TARGET) }),
+    ]
+}
+
+/// A push service 2 from X (entry) to Y, with an outage buffer of
+/// `buffer` bytes at X if given, and the link up.
+fn push_net(seed: u64, buffer: Option<usize>) -> Net {
+    let mut net = Net::new(seed);
+    let [entry, exit] = services(&net);
+    net.service(X, entry);
+    net.service(Y, exit);
+    if let Some(bytes) = buffer {
+        net.nodes[X].set_push_buffer(2, vec![0; bytes]).unwrap();
+    }
+    net.up();
+    net
+}
+
+fn send_lines(net: &mut Net, lines: core::ops::Range<u32>) {
+    for i in lines {
+        net.send(X, a(SENDER), a(LISTEN), format!("line {i}").as_bytes());
+    }
+}
+
+fn lines(range: core::ops::Range<u32>) -> Vec<Vec<u8>> {
+    range.map(|i| format!("line {i}").into_bytes()).collect()
+}
+
+/// Y restarts while the link is cut; X finds out when its next handshake
+/// reaches the new Y.
+fn restart_exit_during_outage(net: &mut Net, during: core::ops::Range<u32>) {
+    net.link_up = false;
+    send_lines(net, during);
+    let [_, exit] = services(net);
+    net.restart(Y, 77, &[exit]);
+    net.link_up = true;
+    net.run_for(Duration::from_secs(40));
+}
+
+#[test]
+fn acknowledgements_free_the_buffer_and_count_nothing_when_all_arrives() {
+    let mut net = push_net(1, Some(4096));
+    send_lines(&mut net, 0..100);
+    // Every ACK_EVERY datagrams the exit acknowledges at once; the rest
+    // wait for ACK_DELAY.
+    assert_eq!(net.stats(X, 2).buffered, 100 % u64::from(ACK_EVERY));
+    net.run_for(ACK_DELAY);
+    let (sx, sy) = (net.stats(X, 2), net.stats(Y, 2));
+    assert_eq!((sx.buffered, sx.buffered_bytes), (0, 0));
+    assert_eq!(net.take_payloads_to(a(TARGET)), lines(0..100));
+    assert_eq!(
+        (sy.lost_in_transit, sy.reordered, sy.drops.total()),
+        (0, 0, 0)
+    );
+    assert_eq!((sx.unconfirmed, sx.drops.total()), (0, 0));
+    // Acknowledgements are not customer traffic.
+    assert_eq!(sx.from_peer.datagrams, 0);
+}
+
+#[test]
+fn datagrams_lost_on_the_link_are_counted_exactly_at_the_exit() {
+    let mut net = push_net(2, None);
+    send_lines(&mut net, 0..10);
+    net.link_up = false;
+    send_lines(&mut net, 10..17);
+    net.link_up = true;
+    send_lines(&mut net, 17..20);
+    let mut expected = lines(0..10);
+    expected.extend(lines(17..20));
+    assert_eq!(net.take_payloads_to(a(TARGET)), expected);
+    let sy = net.stats(Y, 2);
+    assert_eq!((sy.lost_in_transit, sy.reordered), (7, 0));
+    // The entry sent them all: it cannot know, the exit does.
+    assert_eq!(net.stats(X, 2).to_peer.datagrams, 20);
+}
+
+#[test]
+fn without_a_buffer_what_the_restarted_exit_never_acknowledged_is_counted() {
+    let mut net = push_net(3, None);
+    send_lines(&mut net, 0..10);
+    net.run_for(ACK_DELAY);
+    restart_exit_during_outage(&mut net, 10..25);
+    send_lines(&mut net, 25..30);
+    let mut expected = lines(0..10);
+    expected.extend(lines(25..30));
+    assert_eq!(net.take_payloads_to(a(TARGET)), expected);
+    let (sx, sy) = (net.stats(X, 2), net.stats(Y, 2));
+    assert_eq!(sx.unconfirmed, 15, "exactly the lines sent into the outage");
+    // The new exit starts its count where it first hears: no huge loss.
+    assert_eq!((sy.lost_in_transit, sy.reordered), (0, 0));
+}
+
+#[test]
+fn with_a_buffer_an_exit_restart_loses_nothing_and_keeps_the_order() {
+    let mut net = push_net(4, Some(64 * 1024));
+    send_lines(&mut net, 0..10);
+    net.run_for(ACK_DELAY);
+    restart_exit_during_outage(&mut net, 10..25);
+    send_lines(&mut net, 25..30);
+    net.run_for(ACK_DELAY);
+    assert_eq!(net.take_payloads_to(a(TARGET)), lines(0..30));
+    let (sx, sy) = (net.stats(X, 2), net.stats(Y, 2));
+    assert_eq!((sx.unconfirmed, sx.drops.total(), sx.buffered), (0, 0, 0));
+    assert_eq!((sy.lost_in_transit, sy.drops.total()), (0, 0));
+}
+
+#[test]
+fn before_the_first_handshake_the_buffer_holds_more_than_the_stage() {
+    let mut net = Net::new(5);
+    let [entry, exit] = services(&net);
+    net.service(X, entry);
+    net.service(Y, exit);
+    net.nodes[X].set_push_buffer(2, vec![0; 4096]).unwrap();
+    // X has never talked to Y: ten lines, more than the stage's four.
+    send_lines(&mut net, 0..10);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.take_payloads_to(a(TARGET)), lines(0..10));
+    assert_eq!(net.stats(X, 2).drops.total(), 0);
+}
+
+#[test]
+fn a_full_buffer_drops_the_oldest_and_counts_it() {
+    // "line N" is 6 bytes, 8 with its length: 40 bytes hold 5.
+    let mut net = Net::new(6);
+    let [entry, exit] = services(&net);
+    net.service(X, entry);
+    net.service(Y, exit);
+    net.nodes[X].set_push_buffer(2, vec![0; 40]).unwrap();
+    net.link_up = false;
+    send_lines(&mut net, 0..10);
+    assert_eq!(net.drop_count(X, 2, ServiceDrop::BufferFull), 5);
+    assert!(net.drops[X]
+        .iter()
+        .all(|d| *d == Dropped::Service(ServiceDrop::BufferFull)));
+    net.link_up = true;
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.take_payloads_to(a(TARGET)), lines(5..10));
+    assert_eq!(net.stats(X, 2).buffered, 0);
+}
+
+#[test]
+fn an_entry_restart_starts_the_sequence_over_without_loss() {
+    let mut net = push_net(7, None);
+    send_lines(&mut net, 0..50);
+    let [entry, _] = services(&net);
+    net.restart(X, 9, &[entry]);
+    net.up();
+    send_lines(&mut net, 0..5);
+    let mut expected = lines(0..50);
+    expected.extend(lines(0..5));
+    assert_eq!(net.take_payloads_to(a(TARGET)), expected);
+    let sy = net.stats(Y, 2);
+    assert_eq!(
+        (sy.lost_in_transit, sy.reordered, sy.drops.total()),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn a_buffer_only_goes_to_a_push_entry() {
+    let mut net = push_net(8, None);
+    assert_eq!(
+        net.nodes[Y].set_push_buffer(2, vec![0; 64]),
+        Err(ServiceError::NotPushEntry)
+    );
+    assert!(net.nodes[X].set_push_buffer(2, vec![]).unwrap().is_none());
+    // Zero bytes hold nothing: each datagram is dropped as buffer full.
+    send_lines(&mut net, 0..1);
+    assert_eq!(net.drop_count(X, 2, ServiceDrop::BufferFull), 1);
+}
