@@ -674,6 +674,47 @@ impl<const C: usize> ChannelTable<C> {
         }
     }
 
+    /// Renames service `from` to `to` in every live and held channel, its
+    /// LRU list and its counts, keeping ids, order and activity: the node
+    /// moves a service to another position in its list when a reload
+    /// removes one before it. `to` must have no channels, live or held;
+    /// returns `false`, with nothing changed, when it has. O(C).
+    pub fn move_service(&mut self, from: ServiceIndex, to: ServiceIndex) -> bool {
+        let (f, t) = (usize::from(from), usize::from(to));
+        if from == to {
+            return true;
+        }
+        if self.count[t] != 0 || self.held[t] != 0 || self.head[t] != NONE {
+            return false;
+        }
+        for slot in 0..C {
+            let occupant = &mut self.slots[slot].occupant;
+            let channel = match occupant {
+                Occupant::Live(c) if c.service == from => c,
+                Occupant::Held { channel, .. } if channel.service == from => {
+                    channel.service = to;
+                    continue;
+                }
+                _ => continue,
+            };
+            let (old_number, old_client) = (channel.number_key(), channel.client_key());
+            channel.service = to;
+            let (number, client) = (channel.number_key(), channel.client_key());
+            // One entry out, one in: the indexes never grow.
+            self.by_number.remove(&old_number);
+            let _ = self.by_number.insert(number, slot as u16);
+            if let (Some(old), Some(new)) = (old_client, client) {
+                self.by_client.remove(&old);
+                let _ = self.by_client.insert(new, slot as u16);
+            }
+        }
+        self.head[t] = core::mem::replace(&mut self.head[f], NONE);
+        self.tail[t] = core::mem::replace(&mut self.tail[f], NONE);
+        self.count[t] = core::mem::take(&mut self.count[f]);
+        self.held[t] = core::mem::take(&mut self.held[f]);
+        true
+    }
+
     /// Iterates over live channels (for status output), in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (ChannelId, &Channel)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {

@@ -41,6 +41,7 @@ use core::time::Duration;
 use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
 use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
 
 use crate::key::{PrivateKey, PublicKey};
 use crate::noise::{Initiator, Responder};
@@ -242,18 +243,31 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     pub fn peer_by_key(&self, key: &PublicKey) -> Option<PeerId> {
         self.peers
             .iter()
-            .position(|p| &p.config.public_key == key)
+            .position(|p| !p.retired && &p.config.public_key == key)
             .map(|i| PeerId(i as u16))
     }
 
-    /// Number of peers.
+    /// Number of peer slots, retired ones included: peer ids run below it.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
     }
 
-    /// A snapshot of one peer's state.
+    /// Whether `id` names a slot a reload retired ([`Link::retire_peer`]).
+    pub fn is_retired(&self, id: PeerId) -> bool {
+        self.peers.get(usize::from(id.0)).is_some_and(|p| p.retired)
+    }
+
+    /// The configuration `id` runs with (`None` for a retired slot).
+    pub fn peer_config(&self, id: PeerId) -> Option<&PeerConfig> {
+        self.peers
+            .get(usize::from(id.0))
+            .filter(|p| !p.retired)
+            .map(|p| &p.config)
+    }
+
+    /// A snapshot of one peer's state (`None` for a retired slot).
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerStatus> {
-        let p = self.peers.get(id.0 as usize)?;
+        let p = self.peers.get(id.0 as usize).filter(|p| !p.retired)?;
         Some(PeerStatus {
             public_key: p.config.public_key,
             endpoint: p.endpoint,
@@ -311,6 +325,84 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             .map_err(|_| ConfigError::TooManyPeers)?;
         self.attend(id.0 as usize);
         Ok(id)
+    }
+
+    /// Checks a peer's configuration as [`Link::add_peer`] does, short of
+    /// the table's room and duplicates: for a reload to validate first.
+    pub fn check_peer(&self, config: &PeerConfig) -> Result<(), ConfigError> {
+        if config.public_key == self.public {
+            return Err(ConfigError::OwnKey);
+        }
+        if !crate::mtu::valid_link_mtu(config.mtu) {
+            return Err(ConfigError::BadMtu);
+        }
+        Ok(())
+    }
+
+    /// Removes `peer` (a reload): its sessions and handshake are dropped,
+    /// its key is no longer recognised, and its slot may be reused by
+    /// [`Link::replace_peer`]. Ids of other peers do not move.
+    pub fn retire_peer(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(usize::from(peer.0)) else {
+            return;
+        };
+        p.retired = true;
+        p.drop_sessions();
+        p.pending = None;
+        p.response = None;
+        p.want_initiation = false;
+        p.want_resend = false;
+        p.want_keepalive = false;
+        p.want_probe = false;
+        p.attempts_since = None;
+        p.config.keep_up = false;
+        self.attend(usize::from(peer.0));
+    }
+
+    /// Puts a new peer in the retired slot `peer` (a reload adding a peer
+    /// where one was removed), with fresh state.
+    pub fn replace_peer(&mut self, peer: PeerId, config: PeerConfig, now: Instant) {
+        let incarnation = self.rng.next_u64();
+        let mac1_key = mac::mac1_key(&config.public_key);
+        if let Some(p) = self.peers.get_mut(usize::from(peer.0)) {
+            *p = Peer::new(config, mac1_key, incarnation, now);
+            self.attend(usize::from(peer.0));
+        }
+    }
+
+    /// Applies a reloaded configuration with the same public key to
+    /// `peer`. A changed preshared key ends the sessions (they were keyed
+    /// with the old one) and starts a handshake if the endpoint is known;
+    /// otherwise sessions are kept and the new endpoint, keepalive, keep-up
+    /// and MTU take effect. Returns whether the peer handshakes again.
+    pub fn update_peer(&mut self, peer: PeerId, config: PeerConfig, now: Instant) -> bool {
+        let Some(p) = self.peers.get_mut(usize::from(peer.0)) else {
+            return false;
+        };
+        let rekey = p.config.preshared_key != config.preshared_key;
+        if config.endpoint.is_some() && config.endpoint != p.config.endpoint {
+            p.endpoint = config.endpoint;
+        }
+        if rekey {
+            p.psk = Zeroizing::new(
+                config
+                    .preshared_key
+                    .as_ref()
+                    .map(|k| *k.as_bytes())
+                    .unwrap_or([0; 32]),
+            );
+            p.drop_sessions();
+            p.pending = None;
+            p.response = None;
+            p.want_initiation = false;
+        }
+        // A service that keeps the link up asks again (`Link::keep_up`).
+        p.config = config;
+        if rekey || (p.config.keep_up && p.current.is_none()) {
+            p.start_handshake(now);
+        }
+        self.attend(usize::from(peer.0));
+        rekey
     }
 
     /// Starts a new incarnation of this node towards `peer`: its sessions

@@ -147,6 +147,9 @@ pub(crate) struct Peer {
     pub queued_transmit: bool,
     /// In the link's queue of peers with events.
     pub queued_events: bool,
+    /// Removed by a reload: its slot stays (peer ids are indexes) but it
+    /// has no session, is found by no key and can be reused.
+    pub retired: bool,
 }
 
 impl Peer {
@@ -195,6 +198,7 @@ impl Peer {
             queued_transmit: false,
             queued_events: false,
             stats: PeerStats::default(),
+            retired: false,
         }
     }
 

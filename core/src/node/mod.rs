@@ -59,6 +59,7 @@ mod direct;
 mod forward;
 mod io;
 mod push;
+mod reload;
 mod router;
 mod size;
 mod stage;
@@ -87,6 +88,7 @@ pub use config::{
 };
 pub use io::{Io, OpenFailed};
 pub use push::{ACK_DELAY, ACK_EVERY, ACK_STALE, EPOCH_JUMP, WINDOW as PUSH_WINDOW};
+pub use reload::{ReloadError, ReloadSummary};
 pub use stage::{STAGE_BYTES, STAGE_SLOTS, TRANSMIT_BUFFER};
 pub use stats::{ServiceDrop, ServiceDrops, ServiceStats, Traffic};
 
@@ -251,6 +253,36 @@ pub enum NodeEvent {
     },
 }
 
+/// Checks a service's own settings against a channel table of `capacity`
+/// (its peers and id are checked against the node by the caller).
+fn check_service(config: &ServiceConfig, capacity: usize) -> Result<(), ServiceError> {
+    if config.peers == Peers::Any && config.role.half() != Half::Exit {
+        return Err(ServiceError::NeedsOnePeer);
+    }
+    if config.role.has_channels() {
+        let max = usize::from(config.limits.max_channels);
+        if max == 0 || max > capacity {
+            return Err(ServiceError::BadChannelLimit);
+        }
+        if config.limits.idle_timeout.is_zero() {
+            return Err(ServiceError::BadIdleTimeout);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a service of `role` has a socket of its own, bound or connected
+/// at start (router entries read a TUN device the runtime owns).
+fn has_own_socket(role: &Role) -> bool {
+    matches!(
+        role,
+        Role::Direct { .. }
+            | Role::ForwardEntry { .. }
+            | Role::PushEntry { .. }
+            | Role::PushExit { .. }
+    )
+}
+
 /// One service's state on this node.
 #[derive(Debug)]
 struct Service<B> {
@@ -287,6 +319,8 @@ pub struct Node<R, const P: usize, const S: usize, const C: usize, B = &'static 
     /// Sockets of removed channels, to close. At most one per channel, so
     /// `C` entries hold every close one call can cause.
     closes: Deque<SocketId, C>,
+    /// Own sockets of services a reload removed, to close.
+    service_closes: Deque<SocketId, S>,
     opens: Deque<Action, OPEN_QUEUE>,
     events: Deque<NodeEvent, EVENT_QUEUE>,
     /// Drops no service can be blamed for.
@@ -334,6 +368,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             sockets_pending: 0,
             channels: ChannelTable::new(),
             closes: Deque::new(),
+            service_closes: Deque::new(),
             opens: Deque::new(),
             events: Deque::new(),
             drops: ServiceDrops::default(),
@@ -386,27 +421,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             config::Peers::One(p) if usize::from(p.0) >= self.link.peer_count() => {
                 return Err(ServiceError::UnknownPeer)
             }
-            config::Peers::Any if config.role.half() != Half::Exit => {
-                return Err(ServiceError::NeedsOnePeer)
-            }
             _ => {}
         }
-        if config.role.has_channels() {
-            let max = usize::from(config.limits.max_channels);
-            if max == 0 || max > C {
-                return Err(ServiceError::BadChannelLimit);
-            }
-            if config.limits.idle_timeout.is_zero() {
-                return Err(ServiceError::BadIdleTimeout);
-            }
-        }
-        let socket_pending = matches!(
-            config.role,
-            Role::Direct { .. }
-                | Role::ForwardEntry { .. }
-                | Role::PushEntry { .. }
-                | Role::PushExit { .. }
-        );
+        check_service(&config, C)?;
+        let socket_pending = has_own_socket(&config.role);
         let id = config.id;
         self.services
             .push(Service {
@@ -423,7 +441,14 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         // At most 255 services (SERVICES_FIT): the length fits a byte.
         self.by_id[usize::from(id)] = self.services.len() as u8;
         self.sockets_pending += usize::from(socket_pending);
-        let s = &self.services[self.services.len() - 1].config;
+        self.keep_up_for(self.services.len() - 1);
+        Ok(())
+    }
+
+    /// Keeps the link up for the service at `si` if its peer may send
+    /// first (the rule of [`Node::add_service`]).
+    fn keep_up_for(&mut self, si: usize) {
+        let s = &self.services[si].config;
         if s.role.peer_may_send_first() {
             match s.peers {
                 Peers::One(p) => self.link.keep_up(p),
@@ -434,7 +459,6 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 }
             }
         }
-        Ok(())
     }
 
     /// Where service `id` sits in `services`.
@@ -738,6 +762,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// [`Output`].
     pub fn poll_action(&mut self) -> Option<Action> {
         if let Some(socket) = self.closes.pop_front() {
+            return Some(Action::Close { socket });
+        }
+        if let Some(socket) = self.service_closes.pop_front() {
             return Some(Action::Close { socket });
         }
         let pending = (self.sockets_pending > 0)

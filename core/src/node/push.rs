@@ -201,7 +201,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     Node<R, P, S, C, B>
 {
     /// Gives push entry `service` an outage buffer over `storage`
-    /// (see the [module docs](self)); what it held before is dropped and
+    /// (see the `node::push` module docs); what it held before is dropped and
     /// returned. Zero-length storage works and holds nothing.
     pub fn set_push_buffer(&mut self, service: u8, storage: B) -> Result<Option<B>, ServiceError> {
         let si = self

@@ -144,3 +144,24 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         self.unreported_drops = self.unreported_drops.saturating_add(1);
     }
 }
+
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
+    /// Drops the staged datagrams of service `service` (a reload removed
+    /// it), counted among the node's drops as [`ServiceDrop::NoSession`]:
+    /// the service's own counters go with it.
+    pub(super) fn drop_staged_service(&mut self, service: u8) {
+        for _ in 0..self.stage.len() {
+            let Some(entry) = self.stage.pop_front() else {
+                break;
+            };
+            if entry.service == service {
+                self.drops.add(ServiceDrop::NoSession);
+                self.unreported_drops = self.unreported_drops.saturating_add(1);
+            } else {
+                self.stage.push_back(entry).ok();
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ use std::vec::Vec;
 mod modes;
 mod props;
 mod push;
+mod reload;
 mod router;
 mod size;
 mod snapshots;
