@@ -138,6 +138,43 @@ pub fn parse_udp(packet: &[u8]) -> Result<UdpDatagram, IpDrop> {
 }
 
 fn parse_ipv4(packet: &[u8]) -> Result<UdpDatagram, IpDrop> {
+    let (ip, repr) = checked_ipv4(packet, IpProtocol::Udp)?;
+    let offset = usize::from(ip.header_len());
+    let (source_port, destination_port, payload) = parse_udp_header(
+        ip.payload(),
+        &IpAddress::Ipv4(repr.src_addr),
+        &IpAddress::Ipv4(repr.dst_addr),
+    )?;
+    Ok(UdpDatagram {
+        source: SocketAddr::V4(SocketAddrV4::new(repr.src_addr, source_port)),
+        destination: SocketAddr::V4(SocketAddrV4::new(repr.dst_addr, destination_port)),
+        payload: offset + payload.start..offset + payload.end,
+    })
+}
+
+fn parse_ipv6(packet: &[u8]) -> Result<UdpDatagram, IpDrop> {
+    let (ip, repr) = checked_ipv6(packet, IpProtocol::Udp)?;
+    let (source_port, destination_port, payload) = parse_udp_header(
+        ip.payload(),
+        &IpAddress::Ipv6(repr.src_addr),
+        &IpAddress::Ipv6(repr.dst_addr),
+    )?;
+    let offset = IPV6_HEADER_LEN;
+    Ok(UdpDatagram {
+        source: SocketAddr::V6(SocketAddrV6::new(repr.src_addr, source_port, 0, 0)),
+        destination: SocketAddr::V6(SocketAddrV6::new(repr.dst_addr, destination_port, 0, 0)),
+        payload: offset + payload.start..offset + payload.end,
+    })
+}
+
+/// The IPv4 header of `packet`, checked before anything in it is believed
+/// (length, IHL, header checksum, no fragment) and carrying `protocol`
+/// (anything else is [`IpDrop::NotUdp`]: not carried). Shared by the UDP
+/// and the ICMP parsers so that both refuse the same headers.
+pub(crate) fn checked_ipv4(
+    packet: &[u8],
+    protocol: IpProtocol,
+) -> Result<(Ipv4Packet<&[u8]>, Ipv4Repr), IpDrop> {
     let ip = Ipv4Packet::new_checked(packet).map_err(|_| IpDrop::Malformed)?;
     // smoltcp's check_len lets an IHL under 5 through; such a header would
     // overlap its own addresses.
@@ -154,41 +191,26 @@ fn parse_ipv4(packet: &[u8]) -> Result<UdpDatagram, IpDrop> {
     // cannot fail; it is kept so that smoltcp has the last word.
     let repr =
         Ipv4Repr::parse(&ip, &ChecksumCapabilities::default()).map_err(|_| IpDrop::Malformed)?;
-    if repr.next_header != IpProtocol::Udp {
+    if repr.next_header != protocol {
         return Err(IpDrop::NotUdp);
     }
-    let offset = usize::from(ip.header_len());
-    let (source_port, destination_port, payload) = parse_udp_header(
-        ip.payload(),
-        &IpAddress::Ipv4(repr.src_addr),
-        &IpAddress::Ipv4(repr.dst_addr),
-    )?;
-    Ok(UdpDatagram {
-        source: SocketAddr::V4(SocketAddrV4::new(repr.src_addr, source_port)),
-        destination: SocketAddr::V4(SocketAddrV4::new(repr.dst_addr, destination_port)),
-        payload: offset + payload.start..offset + payload.end,
-    })
+    Ok((ip, repr))
 }
 
-fn parse_ipv6(packet: &[u8]) -> Result<UdpDatagram, IpDrop> {
+/// The IPv6 header of `packet`, checked, with `protocol` as its next
+/// header (a Fragment header is [`IpDrop::Fragment`], anything else
+/// [`IpDrop::NotUdp`]).
+pub(crate) fn checked_ipv6(
+    packet: &[u8],
+    protocol: IpProtocol,
+) -> Result<(Ipv6Packet<&[u8]>, Ipv6Repr), IpDrop> {
     let ip = Ipv6Packet::new_checked(packet).map_err(|_| IpDrop::Malformed)?;
     let repr = Ipv6Repr::parse(&ip).map_err(|_| IpDrop::Malformed)?;
     match repr.next_header {
-        IpProtocol::Udp => {}
-        IpProtocol::Ipv6Frag => return Err(IpDrop::Fragment),
-        _ => return Err(IpDrop::NotUdp),
+        next if next == protocol => Ok((ip, repr)),
+        IpProtocol::Ipv6Frag => Err(IpDrop::Fragment),
+        _ => Err(IpDrop::NotUdp),
     }
-    let (source_port, destination_port, payload) = parse_udp_header(
-        ip.payload(),
-        &IpAddress::Ipv6(repr.src_addr),
-        &IpAddress::Ipv6(repr.dst_addr),
-    )?;
-    let offset = IPV6_HEADER_LEN;
-    Ok(UdpDatagram {
-        source: SocketAddr::V6(SocketAddrV6::new(repr.src_addr, source_port, 0, 0)),
-        destination: SocketAddr::V6(SocketAddrV6::new(repr.dst_addr, destination_port, 0, 0)),
-        payload: offset + payload.start..offset + payload.end,
-    })
 }
 
 /// Checks the UDP datagram that is the IP payload `bytes`; returns its ports

@@ -87,21 +87,7 @@ pub fn parse_echo(packet: &[u8]) -> Result<Echo, IpDrop> {
 }
 
 fn parse_echo_v4(packet: &[u8]) -> Result<Echo, IpDrop> {
-    let ip = Ipv4Packet::new_checked(packet).map_err(|_| IpDrop::Malformed)?;
-    if usize::from(ip.header_len()) < IPV4_HEADER_LEN {
-        return Err(IpDrop::Malformed);
-    }
-    if !ip.verify_checksum() {
-        return Err(IpDrop::BadChecksum);
-    }
-    if ip.more_frags() || ip.frag_offset() != 0 {
-        return Err(IpDrop::Fragment);
-    }
-    let repr =
-        Ipv4Repr::parse(&ip, &ChecksumCapabilities::default()).map_err(|_| IpDrop::Malformed)?;
-    if repr.next_header != IpProtocol::Icmp {
-        return Err(IpDrop::NotUdp);
-    }
+    let (ip, repr) = super::checked_ipv4(packet, IpProtocol::Icmp)?;
     let offset = usize::from(ip.header_len());
     let icmp = Icmpv4Packet::new_checked(ip.payload()).map_err(|_| IpDrop::Malformed)?;
     if !icmp.verify_checksum() {
@@ -120,13 +106,7 @@ fn parse_echo_v4(packet: &[u8]) -> Result<Echo, IpDrop> {
 }
 
 fn parse_echo_v6(packet: &[u8]) -> Result<Echo, IpDrop> {
-    let ip = Ipv6Packet::new_checked(packet).map_err(|_| IpDrop::Malformed)?;
-    let repr = Ipv6Repr::parse(&ip).map_err(|_| IpDrop::Malformed)?;
-    match repr.next_header {
-        IpProtocol::Icmpv6 => {}
-        IpProtocol::Ipv6Frag => return Err(IpDrop::Fragment),
-        _ => return Err(IpDrop::NotUdp),
-    }
+    let (ip, repr) = super::checked_ipv6(packet, IpProtocol::Icmpv6)?;
     let icmp = Icmpv6Packet::new_checked(ip.payload()).map_err(|_| IpDrop::Malformed)?;
     if icmp.header_len() > ip.payload().len() || ip.payload().len() < ICMP_HEADER_LEN {
         return Err(IpDrop::Malformed);
