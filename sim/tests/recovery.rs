@@ -183,34 +183,48 @@ fn clock_step_back_on_a_new_port_within_the_step_plus_the_bound() {
     recover("forward-clock-back-new-port", 0..1);
 }
 
-/// After a step back of its wall clock, a node that only itself can bring
-/// the link up (push: Y never sends data; or it came back on a new port, so
-/// Y's initiations go to the old one) is refused as a replayer until its
-/// clock passes the last timestamp the peer accepted from it: recovery
-/// takes about the step, not the normal bound.
-#[test]
-#[ignore = "core limitation (as in WireGuard): after a step back of its wall clock, a node only itself can bring the link up is refused until its clock catches up (sim/README.md, Findings 5)"]
-fn core_limitation_clock_step_back_of_the_only_initiator() {
+/// Recovery after `name`'s faults within the bound without clock steps,
+/// seeds 0..4.
+fn within_the_normal_bound(name: &str) {
     let mut failures = Vec::new();
-    for name in ["push-clock-back-x", "forward-clock-back-new-port"] {
-        let scenario = find(name).expect("scenario");
-        for seed in 0..4 {
-            let outcome = run(scenario, seed, Options::default());
-            let setup = &outcome.setup;
-            let normal = setup.recovery_bound();
-            for r in &outcome.recoveries {
-                match r.took(setup.answers()) {
-                    Some(t) if t <= normal => {}
-                    took => failures.push(format!(
-                        "{name} seed {seed}: recovery after {} took {}, more than the bound without clock steps {:.3}s; reproduce with:\n    {}",
-                        r.what,
-                        took.map_or("never".into(), |t| format!("{:.3}s", t.as_secs_f64())),
-                        normal.as_secs_f64(),
-                        setup.reproduce()
-                    )),
-                }
+    let scenario = find(name).expect("scenario");
+    for seed in 0..4 {
+        let outcome = run(scenario, seed, Options::default());
+        let setup = &outcome.setup;
+        let normal = setup.recovery_bound();
+        for r in &outcome.recoveries {
+            match r.took(setup.answers()) {
+                Some(t) if t <= normal => {}
+                took => failures.push(format!(
+                    "{name} seed {seed}: recovery after {} took {}, more than the bound without clock steps {:.3}s; reproduce with:\n    {}",
+                    r.what,
+                    took.map_or("never".into(), |t| format!("{:.3}s", t.as_secs_f64())),
+                    normal.as_secs_f64(),
+                    setup.reproduce()
+                )),
             }
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Finding 5, fixed in core for a node that stays where it was: after a
+/// step back of its wall clock, X (push: Y never sends data, so only X
+/// initiates) is refused as a replayer, and Y, refusing an authenticated
+/// initiation of an incarnation it does not know, starts its own handshake
+/// to X's endpoint (`link::reach_out`): the normal bound holds. It failed on
+/// every seed before (46-98 s).
+#[test]
+fn clock_step_back_of_the_only_initiator_within_the_normal_bound() {
+    within_the_normal_bound("push-clock-back-x");
+}
+
+/// The part of finding 5 still open: X back with its clock behind *and* on
+/// a new port. Y's own handshakes go to the old port, and reaching X would
+/// mean sending to the source of an unconfirmed initiation (see
+/// `link::reach_out`).
+#[test]
+#[ignore = "core limitation: a node back with its clock stepped back and on a new port is refused until its clock catches up (sim/README.md, Findings 5)"]
+fn core_limitation_clock_step_back_on_a_new_port() {
+    within_the_normal_bound("forward-clock-back-new-port");
 }

@@ -2,8 +2,10 @@
 //! reaches the attacker except a cookie reply smaller than the message it
 //! answers, to a message with a valid mac1, while the node is under load.
 //! These seeds load a node with the attacker's floods, so it sends the
-//! attacker the designed 61-byte cookie replies (45, 107, 48 and 48 of
+//! attacker the designed 61-byte cookie replies (45, 107 and 23 of
 //! them); the old check ("the attacker receives nothing") failed them.
+//! `mayhem` seed 112 was one of them until initiations were resent
+//! (issue 13, finding 2): its floods no longer load y.
 //! `tests/harness.rs` shows the check still fails a node that sends
 //! cookie replies without the load, or larger ones.
 
@@ -27,11 +29,6 @@ fn forward_attack_seed_5072() {
 #[test]
 fn router_attack_seed_5188() {
     passes_with_cookie_replies("router-attack", 5188);
-}
-
-#[test]
-fn mayhem_seed_112() {
-    passes_with_cookie_replies("mayhem", 112);
 }
 
 #[test]

@@ -257,7 +257,9 @@ impl Jar {
     }
 
     /// Takes the cookie out of a reply from the peer whose cookie replies
-    /// are keyed by `key`; false if it does not authenticate.
+    /// are keyed by `key`; false if it does not authenticate. One reply per
+    /// message sent: our resends of an initiation keep its `mac1`, so a
+    /// replayed copy of the reply would authenticate again; it is refused.
     pub fn accept(
         &mut self,
         now: Instant,
@@ -276,6 +278,7 @@ impl Jar {
             return false;
         }
         self.cookie = Some((cookie, now));
+        self.last_mac1 = None;
         true
     }
 }

@@ -18,10 +18,48 @@ pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Give up a handshake after trying for this long, unless the peer is
 /// configured to be kept up.
 pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
-/// Send a keepalive when the peer sent data and we sent nothing for this long;
-/// suspect the session is dead when we sent data and heard nothing for this
-/// long plus [`REKEY_TIMEOUT`].
+/// Send a keepalive when the peer sent data and we sent nothing for this long.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first resend of an unanswered initiation comes this long after it;
+/// each next one after twice the gap before, up to [`MAX_RESEND_GAP`],
+/// until a fresh initiation replaces it after [`REKEY_TIMEOUT`].
+///
+/// Why: a node often starts a little before its peer (systemd, containers),
+/// and its first initiation is then lost. Waiting [`REKEY_TIMEOUT`] for the
+/// next one cost 5 s of a link both sides could already carry. A resend is
+/// the same bytes again (the same ephemeral key, timestamp and sender index),
+/// so it costs the sender no new handshake state, a late response to any copy
+/// completes the handshake however long the round trip is, and a responder
+/// that got an earlier copy refuses it as a replay (its timestamp is not newer)
+/// and answers nothing: a peer answers each initiation at most once. The rate
+/// stays bounded: at most one initiation datagram per [`MAX_RESEND_GAP`] per
+/// peer after the first two, and one new handshake state per
+/// [`REKEY_TIMEOUT`], as before.
+pub const FIRST_RESEND: Duration = Duration::from_millis(250);
+/// The longest gap between two copies of an initiation; see [`FIRST_RESEND`].
+/// It bounds how long after a silent peer comes up the next copy reaches it.
+pub const MAX_RESEND_GAP: Duration = Duration::from_secs(1);
+/// Probe the peer (see [`super::PROBE`]) when it has said nothing
+/// authenticated for this long although we sent it data, or, on a kept-up
+/// link, at all.
+///
+/// Why this short: a peer that restarted without knowing our endpoint (the
+/// entry of a mirror-image service) cannot tell us; it drops our frames under
+/// a session it no longer has, and it must not answer them, since they do not
+/// authenticate for it. Only our side can notice, and only by asking. With
+/// WireGuard's rule (a handshake after `KEEPALIVE_TIMEOUT + REKEY_TIMEOUT` of
+/// unanswered data) traffic stayed blacked out for up to 15 s after such a
+/// peer was back, depending on where our timers stood. A probe after
+/// `PROBE_AFTER` and a handshake when it goes unanswered for [`PROBE_TIMEOUT`]
+/// bound that by about 2 s from the peer being back, whatever the phase. The
+/// cost: a kept-up link that is idle exchanges one probe and one keepalive
+/// (33 and 32 bytes) per second; one that carries traffic both ways sends no
+/// probes at all; one-way traffic gets one probe and its answer per second.
+pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+/// A probe not answered within this long starts a new handshake. A link whose
+/// round trip is longer still works, at the cost of a handshake per unanswered
+/// probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Upper bound of the random jitter added to every initiation retry, so two
 /// nodes that started together do not stay in lockstep.
 pub const MAX_JITTER: Duration = Duration::from_millis(333);
@@ -68,8 +106,13 @@ impl PeerConfig {
 pub(crate) struct Pending {
     pub noise: Initiator,
     pub local_index: u32,
-    /// When the next retry is due.
+    /// When the next retry (a fresh initiation) is due.
     pub retry_at: Instant,
+    /// When the next resend of `message` is due, and the gap before it.
+    pub resend_at: Instant,
+    pub resend_gap: Duration,
+    /// Randomness for the resends' jitter, drawn with the initiation.
+    pub jitter: u64,
     /// Where the initiation went.
     pub sent_to: SocketAddr,
     /// The initiation as sent, to send again unchanged.
@@ -127,8 +170,21 @@ pub(crate) struct Peer {
     pub want_probe: bool,
     /// When our unanswered probe went out.
     pub probe_sent: Option<Instant>,
-    /// The newest initiation timestamp accepted from the peer.
+    /// The newest initiation timestamp accepted from the peer, from any of
+    /// its incarnations: an initiation of an incarnation other than the
+    /// current one must be newer.
     pub last_timestamp: Option<Tai64N>,
+    /// The newest initiation timestamp seen from the peer's current
+    /// incarnation ([`Peer::incarnation`]): its initiations must be newer
+    /// than this only. The two differ after the peer restarted with its
+    /// wall clock stepped back (see `Link::handle_initiation`).
+    pub incarnation_timestamp: Option<Tai64N>,
+    /// The newest refused (stale) initiation from an incarnation not yet
+    /// confirmed: (incarnation, timestamp). Becomes the floor of
+    /// `incarnation_timestamp` if a handshake confirms that incarnation.
+    pub stale: Option<(u64, Tai64N)>,
+    /// When we last started a handshake because of a stale initiation.
+    pub reached_out: Option<Instant>,
     /// The peer's incarnation (boot id) from its latest handshake.
     pub incarnation: Option<u64>,
     /// Our incarnation towards this peer, sent in every handshake message.
@@ -187,6 +243,9 @@ impl Peer {
             want_probe: false,
             probe_sent: None,
             last_timestamp: None,
+            incarnation_timestamp: None,
+            stale: None,
+            reached_out: None,
             incarnation: None,
             local_incarnation,
             last_handshake: None,
@@ -321,6 +380,15 @@ impl Peer {
 
     /// Runs the peer's timers at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
+        // An initiation unanswered for a while: send it again, unchanged.
+        if let Some(p) = &mut self.pending {
+            if now >= p.resend_at && now < p.retry_at {
+                self.want_resend = true;
+                p.resend_gap = (p.resend_gap * 2).min(MAX_RESEND_GAP);
+                p.jitter = p.jitter.rotate_left(17);
+                p.resend_at = now + p.resend_gap + resend_jitter(p.resend_gap, p.jitter);
+            }
+        }
         // Expired sessions are neither sent nor received on: forget them.
         for s in [&mut self.current, &mut self.previous, &mut self.next] {
             if s.as_ref().is_some_and(|s| !s.is_alive(now)) {
@@ -347,13 +415,6 @@ impl Peer {
                 self.want_keepalive = true;
             }
         }
-        // We talk, the peer does not answer: the session may be dead.
-        if let Some(t) = self.unanswered_since {
-            if now - t >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT {
-                self.unanswered_since = None;
-                self.start_handshake(now);
-            }
-        }
         if let Some(t) = self.persistent_keepalive_due() {
             if now >= t {
                 if self.current.is_some() {
@@ -364,9 +425,13 @@ impl Peer {
             }
         }
         if let Some(sent) = self.probe_sent {
-            if now >= sent + REKEY_TIMEOUT {
+            if now >= sent + PROBE_TIMEOUT {
                 // The peer no longer holds our session: handshake again.
+                // Data sent from now on starts the watch afresh, so a run of
+                // attempts that gave up is tried again when there is
+                // something to send.
                 self.probe_sent = None;
+                self.unanswered_since = None;
                 self.start_handshake(now);
             }
         }
@@ -410,19 +475,25 @@ impl Peer {
         Some(self.last_sent.map_or(Instant::ZERO, |s| s + interval))
     }
 
-    /// When a kept-up link should probe its peer: after [`KEEPALIVE_TIMEOUT`]
-    /// without hearing from it, with a session and no probe out.
+    /// When to probe the peer: [`PROBE_AFTER`] after the first data frame
+    /// it left unanswered, or, on a kept-up link, after we last heard from
+    /// it; with a session, and no probe or handshake under way.
     fn probe_due(&self) -> Option<Instant> {
         let busy = self.want_probe
             || self.probe_sent.is_some()
             || self.pending.is_some()
             || self.want_initiation;
-        if !self.config.keep_up || busy || self.endpoint.is_none() {
+        if busy || self.endpoint.is_none() {
             return None;
         }
         self.current.as_ref()?;
-        let heard = self.last_received?;
-        Some(heard + KEEPALIVE_TIMEOUT)
+        let unanswered = self.unanswered_since;
+        let silent = self.last_received.filter(|_| self.config.keep_up);
+        let since = match (unanswered, silent) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(since + PROBE_AFTER)
     }
 
     /// When a keepalive becomes due: the peer sent data after our last send.
@@ -460,18 +531,18 @@ impl Peer {
         }
         if let Some(p) = &self.pending {
             at(p.retry_at);
+            if p.resend_at < p.retry_at {
+                at(p.resend_at);
+            }
         }
         if let Some(k) = self.keepalive_due() {
             at(k);
-        }
-        if let Some(u) = self.unanswered_since {
-            at(u + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
         }
         if let Some(p) = self.probe_due() {
             at(p);
         }
         if let Some(sent) = self.probe_sent {
-            at(sent + REKEY_TIMEOUT);
+            at(sent + PROBE_TIMEOUT);
         }
         if let Some(k) = self.persistent_keepalive_due() {
             at(k);
@@ -488,6 +559,15 @@ impl Peer {
         }
         t
     }
+}
+
+/// The jitter of a resend after `gap`: below `gap × MAX_JITTER /
+/// REKEY_TIMEOUT` (a fifteenth), the share a retry after [`REKEY_TIMEOUT`]
+/// gets, so two nodes resending at once drift apart.
+pub(crate) fn resend_jitter(gap: Duration, random: u64) -> Duration {
+    let span =
+        gap.as_nanos() as u64 * MAX_JITTER.as_nanos() as u64 / REKEY_TIMEOUT.as_nanos() as u64;
+    Duration::from_nanos(random % span.max(1))
 }
 
 /// Which of a peer's sessions a frame arrived on.
