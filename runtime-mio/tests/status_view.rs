@@ -182,7 +182,9 @@ fn status_shows_settings_rates_and_a_dead_peer_as_stale() {
     println!("{text}");
     assert!(stale, "Y never marked stale: {s:#?}");
     let heard = s.peers[0].last_received_secs_ago.expect("heard once");
-    assert!(heard >= 10.0, "last received {heard} s ago");
+    // Stale once data went unanswered for core's PROBE_AFTER +
+    // PROBE_TIMEOUT (2 s), so Y was last heard at least that long ago.
+    assert!(heard >= 2.0, "last received {heard} s ago");
     assert!(
         text.contains("STALE") || text.contains("the peer does not answer"),
         "{text}"

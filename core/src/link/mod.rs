@@ -1067,9 +1067,10 @@ pub struct PeerStatus {
     /// Whether a session to send on exists.
     pub session_up: bool,
     /// The peer owes an answer it has not given in time: data sent to it
-    /// got no reply (not even a keepalive) within [`KEEPALIVE_TIMEOUT`], a
-    /// liveness probe none within [`REKEY_TIMEOUT`], or a handshake under
-    /// way none for [`REKEY_TIMEOUT`]. A session can be up (its keys are
+    /// got no reply (not even a keepalive) within [`PROBE_AFTER`] +
+    /// [`PROBE_TIMEOUT`], a liveness probe none within [`PROBE_TIMEOUT`], or
+    /// a handshake under way none for [`PROBE_TIMEOUT`] (counted from the
+    /// probe that started it, if one did). A session can be up (its keys are
     /// still valid) while the peer is gone: this tells the two apart.
     pub overdue: bool,
     /// Whether the link is kept up without traffic (configured, or made so

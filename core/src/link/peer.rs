@@ -373,9 +373,12 @@ impl Peer {
     /// ([`super::PeerStatus::overdue`]).
     pub fn overdue(&self, now: Instant) -> bool {
         let late = |since: Option<Instant>, after| since.is_some_and(|t| now - t >= after);
-        late(self.unanswered_since, KEEPALIVE_TIMEOUT)
-            || late(self.probe_sent, REKEY_TIMEOUT)
-            || (self.pending.is_some() && late(self.attempts_since, REKEY_TIMEOUT))
+        // The peer owes an answer to a probe within PROBE_TIMEOUT; one to
+        // unanswered data, through the probe, within PROBE_AFTER more; one to
+        // an initiation, through its copies, within PROBE_TIMEOUT too.
+        late(self.unanswered_since, PROBE_AFTER + PROBE_TIMEOUT)
+            || late(self.probe_sent, PROBE_TIMEOUT)
+            || (self.pending.is_some() && late(self.attempts_since, PROBE_TIMEOUT))
     }
 
     /// Runs the peer's timers at `now`.
@@ -430,8 +433,13 @@ impl Peer {
                 // Data sent from now on starts the watch afresh, so a run of
                 // attempts that gave up is tried again when there is
                 // something to send.
+                // The attempts count from the probe: the peer has been
+                // late since then (`overdue`).
                 self.probe_sent = None;
                 self.unanswered_since = None;
+                if self.endpoint.is_some() && self.pending.is_none() {
+                    self.attempts_since.get_or_insert(sent);
+                }
                 self.start_handshake(now);
             }
         }

@@ -737,12 +737,16 @@ fn a_silent_peer_is_overdue_while_its_session_is_up() {
     assert!(!status(&p).overdue);
     p.hook = Box::new(|to_b, _| if to_b { Fate::Deliver } else { Fate::Drop });
     p.send(false, b"hello?").unwrap();
-    p.run_for(KEEPALIVE_TIMEOUT - Duration::from_millis(100));
-    assert!(!status(&p).overdue, "b's keepalive is not due yet");
+    // a probes after PROBE_AFTER; b owes the answer PROBE_TIMEOUT later.
+    p.run_for(PROBE_AFTER + PROBE_TIMEOUT - Duration::from_millis(100));
+    assert!(
+        !status(&p).overdue,
+        "b's answer to the probe is not due yet"
+    );
     p.run_for(Duration::from_millis(200));
     let s = status(&p);
     assert!(s.session_up && s.overdue, "{s:?}");
-    assert!(p.now - s.last_received.unwrap() >= KEEPALIVE_TIMEOUT);
+    assert!(p.now - s.last_received.unwrap() >= PROBE_AFTER + PROBE_TIMEOUT);
     // Still overdue once the new handshake goes unanswered.
     p.run_for(REKEY_TIMEOUT * 2);
     assert!(status(&p).overdue);
