@@ -10,7 +10,7 @@ use sdt_core::link::{PeerConfig, PeerId};
 use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceError};
 use sdt_core::Instant;
 
-use crate::config::{Config, Half, Mode, PeerRef, ServiceSpec, MAX_CHANNELS};
+use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec, MAX_CHANNELS};
 
 /// Peers one daemon can hold: a collector serving thousands of pushing
 /// nodes is a real use. Each peer costs about 2.3 KB of the node, allocated
@@ -69,15 +69,7 @@ pub fn build_node(
         unix_nanos,
     ));
     for spec in &config.peers {
-        let mut peer = PeerConfig::new(spec.public_key);
-        peer.endpoint = spec.endpoint;
-        peer.preshared_key = spec.preshared_key.clone();
-        peer.persistent_keepalive = spec.persistent_keepalive;
-        // Only what the config says: core adds the links the services
-        // call for (its liveness rule, `Node::add_service`).
-        peer.keep_up = spec.keep_up;
-        peer.mtu = spec.mtu;
-        node.add_peer(peer, now)
+        node.add_peer(peer_config(spec), now)
             .map_err(|_| BuildError::TooManyPeers)?;
     }
     for spec in &config.services {
@@ -85,6 +77,19 @@ pub fn build_node(
             .map_err(|error| BuildError::Service { id: spec.id, error })?;
     }
     Ok(node)
+}
+
+/// Core's view of one `[[peer]]`.
+pub fn peer_config(spec: &PeerSpec) -> PeerConfig {
+    let mut peer = PeerConfig::new(spec.public_key);
+    peer.endpoint = spec.endpoint;
+    peer.preshared_key = spec.preshared_key.clone();
+    peer.persistent_keepalive = spec.persistent_keepalive;
+    // Only what the config says: core adds the links the services call for
+    // (its liveness rule, `Node::add_service`).
+    peer.keep_up = spec.keep_up;
+    peer.mtu = spec.mtu;
+    peer
 }
 
 /// Core's view of one `[[service]]`. Validation guarantees the keys each

@@ -9,6 +9,9 @@
 //! sdt status -c x.toml    print a running node's state (--json for machines;
 //!                         --channels [--limit N] [--sort idle|age|traffic]
 //!                         lists each service's open channels)
+//! sdt reload -c x.toml    apply a changed configuration to the running node
+//!                         (as SIGHUP does): kept peers keep their sessions,
+//!                         unchanged services their channels
 //! sdt status              one summary line for every node under /run/sdt
 //!                         (--dir DIR: another directory)
 //! sdt demo                a self-contained tunnel on loopback
@@ -46,7 +49,9 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{Config, ConfigError};
-use crate::daemon::{query_channels, query_status, ControlError, Daemon, Options, RunError};
+use crate::daemon::{
+    query_channels, query_status, request_reload, ControlError, Daemon, Options, RunError,
+};
 use crate::demo::{self, DemoError};
 use crate::status::{ChannelQuery, ChannelSort};
 
@@ -60,7 +65,8 @@ pub const EXIT_RUNTIME: u8 = 2;
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
-  1  configuration or usage error (bad config or key file, bad key on stdin, bad arguments)
+  1  configuration or usage error (bad config or key file, bad key on stdin, bad arguments,
+     a reload the node refused)
   2  runtime error (the system failed: a port in use, no TUN permission, a control socket
      that cannot be served, no node answering `sdt status` or a busy one, a failed demo,
      no OS randomness, stdin or stdout unusable, ...)";
@@ -106,12 +112,29 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run a node from a configuration file until SIGINT or SIGTERM
-    /// (SIGHUP is ignored with a warning: reload does not exist yet).
+    /// (SIGHUP reloads the file, as `sdt reload` does).
     ///
     /// Once every socket is bound it sends READY=1 to $NOTIFY_SOCKET, if
     /// set (systemd's Type=notify; see contrib/systemd/sdt@.service).
     Run {
         /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Apply a changed configuration file to the running node, like `wg
+    /// syncconf`: kept peers keep their sessions, unchanged services their
+    /// channels; added ones start, removed ones stop.
+    ///
+    /// The node re-reads and validates FILE as `sdt check` does. On success
+    /// prints one summary line; a file that does not validate, or that
+    /// changes a key needing a restart (private_key, listen,
+    /// control_socket, control_group, metrics_listen, a router entry's
+    /// TUN device), is refused whole with one line "sdt: FILE...", the
+    /// running configuration stays, and the exit status is 1. SIGHUP does
+    /// the same with the node's own file.
+    Reload {
+        /// The configuration file to apply (its `control_socket` names the
+        /// node).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -212,6 +235,9 @@ pub enum CliError {
     Demo(DemoError),
     /// Writing a file (a manual page) failed.
     Write(PathBuf, io::Error),
+    /// The node refused a reload: its one-line reason (a `FILE:LINE: key
+    /// ...` error as `sdt check` prints it, or a key needing a restart).
+    Reload(String),
     /// `sdt status` listing nodes: this many of them did not answer (each
     /// is named in the listing).
     NodesFailed(usize, usize),
@@ -221,7 +247,7 @@ impl CliError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::StdinKey(_) => EXIT_CONFIG,
+            CliError::Config(_) | CliError::StdinKey(_) | CliError::Reload(_) => EXIT_CONFIG,
             CliError::Stdin(_)
             | CliError::Stdout(_)
             | CliError::Random(_)
@@ -244,6 +270,7 @@ impl fmt::Display for CliError {
             CliError::Random(e) => write!(f, "cannot get OS randomness: {e}"),
             CliError::Run(e) => write!(f, "{e}"),
             CliError::Control(e) => write!(f, "{e}"),
+            CliError::Reload(why) => write!(f, "{why}"),
             CliError::Demo(e) => write!(f, "{e}"),
             CliError::Write(p, e) => write!(f, "{}: {e}", p.display()),
             CliError::NodesFailed(n, of) => write!(f, "{n} of {of} nodes did not answer"),
@@ -345,6 +372,25 @@ pub fn run(command: &Command) -> Result<(), CliError> {
             let daemon = Daemon::start(cfg, options).map_err(CliError::Run)?;
             notify_ready(daemon.link_addr());
             daemon.wait().map_err(CliError::Run)
+        }
+        Command::Reload { config } => {
+            let path = Config::control_socket_of(config).map_err(CliError::Config)?;
+            let summary = request_reload(&path, config).map_err(|e| match e {
+                // Busy, stopping, no answer: the node's trouble, not the
+                // file's.
+                ControlError::Refused(why)
+                    if why.starts_with("busy")
+                        || why.starts_with("the node")
+                        || why.starts_with("cannot wake") =>
+                {
+                    CliError::Control(ControlError::Refused(why))
+                }
+                ControlError::Refused(why) => CliError::Reload(why),
+                other => CliError::Control(other),
+            })?;
+            out.write_all(summary.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)
         }
         Command::Status {
             config: None,

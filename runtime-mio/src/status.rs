@@ -284,7 +284,9 @@ impl Status {
             .iter()
             .enumerate()
             .filter_map(|(i, spec)| {
-                let p = link.peer(sdt_core::link::PeerId(i as u16), now)?;
+                // By key: a reload may have put the peer in another slot
+                // than its position in the file.
+                let p = link.peer(slot_of(node, i, spec)?, now)?;
                 Some(PeerState {
                     name: spec.name.clone(),
                     public_key: p.public_key.to_string(),
@@ -829,6 +831,37 @@ pub struct ChannelState {
     pub from_peer_datagrams: u64,
 }
 
+/// The peers' names by peer id (slot): a reload keeps each kept peer's
+/// slot and puts new ones in freed slots, so a slot is not the peer's
+/// position in the file. Retired and unknown slots are `?`.
+pub fn peer_names(node: &DaemonNode, config: &Config) -> Vec<String> {
+    let link = node.link();
+    let mut names = vec!["?".to_owned(); link.peer_count()];
+    for (i, spec) in config.peers.iter().enumerate() {
+        if let Some(id) = slot_of(node, i, spec) {
+            if let Some(n) = names.get_mut(usize::from(id.0)) {
+                n.clone_from(&spec.name);
+            }
+        }
+    }
+    names
+}
+
+/// The slot of the peer `spec`, `i`th in the file: `i` itself unless a
+/// reload moved it (a scan of the peers then).
+fn slot_of(
+    node: &DaemonNode,
+    i: usize,
+    spec: &crate::config::PeerSpec,
+) -> Option<sdt_core::link::PeerId> {
+    let link = node.link();
+    let id = sdt_core::link::PeerId(u16::try_from(i).ok()?);
+    match link.peer_config(id) {
+        Some(c) if c.public_key == spec.public_key => Some(id),
+        _ => link.peer_by_key(&spec.public_key),
+    }
+}
+
 impl Channels {
     /// Lists the channels of `node` at `now` under `query`; `local` gives
     /// an exit channel's socket address (the runtime owns the sockets).
@@ -842,6 +875,7 @@ impl Channels {
         local: impl Fn(sdt_core::channel::ChannelId) -> Option<SocketAddr>,
     ) -> Channels {
         use sdt_core::node::{Half, Role};
+        let names = peer_names(node, config);
         let limit = query.limit.min(MAX_CHANNEL_LIMIT);
         let table = node.channels();
         let mut services = Vec::new();
@@ -868,10 +902,9 @@ impl Channels {
                 .into_iter()
                 .map(|(id, ch)| ChannelState {
                     number: ch.number,
-                    peer: config
-                        .peers
+                    peer: names
                         .get(usize::from(ch.peer))
-                        .map_or_else(|| "?".to_owned(), |p| p.name.clone()),
+                        .map_or_else(|| "?".to_owned(), Clone::clone),
                     client: ch.client,
                     local: if exit { local(id) } else { None },
                     target: match &c.role {

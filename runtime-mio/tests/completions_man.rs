@@ -18,6 +18,7 @@ const SUBCOMMANDS: &[&str] = &[
     "genpsk",
     "check",
     "run",
+    "reload",
     "status",
     "completions",
     "man",

@@ -19,7 +19,7 @@
 //! or a file in the way is refused by `check` and `run` alike, and `run`
 //! refuses to start when another node serves the socket, a file is at its
 //! path, or its directory is not writable; and that SIGHUP, whose default
-//! action killed the node, is ignored with a warning until reload exists;
+//! action killed the node, no longer stops it (it reloads);
 //! and that `sdt status -c FILE` reads only the control socket's path.
 
 mod support;
@@ -485,17 +485,20 @@ fn run_refuses_to_start_when_the_control_directory_is_not_writable() {
 }
 
 /// SIGHUP leaves the node running (it exited 129 and left its socket
-/// behind), with a warning; SIGTERM still stops it cleanly.
+/// behind): it reloads the node's file (tests/reload.rs checks what the
+/// reload does); SIGTERM still stops it cleanly.
 #[test]
-fn sighup_is_ignored_with_a_warning() {
+fn sighup_does_not_stop_the_node() {
     let dir = support::temp_dir();
     let socket = dir.path().join("hup.sock");
     let config = loopback_config(dir.path(), "hup", "hup.sock");
     let mut node = run_node(dir.path(), "hup", &config, &socket);
+    // A file that no longer validates: the refusal is a warning.
+    write_private(&config, "private_key = 1\n");
     // SAFETY: kill(2) on our own child, not reaped yet (so not reused).
     unsafe { libc::kill(node.pid(), libc::SIGHUP) };
     let warned = wait_until(Duration::from_secs(10), || {
-        node.stderr_text().contains("SIGHUP received")
+        node.stderr_text().contains("SIGHUP: reload refused")
     });
     assert!(warned, "no warning for SIGHUP: {}", node.describe());
     assert!(

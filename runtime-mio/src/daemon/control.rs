@@ -7,7 +7,13 @@
 //!   of each service ([`Channels`]), at most `N` per service (default
 //!   [`DEFAULT_CHANNEL_LIMIT`](crate::status::DEFAULT_CHANNEL_LIMIT), at
 //!   most [`MAX_CHANNEL_LIMIT`]) in that
-//!   order (default `traffic`).
+//!   order (default `traffic`);
+//! - `reload FILE` (`sdt reload -c FILE`, FILE an absolute path): the node
+//!   re-reads and validates FILE as `sdt check` does, on this control
+//!   client's thread, never on the event loop; an invalid file is answered
+//!   `error: FILE:LINE: key ...` and nothing changes. A valid one goes to
+//!   the loop as a [`Query::Reload`], which applies it whole or refuses it
+//!   whole ([`super::Loop::reload`]) and answers a one-line summary.
 //!
 //! # The control plane never stalls the data path
 //!
@@ -51,7 +57,7 @@ use tracing::debug;
 pub use super::serve::Stats;
 use super::serve::{AcceptThread, Config, Handler, ReadFailed, Refusal, Stream as _};
 
-use crate::config::DEFAULT_CONTROL_DIR;
+use crate::config::{Config as NodeConfig, DEFAULT_CONTROL_DIR};
 use crate::status::{ChannelQuery, ChannelSort, Channels, Status, MAX_CHANNEL_LIMIT};
 
 /// Control clients served at once; one more is refused with `error: busy`.
@@ -62,20 +68,23 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a client may take to read the answer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest request line read.
-const MAX_REQUEST: usize = 256;
+/// The longest request line read: `reload` and a path of up to `PATH_MAX`.
+const MAX_REQUEST: usize = 4200;
 /// Requests the loop may have waiting: one per control client and per
 /// metrics scraper (the metrics server shares this queue), and a few for
 /// [`super::Daemon::status`] callers.
 pub const REQUEST_QUEUE: usize = MAX_CLIENTS + super::metrics::MAX_CLIENTS + 16;
 
 /// What a request asks the loop for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
     /// The node's [`Status`].
     Status,
     /// The services' open channels.
     Channels(ChannelQuery),
+    /// Apply this configuration, already loaded and validated off the
+    /// loop (boxed: it is large, and most requests are not reloads).
+    Reload(Box<NodeConfig>),
 }
 
 /// What the loop answers.
@@ -86,6 +95,8 @@ pub enum Answer {
     Status(Box<Status>),
     /// For [`Query::Channels`].
     Channels(Channels),
+    /// For [`Query::Reload`]: the one-line summary, or why nothing changed.
+    Reload(Result<String, String>),
 }
 
 /// A request for a snapshot: what it asks, and the one-slot channel to put
@@ -99,12 +110,14 @@ pub struct Request {
 }
 
 /// Hands each queued status request the same snapshot, taken once and only
-/// if one is waiting, and each channel request its list; never blocks.
-/// Returns how many were answered.
+/// if one is waiting, and each channel request its list; reload requests
+/// are handed to `reload` unanswered (the loop applies them once the
+/// snapshots are out). Never blocks. Returns how many were answered.
 pub fn answer_requests(
     requests: &Receiver<Request>,
     mut snapshot: impl FnMut() -> Status,
     mut channels: impl FnMut(ChannelQuery) -> Channels,
+    mut reload: impl FnMut(Box<NodeConfig>, SyncSender<Answer>),
 ) -> usize {
     let mut status: Option<Status> = None;
     let mut answered = 0;
@@ -114,6 +127,10 @@ pub fn answer_requests(
                 Answer::Status(Box::new(status.get_or_insert_with(&mut snapshot).clone()))
             }
             Query::Channels(q) => Answer::Channels(channels(q)),
+            Query::Reload(config) => {
+                reload(config, request.reply);
+                continue;
+            }
         };
         // The slot is empty (each request gets one answer), and a client
         // that gave up has dropped its end: never a wait.
@@ -376,7 +393,7 @@ impl Snapshots {
         match self.take(Query::Status)? {
             Answer::Status(status) => Ok(*status),
             // Each request gets the answer to its own query.
-            Answer::Channels(_) => Err(SnapshotError::NoAnswer),
+            Answer::Channels(_) | Answer::Reload(_) => Err(SnapshotError::NoAnswer),
         }
     }
 }
@@ -443,14 +460,18 @@ impl Service {
         let json_text = |r: serde_json::Result<String>| {
             r.map(|j| j + "\n").map_err(|e| format!("error: {e}\n"))
         };
-        let body = parse_request(line.trim()).and_then(|(query, json)| {
-            match (self.snapshot(query)?, json) {
-                (Answer::Status(s), false) => Ok(s.to_string()),
-                (Answer::Status(s), true) => json_text(serde_json::to_string_pretty(&s)),
-                (Answer::Channels(c), false) => Ok(c.to_string()),
-                (Answer::Channels(c), true) => json_text(serde_json::to_string_pretty(&c)),
-            }
-        });
+        let body = match line.trim().strip_prefix("reload ") {
+            Some(path) => self.reload(Path::new(path.trim())),
+            None => parse_request(line.trim()).and_then(|(query, json)| {
+                match (self.snapshot(query)?, json) {
+                    (Answer::Status(s), false) => Ok(s.to_string()),
+                    (Answer::Status(s), true) => json_text(serde_json::to_string_pretty(&s)),
+                    (Answer::Channels(c), false) => Ok(c.to_string()),
+                    (Answer::Channels(c), true) => json_text(serde_json::to_string_pretty(&c)),
+                    (Answer::Reload(_), _) => Err("error: unexpected answer\n".to_owned()),
+                }
+            }),
+        };
         let body = body.unwrap_or_else(|e| e);
         stream
             .set_write_timeout(Some(WRITE_TIMEOUT))
@@ -466,6 +487,25 @@ impl Service {
                 ClientError::Io(e)
             }
         })
+    }
+
+    /// A `reload FILE` request: FILE is loaded and validated here, on this
+    /// client's thread (file reads and name resolution never hold the
+    /// loop), exactly as `sdt check` does; a valid configuration goes to
+    /// the loop, which applies it or refuses it whole.
+    fn reload(&self, path: &Path) -> Result<String, String> {
+        if !path.is_absolute() {
+            return Err(format!(
+                "error: reload: {} is not an absolute path\n",
+                path.display()
+            ));
+        }
+        let config = NodeConfig::load(path).map_err(|e| format!("error: {e}\n"))?;
+        match self.snapshot(Query::Reload(Box::new(config)))? {
+            Answer::Reload(Ok(summary)) => Ok(summary + "\n"),
+            Answer::Reload(Err(why)) => Err(format!("error: {why}\n")),
+            _ => Err("error: unexpected answer\n".to_owned()),
+        }
     }
 
     /// The loop's answer to `query`, or the one-line answer saying why not.
@@ -564,6 +604,28 @@ pub fn query_channels(
     query(path, &channels_request(query_, json))
 }
 
+/// The client's side of `sdt reload -c FILE`: asks the node at `path` to
+/// apply the configuration `file` (made absolute here: the node has its
+/// own working directory). `Ok` is the node's one-line summary;
+/// [`ControlError::Refused`] carries its one-line reason (a `FILE:LINE:
+/// key ...` error as `sdt check` prints it, or a key that needs a restart).
+pub fn request_reload(path: &Path, file: &Path) -> Result<String, ControlError> {
+    let file = std::path::absolute(file).map_err(ControlError::Io)?;
+    let file = file.to_str().ok_or_else(|| {
+        ControlError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the configuration path is not UTF-8",
+        ))
+    })?;
+    if file.contains('\n') {
+        return Err(ControlError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the configuration path contains a newline",
+        )));
+    }
+    query(path, &format!("reload {file}\n"))
+}
+
 /// Sends one request line to the node at `path` and reads its answer.
 fn query(path: &Path, request: &str) -> Result<String, ControlError> {
     let request = request.as_bytes();
@@ -618,6 +680,7 @@ mod tests {
                     status(0.0)
                 },
                 |_| unreachable!("no channel request"),
+                |_, _| unreachable!("no reload request"),
             ),
             0
         );
@@ -656,6 +719,7 @@ mod tests {
                     services: Vec::new(),
                 }
             },
+            |_, _| unreachable!("no reload request"),
         );
         assert_eq!((answered, taken, lists), (4, 1, 1));
         for rx in replies {

@@ -16,6 +16,7 @@
 
 mod control;
 pub mod metrics;
+mod reload;
 mod serve;
 mod sockets;
 mod sys;
@@ -48,7 +49,7 @@ use tun::{Tun, TunError, TunSetup};
 use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
 pub use control::{
-    query_channels, query_status, BindError, ControlError, ANSWER_TIMEOUT,
+    query_channels, query_status, request_reload, BindError, ControlError, ANSWER_TIMEOUT,
     MAX_CLIENTS as MAX_CONTROL_CLIENTS, REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
 pub use sys::{open_file_limits, raise_open_file_limit_to};
@@ -115,8 +116,8 @@ pub struct Options {
     /// Serve `sdt status` on the config's control socket; the start fails
     /// if it cannot be served.
     pub control_socket: bool,
-    /// Stop on SIGINT and SIGTERM; ignore SIGHUP (whose default action would
-    /// kill the node) with a warning until reload exists.
+    /// Stop on SIGINT and SIGTERM; reload the configuration file on SIGHUP
+    /// (as `sdt reload` does, the outcome logged).
     pub handle_signals: bool,
 }
 
@@ -143,6 +144,13 @@ struct Loop {
     /// it stops its thread).
     metrics: Option<metrics::Server>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// The way into the request queue and the loop's waker, for SIGHUP's
+    /// reload thread.
+    reload_requests: mpsc::SyncSender<control::Request>,
+    waker: Arc<Waker>,
+    /// The file the node was started with: what SIGHUP reloads (`sdt
+    /// reload -c OTHER` does not change it).
+    started_from: PathBuf,
     stop: Arc<AtomicBool>,
     /// Snapshot requests from the control thread and [`Daemon::status`].
     requests: mpsc::Receiver<control::Request>,
@@ -214,7 +222,7 @@ impl Daemon {
     pub fn status(&self) -> Option<Status> {
         match self.ask(control::Query::Status)? {
             control::Answer::Status(s) => Some(*s),
-            control::Answer::Channels(_) => None,
+            _ => None,
         }
     }
 
@@ -223,7 +231,17 @@ impl Daemon {
     pub fn channels(&self, query: ChannelQuery) -> Option<Channels> {
         match self.ask(control::Query::Channels(query))? {
             control::Answer::Channels(c) => Some(c),
-            control::Answer::Status(_) => None,
+            _ => None,
+        }
+    }
+
+    /// Applies `config` as `sdt reload` does ([`Loop::reload`]): the
+    /// one-line summary, or why nothing changed. `None` as for
+    /// [`Daemon::status`].
+    pub fn reload(&self, config: Config) -> Option<Result<String, String>> {
+        match self.ask(control::Query::Reload(Box::new(config)))? {
+            control::Answer::Reload(r) => Some(r),
+            _ => None,
         }
     }
 
@@ -475,6 +493,7 @@ impl Loop {
             "listening on {link_addr}, public key {}",
             config.private_key.public_key()
         );
+        let started_from = config.path.clone();
         let state = Loop {
             node,
             io,
@@ -486,6 +505,9 @@ impl Loop {
             control,
             metrics,
             signals,
+            reload_requests: control_requests,
+            waker: waker.clone(),
+            started_from,
             stop,
             requests,
             rx: RecvBatch::new(udp::BATCH, HEADROOM, MAX_DATAGRAM, TAILROOM, link_setup.gro),
@@ -547,19 +569,34 @@ impl Loop {
         match token {
             LINK => self.batch(Self::read_link),
             WAKER => {
-                control::answer_requests(&self.requests, || self.status(), |q| self.channels(q));
+                let mut reloads = Vec::new();
+                control::answer_requests(
+                    &self.requests,
+                    || self.status(),
+                    |q| self.channels(q),
+                    |config, reply| reloads.push((config, reply)),
+                );
+                for (config, reply) in reloads {
+                    let answer = self.reload(*config);
+                    // The slot is empty; a client that gave up has gone.
+                    let _ = reply.try_send(control::Answer::Reload(answer));
+                }
                 false
             }
             SIGNALS => {
+                let mut hup = false;
                 if let Some(s) = &mut self.signals {
                     for signal in s.pending() {
                         if signal == libc::SIGHUP {
-                            warn!("SIGHUP received: reload is not implemented yet; ignored");
+                            hup = true;
                         } else {
                             info!("signal {signal} received: stopping");
                             self.stop.store(true, Ordering::SeqCst);
                         }
                     }
+                }
+                if hup {
+                    self.reload_on_hangup();
                 }
                 false
             }

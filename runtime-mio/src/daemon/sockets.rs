@@ -60,6 +60,9 @@ pub struct MioIo {
     /// reused by a new socket within the turn, so a datagram would leave
     /// from another customer's socket.
     graveyard: Vec<Customer>,
+    /// Close sockets at once instead of at the turn's end: only while a
+    /// reload is applied, when no send is queued.
+    pub close_at_once: bool,
 }
 
 impl MioIo {
@@ -83,6 +86,7 @@ impl MioIo {
             service_open_errors: Vec::new(),
             starting: true,
             graveyard: Vec::new(),
+            close_at_once: false,
         }
     }
 
@@ -258,7 +262,9 @@ impl Io for MioIo {
             if matches!(socket, SocketId::Channel(_)) {
                 self.closed_channel_drops += c.kernel_drops.total();
             }
-            self.graveyard.push(c);
+            if !self.close_at_once {
+                self.graveyard.push(c);
+            }
         }
     }
 

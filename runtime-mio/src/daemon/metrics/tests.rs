@@ -274,9 +274,12 @@ impl FakeLoop {
             let mut events = Events::with_capacity(4);
             while !flag.load(Ordering::SeqCst) {
                 let _ = poll.poll(&mut events, None);
-                super::super::control::answer_requests(&queue, status, |_| {
-                    crate::status::Channels::default()
-                });
+                super::super::control::answer_requests(
+                    &queue,
+                    status,
+                    |_| crate::status::Channels::default(),
+                    |_, _| unreachable!("no reload request"),
+                );
             }
         });
         FakeLoop {
