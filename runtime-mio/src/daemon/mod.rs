@@ -235,7 +235,7 @@ impl Daemon {
         }
     }
 
-    /// Applies `config` as `sdt reload` does ([`Loop::reload`]): the
+    /// Applies `config` as `sdt reload` does (the event loop's `Loop::reload`): the
     /// one-line summary, or why nothing changed. `None` as for
     /// [`Daemon::status`].
     pub fn reload(&self, config: Config) -> Option<Result<String, String>> {
