@@ -23,8 +23,8 @@ pub const MAX_SERVICES: usize = 64;
 /// Channels of all services together: the table capacity.
 pub const CHANNELS: usize = MAX_CHANNELS as usize;
 
-/// The daemon's node.
-pub type DaemonNode = Node<ChaCha20Rng, MAX_PEERS, MAX_SERVICES, CHANNELS>;
+/// The daemon's node; push outage buffers (`buffer`) live on the heap.
+pub type DaemonNode = Node<ChaCha20Rng, MAX_PEERS, MAX_SERVICES, CHANNELS, Box<[u8]>>;
 
 /// Why a configuration that passed validation still could not become a node.
 #[derive(Debug)]
@@ -75,6 +75,12 @@ pub fn build_node(
     for spec in &config.services {
         node.add_service(service_config(spec))
             .map_err(|error| BuildError::Service { id: spec.id, error })?;
+        if let Some(bytes) = spec.buffer {
+            // Zeroed pages come from the OS untouched: the buffer costs
+            // memory as it fills, up to `bytes`.
+            node.set_push_buffer(spec.id, vec![0u8; bytes].into_boxed_slice())
+                .map_err(|error| BuildError::Service { id: spec.id, error })?;
+        }
     }
     Ok(node)
 }
@@ -167,6 +173,31 @@ mod tests {
     }
 
     #[test]
+    fn a_push_entry_gets_the_buffer_it_was_given() {
+        let text = format!(
+            "{HEAD}\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"push\"\n\
+             listen = \"127.0.0.1:514\"\nbuffer = \"256KiB\"\n\
+             [[service]]\nid = 2\npeer = \"y\"\nmode = \"push\"\nlisten = \"127.0.0.1:515\"\n"
+        );
+        let config = Config::parse(&text, Path::new("/nonexistent/x.toml")).unwrap();
+        let (one, two) = std::thread::Builder::new()
+            .stack_size(crate::daemon::LOOP_STACK)
+            .spawn(move || {
+                let mut node = build_node(&config, Instant::ZERO, 0).unwrap();
+                // Setting another buffer hands back the one the build gave.
+                let empty = || Vec::new().into_boxed_slice();
+                let one = node.set_push_buffer(1, empty()).unwrap().map(|b| b.len());
+                let two = node.set_push_buffer(2, empty()).unwrap().map(|b| b.len());
+                (one, two)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(one, Some(256 << 10));
+        assert_eq!(two, None);
+    }
+
+    #[test]
     fn reverse_services_keep_the_link_up_without_being_told() {
         let endpoint = "endpoint = \"127.0.0.1:9\"";
         let forward_exit = "mode = \"forward\"\ntarget = \"127.0.0.1:53\"";
@@ -193,7 +224,7 @@ mod tests {
     /// peers much dearer is noticed.
     #[test]
     fn node_size_per_peer() {
-        type OnePeer = Node<ChaCha20Rng, 1, MAX_SERVICES, CHANNELS>;
+        type OnePeer = Node<ChaCha20Rng, 1, MAX_SERVICES, CHANNELS, Box<[u8]>>;
         let full = std::mem::size_of::<DaemonNode>();
         let base = std::mem::size_of::<OnePeer>();
         let per_peer = (full - base) / (MAX_PEERS - 1);

@@ -36,6 +36,8 @@
 //! min_idle_for_eviction = "5s"      # default 5s
 //! new_channels_per_second = 1000     # default 1000: entry per service, exit per peer
 //! port_hold = "30s"                 # exit half of forward/router: default 30s, "0s" allowed
+//! buffer = "4MiB"                   # entry half of push: outage buffer, off by default,
+//!                                   # 64KiB..=1GiB (bytes, or "KiB", "MiB", "GiB")
 //! ```
 //!
 //! Which half of a service this node holds follows from its keys:
@@ -88,6 +90,12 @@ pub const DEFAULT_NEW_CHANNELS_PER_SECOND: u32 = ChannelLimits::DEFAULT.new_chan
 
 /// Default [`ServiceSpec::min_idle_for_eviction`].
 pub const DEFAULT_MIN_IDLE_FOR_EVICTION: Duration = ChannelLimits::DEFAULT.min_idle_for_eviction;
+/// The smallest push `buffer`: any datagram the link carries fits (a
+/// datagram larger than the buffer could never be kept).
+pub const MIN_PUSH_BUFFER: usize = 64 << 10;
+/// The largest push `buffer`, per service: the daemon allocates it at
+/// start.
+pub const MAX_PUSH_BUFFER: usize = 1 << 30;
 /// Directory of the default control socket, `/run/sdt/<config stem>.sock`.
 pub const DEFAULT_CONTROL_DIR: &str = "/run/sdt";
 /// `IFF_TUN` in `/sys/class/net/NAME/tun_flags` (`linux/if_tun.h`).
@@ -236,6 +244,9 @@ pub struct ServiceSpec {
     /// ends, so a late reply cannot reach a newer channel on the same port
     /// ([`sdt_core::node::ChannelLimits::port_hold`]). Zero is allowed.
     pub port_hold: Duration,
+    /// Entry halves of push services: bytes of the outage buffer
+    /// (`buffer`), `None` for none.
+    pub buffer: Option<usize>,
 }
 
 impl PeerSpec {
@@ -273,6 +284,7 @@ impl ServiceSpec {
             min_idle_for_eviction: DEFAULT_MIN_IDLE_FOR_EVICTION,
             new_channels_per_second: DEFAULT_NEW_CHANNELS_PER_SECOND,
             port_hold: ChannelLimits::DEFAULT_PORT_HOLD,
+            buffer: None,
         }
     }
 }
@@ -566,6 +578,67 @@ struct RawService {
     min_idle_for_eviction: Option<Spanned<String>>,
     new_channels_per_second: Option<Spanned<i64>>,
     port_hold: Option<Spanned<String>>,
+    buffer: Option<Spanned<RawByteSize>>,
+}
+
+/// A byte size: an integer (bytes) or a string such as `"4MiB"`.
+/// Deserialized by hand so that a wrong type is one plain message.
+enum RawByteSize {
+    Bytes(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"4MiB\", or a number of bytes")
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(RawByteSize::Text(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+                Ok(RawByteSize::Bytes(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The bytes of a size written `"64KiB"`, `"4MiB"`, `"1GiB"`, `"512B"` or
+/// `"65536"` (a space before the unit is allowed).
+pub fn parse_byte_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let not_a_size = || format!("`{text}` is not a size such as \"64KiB\" or \"4MiB\"");
+    if number.is_empty() {
+        return Err(not_a_size());
+    }
+    let shift = match unit.trim_start() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}`; write bytes, or KiB, MiB or GiB (\"4MiB\")"
+            ))
+        }
+    };
+    // Only digits: too many of them is the one way to fail.
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is too large"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// The file being validated, for error positions.
@@ -1310,6 +1383,17 @@ impl Ctx<'_> {
             Some(d) => self.duration(d, "port_hold")?,
             None => ChannelLimits::DEFAULT_PORT_HOLD,
         };
+        let buffer =
+            match &s.buffer {
+                Some(b) if mode != Mode::Push || half != Half::Entry => return Err(self.at(
+                    b,
+                    "buffer",
+                    "only the entry half of a push service (mode = \"push\" with listen) keeps \
+                     datagrams through an outage; buffer applies there",
+                )),
+                Some(b) => Some(self.byte_size(b, "buffer", MIN_PUSH_BUFFER, MAX_PUSH_BUFFER)?),
+                None => None,
+            };
 
         Ok(ServiceSpec {
             id: id_value,
@@ -1325,6 +1409,7 @@ impl Ctx<'_> {
             min_idle_for_eviction,
             new_channels_per_second,
             port_hold,
+            buffer,
         })
     }
 
@@ -1505,6 +1590,33 @@ impl Ctx<'_> {
         Ok(addr)
     }
 
+    /// A byte size from `min` to `max`.
+    fn byte_size(
+        &self,
+        value: &Spanned<RawByteSize>,
+        key: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<usize> {
+        let bytes = match value.get_ref() {
+            RawByteSize::Bytes(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+            RawByteSize::Text(t) => parse_byte_size(t),
+        }
+        .map_err(|e| self.at(value, key, e))?;
+        match usize::try_from(bytes) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.at(
+                value,
+                key,
+                format!(
+                    "{bytes} bytes is out of range: from {} to {}",
+                    show_size(min),
+                    show_size(max)
+                ),
+            )),
+        }
+    }
+
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration> {
         let text = value.get_ref();
         let d = humantime::parse_duration(text).map_err(|e| {
@@ -1519,6 +1631,16 @@ impl Ctx<'_> {
         }
         Ok(d)
     }
+}
+
+/// `bytes` in the largest binary unit that divides it: `"4MiB"`, `"1000B"`.
+pub fn show_size(bytes: usize) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
 }
 
 /// `IPv4` or `IPv6`, for errors.

@@ -241,6 +241,29 @@ pub struct ServiceState {
     /// Router entries: ICMP errors not sent, over the node's rate.
     #[serde(default)]
     pub icmp_errors_rate_limited: u64,
+    /// Push exits: datagrams missing from the entry's sequence, lost
+    /// between the nodes.
+    #[serde(default)]
+    pub lost_in_transit: u64,
+    /// Push exits: datagrams that arrived after a later one.
+    #[serde(default)]
+    pub reordered: u64,
+    /// Push entries: datagrams sent that the exit never acknowledged
+    /// before it restarted, or that a full buffer dropped after sending.
+    #[serde(default)]
+    pub unconfirmed: u64,
+    /// Push entries: bytes of the outage buffer (config `buffer`), `None`
+    /// without one.
+    #[serde(default)]
+    pub buffer: Option<u64>,
+    /// Push entries: datagrams in the buffer now (sent and waiting for the
+    /// exit's acknowledgement, or not sent yet).
+    #[serde(default)]
+    pub buffered_datagrams: u64,
+    /// Push entries: bytes of the buffer in use now (2 bytes of length
+    /// each datagram included).
+    #[serde(default)]
+    pub buffered_bytes: u64,
     /// The largest customer payload this node carries across for the
     /// service now (router entries: to IPv4 destinations); one byte more is
     /// dropped as `too_big`. `None` where it depends on the peer (`peer =
@@ -359,6 +382,12 @@ impl Status {
                     target_unreachable: s.target_unreachable,
                     icmp_errors_sent: s.icmp_errors_sent,
                     icmp_errors_rate_limited: s.icmp_errors_rate_limited,
+                    lost_in_transit: s.lost_in_transit,
+                    reordered: s.reordered,
+                    unconfirmed: s.unconfirmed,
+                    buffer: spec.and_then(|x| x.buffer).map(|b| b as u64),
+                    buffered_datagrams: s.buffered,
+                    buffered_bytes: s.buffered_bytes,
                     max_payload: node
                         .max_payload(c.id, Some(V4_DESTINATION))
                         .map(|n| n as u64),
@@ -706,6 +735,28 @@ impl fmt::Display for Status {
                     "  ICMP errors sent back: {} ({} rate limited)",
                     s.icmp_errors_sent, s.icmp_errors_rate_limited
                 );
+            }
+            if s.mode == "push" && s.half == "exit" {
+                let _ = writeln!(
+                    out,
+                    "  sequence: {} lost in transit, {} reordered",
+                    s.lost_in_transit, s.reordered
+                );
+            }
+            if s.mode == "push" && s.half == "entry" {
+                match s.buffer {
+                    Some(capacity) => {
+                        let _ = writeln!(
+                            out,
+                            "  buffer: {} datagrams, {} B of {} held",
+                            s.buffered_datagrams,
+                            s.buffered_bytes,
+                            crate::config::show_size(capacity as usize)
+                        );
+                    }
+                    None => out.push_str("  buffer: none\n"),
+                }
+                let _ = writeln!(out, "  unconfirmed by the exit: {}", s.unconfirmed);
             }
             drops(&mut out, &s.drops);
         }

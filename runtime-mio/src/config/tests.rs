@@ -558,6 +558,59 @@ fn port_hold_belongs_to_channel_exits() {
 }
 
 #[test]
+fn buffer_belongs_to_push_entries() {
+    let service =
+        |body: &str| with_peer(&format!("\n[[service]] # S\nid = 1\npeer = \"y\"\n{body}"));
+    let entry = "mode = \"push\"\nlisten = \"127.0.0.1:514\"\n";
+    let buffer = |text: &str| parse(text).unwrap().services[0].buffer;
+    assert_eq!(buffer(&service(entry)), None);
+    for (written, bytes) in [
+        ("\"4MiB\"", 4 << 20),
+        ("\"64KiB\"", 64 << 10),
+        ("\"1 GiB\"", 1 << 30),
+        ("\"100000B\"", 100_000),
+        ("\"100000\"", 100_000),
+        ("100000", 100_000),
+    ] {
+        assert_eq!(
+            buffer(&service(&format!("{entry}buffer = {written}\n"))),
+            Some(bytes),
+            "{written}"
+        );
+    }
+    for (written, message) in [
+        ("\"4MB\"", "unknown unit `MB`"),
+        ("\"lots\"", "not a size"),
+        ("\"MiB\"", "not a size"),
+        ("-1", "negative"),
+        ("\"1KiB\"", "from 64KiB to 1GiB"),
+        ("\"2GiB\"", "from 64KiB to 1GiB"),
+        ("0", "from 64KiB to 1GiB"),
+        ("\"99999999999999GiB\"", "too large"),
+    ] {
+        let text = service(&format!("{entry}buffer = {written}\n"));
+        refused(&text, "buffer", "buffer", message);
+    }
+    let text = service(&format!("{entry}buffer = true\n"));
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("a size such as"), "{err}");
+    for elsewhere in [
+        "mode = \"push\"\ntarget = \"127.0.0.1:514\"\n",
+        "mode = \"forward\"\nlisten = \"127.0.0.1:53\"\n",
+        "mode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"127.0.0.1:8\"\n",
+        "mode = \"router\"\nallow = [\"10.0.0.0/8\"]\n",
+    ] {
+        let text = service(&format!("{elsewhere}buffer = \"4MiB\"\n"));
+        refused(
+            &text,
+            "buffer",
+            "buffer",
+            "only the entry half of a push service",
+        );
+    }
+}
+
+#[test]
 fn refuses_wrong_halves() {
     let service = |body: &str| with_peer(&format!("\n[[service]] # S\nid = 7\n{body}"));
 

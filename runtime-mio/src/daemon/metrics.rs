@@ -464,6 +464,16 @@ pub fn render(status: &Status) -> String {
             .map(move |s| (service(s), v(s)))
             .collect::<Vec<_>>()
     };
+    // Push services of one half only: the others have no such counter.
+    let push = |services: &[crate::status::ServiceState],
+                half: &str,
+                v: fn(&crate::status::ServiceState) -> f64| {
+        services
+            .iter()
+            .filter(|s| s.mode == "push" && s.half == half)
+            .map(|s| (service(s), v(s)))
+            .collect::<Vec<_>>()
+    };
     f.counter(
         "sdt_service_to_peer_datagrams_total",
         "Customer datagrams sent across to the peer.",
@@ -523,6 +533,44 @@ pub fn render(status: &Status) -> String {
         "sdt_service_icmp_errors_rate_limited_total",
         "Router entries: ICMP errors not sent, over the node's rate.",
         each(|s| s.icmp_errors_rate_limited as f64),
+    );
+    f.counter(
+        "sdt_service_lost_in_transit_total",
+        "Push exits: datagrams missing from the entry's sequence, lost between the nodes.",
+        push(services, "exit", |s| s.lost_in_transit as f64),
+    );
+    f.counter(
+        "sdt_service_reordered_total",
+        "Push exits: datagrams that arrived after a later one.",
+        push(services, "exit", |s| s.reordered as f64),
+    );
+    f.counter(
+        "sdt_service_unconfirmed_total",
+        "Push entries: datagrams sent that the exit never acknowledged before it restarted (or a full buffer dropped after sending).",
+        push(services, "entry", |s| s.unconfirmed as f64),
+    );
+    f.gauge(
+        "sdt_service_buffer_capacity_bytes",
+        "Push entries with an outage buffer: its size (config buffer).",
+        services
+            .iter()
+            .filter_map(|s| s.buffer.map(|b| (service(s), b as f64))),
+    );
+    f.gauge(
+        "sdt_service_buffered_datagrams",
+        "Push entries with an outage buffer: datagrams held, unacknowledged or not sent yet.",
+        services
+            .iter()
+            .filter(|s| s.buffer.is_some())
+            .map(|s| (service(s), s.buffered_datagrams as f64)),
+    );
+    f.gauge(
+        "sdt_service_buffered_bytes",
+        "Push entries with an outage buffer: bytes of it in use.",
+        services
+            .iter()
+            .filter(|s| s.buffer.is_some())
+            .map(|s| (service(s), s.buffered_bytes as f64)),
     );
     f.gauge(
         "sdt_service_ports_held",

@@ -183,6 +183,81 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
     assert!(!text.contains("max_payload_ipv6"), "{text}");
 }
 
+#[test]
+fn push_services_render_their_sequence_and_buffer() {
+    let mut st = status();
+    st.services = vec![
+        ServiceState {
+            id: 3,
+            mode: "push".into(),
+            half: "entry".into(),
+            unconfirmed: 4,
+            buffer: Some(4 << 20),
+            buffered_datagrams: 10,
+            buffered_bytes: 1020,
+            ..ServiceState::default()
+        },
+        ServiceState {
+            id: 4,
+            mode: "push".into(),
+            half: "exit".into(),
+            lost_in_transit: 6,
+            reordered: 2,
+            ..ServiceState::default()
+        },
+        ServiceState {
+            id: 5,
+            mode: "push".into(),
+            half: "entry".into(),
+            ..ServiceState::default()
+        },
+    ];
+    let text = render(&st);
+    let entry = "service=\"3\",mode=\"push\",half=\"entry\"";
+    let exit = "service=\"4\",mode=\"push\",half=\"exit\"";
+    let unbuffered = "service=\"5\",mode=\"push\",half=\"entry\"";
+    for (series, v) in [
+        (
+            format!("sdt_service_unconfirmed_total{{{entry}}}"),
+            Some("4"),
+        ),
+        (
+            format!("sdt_service_buffer_capacity_bytes{{{entry}}}"),
+            Some("4194304"),
+        ),
+        (
+            format!("sdt_service_buffered_datagrams{{{entry}}}"),
+            Some("10"),
+        ),
+        (
+            format!("sdt_service_buffered_bytes{{{entry}}}"),
+            Some("1020"),
+        ),
+        (
+            format!("sdt_service_lost_in_transit_total{{{exit}}}"),
+            Some("6"),
+        ),
+        (format!("sdt_service_reordered_total{{{exit}}}"), Some("2")),
+        (
+            format!("sdt_service_unconfirmed_total{{{unbuffered}}}"),
+            Some("0"),
+        ),
+        // Each counter only where it means something.
+        (
+            format!("sdt_service_lost_in_transit_total{{{entry}}}"),
+            None,
+        ),
+        (format!("sdt_service_unconfirmed_total{{{exit}}}"), None),
+        (
+            format!("sdt_service_buffered_datagrams{{{unbuffered}}}"),
+            None,
+        ),
+        (format!("sdt_service_buffer_capacity_bytes{{{exit}}}"), None),
+    ] {
+        assert_eq!(value(&text, &series).as_deref(), v, "{series} in\n{text}");
+    }
+}
+
 /// The format's structure: every family's `# HELP` then `# TYPE` come once,
 /// before its samples, which are contiguous; counters end in `_total` and
 /// nothing else does; names carry the `sdt_` prefix.
