@@ -75,14 +75,29 @@ pub fn build_node(
     for spec in &config.services {
         node.add_service(service_config(spec))
             .map_err(|error| BuildError::Service { id: spec.id, error })?;
-        if let Some(bytes) = spec.buffer {
-            // Zeroed pages come from the OS untouched: the buffer costs
-            // memory as it fills, up to `bytes`.
-            node.set_push_buffer(spec.id, vec![0u8; bytes].into_boxed_slice())
-                .map_err(|error| BuildError::Service { id: spec.id, error })?;
-        }
     }
+    give_push_buffers(&mut node, config)?;
     Ok(node)
+}
+
+/// Gives each push entry with `buffer` that has none yet its outage
+/// buffer: all of them at start, the added and replaced ones after a
+/// reload (a kept service keeps its buffer and what it holds; a changed
+/// `buffer` needs a restart).
+pub fn give_push_buffers(node: &mut DaemonNode, config: &Config) -> Result<(), BuildError> {
+    for spec in &config.services {
+        let Some(bytes) = spec.buffer else {
+            continue;
+        };
+        if node.push_buffer_capacity(spec.id).is_some() {
+            continue;
+        }
+        // Zeroed pages come from the OS untouched: the buffer costs memory
+        // as it fills, up to `bytes`.
+        node.set_push_buffer(spec.id, vec![0u8; bytes].into_boxed_slice())
+            .map_err(|error| BuildError::Service { id: spec.id, error })?;
+    }
+    Ok(())
 }
 
 /// Core's view of one `[[peer]]`.
@@ -183,18 +198,60 @@ mod tests {
         let (one, two) = std::thread::Builder::new()
             .stack_size(crate::daemon::LOOP_STACK)
             .spawn(move || {
-                let mut node = build_node(&config, Instant::ZERO, 0).unwrap();
-                // Setting another buffer hands back the one the build gave.
-                let empty = || Vec::new().into_boxed_slice();
-                let one = node.set_push_buffer(1, empty()).unwrap().map(|b| b.len());
-                let two = node.set_push_buffer(2, empty()).unwrap().map(|b| b.len());
-                (one, two)
+                let node = build_node(&config, Instant::ZERO, 0).unwrap();
+                (node.push_buffer_capacity(1), node.push_buffer_capacity(2))
             })
             .unwrap()
             .join()
             .unwrap();
         assert_eq!(one, Some(256 << 10));
         assert_eq!(two, None);
+    }
+
+    #[test]
+    fn after_a_reload_added_and_replaced_push_entries_get_their_buffer() {
+        let push = |id: u8, port: u16, buffer: &str| {
+            format!(
+                "\n[[service]]\nid = {id}\npeer = \"y\"\nmode = \"push\"\n\
+                 listen = \"127.0.0.1:{port}\"\n{buffer}\n"
+            )
+        };
+        let parse = |services: &str| {
+            Config::parse(
+                &format!("{HEAD}{services}"),
+                Path::new("/nonexistent/x.toml"),
+            )
+            .unwrap()
+        };
+        let kb64 = "buffer = \"64KiB\"";
+        let old = parse(&format!("{}{}", push(1, 514, kb64), push(3, 516, kb64)));
+        // 1 replaced (a new listen), 2 added, 3 kept.
+        let new = parse(&format!(
+            "{}{}{}",
+            push(1, 600, kb64),
+            push(2, 515, "buffer = \"128KiB\""),
+            push(3, 516, kb64)
+        ));
+        let capacities = std::thread::Builder::new()
+            .stack_size(crate::daemon::LOOP_STACK)
+            .spawn(move || {
+                let mut node = build_node(&old, Instant::ZERO, 0).unwrap();
+                let peers: Vec<PeerConfig> = new.peers.iter().map(peer_config).collect();
+                let services: Vec<ServiceConfig> =
+                    new.services.iter().map(service_config).collect();
+                let key = new.private_key.public_key();
+                node.reload(Instant::ZERO, &key, &peers, &services).unwrap();
+                let before = [1, 2, 3].map(|id| node.push_buffer_capacity(id));
+                give_push_buffers(&mut node, &new).unwrap();
+                let after = [1, 2, 3].map(|id| node.push_buffer_capacity(id));
+                (before, after)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let k = 1024;
+        assert_eq!(capacities.0, [None, None, Some(64 * k)]);
+        assert_eq!(capacities.1, [Some(64 * k), Some(128 * k), Some(64 * k)]);
     }
 
     #[test]

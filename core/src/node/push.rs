@@ -200,6 +200,15 @@ impl<B> PushTx<B> {
 impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
     Node<R, P, S, C, B>
 {
+    /// Bytes of push entry `service`'s outage buffer, `None` without one
+    /// (or no such push entry): a runtime reloading its configuration
+    /// tells from it which services need their buffer again (a replaced
+    /// service's went with it).
+    pub fn push_buffer_capacity(&self, service: u8) -> Option<usize> {
+        let si = self.service_index(service)?;
+        self.services[si].push.outbox.as_ref().map(Outbox::capacity)
+    }
+
     /// Gives push entry `service` an outage buffer over `storage`
     /// (see the `node::push` module docs); what it held before is dropped and
     /// returned. Zero-length storage works and holds nothing.

@@ -9,13 +9,15 @@
 //! 1. keys that cannot change live are compared first and refused whole,
 //!    naming the key ([`restart_only`]): the node's `private_key`, the link
 //!    socket's `listen`, `control_socket`, `control_group`,
-//!    `metrics_listen`, and router entries (their TUN device, and whether
-//!    the link socket reads with GRO, are set at start);
+//!    `metrics_listen`, router entries (their TUN device, and whether
+//!    the link socket reads with GRO, are set at start), and a kept push
+//!    entry's `buffer` (resizing it would drop what it holds);
 //! 2. each listening address the new configuration adds (one no running
 //!    service holds) is test-bound, so a port in use refuses the reload
 //!    before anything changed;
 //! 3. core's [`Node::reload`](sdt_core::node::Node::reload) applies the
-//!    difference (peers by key, services by id; all or nothing);
+//!    difference (peers by key, services by id; all or nothing), and
+//!    added and replaced push entries with `buffer` get a new, empty one;
 //! 4. the sockets core asks for are opened and those it closes are closed.
 //!    Between turns no send is queued (each turn sends its batch before it
 //!    ends), so a closed socket is closed at once rather than kept until
@@ -95,6 +97,9 @@ impl Loop {
             .node
             .reload(now, &new.private_key.public_key(), &peers, &services)
             .map_err(|e| refuse(e.to_string()))?;
+        // Added and replaced push entries get their buffer (kept ones keep
+        // theirs); validation made sure each is a push entry.
+        let buffers = crate::build::give_push_buffers(&mut self.node, &new).err();
         let errors_before = self.io.service_open_errors.len();
         self.io.close_at_once = true;
         self.node.flush(&mut self.io, now, &mut self.scratch);
@@ -105,6 +110,7 @@ impl Loop {
         let failed: Vec<String> = self.io.service_open_errors[errors_before..]
             .iter()
             .map(|(id, why)| format!("service {id}: {why}"))
+            .chain(buffers.map(|e| format!("{e} (its outage buffer)")))
             .collect();
         if failed.is_empty() {
             Ok(line)
@@ -201,6 +207,14 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), String> {
             old.services.iter().find(|s| s.id == id),
             new.services.iter().find(|s| s.id == id),
         );
+        if let (Some(a), Some(b)) = (a, b) {
+            if a.buffer != b.buffer {
+                return Err(format!(
+                    "service {id}: key `buffer` changed: a push entry's outage buffer (and \
+                     what it holds) cannot change live; restart the node"
+                ));
+            }
+        }
         let involved = a.is_some_and(router_entry) || b.is_some_and(router_entry);
         if involved && a != b {
             return Err(format!(
@@ -226,4 +240,44 @@ fn summary_line(file: &str, s: &ReloadSummary) -> String {
         s.services_updated + s.services_replaced,
         s.channels_closed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(services: &str) -> Config {
+        let text = format!(
+            "private_key = \"PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=\"\n\
+             [[peer]]\nname = \"y\"\n\
+             public_key = \"ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=\"\n{services}"
+        );
+        Config::parse(&text, Path::new("/nonexistent/x.toml")).unwrap()
+    }
+
+    fn push(id: u8, buffer: &str) -> String {
+        format!(
+            "[[service]]\nid = {id}\npeer = \"y\"\nmode = \"push\"\n\
+             listen = \"127.0.0.1:{}\"\n{buffer}\n",
+            500 + u16::from(id)
+        )
+    }
+
+    #[test]
+    fn a_kept_push_entry_keeps_its_buffer() {
+        let with = |size: &str| push(1, &format!("buffer = \"{size}\""));
+        let running = config(&with("4MiB"));
+        assert_eq!(restart_only(&running, &config(&with("4MiB"))), Ok(()));
+        for changed in [with("8MiB"), push(1, "")] {
+            let why = restart_only(&running, &config(&changed)).unwrap_err();
+            assert!(why.contains("service 1: key `buffer` changed"), "{why}");
+        }
+        let why = restart_only(&config(&push(1, "")), &running).unwrap_err();
+        assert!(why.contains("key `buffer`"), "{why}");
+        // Added or removed with its service: live.
+        let added = format!("{}{}", with("4MiB"), push(2, "buffer = \"1MiB\""));
+        assert_eq!(restart_only(&running, &config(&added)), Ok(()));
+        assert_eq!(restart_only(&config(&added), &running), Ok(()));
+    }
 }

@@ -179,7 +179,10 @@ fn a_buffer_only_goes_to_a_push_entry() {
         net.nodes[Y].set_push_buffer(2, vec![0; 64]),
         Err(ServiceError::NotPushEntry)
     );
+    assert_eq!(net.nodes[X].push_buffer_capacity(2), None);
     assert!(net.nodes[X].set_push_buffer(2, vec![]).unwrap().is_none());
+    assert_eq!(net.nodes[X].push_buffer_capacity(2), Some(0));
+    assert_eq!(net.nodes[Y].push_buffer_capacity(2), None);
     // Zero bytes hold nothing: each datagram is dropped as buffer full.
     send_lines(&mut net, 0..1);
     assert_eq!(net.drop_count(X, 2, ServiceDrop::BufferFull), 1);
