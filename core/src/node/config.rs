@@ -259,6 +259,13 @@ impl ServiceConfig {
             limits: ChannelLimits::default(),
         }
     }
+
+    /// The link liveness rule, in one place: the service keeps the link to
+    /// `peer` up when `peer` may use it and may be the first to send in it
+    /// ([`Role::peer_may_send_first`]). See `Node::add_service` for why.
+    pub fn keeps_up(&self, peer: PeerId) -> bool {
+        self.role.peer_may_send_first() && self.peers.admits(peer)
+    }
 }
 
 /// Why [`Node::add_service`](super::Node::add_service) refused a service.

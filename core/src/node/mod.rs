@@ -392,11 +392,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// the peer may send first in keeps its link up ([`Node::add_service`]).
     pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
         let id = self.link.add_peer(config, now)?;
-        if self
-            .services
-            .iter()
-            .any(|s| s.config.peers == Peers::Any && s.config.role.peer_may_send_first())
-        {
+        if self.services.iter().any(|s| s.config.keeps_up(id)) {
             self.link.keep_up(id);
         }
         Ok(id)
@@ -405,8 +401,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// Adds a service. Its own socket, if it has one, is requested through
     /// [`Node::poll_action`].
     ///
-    /// The link liveness rule, in one place: when the peer may be the first
-    /// to send in the service (this node holds its exit half, or it is a
+    /// The link liveness rule ([`ServiceConfig::keeps_up`]): when the peer
+    /// may be the first to send in the service (this node holds its exit half, or it is a
     /// direct service), the node keeps the link to that peer (to every peer,
     /// for a service of any peer) up whenever it knows the peer's endpoint.
     /// The peer may know no endpoint for this node; without this its
@@ -448,15 +444,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// Keeps the link up for the service at `si` if its peer may send
     /// first (the rule of [`Node::add_service`]).
     fn keep_up_for(&mut self, si: usize) {
-        let s = &self.services[si].config;
-        if s.role.peer_may_send_first() {
-            match s.peers {
-                Peers::One(p) => self.link.keep_up(p),
-                Peers::Any => {
-                    for i in 0..self.link.peer_count() {
-                        self.link.keep_up(PeerId(i as u16));
-                    }
-                }
+        for i in 0..self.link.peer_count() {
+            let peer = PeerId(i as u16);
+            if self.services[si].config.keeps_up(peer) {
+                self.link.keep_up(peer);
             }
         }
     }

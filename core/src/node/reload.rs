@@ -153,12 +153,18 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             self.link.retire_peer(id);
             summary.peers_removed += 1;
         }
-        for (config, &slot) in peers.iter().zip(slots.iter()) {
+        for (index, (config, &slot)) in peers.iter().zip(slots.iter()).enumerate() {
             let id = PeerId(slot);
             match self.link.peer_config(id) {
                 Some(running) if running.public_key == config.public_key => {
-                    if !same_peer(running, config) {
-                        if self.link.update_peer(id, config.clone(), now) {
+                    // A running peer's `keep_up` includes what its services
+                    // imply, and unchanged services are not added again:
+                    // the new configuration is compared, and applied, with
+                    // the same implication (`services` name peers by index).
+                    let mut want = config.clone();
+                    want.keep_up |= services.iter().any(|s| s.keeps_up(PeerId(index as u16)));
+                    if !same_peer(running, &want) {
+                        if self.link.update_peer(id, want, now) {
                             summary.peers_rekeyed += 1;
                         } else {
                             summary.peers_updated += 1;

@@ -219,3 +219,25 @@ fn a_removed_peer_is_forgotten_and_its_slot_reused() {
     let status = net.nodes[Y].link().peer(PeerId(0), net.now).unwrap();
     assert_ne!(status.public_key.as_bytes(), &old);
 }
+
+#[test]
+fn reloading_an_exit_unchanged_keeps_its_link_kept_up() {
+    let (mut net, _) = two_services(5);
+    let exits = [
+        forward_exit(1, Peers::One(PeerId(0)), TARGET),
+        forward_exit(2, Peers::One(PeerId(0)), "127.0.0.9:54"),
+    ];
+    // The file's peer, as the daemon reads it: `keep_up` is what the file
+    // says (off); the running peer's is on because Y holds exits for it.
+    let mut file_peer = peer_configs(&net, Y).remove(0);
+    assert!(file_peer.keep_up);
+    file_peer.keep_up = false;
+    let summary = reload(&mut net, Y, &[file_peer.clone()], &exits).unwrap();
+    assert_eq!(summary, ReloadSummary::default());
+    assert!(net.nodes[Y].link().peer_config(net.peer[Y]).unwrap().keep_up);
+    // Without its exits, nothing implies it any more.
+    let summary = reload(&mut net, Y, &[file_peer], &[]).unwrap();
+    assert_eq!(summary.services_removed, 2);
+    assert_eq!(summary.peers_updated, 1);
+    assert!(!net.nodes[Y].link().peer_config(net.peer[Y]).unwrap().keep_up);
+}
