@@ -46,6 +46,7 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use rand_core::{OsRng, RngCore};
 use sdt_core::key::{KeyError, PresharedKey, PrivateKey, KEY_LEN};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{Config, ConfigError};
@@ -83,14 +84,31 @@ Exit status:
     after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
-    /// More log output on stderr: -v info, -vv debug, -vvv trace (default:
-    /// warnings). RUST_LOG adds env-filter directives.
+    /// More log output on stderr: -v info (services, addresses, rekeys),
+    /// -vv debug (every drop, rate limited), -vvv trace. By default:
+    /// warnings, and for `sdt run` session changes and the first drop of
+    /// each reason too. RUST_LOG adds env-filter directives.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// How log lines on stderr are written: `text` for people, `json` for
+    /// log shippers (one object per line with timestamp, level, target,
+    /// message and the event's fields).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (ANSI colours on a terminal).
+    Text,
+    /// One JSON object per line ([`crate::logfmt`]).
+    Json,
 }
 
 /// The subcommands.
@@ -116,6 +134,14 @@ pub enum Command {
     ///
     /// Once every socket is bound it sends READY=1 to $NOTIFY_SOCKET, if
     /// set (systemd's Type=notify; see contrib/systemd/sdt@.service).
+    ///
+    /// Logs go to stderr: by default warnings, session changes (session
+    /// up and down, peer stale or restarted, reloads) and the first drop of
+    /// each reason; -v adds services started and stopped and rekeys; -vv
+    /// every dropped datagram with its reason, peer and service, at most 5
+    /// lines per reason in 10 s and then one "suppressed K similar" line.
+    /// --log-format json writes one JSON object per line
+    /// (docs/logging.md).
     Run {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -292,20 +318,44 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
         }
     };
-    init_logging(cli.verbose);
-    match run(&cli.command) {
+    let daemon = matches!(cli.command, Command::Run { .. });
+    let log = init_logging(cli.verbose, cli.log_format, daemon);
+    let result = run(&cli.command);
+    if let Err(e) = &result {
+        tracing::debug!(error = ?e, "command failed");
+    }
+    // Every log line is out before the error line, and before exit.
+    if let Some(log) = log {
+        log.finish();
+    }
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            tracing::debug!(error = ?e, "command failed");
             let _ = writeln!(io::stderr(), "sdt: {e}");
             ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Sets up `tracing` to stderr. Quietly does nothing if a subscriber is
-/// already set (as in tests).
-pub fn init_logging(verbose: u8) {
+/// What `sdt run` logs by default beyond warnings: session changes
+/// (`sdt::session`, rekeys aside) and the first drop of each reason
+/// (`sdt::drop`), docs/logging.md.
+const DAEMON_DEFAULTS: [&str; 3] = [
+    "sdt::session=info",
+    "sdt::session::rekey=warn",
+    "sdt::drop=info",
+];
+
+/// Sets up `tracing` to stderr, written by a thread of its own
+/// ([`crate::logfmt::Background`], to be finished before exit) so that no
+/// caller waits for stderr; `daemon` (`sdt run`) adds the daemon's default
+/// targets. Quietly does nothing if a subscriber is already set (as in
+/// tests).
+pub fn init_logging(
+    verbose: u8,
+    format: LogFormat,
+    daemon: bool,
+) -> Option<crate::logfmt::Background> {
     let level = match verbose {
         0 => LevelFilter::WARN,
         1 => LevelFilter::INFO,
@@ -317,12 +367,31 @@ pub fn init_logging(verbose: u8) {
         .from_env_lossy();
     if verbose > 0 {
         filter = filter.add_directive(level.into());
+    } else if daemon && std::env::var_os(EnvFilter::DEFAULT_ENV).is_none() {
+        for d in DAEMON_DEFAULTS {
+            if let Ok(d) = d.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
     }
-    let _ = tracing_subscriber::fmt()
+    let json = format == LogFormat::Json;
+    let background = crate::logfmt::Background::start(json);
+    let writer = match &background {
+        Some(b) => BoxMakeWriter::new(b.writer()),
+        None => BoxMakeWriter::new(io::stderr),
+    };
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(io::stderr().is_terminal())
-        .with_writer(io::stderr)
-        .try_init();
+        .with_writer(writer);
+    let set = match format {
+        LogFormat::Text => fmt.with_ansi(io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => fmt
+            .with_ansi(false)
+            .event_format(crate::logfmt::Json)
+            .try_init(),
+    };
+    // Without a subscriber of ours, the thread has nothing to write.
+    set.ok().and(background)
 }
 
 /// Runs one command, writing its output to stdout.

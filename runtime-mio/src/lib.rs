@@ -17,6 +17,7 @@
 //! - [`loopback`]: what `sdt demo` and `sdt-bench` share: nodes on
 //!   loopback in one process, an echo server, pings and throughput runs.
 //! - [`notify`]: `READY=1` to systemd (`Type=notify`) once a node runs.
+//! - [`logfmt`]: `--log-format json`, one JSON object per log line.
 //! - [`cli`]: the `sdt` command line and its exit statuses.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod keyfile;
+pub mod logfmt;
 pub mod loopback;
 pub mod notify;
 pub mod status;

@@ -15,6 +15,7 @@
 //! lone datagram goes through at once: nothing waits for a batch to fill.
 
 mod control;
+mod droplog;
 pub mod metrics;
 mod reload;
 mod serve;
@@ -44,7 +45,7 @@ use crate::build::{build_node, BuildError, DaemonNode};
 use crate::config::Config;
 use crate::status::{ChannelQuery, Channels, Status};
 use sdt_core::node::{Dropped, Io, Output};
-use sockets::MioIo;
+use sockets::{MioIo, Origin, PeerLog, SESSION};
 use tun::{Tun, TunError, TunSetup};
 use udp::{KernelDrops, Offloads, RecvBatch, SendBatch, SocketSetup};
 
@@ -66,6 +67,10 @@ const FIRST_TUN: usize = 16;
 const LINK_GRO_MESSAGES: usize = 8;
 /// The largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// How often the loop looks at the peers for changes no event reports
+/// (a session expired, a peer stale or answering again), to log them.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Stack of the loop thread: the node lives on the heap, but building and
 /// moving it in a debug build goes through the stack.
 pub(crate) const LOOP_STACK: usize = 64 << 20;
@@ -168,6 +173,8 @@ struct Loop {
     scratch: Vec<u8>,
     /// Sockets still readable after their turn.
     pending: VecDeque<Token>,
+    /// When to look at the peers next ([`Loop::watch_peers`]), on `clock`.
+    next_watch: Duration,
 }
 
 impl Daemon {
@@ -494,6 +501,13 @@ impl Loop {
             config.private_key.public_key()
         );
         let started_from = config.path.clone();
+        for spec in &config.services {
+            info!(
+                service = spec.id,
+                "{}: started",
+                service_label(&config, spec)
+            );
+        }
         let state = Loop {
             node,
             io,
@@ -516,6 +530,7 @@ impl Loop {
             link_drops: KernelDrops::default(),
             scratch,
             pending: VecDeque::new(),
+            next_watch: Duration::ZERO,
         };
         Ok((state, waker))
     }
@@ -529,11 +544,20 @@ impl Loop {
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 info!("stopping");
+                self.io.flush_drop_log();
+                for spec in &self.config.services {
+                    info!(service = spec.id, "service {}: stopped", spec.id);
+                }
                 return Ok(());
             }
             let now = self.now();
             let timeout = if self.pending.is_empty() {
-                self.node.poll_timeout().map(|t| t.saturating_since(now))
+                // The node's timers, the next look at the peers, and the
+                // end of a drop log window holding a summary.
+                let watch = self.next_watch.saturating_sub(self.clock.elapsed());
+                let node = self.node.poll_timeout().map(|t| t.saturating_since(now));
+                let log = self.io.log_timeout();
+                Some([node, log].into_iter().flatten().fold(watch, Duration::min))
             } else {
                 Some(Duration::ZERO)
             };
@@ -561,6 +585,11 @@ impl Loop {
                 self.node.flush(&mut self.io, now, &mut self.scratch);
                 self.io.bury();
             }
+            if self.clock.elapsed() >= self.next_watch {
+                self.next_watch = self.clock.elapsed() + WATCH_INTERVAL;
+                self.watch_peers(self.now());
+            }
+            self.io.expire_drop_log();
         }
     }
 
@@ -614,7 +643,55 @@ impl Loop {
         let now = self.now();
         self.node.flush(&mut self.io, now, &mut self.scratch);
         self.io.bury();
+        self.io.origin = Origin::None;
         more
+    }
+
+    /// Logs each peer whose session expired, that went stale (sent to and
+    /// not answering, though its session's keys are valid) or that answers
+    /// again: the changes no event reports, looked for every
+    /// [`WATCH_INTERVAL`].
+    fn watch_peers(&mut self, now: Instant) {
+        let link = self.node.link();
+        self.io
+            .peer_log
+            .resize(link.peer_count(), PeerLog::default());
+        for (i, was) in self.io.peer_log.iter_mut().enumerate() {
+            let id = sdt_core::link::PeerId(i as u16);
+            let Some(p) = link.peer(id, now).filter(|_| !link.is_retired(id)) else {
+                *was = PeerLog::default();
+                continue;
+            };
+            let name = self.io.peer_names.get(i).map_or("?", String::as_str);
+            let heard = || match p.last_received {
+                Some(t) => format!(
+                    "last heard {:.1} s ago",
+                    now.saturating_since(t).as_secs_f64()
+                ),
+                None => "never heard".to_owned(),
+            };
+            if was.up && !p.session_up {
+                info!(
+                    target: SESSION,
+                    peer = name,
+                    "peer {name}: session down: its keys expired with no new handshake ({})",
+                    heard()
+                );
+            }
+            if p.session_up && p.overdue && !was.stale {
+                info!(
+                    target: SESSION,
+                    peer = name,
+                    "peer {name}: stale: sent to and not answering ({}); the session is kept \
+                     until its keys expire",
+                    heard()
+                );
+            } else if was.stale && p.session_up && !p.overdue {
+                info!(target: SESSION, peer = name, "peer {name}: answers again");
+            }
+            was.up = p.session_up;
+            was.stale = p.session_up && p.overdue;
+        }
     }
 
     /// Sends what the turn queued, from the buffer it was handled in.
@@ -625,8 +702,9 @@ impl Loop {
         let stats = self.tx.flush(self.rx.buffer());
         let failed = stats.queue_full + stats.errors + stats.bad_range;
         self.io.send_errors += failed as u64;
-        for f in self.tx.failures() {
-            debug!("send on fd {}: {:?}", f.fd, f.why);
+        if let Some(f) = self.tx.failures().first() {
+            self.io
+                .log_send_failures(self.tx.failures().len(), f.fd, &f.why);
         }
         // A send that picked up an earlier ICMP port unreachable of its
         // connected socket: the target refused (and this datagram is lost,
@@ -643,6 +721,7 @@ impl Loop {
             for fd in refused {
                 if let Some(socket) = self.io.customer_of_fd(fd) {
                     let buf = &mut self.scratch;
+                    self.io.origin = Origin::Customer(socket, None);
                     let r = self.node.handle_target_refused(now, socket, buf);
                     self.node.carry_out(&mut self.io, buf, r);
                 }
@@ -735,8 +814,17 @@ impl Loop {
             let base = d.slot_index * stride + d.room.start;
             let room = &mut d.slot[d.room.clone()];
             let range = d.range.start - d.room.start..d.range.end - d.room.start;
+            self.io.origin = Origin::Link(d.from);
             let r = self.node.handle_link_datagram(now, d.from, room, range);
-            emit(&mut self.node, &mut self.io, &mut self.tx, room, base, r);
+            emit(
+                now,
+                &mut self.node,
+                &mut self.io,
+                &mut self.tx,
+                room,
+                base,
+                r,
+            );
             if self.node.needs_flush() {
                 // Handshake messages and cookie replies go from `scratch`,
                 // not from the batch: the queued sends are untouched.
@@ -769,10 +857,11 @@ impl Loop {
                 // ICMP port unreachable from a connected socket's target:
                 // the error is consumed; datagrams may follow. Counted as
                 // target_unreachable, and the entry is told.
-                debug!("{socket:?}: {e}");
+                debug!("{}: {e}", sockets::SocketName(socket));
                 if e.raw_os_error() == Some(libc::ECONNREFUSED) {
                     let now = self.now();
                     let buf = &mut self.scratch;
+                    self.io.origin = Origin::Customer(socket, None);
                     let r = self.node.handle_target_refused(now, socket, buf);
                     self.node.carry_out(&mut self.io, buf, r);
                 }
@@ -793,10 +882,19 @@ impl Loop {
         let more = self.rx.messages() == self.rx.slots();
         while let Some(d) = self.rx.next_datagram() {
             let base = d.slot_index * stride;
+            self.io.origin = Origin::Customer(socket, Some(d.from));
             let r = self
                 .node
                 .handle_customer_datagram(now, socket, d.from, d.slot, d.range);
-            emit(&mut self.node, &mut self.io, &mut self.tx, d.slot, base, r);
+            emit(
+                now,
+                &mut self.node,
+                &mut self.io,
+                &mut self.tx,
+                d.slot,
+                base,
+                r,
+            );
         }
         more
     }
@@ -830,10 +928,12 @@ impl Loop {
                     return false;
                 }
             };
+            self.io.origin = Origin::Tun(service);
             let r = self
                 .node
                 .handle_tun_packet(now, service, slot, headroom..headroom + len);
             emit(
+                now,
                 &mut self.node,
                 &mut self.io,
                 &mut self.tx,
@@ -851,6 +951,7 @@ impl Loop {
 /// sends queued in `tx` for the end of the turn, TUN writes at once, drops
 /// to the log. As [`sdt_core::node::Node::carry_out`] does, but batched.
 fn emit(
+    now: Instant,
     node: &mut DaemonNode,
     io: &mut MioIo,
     tx: &mut SendBatch,
@@ -883,7 +984,7 @@ fn emit(
         }
         Ok(Output::Consumed | Output::Queued) => Ok(()),
         Err(dropped) => {
-            io.dropped(dropped);
+            io.log_drop(dropped, |from| peer_at(node, from, now));
             Ok(())
         }
     };
@@ -892,6 +993,45 @@ fn emit(
         // receive batch. Counted rather than trusted.
         io.send_errors += 1;
     }
+}
+
+/// The peer whose endpoint is `from`, for a drop line.
+fn peer_at(node: &DaemonNode, from: SocketAddr, now: Instant) -> Option<usize> {
+    let link = node.link();
+    (0..link.peer_count()).find(|&i| {
+        let id = sdt_core::link::PeerId(i as u16);
+        !link.is_retired(id) && link.peer(id, now).and_then(|p| p.endpoint) == Some(from)
+    })
+}
+
+/// A service as its start line names it: `service 1 (forward entry, peer
+/// y, listening on 127.0.0.1:5353)`.
+fn service_label(config: &Config, spec: &crate::config::ServiceSpec) -> String {
+    use std::fmt::Write as _;
+    let peer = match spec.peer {
+        crate::config::PeerRef::Named(i) => config.peers.get(i).map_or("?", |p| p.name.as_str()),
+        crate::config::PeerRef::Any => "any peer",
+    };
+    let mut t = format!(
+        "service {} ({} {}, peer {peer}",
+        spec.id,
+        spec.mode.as_str(),
+        spec.half.as_str()
+    );
+    if let Some(l) = spec.listen {
+        let _ = write!(t, ", listening on {l}");
+    }
+    if let Some(a) = spec.target {
+        let _ = write!(t, ", target {a}");
+    }
+    if let Some(tun) = &spec.tun {
+        let _ = write!(t, ", TUN device {}", tun.name);
+    }
+    if !spec.allow.is_empty() {
+        let _ = write!(t, ", {} allow rules", spec.allow.len());
+    }
+    t.push(')');
+    t
 }
 
 #[cfg(test)]

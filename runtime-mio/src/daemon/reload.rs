@@ -34,6 +34,7 @@ use sdt_core::link::PeerConfig;
 use sdt_core::node::{ReloadSummary, ServiceConfig};
 use tracing::{info, warn};
 
+use super::sockets::{PeerLog, SESSION};
 use super::{control, Loop};
 use crate::build::{peer_config, service_config};
 use crate::config::{Config, Half, Mode, ServiceSpec};
@@ -52,7 +53,7 @@ impl Loop {
         let file = new.path.display().to_string();
         let result = self.apply(new, &file);
         match &result {
-            Ok(line) => info!("{line}"),
+            Ok(line) => info!(target: SESSION, "{line}"),
             Err(why) => warn!("reload refused: {why}"),
         }
         result
@@ -106,6 +107,21 @@ impl Loop {
         self.io.close_at_once = false;
         self.config = new;
         self.io.peer_names = crate::status::peer_names(&self.node, &self.config);
+        // What the log says of each peer follows core's slots too: a kept
+        // peer keeps its state, a new one starts from what it is now.
+        let link = self.node.link();
+        self.io.peer_log = (0..link.peer_count())
+            .map(|i| {
+                let id = sdt_core::link::PeerId(i as u16);
+                link.peer(id, now).filter(|_| !link.is_retired(id)).map_or(
+                    PeerLog::default(),
+                    |p| PeerLog {
+                        up: p.session_up,
+                        stale: p.session_up && p.overdue,
+                    },
+                )
+            })
+            .collect();
         let line = summary_line(file, &summary);
         let failed: Vec<String> = self.io.service_open_errors[errors_before..]
             .iter()

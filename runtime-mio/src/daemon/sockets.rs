@@ -11,6 +11,7 @@ use sdt_core::link::LinkEvent;
 use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, ServiceDrop, SocketId};
 use tracing::{debug, error, info, warn};
 
+use super::droplog::{self, DropLog, Limiter, WINDOW};
 use super::tun::Tun;
 use super::udp::{self, KernelDrops, Offloads};
 
@@ -20,6 +21,54 @@ pub const FIRST_CUSTOMER_TOKEN: usize = 1024;
 /// Socket buffer asked for on an exit channel's socket: one client's
 /// traffic, and there may be thousands of them.
 const CHANNEL_SOCKET_BUFFER: usize = 256 << 10;
+
+/// The log target of session changes: logged at info by `sdt run` by
+/// default (docs/logging.md).
+pub const SESSION: &str = "sdt::session";
+/// The log target of rekeys: at info, but not by default (one every two
+/// minutes per peer).
+pub const REKEY: &str = "sdt::session::rekey";
+/// The log target of drops: the first of each reason at info (by
+/// default), the rest at debug, rate limited ([`droplog`]).
+pub const DROP: &str = "sdt::drop";
+
+/// Where the datagram being handled came from, as far as drop lines are
+/// concerned: set by the loop before each one is handled (a copy, no
+/// allocation).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Origin {
+    /// No datagram (timers, reloads).
+    #[default]
+    None,
+    /// From the link socket, from this address.
+    Link(SocketAddr),
+    /// From a customer socket, from this address if known.
+    Customer(SocketId, Option<SocketAddr>),
+    /// From a router entry's TUN device, of this service.
+    Tun(u8),
+}
+
+/// What the log last said of a peer's session, by peer id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerLog {
+    /// Its session is up.
+    pub up: bool,
+    /// It was sent to and does not answer, its session up.
+    pub stale: bool,
+}
+
+/// A customer socket as log lines name it: `service 1 socket`, `exit
+/// channel socket (slot 3)`.
+pub struct SocketName(pub SocketId);
+
+impl std::fmt::Display for SocketName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            SocketId::Service(id) => write!(f, "service {id} socket"),
+            SocketId::Channel(c) => write!(f, "exit channel socket (slot {})", c.slot()),
+        }
+    }
+}
 
 /// A customer socket.
 #[derive(Debug)]
@@ -54,6 +103,16 @@ pub struct MioIo {
     /// While the daemon starts, a service socket that cannot be opened is
     /// only recorded: the start fails and reports it in one line.
     pub starting: bool,
+    /// The drop log's rate limit, and the clock it reads.
+    drop_log: DropLog,
+    log_clock: std::time::Instant,
+    /// The rate limits of the failed-send and failed-channel-socket lines.
+    send_log: Limiter,
+    open_log: Limiter,
+    /// Where the datagram being handled came from, for drop lines.
+    pub origin: Origin,
+    /// What the log last said of each peer's session, by peer id.
+    pub peer_log: Vec<PeerLog>,
     /// Sockets the node closed during the current turn, kept open until the
     /// turn's sends are out ([`MioIo::bury`]): a batched send still names
     /// their file descriptors, and a descriptor closed early could be
@@ -87,6 +146,158 @@ impl MioIo {
             starting: true,
             graveyard: Vec::new(),
             close_at_once: false,
+            drop_log: DropLog::default(),
+            send_log: Limiter::default(),
+            open_log: Limiter::default(),
+            log_clock: std::time::Instant::now(),
+            origin: Origin::None,
+            peer_log: Vec::new(),
+        }
+    }
+
+    /// A drop of `dropped`, from [`MioIo::origin`], to the log: the
+    /// first of its reason at info, later ones at debug under the
+    /// [`droplog`] rule. `peer_at` names the peer whose endpoint an
+    /// address is (called only for a line that is logged). A suppressed
+    /// drop costs a few comparisons and no allocation; below debug, none is
+    /// even timed.
+    pub fn log_drop(
+        &mut self,
+        dropped: Dropped,
+        peer_at: impl FnOnce(SocketAddr) -> Option<usize>,
+    ) {
+        if !tracing::enabled!(target: DROP, tracing::Level::DEBUG) {
+            if tracing::enabled!(target: DROP, tracing::Level::INFO) && self.drop_log.first(dropped)
+            {
+                self.drop_line(dropped, true, peer_at);
+            }
+            return;
+        }
+        let hit = self.drop_log.hit(dropped, self.log_clock.elapsed());
+        if let Some(n) = hit.summary {
+            summary_line(dropped, n, false);
+        }
+        if hit.log {
+            let first = self.drop_log.first(dropped);
+            self.drop_line(dropped, first, peer_at);
+        }
+    }
+
+    /// The line of one drop.
+    fn drop_line(
+        &self,
+        dropped: Dropped,
+        first: bool,
+        peer_at: impl FnOnce(SocketAddr) -> Option<usize>,
+    ) {
+        let (layer, reason) = droplog::parts(dropped);
+        let (mut peer, mut service, mut from) = (None, None, None);
+        let source = match self.origin {
+            Origin::Link(a) => {
+                from = Some(a);
+                peer = peer_at(a).map(|i| self.peer(sdt_core::link::PeerId(i as u16)));
+                match peer {
+                    Some(name) => format!("from {a} (peer {name}'s endpoint)"),
+                    None => format!("from {a} (no peer's endpoint)"),
+                }
+            }
+            Origin::Customer(SocketId::Service(id), a) => {
+                service = Some(id);
+                from = a;
+                match a {
+                    Some(a) => format!("of service {id} from client {a}"),
+                    None => format!("of service {id}"),
+                }
+            }
+            Origin::Customer(SocketId::Channel(c), a) => {
+                from = a;
+                match a {
+                    Some(a) => format!("from {a} on exit channel socket (slot {})", c.slot()),
+                    None => format!("on exit channel socket (slot {})", c.slot()),
+                }
+            }
+            Origin::Tun(id) => {
+                service = Some(id);
+                format!("from the TUN device of service {id}")
+            }
+            Origin::None => String::new(),
+        };
+        let from = from.as_ref().map(tracing::field::display);
+        if first {
+            info!(
+                target: DROP,
+                layer,
+                reason,
+                peer,
+                service,
+                from,
+                "dropped a datagram {source}: {layer} {reason} (the first drop of this reason; \
+                 every one is counted in sdt status, and logged at debug level, -vv, at most {} \
+                 a reason in {} s)",
+                droplog::BURST,
+                WINDOW.as_secs()
+            );
+        } else {
+            debug!(
+                target: DROP,
+                layer,
+                reason,
+                peer,
+                service,
+                from,
+                "dropped a datagram {source}: {layer} {reason}"
+            );
+        }
+    }
+
+    /// Logs the summaries of drop log windows that are over.
+    pub fn expire_drop_log(&mut self) {
+        let now = self.log_clock.elapsed();
+        self.drop_log.expire(now, |d, n| summary_line(d, n, false));
+        if let Some(n) = self.send_log.expire(now) {
+            debug!(target: DROP, suppressed = n, "suppressed {n} similar failed sends in the last {} s", WINDOW.as_secs());
+        }
+    }
+
+    /// How long until [`MioIo::expire_drop_log`] has a summary to log.
+    pub fn log_timeout(&self) -> Option<std::time::Duration> {
+        let now = self.log_clock.elapsed();
+        [self.drop_log.deadline(), self.send_log.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| d.saturating_sub(now))
+    }
+
+    /// Logs, for each reason, the drops the rate limit kept out of the log
+    /// since its last line: at stop, so that the lines account for every
+    /// drop `sdt status` counted.
+    pub fn flush_drop_log(&mut self) {
+        self.drop_log.flush(|d, n| summary_line(d, n, true));
+        let n = self.send_log.take();
+        if n > 0 {
+            debug!(target: DROP, suppressed = n, "suppressed {n} similar failed sends before stopping");
+        }
+    }
+
+    /// `n` sends of one turn failed, the first on `fd` for `why`: a line,
+    /// rate limited as drops are (a full queue fails thousands).
+    pub fn log_send_failures(&mut self, n: usize, fd: i32, why: &udp::SendFailure) {
+        if !tracing::enabled!(target: DROP, tracing::Level::DEBUG) {
+            return;
+        }
+        let hit = self.send_log.hit(self.log_clock.elapsed());
+        if let Some(s) = hit.summary {
+            debug!(target: DROP, suppressed = s, "suppressed {s} similar failed sends in the last {} s", WINDOW.as_secs());
+        }
+        if hit.log {
+            let socket = if fd == std::os::fd::AsRawFd::as_raw_fd(&self.link) {
+                "the link socket".to_owned()
+            } else {
+                self.customer_of_fd(fd)
+                    .map_or_else(|| format!("fd {fd}"), |s| SocketName(s).to_string())
+            };
+            debug!(target: DROP, failed = n as u64, "{n} sends failed in one turn, the first on {socket}: {why}");
         }
     }
 
@@ -139,9 +350,7 @@ impl MioIo {
     }
 
     fn peer(&self, id: sdt_core::link::PeerId) -> &str {
-        self.peer_names
-            .get(usize::from(id.0))
-            .map_or("?", String::as_str)
+        peer_name(&self.peer_names, id)
     }
 
     fn add(
@@ -191,7 +400,19 @@ impl MioIo {
                 self.service_open_errors.push((id, format!("{what}: {e}")));
             }
             SocketId::Channel(_) => {
-                warn!("exit channel socket: {what}: {e}; the channel is dropped")
+                // Out of descriptors, every new channel fails: rate
+                // limited as drops are.
+                let hit = self.open_log.hit(self.log_clock.elapsed());
+                if let Some(n) = hit.summary {
+                    warn!(
+                        suppressed = n,
+                        "suppressed {n} similar exit channel socket failures in the last {} s",
+                        WINDOW.as_secs()
+                    );
+                }
+                if hit.log {
+                    warn!("exit channel socket: {what}: {e}; the channel is dropped");
+                }
             }
         }
         OpenFailed
@@ -200,10 +421,52 @@ impl MioIo {
     fn sent(&mut self, what: &str, r: io::Result<usize>) {
         if let Err(e) = r {
             self.send_errors += 1;
-            if e.kind() != io::ErrorKind::WouldBlock {
-                debug!("send {what}: {e}");
+            if e.kind() != io::ErrorKind::WouldBlock
+                && tracing::enabled!(target: DROP, tracing::Level::DEBUG)
+            {
+                let hit = self.send_log.hit(self.log_clock.elapsed());
+                if let Some(n) = hit.summary {
+                    debug!(
+                        target: DROP,
+                        suppressed = n,
+                        "suppressed {n} similar failed sends in the last {} s",
+                        WINDOW.as_secs()
+                    );
+                }
+                if hit.log {
+                    debug!(target: DROP, "send {what}: {e}");
+                }
             }
         }
+    }
+}
+
+/// The name of peer `id` in `names` (by peer id), `?` if none.
+fn peer_name(names: &[String], id: sdt_core::link::PeerId) -> &str {
+    names.get(usize::from(id.0)).map_or("?", String::as_str)
+}
+
+/// The summary of a drop log window: `n` drops of `dropped` not logged
+/// in it, or (`stopping`) not logged since the window began.
+fn summary_line(dropped: Dropped, n: u64, stopping: bool) {
+    let (layer, reason) = droplog::parts(dropped);
+    if stopping {
+        debug!(
+            target: DROP,
+            layer,
+            reason,
+            suppressed = n,
+            "suppressed {n} similar drops ({layer} {reason}) before stopping"
+        );
+    } else {
+        debug!(
+            target: DROP,
+            layer,
+            reason,
+            suppressed = n,
+            "suppressed {n} similar drops ({layer} {reason}) in the last {} s",
+            WINDOW.as_secs()
+        );
     }
 }
 
@@ -213,7 +476,7 @@ impl Io for MioIo {
             .map_err(|e| self.open_failed(socket, format!("cannot bind {local}"), e))?;
         self.add(socket, s, false)
             .map_err(|e| self.open_failed(socket, format!("cannot register {local}"), e))?;
-        debug!("{socket:?}: bound {local}");
+        debug!("{}: bound {local}", SocketName(socket));
         Ok(())
     }
 
@@ -292,18 +555,46 @@ impl Io for MioIo {
 
     fn event(&mut self, event: NodeEvent) {
         match event {
-            NodeEvent::Link(LinkEvent::SessionUp(p)) => info!("peer {}: session up", self.peer(p)),
+            NodeEvent::Link(LinkEvent::SessionUp(p)) => {
+                let name = peer_name(&self.peer_names, p);
+                let i = usize::from(p.0);
+                if self.peer_log.len() <= i {
+                    self.peer_log.resize(i + 1, PeerLog::default());
+                }
+                let was = std::mem::replace(
+                    &mut self.peer_log[i],
+                    PeerLog {
+                        up: true,
+                        stale: false,
+                    },
+                );
+                if was.up {
+                    info!(target: REKEY, peer = name, "peer {name}: rekeyed: a new session replaces the old");
+                } else {
+                    info!(target: SESSION, peer = name, "peer {name}: session up: handshake done");
+                }
+            }
             NodeEvent::Link(LinkEvent::PeerRestarted(p)) => {
+                let name = peer_name(&self.peer_names, p);
+                if let Some(l) = self.peer_log.get_mut(usize::from(p.0)) {
+                    *l = PeerLog::default();
+                }
                 info!(
-                    "peer {}: its node restarted; its channels are dropped",
-                    self.peer(p)
+                    target: SESSION,
+                    peer = name,
+                    "peer {name}: session down: its node restarted; its channels are dropped"
                 )
             }
-            NodeEvent::Link(LinkEvent::Roamed(p)) => info!("peer {}: endpoint moved", self.peer(p)),
+            NodeEvent::Link(LinkEvent::Roamed(p)) => {
+                let name = peer_name(&self.peer_names, p);
+                info!(target: SESSION, peer = name, "peer {name}: endpoint moved")
+            }
             NodeEvent::Link(LinkEvent::HandshakeTimedOut(p)) => {
+                let name = peer_name(&self.peer_names, p);
                 warn!(
-                    "peer {}: no handshake answer for 90 s (unreachable?)",
-                    self.peer(p)
+                    target: SESSION,
+                    peer = name,
+                    "peer {name}: no handshake answer for 90 s (unreachable?)"
                 )
             }
             NodeEvent::Mismatch {
@@ -349,12 +640,16 @@ impl Io for MioIo {
                     self.peer(peer)
                 )
             }
-            other => info!("{other:?}"),
+            // A kind of event this daemon does not know yet (core may add
+            // some): its Debug form is all there is.
+            other => info!("node event: {other:?}"),
         }
     }
 
     fn dropped(&mut self, dropped: Dropped) {
-        debug!("dropped: {dropped}");
+        // From core's own carry_out and flush: the origin, if any, names
+        // a socket, not a peer's endpoint.
+        self.log_drop(dropped, |_| None);
     }
 }
 

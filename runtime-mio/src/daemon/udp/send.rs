@@ -29,6 +29,16 @@ pub(crate) enum SendFailure {
     BadRange,
 }
 
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::QueueFull => f.write_str("send queue full"),
+            SendFailure::Error(errno) => std::io::Error::from_raw_os_error(*errno).fmt(f),
+            SendFailure::BadRange => f.write_str("datagram outside the send buffer"),
+        }
+    }
+}
+
 /// One datagram of the last flush that was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SendFailed {

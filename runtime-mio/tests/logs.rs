@@ -1,0 +1,371 @@
+//! What a node logs (issue 12, finding 4), with real nodes on loopback.
+//!
+//! X runs `sdt -vv run --log-format json` and is flooded with forged link
+//! datagrams (dropped as `malformed`) and with clients its full channel
+//! table refuses (`table_full`): every stderr line is one JSON object; the
+//! drop lines name the reason, the service and the source; they are rate
+//! limited (a burst per window, then a `suppressed K` summary) while
+//! `sdt status --json` counts every drop, and lines and summaries add up
+//! to the count. Y runs at the default level, in text: it logs X's
+//! session up, and when X restarts, the session down. The restarted X runs
+//! at the default level too: session up, the first forged datagram from
+//! Y's endpoint (by peer name), a reload, Y gone stale; no debug lines.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sdt::loopback::{free_port, Echo};
+use sdt::status::Status;
+use serde_json::Value;
+use support::node::{write_private, Keys};
+use support::{run, wait_until, Proc, SDT};
+
+/// Forged datagrams sent to X's link port.
+const FORGED: usize = 3000;
+/// Clients refused by X's full channel table.
+const REFUSED: usize = 200;
+/// The rate limit's burst and window (`runtime-mio/src/daemon/droplog.rs`).
+const BURST: usize = 5;
+const WINDOW: Duration = Duration::from_secs(10);
+
+fn status_json(socket: &Path) -> Status {
+    let out = run(
+        Command::new(SDT)
+            .args(["status", "--json", "--socket"])
+            .arg(socket),
+        Duration::from_secs(20),
+    );
+    assert!(out.ok(), "{out}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+fn spawn(dir: &Path, name: &str, args: &[&str], config: &Path, socket: &Path) -> Proc {
+    let mut cmd = Command::new(SDT);
+    cmd.args(args)
+        .args(["run", "-c"])
+        .arg(config)
+        .env_remove("RUST_LOG");
+    support::die_with_parent(&mut cmd);
+    let mut proc = Proc::spawn(name, dir, &mut cmd, false);
+    let up = wait_until(Duration::from_secs(10), || {
+        proc.exited().is_none() && sdt::daemon::query_status(socket, false).is_ok()
+    });
+    assert!(up, "node {name} did not come up: {}", proc.describe());
+    proc
+}
+
+/// Every stderr line of `proc`, each of which must be a JSON object with a
+/// string `timestamp`, `level`, `target` and `message`.
+fn json_lines(proc: &Proc) -> Vec<Value> {
+    let text = proc.stderr_text();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+            for key in ["timestamp", "level", "target", "message"] {
+                assert!(v[key].is_string(), "no {key}: {l}");
+            }
+            v
+        })
+        .collect();
+    assert!(!lines.is_empty(), "no log lines");
+    lines
+}
+
+fn message(v: &Value) -> &str {
+    v["message"].as_str().unwrap_or_default()
+}
+
+/// No line shows a Rust Debug form of core's types.
+fn no_debug_forms<'a>(messages: impl IntoIterator<Item = &'a str>) {
+    for m in messages {
+        for form in ["Service(", "PeerId(", "Link(", "Channel(", "Some("] {
+            assert!(!m.contains(form), "a Debug form: {m}");
+        }
+    }
+}
+
+fn drop_count(drops: &[(String, u64)], reason: &str) -> u64 {
+    drops
+        .iter()
+        .filter(|(r, _)| r == reason)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Malformed link datagrams `sdt status` counted, wherever it counted them.
+fn malformed(s: &Status) -> u64 {
+    drop_count(&s.unattributed_drops, "malformed")
+        + s.peers
+            .iter()
+            .map(|p| drop_count(&p.drops, "malformed"))
+            .sum::<u64>()
+}
+
+fn table_full(s: &Status) -> u64 {
+    s.services
+        .iter()
+        .map(|x| drop_count(&x.drops, "table_full"))
+        .sum()
+}
+
+/// Waits until `count` stops changing; its value then.
+fn settled(socket: &Path, count: impl Fn(&Status) -> u64) -> u64 {
+    let mut last = u64::MAX;
+    let ok = wait_until(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = count(&status_json(socket));
+        let same = now == last;
+        last = now;
+        same
+    });
+    assert!(ok, "drop count never settled at {last}");
+    last
+}
+
+/// The drop lines of one reason: (lines for single drops, the drops the
+/// summaries carry).
+fn drop_lines<'a>(lines: &'a [Value], reason: &str) -> (Vec<&'a Value>, u64) {
+    let of: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["target"] == "sdt::drop" && v["reason"] == reason)
+        .collect();
+    let single = of
+        .iter()
+        .copied()
+        .filter(|v| v.get("suppressed").is_none())
+        .collect();
+    let summarised = of.iter().filter_map(|v| v["suppressed"].as_u64()).sum();
+    (single, summarised)
+}
+
+#[test]
+fn drops_and_session_changes_are_logged_by_name_and_rate_limited() {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let echo = Echo::start().unwrap();
+    let (kx, ky) = (Keys::new(), Keys::new());
+    let (x_link, y_link, entry) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let (x_config, x_socket) = (d.join("x.toml"), d.join("x.sock"));
+    let (y_config, y_socket) = (d.join("y.toml"), d.join("y.sock"));
+    write_private(
+        &y_config,
+        &format!(
+            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{y_link}\"\n\n\
+             [[peer]]\nname = \"x\"\npublic_key = \"{}\"\n\n\
+             [[service]]\nid = 1\npeer = \"x\"\nmode = \"forward\"\ntarget = \"{}\"\n",
+            y_socket.display(),
+            ky.private,
+            kx.public,
+            echo.addr
+        ),
+    );
+    // One channel at most, never evicted within the test: the second
+    // client on is refused as table_full.
+    write_private(
+        &x_config,
+        &format!(
+            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{x_link}\"\n\n\
+             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{y_link}\"\n\
+             keep_up = true\n\n\
+             [[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"{entry}\"\n\
+             max_channels = 1\nmin_idle_for_eviction = \"1h\"\n",
+            x_socket.display(),
+            kx.private,
+            ky.public
+        ),
+    );
+    let mut y = spawn(d, "y", &[], &y_config, &y_socket);
+    let started = Instant::now();
+    let mut x = spawn(
+        d,
+        "x",
+        &["-vv", "--log-format", "json"],
+        &x_config,
+        &x_socket,
+    );
+    let up = wait_until(Duration::from_secs(15), || {
+        status_json(&x_socket).peers[0].session_up
+    });
+    assert!(up, "no session: {}", x.describe());
+
+    // The one channel X has room for, answered through Y.
+    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let answered = wait_until(Duration::from_secs(15), || {
+        let _ = first.send_to(b"first", entry);
+        first.recv(&mut [0; 64]).is_ok()
+    });
+    assert!(answered, "no echo through the tunnel");
+
+    // The floods: forged link datagrams, and clients the table refuses.
+    let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..FORGED {
+        let _ = forger.send_to(&[0xff, i as u8, 0, 0, 0, 0, 0, 0], x_link);
+        if i % 100 == 99 {
+            // Room for X to read, so that most are counted rather than
+            // lost in the kernel's queue.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let clients: Vec<UdpSocket> = (0..REFUSED)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for c in &clients {
+        let _ = c.send_to(b"refused", entry);
+    }
+    let forged = settled(&x_socket, malformed);
+    let refused = settled(&x_socket, table_full);
+    assert!(
+        forged >= FORGED as u64 / 2,
+        "only {forged} of {FORGED} counted"
+    );
+    assert!(
+        refused >= REFUSED as u64 / 2,
+        "only {refused} of {REFUSED} counted"
+    );
+    // The window ends: its summary is logged without waiting for more.
+    let summary = wait_until(WINDOW * 3, || {
+        x.stderr_text()
+            .contains("(link malformed) in the last 10 s")
+    });
+    assert!(summary, "no summary at the window's end: {}", x.describe());
+    x.terminate_ok();
+    let elapsed = started.elapsed();
+
+    let lines = json_lines(&x);
+    no_debug_forms(lines.iter().map(message));
+    let session_up = lines.iter().find(|v| {
+        v["target"] == "sdt::session" && message(v) == "peer y: session up: handshake done"
+    });
+    assert!(session_up.is_some_and(|v| v["level"] == "INFO" && v["peer"] == "y"));
+    assert!(lines.iter().any(|v| message(v).starts_with(&format!(
+        "service 1 (forward entry, peer y, listening on {entry}): started"
+    ))));
+    // Each reason: a burst per window (the first line at info, the rest at
+    // debug), and the summaries carry the rest, to the count status shows.
+    let windows = (elapsed.as_secs() / WINDOW.as_secs()) as usize + 1;
+    for (reason, counted, source) in [
+        ("malformed", forged, forger.local_addr().unwrap()),
+        ("table_full", refused, clients[0].local_addr().unwrap()),
+    ] {
+        let (single, summarised) = drop_lines(&lines, reason);
+        println!(
+            "{reason}: {counted} counted, {} lines, {summarised} in summaries, {} lines in all",
+            single.len(),
+            lines.len()
+        );
+        assert!(single.len() <= BURST * windows, "{reason}: {single:#?}");
+        assert_eq!(single[0]["level"], "INFO", "{}", single[0]);
+        assert!(single[1..].iter().all(|v| v["level"] == "DEBUG"));
+        assert_eq!(
+            single.len() as u64 + summarised,
+            counted,
+            "{reason}: every drop accounted for once"
+        );
+        assert!(
+            summarised > 0 && single.len() * 20 < counted as usize,
+            "not rate limited: {} lines for {counted} drops",
+            single.len()
+        );
+        if reason == "malformed" {
+            let line = single[0];
+            assert_eq!(line["layer"], "link", "{line}");
+            assert_eq!(line["from"], source.to_string(), "{line}");
+            assert!(
+                message(line).starts_with(&format!(
+                    "dropped a datagram from {source} (no peer's endpoint): link malformed"
+                )),
+                "{line}"
+            );
+        } else {
+            let line = single[0];
+            assert_eq!(line["layer"], "service", "{line}");
+            assert_eq!(line["service"], 1, "{line}");
+            assert!(line["from"].is_string(), "{line}");
+            assert!(
+                message(line).starts_with("dropped a datagram of service 1 from client 127.0.0.1:"),
+                "{line}"
+            );
+        }
+    }
+    // Far fewer lines in all than drops.
+    assert!(lines.len() * 10 < (forged + refused) as usize);
+
+    // X restarts at the default level: Y logs the session down and up.
+    let mut x = spawn(d, "x2", &["--log-format", "json"], &x_config, &x_socket);
+    let back = wait_until(Duration::from_secs(20), || {
+        let text = y.stderr_text();
+        text.contains("peer x: session down: its node restarted")
+            && text.matches("peer x: session up: handshake done").count() >= 2
+    });
+    assert!(back, "Y at the default level: {}", y.describe());
+
+    // A reload is logged at the default level.
+    let reloaded = run(
+        Command::new(SDT).args(["reload", "-c"]).arg(&x_config),
+        Duration::from_secs(20),
+    );
+    assert!(reloaded.ok(), "{reloaded}");
+
+    // Y goes; forged datagrams from its address are named by its peer,
+    // and what X sends it goes unanswered: X logs it stale.
+    y.terminate_ok();
+    let y_text = y.stderr_text();
+    no_debug_forms(y_text.lines());
+    assert!(!y_text.contains("DEBUG"), "{y_text}");
+    let impostor = UdpSocket::bind(y_link).unwrap();
+    for i in 0..20u8 {
+        let _ = impostor.send_to(&[0xff, i, 0, 0, 0, 0, 0, 0], x_link);
+    }
+    let stale = wait_until(Duration::from_secs(30), || {
+        let _ = first.send_to(b"anyone there?", entry);
+        std::thread::sleep(Duration::from_millis(200));
+        x.stderr_text()
+            .contains("peer y: stale: sent to and not answering")
+    });
+    assert!(stale, "no stale line: {}", x.describe());
+    x.terminate_ok();
+
+    let lines = json_lines(&x);
+    no_debug_forms(lines.iter().map(message));
+    assert!(
+        lines.iter().all(|v| v["level"] != "DEBUG"),
+        "debug lines at the default level: {lines:#?}"
+    );
+    let has = |target: &str, start: &str| {
+        lines
+            .iter()
+            .any(|v| v["target"] == target && message(v).starts_with(start))
+    };
+    assert!(has("sdt::session", "peer y: session up: handshake done"));
+    assert!(has(
+        "sdt::session",
+        "peer y: stale: sent to and not answering"
+    ));
+    assert!(has(
+        "sdt::session",
+        &format!("reloaded {}", x_config.display())
+    ));
+    let (single, summarised) = drop_lines(&lines, "malformed");
+    assert_eq!(single.len(), 1, "the first drop only: {single:#?}");
+    assert_eq!(summarised, 0);
+    assert_eq!(single[0]["peer"], "y", "{}", single[0]);
+    assert!(
+        message(single[0]).starts_with(&format!(
+            "dropped a datagram from {y_link} (peer y's endpoint): link malformed (the first"
+        )),
+        "{}",
+        single[0]
+    );
+}
