@@ -234,10 +234,22 @@ fn reloading_an_exit_unchanged_keeps_its_link_kept_up() {
     file_peer.keep_up = false;
     let summary = reload(&mut net, Y, &[file_peer.clone()], &exits).unwrap();
     assert_eq!(summary, ReloadSummary::default());
-    assert!(net.nodes[Y].link().peer_config(net.peer[Y]).unwrap().keep_up);
+    assert!(
+        net.nodes[Y]
+            .link()
+            .peer_config(net.peer[Y])
+            .unwrap()
+            .keep_up
+    );
     // Without its exits, nothing implies it any more.
     let summary = reload(&mut net, Y, &[file_peer], &[]).unwrap();
     assert_eq!(summary.services_removed, 2);
     assert_eq!(summary.peers_updated, 1);
-    assert!(!net.nodes[Y].link().peer_config(net.peer[Y]).unwrap().keep_up);
+    assert!(
+        !net.nodes[Y]
+            .link()
+            .peer_config(net.peer[Y])
+            .unwrap()
+            .keep_up
+    );
 }
