@@ -93,7 +93,7 @@ pub struct Cli {
 
     /// How log lines on stderr are written: `text` for people, `json` for
     /// log shippers (one object per line with timestamp, level, target,
-    /// message and the event's fields).
+    /// message and the event's fields; a command's error line too).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, value_name = "FORMAT")]
     pub log_format: LogFormat,
 
@@ -331,7 +331,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            let _ = writeln!(io::stderr(), "sdt: {e}");
+            let line = match cli.log_format {
+                LogFormat::Text => format!("sdt: {e}"),
+                LogFormat::Json => crate::logfmt::json_line("ERROR", "sdt", &e.to_string()),
+            };
+            let _ = writeln!(io::stderr(), "{line}");
             ExitCode::from(e.exit_code())
         }
     }

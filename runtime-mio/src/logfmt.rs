@@ -24,7 +24,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -58,34 +58,18 @@ where
 /// The JSON text of one event, without the newline: the four keys first,
 /// then the event's fields in the order it names them.
 fn line(event: &Event<'_>) -> String {
-    let mut time = String::new();
-    if SystemTime.format_time(&mut Writer::new(&mut time)).is_err() {
-        time.clear();
-    }
     let meta = event.metadata();
     let mut fields = Fields {
         message: String::new(),
         rest: Vec::new(),
     };
     event.record(&mut fields);
-    let mut out = String::from("{");
-    let head = [
-        ("timestamp", Value::String(time)),
-        ("level", Value::String(meta.level().to_string())),
-        ("target", Value::String(meta.target().to_owned())),
-        ("message", Value::String(fields.message)),
-    ];
-    let rest = fields.rest.iter().map(|(k, v)| (k.as_str(), v));
-    for (i, (key, value)) in head.iter().map(|(k, v)| (*k, v)).chain(rest).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(key.to_owned()).to_string());
-        out.push(':');
-        out.push_str(&value.to_string());
-    }
-    out.push('}');
-    out
+    object(
+        meta.level().as_str(),
+        meta.target(),
+        &fields.message,
+        fields.rest.iter().map(|(k, v)| (k.as_str(), v)),
+    )
 }
 
 /// An event's fields: its message, and the others by name.
@@ -239,21 +223,63 @@ fn write_lines(lines: &Receiver<Vec<u8>>, lost: &AtomicU64, json: bool) {
 /// The line saying `n` lines were lost, in either format.
 fn lost_line(n: u64, json: bool) -> String {
     let message = format!("{n} log lines lost: stderr was not read fast enough");
+    if json {
+        let lost = Value::from(n);
+        format!(
+            "{}\n",
+            object("WARN", "sdt::log", &message, [("lost", &lost)])
+        )
+    } else {
+        format!("{}  WARN sdt::log: {message}\n", now())
+    }
+}
+
+/// A line written outside `tracing` (a command's error) in the JSON
+/// format, without the newline.
+pub fn json_line(level: &str, target: &str, message: &str) -> String {
+    object(level, target, message, [])
+}
+
+/// One JSON object: `timestamp` (now), `level`, `target` and `message`,
+/// then `fields` in their order.
+fn object<'a>(
+    level: &str,
+    target: &str,
+    message: &str,
+    fields: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> String {
+    let head = [
+        ("timestamp", Value::String(now())),
+        ("level", Value::String(level.to_owned())),
+        ("target", Value::String(target.to_owned())),
+        ("message", Value::String(message.to_owned())),
+    ];
+    let mut out = String::from("{");
+    let mut push = |key: &str, value: &Value| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(key.to_owned()).to_string());
+        out.push(':');
+        out.push_str(&value.to_string());
+    };
+    for (key, value) in &head {
+        push(key, value);
+    }
+    for (key, value) in fields {
+        push(key, value);
+    }
+    out.push('}');
+    out
+}
+
+/// The time now as the log lines write it.
+fn now() -> String {
     let mut time = String::new();
     if SystemTime.format_time(&mut Writer::new(&mut time)).is_err() {
         time.clear();
     }
-    if json {
-        let mut object = Map::new();
-        object.insert("timestamp".into(), Value::String(time));
-        object.insert("level".into(), Value::String("WARN".into()));
-        object.insert("target".into(), Value::String("sdt::log".into()));
-        object.insert("message".into(), Value::String(message));
-        object.insert("lost".into(), Value::from(n));
-        format!("{}\n", Value::Object(object))
-    } else {
-        format!("{time}  WARN sdt::log: {message}\n")
-    }
+    time
 }
 
 impl<'a> MakeWriter<'a> for LogWriter {

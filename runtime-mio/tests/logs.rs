@@ -369,3 +369,39 @@ fn drops_and_session_changes_are_logged_by_name_and_rate_limited() {
         single[0]
     );
 }
+
+/// With `--log-format json`, a node that refuses to start says why in a
+/// JSON line too, with the same words as in text.
+#[test]
+fn a_refused_start_is_one_json_line() {
+    let dir = support::temp_dir();
+    let config = dir.path().join("broken.toml");
+    write_private(&config, "private_key = \"not a key\"\n");
+    let text = run(
+        Command::new(SDT)
+            .args(["run", "-c"])
+            .arg(&config)
+            .env_remove("RUST_LOG"),
+        Duration::from_secs(10),
+    );
+    let json = run(
+        Command::new(SDT)
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&config)
+            .env_remove("RUST_LOG"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(text.code(), Some(1), "{text}");
+    assert_eq!(json.code(), Some(1), "{json}");
+    let lines: Vec<&str> = json.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{json}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["level"], "ERROR", "{v}");
+    assert_eq!(v["target"], "sdt", "{v}");
+    assert!(v["timestamp"].is_string(), "{v}");
+    assert_eq!(
+        format!("sdt: {}", v["message"].as_str().unwrap()),
+        text.stderr.trim_end(),
+        "the same words"
+    );
+}

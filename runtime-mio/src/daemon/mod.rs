@@ -39,7 +39,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sdt_core::node::{HEADROOM, TAILROOM, TRANSMIT_BUFFER};
 use sdt_core::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::build::{build_node, BuildError, DaemonNode};
 use crate::config::Config;
@@ -794,7 +794,8 @@ impl Loop {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) => {
-                debug!("link socket: {e}");
+                self.io
+                    .log_socket_error(tracing::Level::DEBUG, "the link socket", &e);
                 return false;
             }
         }
@@ -857,7 +858,8 @@ impl Loop {
                 // ICMP port unreachable from a connected socket's target:
                 // the error is consumed; datagrams may follow. Counted as
                 // target_unreachable, and the entry is told.
-                debug!("{}: {e}", sockets::SocketName(socket));
+                self.io
+                    .log_socket_error(tracing::Level::DEBUG, sockets::SocketName(socket), &e);
                 if e.raw_os_error() == Some(libc::ECONNREFUSED) {
                     let now = self.now();
                     let buf = &mut self.scratch;
@@ -924,7 +926,8 @@ impl Loop {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
-                    warn!("service {service}: TUN read: {e}");
+                    let what = format_args!("the TUN device of service {service}");
+                    self.io.log_socket_error(tracing::Level::WARN, what, &e);
                     return false;
                 }
             };

@@ -109,6 +109,9 @@ pub struct MioIo {
     /// The rate limits of the failed-send and failed-channel-socket lines.
     send_log: Limiter,
     open_log: Limiter,
+    /// The rate limit of receive errors (a refusing target fails a read
+    /// per datagram sent to it).
+    recv_log: Limiter,
     /// Where the datagram being handled came from, for drop lines.
     pub origin: Origin,
     /// What the log last said of each peer's session, by peer id.
@@ -149,6 +152,7 @@ impl MioIo {
             drop_log: DropLog::default(),
             send_log: Limiter::default(),
             open_log: Limiter::default(),
+            recv_log: Limiter::default(),
             log_clock: std::time::Instant::now(),
             origin: Origin::None,
             peer_log: Vec::new(),
@@ -254,6 +258,12 @@ impl MioIo {
     pub fn expire_drop_log(&mut self) {
         let now = self.log_clock.elapsed();
         self.drop_log.expire(now, |d, n| summary_line(d, n, false));
+        if let Some(n) = self.open_log.expire(now) {
+            warn!(target: DROP, suppressed = n, "suppressed {n} similar exit channel socket failures in the last {} s", WINDOW.as_secs());
+        }
+        if let Some(n) = self.recv_log.expire(now) {
+            debug!(target: DROP, suppressed = n, "suppressed {n} similar read errors in the last {} s", WINDOW.as_secs());
+        }
         if let Some(n) = self.send_log.expire(now) {
             debug!(target: DROP, suppressed = n, "suppressed {n} similar failed sends in the last {} s", WINDOW.as_secs());
         }
@@ -262,11 +272,16 @@ impl MioIo {
     /// How long until [`MioIo::expire_drop_log`] has a summary to log.
     pub fn log_timeout(&self) -> Option<std::time::Duration> {
         let now = self.log_clock.elapsed();
-        [self.drop_log.deadline(), self.send_log.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|d| d.saturating_sub(now))
+        [
+            self.drop_log.deadline(),
+            self.send_log.deadline(),
+            self.recv_log.deadline(),
+            self.open_log.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| d.saturating_sub(now))
     }
 
     /// Logs, for each reason, the drops the rate limit kept out of the log
@@ -274,9 +289,42 @@ impl MioIo {
     /// drop `sdt status` counted.
     pub fn flush_drop_log(&mut self) {
         self.drop_log.flush(|d, n| summary_line(d, n, true));
-        let n = self.send_log.take();
-        if n > 0 {
-            debug!(target: DROP, suppressed = n, "suppressed {n} similar failed sends before stopping");
+        for (log, what) in [
+            (&mut self.send_log, "failed sends"),
+            (&mut self.recv_log, "read errors"),
+            (&mut self.open_log, "exit channel socket failures"),
+        ] {
+            let n = log.take();
+            if n > 0 {
+                debug!(target: DROP, suppressed = n, "suppressed {n} similar {what} before stopping");
+            }
+        }
+    }
+
+    /// A socket (or TUN device) `what` failed a read with `e`: a line at
+    /// `level` (target `sdt::drop`), rate limited as drops are.
+    pub fn log_socket_error(
+        &mut self,
+        level: tracing::Level,
+        what: impl std::fmt::Display,
+        e: &io::Error,
+    ) {
+        let hit = self.recv_log.hit(self.log_clock.elapsed());
+        let summary = hit.summary.unwrap_or(0);
+        if level == tracing::Level::WARN {
+            if summary > 0 {
+                warn!(target: DROP, suppressed = summary, "suppressed {summary} similar read errors in the last {} s", WINDOW.as_secs());
+            }
+            if hit.log {
+                warn!(target: DROP, "read from {what}: {e}");
+            }
+        } else {
+            if summary > 0 {
+                debug!(target: DROP, suppressed = summary, "suppressed {summary} similar read errors in the last {} s", WINDOW.as_secs());
+            }
+            if hit.log {
+                debug!(target: DROP, "read from {what}: {e}");
+            }
         }
     }
 
