@@ -134,6 +134,10 @@ impl Visit for Fields {
 /// dropped (and counted) rather than wait.
 pub const QUEUE_LINES: usize = 4096;
 
+/// How long [`Background::finish`] waits for the queued lines to be
+/// written.
+pub const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The writer thread of the log, and the means to stop it.
 #[derive(Debug)]
 pub struct Background {
@@ -179,17 +183,33 @@ impl Background {
         self.writer.clone()
     }
 
-    /// Writes out every line queued and stops the thread; lines logged
-    /// later are written to stderr directly.
+    /// Writes out every line queued and stops the thread, waiting at most
+    /// [`FINISH_TIMEOUT`] for a stderr nobody reads (the lines still
+    /// queued then are lost with the process); lines logged later are
+    /// written to stderr directly.
     pub fn finish(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            // An empty line is the end (the thread may have gone already).
-            let _ = self.writer.queue.send(Vec::new());
-            let _ = thread.join();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + FINISH_TIMEOUT;
+        // An empty line is the end (the thread may have gone already).
+        let mut end = Some(Vec::new());
+        while std::time::Instant::now() < deadline {
+            if let Some(e) = end.take() {
+                match self.writer.queue.try_send(e) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(e)) => end = Some(e),
+                }
+            }
+            if end.is_none() && thread.is_finished() {
+                let _ = thread.join();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 }

@@ -10,6 +10,9 @@
 //! session up, and when X restarts, the session down. The restarted X runs
 //! at the default level too: session up, the first forged datagram from
 //! Y's endpoint (by peer name), a reload, Y gone stale; no debug lines.
+//!
+//! Also: a refused start is one JSON line with `--log-format json`, and a
+//! stderr nobody reads does not stall the node (the log's writer thread).
 
 mod support;
 
@@ -404,4 +407,155 @@ fn a_refused_start_is_one_json_line() {
         text.stderr.trim_end(),
         "the same words"
     );
+}
+
+/// A stderr nobody reads (a stalled journal) stops only the log's writer
+/// thread: X is started with its stderr a pipe that is full before X
+/// writes a byte, and still comes up, answers `sdt status`, forwards and
+/// counts a flood of drops at -vv; once the pipe is read, its lines come
+/// out and it stops cleanly.
+#[test]
+fn a_stderr_nobody_reads_does_not_stall_the_node() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let echo = Echo::start().unwrap();
+    let (kx, ky) = (Keys::new(), Keys::new());
+    let (x_link, y_link, entry) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let (x_config, x_socket) = (d.join("x.toml"), d.join("x.sock"));
+    let (y_config, y_socket) = (d.join("y.toml"), d.join("y.sock"));
+    write_private(
+        &y_config,
+        &format!(
+            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{y_link}\"\n\n\
+             [[peer]]\nname = \"x\"\npublic_key = \"{}\"\n\n\
+             [[service]]\nid = 1\npeer = \"x\"\nmode = \"forward\"\ntarget = \"{}\"\n",
+            y_socket.display(),
+            ky.private,
+            kx.public,
+            echo.addr
+        ),
+    );
+    write_private(
+        &x_config,
+        &format!(
+            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{x_link}\"\n\n\
+             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{y_link}\"\n\
+             keep_up = true\n\n\
+             [[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"{entry}\"\n",
+            x_socket.display(),
+            kx.private,
+            ky.public
+        ),
+    );
+    let mut y = spawn(d, "y", &[], &y_config, &y_socket);
+
+    // The pipe, at its smallest and full.
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, owned from here on.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors of ours, each owned once.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let w = write_end.as_raw_fd();
+    // SAFETY: fcntl and write on a descriptor we own, with a valid buffer.
+    let prefilled = unsafe {
+        libc::fcntl(w, libc::F_SETPIPE_SZ, 4096);
+        let flags = libc::fcntl(w, libc::F_GETFL);
+        libc::fcntl(w, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let mut n = 0usize;
+        loop {
+            let r = libc::write(w, b"#".as_ptr().cast(), 1);
+            if r != 1 {
+                break;
+            }
+            n += 1;
+        }
+        // The node's writes are to block, as on a stalled journal.
+        libc::fcntl(w, libc::F_SETFL, flags);
+        n
+    };
+    assert!(prefilled >= 4096, "pipe of {prefilled} bytes");
+    let queued = |fd: &OwnedFd| {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int, on a descriptor we own.
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+        n as usize
+    };
+
+    let mut cmd = Command::new(SDT);
+    cmd.args(["-vv", "--log-format", "json", "run", "-c"])
+        .arg(&x_config)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end));
+    support::die_with_parent(&mut cmd);
+    let mut x = cmd.spawn().unwrap();
+    // The test's copy of the write end goes with `cmd`: X holds the only one.
+    drop(cmd);
+    let up = wait_until(Duration::from_secs(15), || {
+        sdt::daemon::query_status(&x_socket, false).is_ok()
+            && status_json(&x_socket).peers[0].session_up
+    });
+    assert!(up, "X did not come up with its stderr stalled");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let answered = wait_until(Duration::from_secs(15), || {
+        let _ = client.send_to(b"through", entry);
+        client.recv(&mut [0; 64]).is_ok()
+    });
+    assert!(answered, "no echo through X with its stderr stalled");
+    let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..1000 {
+        let _ = forger.send_to(&[0xff, i as u8, 0, 0, 0, 0, 0, 0], x_link);
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let counted = settled(&x_socket, malformed);
+    assert!(counted >= 500, "only {counted} of 1000 counted");
+    assert_eq!(
+        queued(&read_end),
+        prefilled,
+        "X got a byte into the full pipe"
+    );
+
+    // Read the pipe; X's lines come out, and it stops cleanly.
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = std::fs::File::from(read_end).read_to_end(&mut all);
+        all
+    });
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(x.id() as i32, libc::SIGTERM) };
+    let exited = wait_until(Duration::from_secs(20), || {
+        x.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = x.kill();
+    }
+    let status = x.wait().unwrap();
+    assert!(exited && status.success(), "X: {status}");
+    let all = reader.join().unwrap();
+    let text = String::from_utf8_lossy(&all[prefilled..]).into_owned();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    println!("{} lines once the pipe was read", lines.len());
+    assert!(lines
+        .iter()
+        .any(|v| message(v) == "peer y: session up: handshake done"));
+    assert!(lines.iter().any(|v| v["reason"] == "malformed"));
+    assert!(lines.iter().any(|v| message(v) == "stopping"));
+    y.terminate_ok();
 }
