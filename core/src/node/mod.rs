@@ -790,6 +790,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         });
         expiry
             .chain(self.ack_due())
+            .chain(self.push_timeout())
             .chain(self.channels.next_release())
             .chain(self.link.poll_timeout())
             .min()

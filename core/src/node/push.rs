@@ -41,18 +41,33 @@
 //! is down datagrams wait there, and the link is brought up; when the exit
 //! restarted, or a new session comes up after acknowledgements stopped for
 //! [`ACK_STALE`], everything unacknowledged goes out again in order, and
-//! the exit's tracker drops what it had already. When the buffer is full
-//! the oldest datagram goes: counted [`ServiceDrop::BufferFull`] if it was
-//! never sent, [`ServiceStats::unconfirmed`] if it was sent but not
-//! acknowledged. Without a buffer, what the exit had not acknowledged when
-//! it restarted is counted [`ServiceStats::unconfirmed`].
+//! the exit's tracker drops what it had already.
+//!
+//! A link can also go silent with its session still up (a cut between two
+//! running nodes): once the entry has been acknowledged at all, sent
+//! datagrams that go [`ACK_STALE`] without an acknowledgement that moves
+//! stop it sending into the silence. It holds every new datagram and
+//! probes with its oldest unacknowledged one, once every [`ACK_STALE`];
+//! the first acknowledgement that moves (or a new session) ends the probe,
+//! and everything held goes out in order. A gap the exit still has in its
+//! window when the probe comes is filled late (counted reordered); one it
+//! gave up on (more than [`WINDOW`] later datagrams came first) stays
+//! counted as lost in transit.
+//!
+//! When the buffer is full the oldest datagram goes: counted
+//! [`ServiceDrop::BufferFull`] if it was never sent,
+//! [`ServiceStats::unconfirmed`] if it was sent but not acknowledged.
+//! Without a buffer, what the exit had not acknowledged when it restarted
+//! is counted [`ServiceStats::unconfirmed`].
 //!
 //! The buffer survives an outage of the exit or of the link, not a restart
 //! of the entry. A datagram the exit delivered but could not acknowledge
 //! before it died is delivered again by its next incarnation.
 //!
 //! The exit keeps one tracker per peer: a second push service from the
-//! same peer is delivered but not tracked nor acknowledged.
+//! same peer is delivered but not tracked nor acknowledged (a buffer on
+//! it, never acknowledged, never holds datagrams back to probe: it sends
+//! each at once, and drops the oldest when full, counted unconfirmed).
 
 use core::ops::Range;
 
@@ -77,7 +92,9 @@ pub const WINDOW: u32 = 64;
 /// starts a new sequence instead of counting loss.
 pub const EPOCH_JUMP: u32 = 1 << 24;
 /// A buffered entry whose acknowledgements stopped this long ago sends its
-/// whole buffer again when a new session comes up.
+/// whole buffer again when a new session comes up; one whose sent
+/// datagrams wait this long for an acknowledgement holds what comes and
+/// probes, once every `ACK_STALE`, with its oldest unacknowledged datagram.
 pub const ACK_STALE: Duration = Duration::from_secs(1);
 
 /// The exit's view of one peer's push sequence.
@@ -183,6 +200,16 @@ pub(super) struct PushTx<B> {
     acked: u32,
     /// When an acknowledgement last moved `acked`.
     last_ack: Instant,
+    /// A buffered entry: since when datagrams it sent wait for an
+    /// acknowledgement that moves `acked`; `None` while none wait.
+    unanswered_since: Option<Instant>,
+    /// A buffered entry whose acknowledgements stopped ([`ACK_STALE`]):
+    /// when it sends its oldest unacknowledged datagram again, holding
+    /// everything else until an acknowledgement moves.
+    probe_due: Option<Instant>,
+    /// An acknowledgement ever moved `acked`: the exit tracks this service
+    /// (one push service per peer is tracked), so silence means loss.
+    answered: bool,
     pub(super) outbox: Option<Outbox<B>>,
 }
 
@@ -192,6 +219,9 @@ impl<B> PushTx<B> {
             next: 0,
             acked: 0,
             last_ack: Instant::ZERO,
+            unanswered_since: None,
+            probe_due: None,
+            answered: false,
             outbox: None,
         }
     }
@@ -245,7 +275,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             return result;
         }
         let up = self.link.is_up(peer, now);
+        self.push_check_stalled(now, si);
         let s = &mut self.services[si];
+        let probing = s.push.probe_due.is_some();
         let Some(outbox) = s.push.outbox.as_mut() else {
             return Err(ServiceDrop::BufferLayout);
         };
@@ -258,7 +290,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 return Err(ServiceDrop::BufferFull)
             }
         };
-        let waiting = outbox.unsent() > 1;
+        let waiting = outbox.unsent() > 1 || probing;
         s.push.next = seq.wrapping_add(1);
         for _ in 0..evicted.unsent {
             s.stats.drops.add(ServiceDrop::BufferFull);
@@ -271,9 +303,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         }
         match self.seal(now, peer, &header, buf, payload) {
             Ok(output) => {
-                if let Some(o) = self.services[si].push.outbox.as_mut() {
+                let push = &mut self.services[si].push;
+                if let Some(o) = push.outbox.as_mut() {
                     o.mark_sent();
                 }
+                push.unanswered_since.get_or_insert(now);
                 Ok(output)
             }
             // It waits in the buffer.
@@ -333,10 +367,16 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         if advance <= outstanding {
             if advance > 0 {
                 push.last_ack = now;
+                push.answered = true;
+                push.probe_due = None;
             }
             push.acked = next;
             if let Some(o) = push.outbox.as_mut() {
                 o.acknowledge(next);
+                if advance > 0 {
+                    // Sent datagrams still waiting wait from now.
+                    push.unanswered_since = (o.unsent() < o.len()).then_some(now);
+                }
             }
         }
         Output::Consumed
@@ -404,10 +444,21 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             return None;
         }
         for si in 0..self.services.len() {
-            let s = &self.services[si];
-            let (Some(o), Peers::One(peer)) = (&s.push.outbox, s.config.peers) else {
+            self.push_check_stalled(now, si);
+            let s = &mut self.services[si];
+            let (Some(o), Peers::One(peer)) = (s.push.outbox.as_mut(), s.config.peers) else {
                 continue;
             };
+            let probe = s.push.probe_due;
+            if probe.is_some_and(|due| now < due) {
+                continue;
+            }
+            if probe.is_some() {
+                // The probe: the oldest unacknowledged datagram again (if
+                // it cannot go now, at the next one).
+                o.rewind();
+                s.push.probe_due = Some(now + ACK_STALE);
+            }
             if o.unsent() == 0 {
                 continue;
             }
@@ -444,6 +495,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                     if let Some(o) = s.push.outbox.as_mut() {
                         o.mark_sent();
                     }
+                    s.push.unanswered_since.get_or_insert(now);
                     s.stats.to_peer.add(len);
                     return Some(t);
                 }
@@ -465,6 +517,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             {
                 continue;
             }
+            s.push.unanswered_since = None;
+            s.push.probe_due = None;
             match s.push.outbox.as_mut() {
                 Some(o) => o.rewind(),
                 None => {
@@ -486,12 +540,60 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 continue;
             }
             let stale = now.saturating_since(s.push.last_ack) >= ACK_STALE;
+            let probing = s.push.probe_due.is_some();
             if let Some(o) = s.push.outbox.as_mut() {
-                if stale && o.unsent() < o.len() {
+                if (stale || probing) && o.unsent() < o.len() {
                     o.rewind();
+                    s.push.unanswered_since = None;
                 }
             }
+            // A new session: everything held goes out, not just a probe.
+            s.push.probe_due = None;
         }
+    }
+}
+
+impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: Storage>
+    Node<R, P, S, C, B>
+{
+    /// A buffered push entry whose sent datagrams went unacknowledged for
+    /// [`ACK_STALE`] stops sending into what looks like a cut link: it
+    /// rewinds and probes with its oldest unacknowledged datagram (see
+    /// the module docs).
+    fn push_check_stalled(&mut self, now: Instant, si: usize) {
+        let push = &mut self.services[si].push;
+        if push.outbox.as_ref().is_some_and(Outbox::is_empty) {
+            // Nothing waits (a full buffer may have dropped it).
+            push.unanswered_since = None;
+            push.probe_due = None;
+            return;
+        }
+        let stalled = push.answered
+            && push.probe_due.is_none()
+            && push
+                .unanswered_since
+                .is_some_and(|since| now.saturating_since(since) >= ACK_STALE);
+        if let (true, Some(o)) = (stalled, push.outbox.as_mut()) {
+            o.rewind();
+            push.probe_due = Some(now);
+        }
+    }
+
+    /// When a buffered push entry next needs the clock: to notice that its
+    /// acknowledgements stopped, or to probe again.
+    pub(super) fn push_timeout(&self) -> Option<Instant> {
+        if self.outboxes == 0 {
+            return None;
+        }
+        self.services
+            .iter()
+            .filter(|s| s.push.outbox.is_some())
+            .filter_map(|s| match (s.push.probe_due, s.push.unanswered_since) {
+                (Some(due), _) => Some(due),
+                (None, Some(since)) if s.push.answered => Some(since + ACK_STALE),
+                _ => None,
+            })
+            .min()
     }
 }
 
