@@ -163,6 +163,24 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .expect("thread in namespace panicked")
 }
 
+/// Sets `sock`'s receive buffer to `bytes` (`SO_RCVBUFFORCE`: root may
+/// exceed `net.core.rmem_max`), so that a burst is not dropped by the
+/// kernel before the test reads it.
+pub fn force_rcvbuf(sock: &UdpSocket, bytes: libc::c_int) {
+    // SAFETY: setsockopt(2) on a socket the caller owns, with a c_int
+    // option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", io::Error::last_os_error());
+}
+
 /// What a [`Relay`] does to datagrams while impaired, as netem would:
 /// drop with probability `loss`; of the rest, send a `reorder` share at once
 /// and delay the others by `delay` (so the prompt ones overtake them).
@@ -206,6 +224,9 @@ impl Relay {
             let sb = UdpSocket::bind(b_facing).unwrap_or_else(|e| panic!("{b_facing}: {e}"));
             (sa, sb)
         });
+        // Room for a burst: the relay is a thread of a debug build.
+        force_rcvbuf(&sa, 8 << 20);
+        force_rcvbuf(&sb, 8 << 20);
         let stop = Arc::new(AtomicBool::new(false));
         let impaired = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
