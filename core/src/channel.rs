@@ -11,12 +11,17 @@
 //!
 //! The table is bounded and does no eviction itself: the caller expires
 //! idle channels and, when the table is full, may evict
-//! [`ChannelTable::oldest`] of the service if it has been idle long enough. For that each service keeps an intrusive doubly-linked LRU list
-//! through the slots, least recently active first, so touching, inserting,
-//! removing and finding the oldest channel are all O(1).
+//! [`ChannelTable::oldest`] of the service if it has been idle long enough,
+//! or else [`ChannelTable::oldest_answered`]. For that each service keeps
+//! two intrusive doubly-linked LRU lists through the slots, least recently
+//! active first: one of its [answered](Channel::answered) channels and one
+//! of the rest. So touching, inserting, removing and finding the oldest
+//! channel or the oldest answered one are all O(1), however many stuck
+//! exchanges sit at the head of the table.
 //!
 //! Invariants (checked by the tests after every operation):
-//! - every live slot is in exactly one LRU list, its channel's service's;
+//! - every live slot is in exactly one LRU list: its channel's service's
+//!   answered list if the channel is answered, its other list if not;
 //!   every free slot is on the free list and in no LRU list;
 //! - each list is in order of the last [`insert`](ChannelTable::insert) or
 //!   [`touch`](ChannelTable::touch), so it is in non-decreasing
@@ -25,8 +30,9 @@
 //!   every live channel is indexed by its number and, if it has a client, by
 //!   its client and destination;
 //! - `len` is the number of live slots and the sum of all `service_len`.
-//! - every held slot is in the held list, in the order it was held, and in
-//!   no index; `held_len` is their number and the sum of all
+//! - every held slot is in one of the two held lists (the answered one iff
+//!   its channel is [`answered`](Channel::answered)), in the order it was
+//!   held, and in no index; `held_len` is their number and the sum of all
 //!   `service_held`.
 //!
 //! # Held slots: the exit port rule
@@ -60,8 +66,23 @@ pub type ServiceIndex = u8;
 /// Number of possible services, the size of the per-service arrays.
 const SERVICES: usize = ServiceIndex::MAX as usize + 1;
 
-/// The held slots' list, after the services' LRU lists in `head`/`tail`.
-const HELD: usize = SERVICES;
+/// The services' LRU lists in `head`/`tail`: service `s`'s unanswered
+/// channels at `s`, its answered ones at `ANSWERED + s`.
+const ANSWERED: usize = SERVICES;
+
+/// The LRU list of `service`'s channels that are `answered` or not.
+const fn lru(service: ServiceIndex, answered: bool) -> usize {
+    service as usize + if answered { ANSWERED } else { 0 }
+}
+
+/// The held slots' lists, after the services' LRU lists in `head`/`tail`:
+/// answered channels ([`Channel::answered`]) in one, the rest in the other.
+/// The node holds the two for different times (an answered exchange for
+/// much less), and each list releases from its head only: kept apart, a
+/// long hold never delays the release of a short one held after it.
+const HELD: usize = 2 * SERVICES;
+const HELD_ANSWERED: usize = 2 * SERVICES + 1;
+const LISTS: usize = 2 * SERVICES + 2;
 
 /// "No slot": the end of a list. Never a valid slot, since `C <= 32768`.
 const NONE: u16 = u16::MAX;
@@ -145,6 +166,11 @@ pub struct Channel {
     pub from_peer: u64,
 }
 
+/// Most requests a channel may have carried and still count as
+/// [answered](Channel::answered): a DNS query and its retries, a STUN or
+/// NTP exchange. A longer conversation is a flow, not an exchange.
+pub const ANSWERED_MAX_REQUESTS: u64 = 4;
+
 /// Which way a datagram a channel carries goes, for its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {
@@ -199,6 +225,22 @@ struct NumberKey {
 }
 
 impl Channel {
+    /// Whether the channel is a finished request-reply exchange: it
+    /// carried at most [`ANSWERED_MAX_REQUESTS`] requests (datagrams from
+    /// the client on an entry, towards the target on an exit) and at least
+    /// as many replies. A DNS lookup through a forward service is one
+    /// request and one reply. The node evicts such channels first when its
+    /// table is full and holds their exit ports for a shorter time
+    /// ([`ChannelLimits::answered_port_hold`](crate::node::ChannelLimits::answered_port_hold)):
+    /// nothing more is expected on them.
+    pub fn answered(&self) -> bool {
+        let (requests, replies) = match self.client {
+            Some(_) => (self.to_peer, self.from_peer),
+            None => (self.from_peer, self.to_peer),
+        };
+        (1..=ANSWERED_MAX_REQUESTS).contains(&requests) && replies >= requests
+    }
+
     fn client_key(&self) -> Option<ClientKey> {
         self.client.map(|client| ClientKey {
             service: self.service,
@@ -294,12 +336,12 @@ pub struct ChannelTable<const C: usize> {
     /// First slot of the free list, or `NONE` when the table is full.
     free: u16,
     len: usize,
-    /// Per service: least recently active slot, or `NONE`; at [`HELD`] the
-    /// earliest held slot.
-    head: [u16; SERVICES + 1],
-    /// Per service: most recently active slot, or `NONE`; at [`HELD`] the
-    /// latest held slot.
-    tail: [u16; SERVICES + 1],
+    /// Per LRU list ([`lru`]): least recently active slot, or `NONE`; at
+    /// [`HELD`] and [`HELD_ANSWERED`] the earliest held slot of that list.
+    head: [u16; LISTS],
+    /// Per LRU list: most recently active slot, or `NONE`; at [`HELD`] and
+    /// [`HELD_ANSWERED`] the latest held slot of that list.
+    tail: [u16; LISTS],
     /// Per service: number of live channels.
     count: [u16; SERVICES],
     /// Per service: number of held slots.
@@ -344,8 +386,8 @@ impl<const C: usize> ChannelTable<C> {
             slots,
             free: 0,
             len: 0,
-            head: [NONE; SERVICES + 1],
-            tail: [NONE; SERVICES + 1],
+            head: [NONE; LISTS],
+            tail: [NONE; LISTS],
             count: [0; SERVICES],
             held: [0; SERVICES],
             held_len: 0,
@@ -404,19 +446,37 @@ impl<const C: usize> ChannelTable<C> {
         }
     }
 
-    /// The earliest release time in the held list: when
+    /// The earliest release time at the heads of the held lists: when
     /// [`release_due`](Self::release_due) next has something to do.
     ///
-    /// The held list is in the order channels were held, and only its head
+    /// Each held list is in the order channels were held, and only its head
     /// is looked at, so a slot held later with an earlier release time
-    /// waits for the slots before it. A slot is therefore never released
-    /// before its own release time, and at the latest when every slot held
-    /// before it is due; when callers choose release times of at most
-    /// "now plus a fixed hold", that is at most the hold after it was held.
+    /// waits for the slots before it in its list. A slot is therefore never
+    /// released before its own release time, and at the latest when every
+    /// slot held before it in its list is due; when callers choose release
+    /// times of at most "now plus a fixed hold" per list, that is at most
+    /// that hold after it was held.
     pub fn next_release(&self) -> Option<Instant> {
-        match &self.slots.get(usize::from(self.head[HELD]))?.occupant {
+        [HELD, HELD_ANSWERED]
+            .into_iter()
+            .filter_map(|list| self.head_release(list))
+            .min()
+    }
+
+    /// The release time at the head of held list `list`.
+    fn head_release(&self, list: usize) -> Option<Instant> {
+        match &self.slots.get(usize::from(self.head[list]))?.occupant {
             Occupant::Held { release_at, .. } => Some(*release_at),
             _ => None,
+        }
+    }
+
+    /// The held list a held `channel` goes in.
+    fn held_list(channel: &Channel) -> usize {
+        if channel.answered() {
+            HELD_ANSWERED
+        } else {
+            HELD
         }
     }
 
@@ -463,10 +523,11 @@ impl<const C: usize> ChannelTable<C> {
     /// for a stale id. The count is one wrapping add on the slot already
     /// in hand: the per-datagram cost stays what it was.
     pub fn touch(&mut self, id: ChannelId, now: Instant, way: Way) {
-        let Some(service) = self.get(id).map(|c| c.service) else {
+        let Some((service, was)) = self.get(id).map(|c| (c.service, c.answered())) else {
             return;
         };
         let slot = id.slot;
+        let mut answered = was;
         if let Occupant::Live(channel) = &mut self.slots[usize::from(slot)].occupant {
             channel.last_active = now;
             let count = match way {
@@ -474,11 +535,12 @@ impl<const C: usize> ChannelTable<C> {
                 Way::FromPeer => &mut channel.from_peer,
             };
             *count = count.wrapping_add(1);
+            answered = channel.answered();
         }
-        let list = usize::from(service);
-        if self.tail[list] != slot {
-            self.unlink(slot, list);
-            self.link_tail(slot, list);
+        let (from, to) = (lru(service, was), lru(service, answered));
+        if from != to || self.tail[to] != slot {
+            self.unlink(slot, from);
+            self.link_tail(slot, to);
         }
     }
 
@@ -514,7 +576,7 @@ impl<const C: usize> ChannelTable<C> {
                 return Err(InsertError::Full);
             }
         }
-        let service = channel.service;
+        let (service, list) = (channel.service, lru(channel.service, channel.answered()));
         let s = &mut self.slots[usize::from(slot)];
         self.free = s.next;
         s.occupant = Occupant::Live(channel);
@@ -522,7 +584,7 @@ impl<const C: usize> ChannelTable<C> {
             slot,
             generation: s.generation,
         };
-        self.link_tail(slot, usize::from(service));
+        self.link_tail(slot, list);
         self.len += 1;
         self.count[usize::from(service)] += 1;
         Ok(id)
@@ -547,7 +609,7 @@ impl<const C: usize> ChannelTable<C> {
         let channel = self.unindex(id.slot)?;
         self.held[usize::from(channel.service)] += 1;
         self.held_len += 1;
-        self.link_tail(id.slot, HELD);
+        self.link_tail(id.slot, Self::held_list(&channel));
         self.slots[usize::from(id.slot)].occupant = Occupant::Held {
             channel: channel.clone(),
             release_at,
@@ -555,13 +617,15 @@ impl<const C: usize> ChannelTable<C> {
         Some(channel)
     }
 
-    /// Frees the held slots due at `now`, from the head of the held list
+    /// Frees the held slots due at `now`, from the heads of the held lists
     /// (see [`next_release`](Self::next_release)), passing each one's id
     /// and channel to `released` (to close its socket).
     pub fn release_due(&mut self, now: Instant, mut released: impl FnMut(ChannelId, &Channel)) {
-        while self.next_release().is_some_and(|at| at <= now) {
-            let slot = self.head[HELD];
-            self.release(slot, &mut released);
+        for list in [HELD, HELD_ANSWERED] {
+            while self.head_release(list).is_some_and(|at| at <= now) {
+                let slot = self.head[list];
+                self.release(slot, &mut released);
+            }
         }
     }
 
@@ -572,15 +636,17 @@ impl<const C: usize> ChannelTable<C> {
         service: ServiceIndex,
         mut released: impl FnMut(ChannelId, &Channel),
     ) {
-        let mut slot = self.head[HELD];
-        while slot != NONE {
-            let next = self.slots[usize::from(slot)].next;
-            if matches!(&self.slots[usize::from(slot)].occupant,
-                Occupant::Held { channel, .. } if channel.service == service)
-            {
-                self.release(slot, &mut released);
+        for list in [HELD, HELD_ANSWERED] {
+            let mut slot = self.head[list];
+            while slot != NONE {
+                let next = self.slots[usize::from(slot)].next;
+                if matches!(&self.slots[usize::from(slot)].occupant,
+                    Occupant::Held { channel, .. } if channel.service == service)
+                {
+                    self.release(slot, &mut released);
+                }
+                slot = next;
             }
-            slot = next;
         }
     }
 
@@ -596,10 +662,10 @@ impl<const C: usize> ChannelTable<C> {
     /// Frees the held `slot`.
     fn release(&mut self, slot: u16, released: &mut impl FnMut(ChannelId, &Channel)) {
         let id = self.id_of(slot);
-        self.unlink(slot, HELD);
         let occupant =
             core::mem::replace(&mut self.slots[usize::from(slot)].occupant, Occupant::Free);
         if let Occupant::Held { channel, .. } = occupant {
+            self.unlink(slot, Self::held_list(&channel));
             self.held[usize::from(channel.service)] -= 1;
             self.held_len -= 1;
             released(id, &channel);
@@ -622,7 +688,7 @@ impl<const C: usize> ChannelTable<C> {
         if let Some(key) = channel.client_key() {
             self.by_client.remove(&key);
         }
-        self.unlink(slot, usize::from(channel.service));
+        self.unlink(slot, lru(channel.service, channel.answered()));
         self.len -= 1;
         self.count[usize::from(channel.service)] -= 1;
         Some(channel)
@@ -638,9 +704,23 @@ impl<const C: usize> ChannelTable<C> {
     }
 
     /// The least recently active channel of `service`, with its last
-    /// activity.
+    /// activity (of two equally old, the unanswered one).
     pub fn oldest(&self, service: ServiceIndex) -> Option<(ChannelId, Instant)> {
-        let slot = self.head[usize::from(service)];
+        let head = |answered| {
+            let slot = self.head[lru(service, answered)];
+            let channel = self.slots.get(usize::from(slot))?.live()?;
+            Some((self.id_of(slot), channel.last_active))
+        };
+        match (head(false), head(true)) {
+            (Some(a), Some(b)) => Some(if b.1 < a.1 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The least recently active [answered](Channel::answered) channel of
+    /// `service`, with its last activity: what a full table gives up first.
+    pub fn oldest_answered(&self, service: ServiceIndex) -> Option<(ChannelId, Instant)> {
+        let slot = self.head[lru(service, true)];
         let channel = self.slots.get(usize::from(slot))?.live()?;
         Some((self.id_of(slot), channel.last_active))
     }
@@ -684,7 +764,14 @@ impl<const C: usize> ChannelTable<C> {
         if from == to {
             return true;
         }
-        if self.count[t] != 0 || self.held[t] != 0 || self.head[t] != NONE {
+        let lists = [
+            (lru(from, false), lru(to, false)),
+            (lru(from, true), lru(to, true)),
+        ];
+        if self.count[t] != 0
+            || self.held[t] != 0
+            || lists.iter().any(|&(_, t)| self.head[t] != NONE)
+        {
             return false;
         }
         for slot in 0..C {
@@ -708,8 +795,10 @@ impl<const C: usize> ChannelTable<C> {
                 let _ = self.by_client.insert(new, slot as u16);
             }
         }
-        self.head[t] = core::mem::replace(&mut self.head[f], NONE);
-        self.tail[t] = core::mem::replace(&mut self.tail[f], NONE);
+        for (f, t) in lists {
+            self.head[t] = core::mem::replace(&mut self.head[f], NONE);
+            self.tail[t] = core::mem::replace(&mut self.tail[f], NONE);
+        }
         self.count[t] = core::mem::take(&mut self.count[f]);
         self.held[t] = core::mem::take(&mut self.held[f]);
         true
@@ -734,8 +823,8 @@ impl<const C: usize> ChannelTable<C> {
         }
     }
 
-    /// Takes `slot` out of `list`: a service's LRU list (the service as a
-    /// `usize`) or the held list ([`HELD`]).
+    /// Takes `slot` out of `list`: a service's LRU list ([`lru`]) or a held
+    /// list ([`HELD`], [`HELD_ANSWERED`]).
     fn unlink(&mut self, slot: u16, list: usize) {
         let s = &mut self.slots[usize::from(slot)];
         let (prev, next) = (s.prev, s.next);

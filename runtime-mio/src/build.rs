@@ -152,6 +152,7 @@ pub fn service_config(spec: &ServiceSpec) -> ServiceConfig {
         min_idle_for_eviction: spec.min_idle_for_eviction,
         new_channels_per_second: spec.new_channels_per_second,
         port_hold: spec.port_hold,
+        answered_port_hold: spec.answered_port_hold,
     };
     config
 }

@@ -34,10 +34,11 @@
 //! idle_timeout = "60s"              # default 60s
 //! max_channels = 1024               # default 1024, 1..=16384
 //! min_idle_for_eviction = "5s"      # default 5s
-//! new_channels_per_second = 1000     # default 1000: entry per service, exit per peer
+//! new_channels_per_second = 10000   # default 10000: entry per service, exit per peer
 //! port_hold = "30s"                 # exit half of forward/router: default 30s, "0s" allowed
 //! buffer = "4MiB"                   # entry half of push: outage buffer, off by default,
 //!                                   # 64KiB..=1GiB (bytes, or "KiB", "MiB", "GiB")
+//! answered_port_hold = "2s"         # the same for answered exchanges (DNS): default 2s
 //! ```
 //!
 //! Which half of a service this node holds follows from its keys:
@@ -247,6 +248,9 @@ pub struct ServiceSpec {
     /// Entry halves of push services: bytes of the outage buffer
     /// (`buffer`), `None` for none.
     pub buffer: Option<usize>,
+    /// The same for a channel that ends answered, each of its few requests
+    /// replied to ([`sdt_core::node::ChannelLimits::answered_port_hold`]).
+    pub answered_port_hold: Duration,
 }
 
 impl PeerSpec {
@@ -285,6 +289,7 @@ impl ServiceSpec {
             new_channels_per_second: DEFAULT_NEW_CHANNELS_PER_SECOND,
             port_hold: ChannelLimits::DEFAULT_PORT_HOLD,
             buffer: None,
+            answered_port_hold: ChannelLimits::DEFAULT_ANSWERED_PORT_HOLD,
         }
     }
 }
@@ -578,6 +583,7 @@ struct RawService {
     min_idle_for_eviction: Option<Spanned<String>>,
     new_channels_per_second: Option<Spanned<i64>>,
     port_hold: Option<Spanned<String>>,
+    answered_port_hold: Option<Spanned<String>>,
     buffer: Option<Spanned<RawByteSize>>,
 }
 
@@ -1394,6 +1400,19 @@ impl Ctx<'_> {
                 Some(b) => Some(self.byte_size(b, "buffer", MIN_PUSH_BUFFER, MAX_PUSH_BUFFER)?),
                 None => None,
             };
+        let exit_sockets = half == Half::Exit && matches!(mode, Mode::Forward | Mode::Router);
+        let port_hold = self.port_hold(
+            &s.port_hold,
+            "port_hold",
+            exit_sockets,
+            ChannelLimits::DEFAULT_PORT_HOLD,
+        )?;
+        let answered_port_hold = self.port_hold(
+            &s.answered_port_hold,
+            "answered_port_hold",
+            exit_sockets,
+            ChannelLimits::DEFAULT_ANSWERED_PORT_HOLD,
+        )?;
 
         Ok(ServiceSpec {
             id: id_value,
@@ -1410,7 +1429,35 @@ impl Ctx<'_> {
             new_channels_per_second,
             port_hold,
             buffer,
+            answered_port_hold,
         })
+    }
+
+    /// A port hold key (`port_hold`, `answered_port_hold`): a duration,
+    /// zero allowed, only where the service has `exit_sockets` (the exit
+    /// half of a forward or router service, which opens one per channel).
+    fn port_hold(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        exit_sockets: bool,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            Some(d) if !exit_sockets => Err(self.at(
+                d,
+                key,
+                format!(
+                    "only the exit half of a forward or router service opens a socket per \
+                     channel; {key} applies there"
+                ),
+            )),
+            Some(d) if humantime::parse_duration(d.get_ref()).is_ok_and(|d| d.is_zero()) => {
+                Ok(Duration::ZERO)
+            }
+            Some(d) => self.duration(d, key),
+            None => Ok(default),
+        }
     }
 
     /// Checks what must be unique across services: ids, listen sockets (also

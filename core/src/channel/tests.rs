@@ -45,29 +45,33 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
     let mut total = 0;
     for service in 0..SERVICES {
         let mut count = 0;
-        let mut prev = NONE;
-        let mut slot = t.head[service];
-        let mut last: Option<Instant> = None;
-        while slot != NONE {
-            let s = &t.slots[usize::from(slot)];
-            assert!(!in_list[usize::from(slot)], "slot {slot} in two lists");
-            in_list[usize::from(slot)] = true;
-            let ch = s.live().expect("free or held slot in an LRU list");
-            assert_eq!(
-                usize::from(ch.service),
-                service,
-                "slot in another service's list"
-            );
-            assert_eq!(s.prev, prev, "broken back link");
-            if let Some(last) = last {
-                assert!(ch.last_active >= last, "list out of last_active order");
+        for answered in [false, true] {
+            let list = lru(service as u8, answered);
+            let mut prev = NONE;
+            let mut slot = t.head[list];
+            let mut last: Option<Instant> = None;
+            while slot != NONE {
+                let s = &t.slots[usize::from(slot)];
+                assert!(!in_list[usize::from(slot)], "slot {slot} in two lists");
+                in_list[usize::from(slot)] = true;
+                let ch = s.live().expect("free or held slot in an LRU list");
+                assert_eq!(
+                    usize::from(ch.service),
+                    service,
+                    "slot in another service's list"
+                );
+                assert_eq!(ch.answered(), answered, "slot {slot} in the wrong LRU list");
+                assert_eq!(s.prev, prev, "broken back link");
+                if let Some(last) = last {
+                    assert!(ch.last_active >= last, "list out of last_active order");
+                }
+                last = Some(ch.last_active);
+                count += 1;
+                prev = slot;
+                slot = s.next;
             }
-            last = Some(ch.last_active);
-            count += 1;
-            prev = slot;
-            slot = s.next;
+            assert_eq!(t.tail[list], prev, "tail is not the list's end");
         }
-        assert_eq!(t.tail[service], prev, "tail is not the list's end");
         assert_eq!(usize::from(t.count[service]), count);
         assert_eq!(t.service_len(service as u8), count);
         total += count;
@@ -77,25 +81,33 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
     assert_eq!(t.len(), total);
     assert_eq!(t.is_empty(), total == 0);
 
-    // The held list holds exactly the held slots, with per-service counts.
+    // The held lists hold exactly the held slots, each in the list its
+    // channel's answered state names, with per-service counts.
     let mut held = 0;
     let mut held_per_service = [0usize; SERVICES];
-    let mut prev = NONE;
-    let mut slot = t.head[HELD];
-    while slot != NONE {
-        let s = &t.slots[usize::from(slot)];
-        let Occupant::Held { channel, .. } = &s.occupant else {
-            panic!("slot {slot} in the held list is not held");
-        };
-        assert!(!in_list[usize::from(slot)], "held slot {slot} in two lists");
-        in_list[usize::from(slot)] = true;
-        assert_eq!(s.prev, prev, "broken back link in the held list");
-        held_per_service[usize::from(channel.service)] += 1;
-        held += 1;
-        prev = slot;
-        slot = s.next;
+    for list in [HELD, HELD_ANSWERED] {
+        let mut prev = NONE;
+        let mut slot = t.head[list];
+        while slot != NONE {
+            let s = &t.slots[usize::from(slot)];
+            let Occupant::Held { channel, .. } = &s.occupant else {
+                panic!("slot {slot} in a held list is not held");
+            };
+            assert_eq!(
+                channel.answered(),
+                list == HELD_ANSWERED,
+                "held slot {slot} in the wrong held list"
+            );
+            assert!(!in_list[usize::from(slot)], "held slot {slot} in two lists");
+            in_list[usize::from(slot)] = true;
+            assert_eq!(s.prev, prev, "broken back link in a held list");
+            held_per_service[usize::from(channel.service)] += 1;
+            held += 1;
+            prev = slot;
+            slot = s.next;
+        }
+        assert_eq!(t.tail[list], prev, "held tail is not the list's end");
     }
-    assert_eq!(t.tail[HELD], prev, "held tail is not the list's end");
     assert_eq!(t.held_len(), held);
     let all_held = t
         .slots
@@ -415,6 +427,70 @@ fn release_follows_the_order_of_holding() {
     check_invariants(&t);
 }
 
+/// An answered exchange is held in a list of its own, so a long hold
+/// before it does not delay its shorter one; `oldest_answered` finds it
+/// at once behind any number of stuck exchanges.
+#[test]
+fn answered_channels_are_held_apart_and_found_for_eviction() {
+    let mut t = ChannelTable::<8>::new();
+    let stuck = t.insert(exit(0, 1, 0, at(0))).unwrap();
+    let more: Vec<_> = (2..7)
+        .map(|n| t.insert(exit(0, 1, n, at(0))).unwrap())
+        .collect();
+    let mut dns = exit(0, 1, 1, at(0));
+    dns.from_peer = 1;
+    let dns = t.insert(dns).unwrap();
+    assert_eq!(t.oldest_answered(0), None, "no reply yet");
+    t.touch(dns, at(1), Way::ToPeer);
+    assert!(t.get(dns).unwrap().answered());
+    assert!(!t.get(stuck).unwrap().answered());
+    assert_eq!(t.oldest(0).map(|o| o.0), Some(stuck));
+    assert_eq!(t.oldest_answered(0), Some((dns, at(1))));
+    check_invariants(&t);
+    // A second request makes it unanswered again: back in the other list.
+    t.touch(dns, at(2), Way::FromPeer);
+    assert_eq!(t.oldest_answered(0), None);
+    t.touch(dns, at(3), Way::ToPeer);
+    assert_eq!(t.oldest_answered(0), Some((dns, at(3))));
+    check_invariants(&t);
+    for id in more {
+        t.remove(id).unwrap();
+    }
+    t.hold(stuck, at(30)).unwrap();
+    t.hold(dns, at(3)).unwrap();
+    check_invariants(&t);
+    assert_eq!(t.next_release(), Some(at(3)));
+    let mut released = Vec::new();
+    t.release_due(at(3), |id, _| released.push(id));
+    assert_eq!(released, [dns], "not behind the longer hold");
+    t.release_due(at(30), |id, _| released.push(id));
+    assert_eq!(released, [dns, stuck]);
+    check_invariants(&t);
+}
+
+#[test]
+fn answered_means_a_short_exchange_with_every_request_answered() {
+    let entry = |to_peer, from_peer| Channel {
+        client: Some(addr(1)),
+        to_peer,
+        from_peer,
+        ..exit(0, 1, 0, at(0))
+    };
+    assert!(entry(1, 1).answered());
+    assert!(entry(3, 4).answered());
+    assert!(!entry(2, 1).answered(), "a retry is unanswered");
+    assert!(!entry(0, 1).answered(), "no request");
+    let long = ANSWERED_MAX_REQUESTS + 1;
+    assert!(!entry(long, long).answered(), "a flow, not an exchange");
+    let exit = |to_peer, from_peer| Channel {
+        to_peer,
+        from_peer,
+        ..exit(0, 1, 0, at(0))
+    };
+    assert!(exit(1, 1).answered());
+    assert!(!exit(0, 1).answered(), "the target has not replied");
+}
+
 #[test]
 fn release_service_and_release_held_free_at_once() {
     let mut t = ChannelTable::<8>::new();
@@ -612,15 +688,34 @@ fn check_against_model(t: &ChannelTable<16>, m: &Model) {
         assert_eq!(t.get(*id), None);
         assert_eq!(t.held(*id), Some(ch));
     }
-    assert_eq!(t.next_release(), m.held.first().map(|e| e.2));
+    let head = |answered: bool| m.held.iter().find(|e| e.1.answered() == answered);
+    let next = [head(false), head(true)]
+        .into_iter()
+        .flatten()
+        .map(|e| e.2)
+        .min();
+    assert_eq!(t.next_release(), next);
     for service in 0..4u8 {
-        let expected = m
-            .live
-            .iter()
-            .filter(|(_, c, _)| c.service == service)
-            .min_by_key(|(_, _, stamp)| *stamp)
-            .map(|(id, c, _)| (*id, c.last_active));
-        assert_eq!(t.oldest(service), expected);
+        // Per list, exact LRU order; across the two, the oldest by time
+        // (ties between the lists may go either way).
+        let oldest_where = |answered: Option<bool>| {
+            m.live
+                .iter()
+                .filter(|(_, c, _)| c.service == service)
+                .filter(|(_, c, _)| answered.is_none_or(|a| c.answered() == a))
+                .min_by_key(|(_, _, stamp)| *stamp)
+                .map(|(id, c, _)| (*id, c.last_active))
+        };
+        assert_eq!(t.oldest_answered(service), oldest_where(Some(true)));
+        let oldest = t.oldest(service);
+        assert_eq!(oldest.map(|o| o.1), oldest_where(None).map(|o| o.1));
+        if let Some((id, _)) = oldest {
+            let answered = t.get(id).unwrap().answered();
+            assert_eq!(
+                oldest.map(|o| o.0),
+                oldest_where(Some(answered)).map(|o| o.0)
+            );
+        }
         for peer in 0..3 {
             for number in 0..6 {
                 let expected = m
@@ -693,10 +788,16 @@ proptest! {
                 }
                 Op::Touch(n) => {
                     if let Some(id) = m.pick(n) {
-                        t.touch(id, now, Way::ToPeer);
+                        // Both ways, so that some channels become answered
+                        // and are held in the other list.
+                        let way = if n % 3 == 0 { Way::FromPeer } else { Way::ToPeer };
+                        t.touch(id, now, way);
                         if let Some(e) = m.live.iter_mut().find(|e| e.0 == id) {
                             e.1.last_active = now;
-                            e.1.to_peer += 1;
+                            match way {
+                                Way::ToPeer => e.1.to_peer += 1,
+                                Way::FromPeer => e.1.from_peer += 1,
+                            }
                             e.2 = m.stamp;
                         }
                     }
@@ -722,8 +823,19 @@ proptest! {
                 Op::ReleaseDue => {
                     let mut released = Vec::new();
                     t.release_due(now, |id, c| released.push((id, c.clone())));
-                    let due = m.held.iter().take_while(|e| e.2 <= now).count();
-                    let expected: Vec<_> = m.held.drain(..due).map(|e| (e.0, e.1)).collect();
+                    // Each held list from its head, the other list first.
+                    let mut expected = Vec::new();
+                    for answered in [false, true] {
+                        let due: Vec<_> = m
+                            .held
+                            .iter()
+                            .filter(|e| e.1.answered() == answered)
+                            .take_while(|e| e.2 <= now)
+                            .map(|e| (e.0, e.1.clone()))
+                            .collect();
+                        m.held.retain(|e| !due.iter().any(|d| d.0 == e.0));
+                        expected.extend(due);
+                    }
                     prop_assert_eq!(&released, &expected);
                     m.stale.extend(released.iter().map(|e| e.0));
                 }

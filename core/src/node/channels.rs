@@ -21,24 +21,24 @@
 //! rather than a port released early.
 
 use core::net::SocketAddr;
-use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Action, Node, Peers, ServiceDrop, SocketId};
+use super::{Action, ChannelLimits, Node, Peers, ServiceDrop, SocketId};
 use crate::channel::{Channel, ChannelId, Fate, Way};
 use crate::link::PeerId;
 use crate::outbox::Storage;
 use crate::time::Instant;
 
 /// Until when the socket of `channel`, ending at `now`, must be held under
-/// a port hold of `hold`; `None` if it may close at once (an entry channel
-/// has no socket; an exit channel idle for `hold` expects no more replies).
-fn port_release(channel: &Channel, hold: Duration, now: Instant) -> Option<Instant> {
+/// its service's `limits` ([`ChannelLimits::hold_of`]); `None` if it may
+/// close at once (an entry channel has no socket; an exit channel idle for
+/// its hold expects no more replies).
+fn port_release(channel: &Channel, limits: &ChannelLimits, now: Instant) -> Option<Instant> {
     if channel.client.is_some() {
         return None;
     }
-    let at = channel.last_active.saturating_add(hold);
+    let at = channel.last_active.saturating_add(limits.hold_of(channel));
     (at > now).then_some(at)
 }
 
@@ -179,10 +179,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         Ok(id)
     }
 
-    /// Inserts a channel, first evicting the service's least recently used
-    /// one if the service or the table is full and that one has been idle
-    /// long enough. A full table is never relieved by evicting a channel
-    /// whose socket would only be held (that frees no slot).
+    /// Inserts a channel, first evicting one if the service or the table
+    /// is full: the service's least recently used one if it has been idle
+    /// long enough, else its least recently used answered one (see
+    /// [`ChannelLimits::min_idle_for_eviction`]). A full table is never
+    /// relieved by evicting a channel whose socket would only be held (that
+    /// frees no slot).
     fn open_channel(
         &mut self,
         now: Instant,
@@ -200,14 +202,16 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             ServiceDrop::TableFull
         };
         if service_full || table_full {
-            let (old, last) = self.channels.oldest(service).ok_or(no_room)?;
-            if now.saturating_since(last) < limits.min_idle_for_eviction {
-                return Err(no_room);
-            }
+            let (oldest, last) = self.channels.oldest(service).ok_or(no_room)?;
+            let old = if now.saturating_since(last) >= limits.min_idle_for_eviction {
+                oldest
+            } else {
+                self.channels.oldest_answered(service).ok_or(no_room)?.0
+            };
             let frees_slot = self
                 .channels
                 .get(old)
-                .is_some_and(|c| port_release(c, limits.port_hold, now).is_none());
+                .is_some_and(|c| port_release(c, &limits, now).is_none());
             if table_full && !frees_slot {
                 return Err(no_room);
             }
@@ -225,11 +229,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let Some(channel) = self.channels.get(id) else {
             return;
         };
-        let hold = self.services[usize::from(channel.service)]
-            .config
-            .limits
-            .port_hold;
-        if let Some(release_at) = port_release(channel, hold, now) {
+        let limits = &self.services[usize::from(channel.service)].config.limits;
+        if let Some(release_at) = port_release(channel, limits, now) {
             self.channels.hold(id, release_at);
         } else if let Some(channel) = self.channels.remove(id) {
             if channel.client.is_none() {
@@ -268,11 +269,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// (or ours renewed its incarnation), so no number it used means the
     /// same any more. Exit sockets fall under the port rule like any other.
     pub(super) fn drop_peer_channels(&mut self, now: Instant, peer: PeerId) {
-        let holds: heapless::Vec<Duration, S> = self
-            .services
-            .iter()
-            .map(|s| s.config.limits.port_hold)
-            .collect();
+        let limits: heapless::Vec<ChannelLimits, S> =
+            self.services.iter().map(|s| s.config.limits).collect();
         let services = &mut self.services;
         let closes = &mut self.closes;
         self.channels.retain(
@@ -280,11 +278,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 if channel.peer != peer.0 {
                     return Fate::Keep;
                 }
-                let hold = holds
+                let release = limits
                     .get(usize::from(channel.service))
-                    .copied()
-                    .unwrap_or_default();
-                match port_release(channel, hold, now) {
+                    .and_then(|l| port_release(channel, l, now));
+                match release {
                     Some(at) => Fate::Hold(at),
                     None => Fate::Remove,
                 }

@@ -190,7 +190,12 @@ pub struct ChannelLimits {
     pub idle_timeout: Duration,
     /// When the table is full, the least recently used channel is evicted
     /// for a new client only if it has been idle at least this long;
-    /// otherwise the new client's datagram is dropped.
+    /// otherwise the least recently used
+    /// [answered](crate::channel::Channel::answered) exchange is evicted,
+    /// however recent; failing
+    /// both, the new client's datagram is dropped. So a flood of
+    /// one-query clients (DNS) turns the table over at any rate, while a
+    /// conversation is protected for this long.
     pub min_idle_for_eviction: Duration,
     /// New channels per second, with bursts of as many: on the entry for
     /// the whole service (a flood of new clients), on the exit per peer (a
@@ -207,6 +212,16 @@ pub struct ChannelLimits {
     /// closes sockets at once, which is safe only if targets never answer
     /// after the channel ends.
     pub port_hold: Duration,
+    /// Exit halves: the port hold, instead of `port_hold` (if shorter), of
+    /// a channel that ends [answered](crate::channel::Channel::answered):
+    /// each of its few requests got its reply, so a later datagram from the
+    /// target would be unsolicited. This is what lets an exit serve a DNS
+    /// server at thousands of new clients a second: every ended channel
+    /// holds a port and a socket for its hold, and ports are at most 64 K
+    /// per address (28 K in Linux's default ephemeral range), so 30 s holds
+    /// cap the rate near 1,000 a second. Set it to `port_hold` to hold
+    /// every port alike.
+    pub answered_port_hold: Duration,
 }
 
 impl ChannelLimits {
@@ -214,6 +229,21 @@ impl ChannelLimits {
     /// for a UDP flow without replies, so late replies sdt still drops are
     /// ones a Linux NAT in its place would not have forwarded either.
     pub const DEFAULT_PORT_HOLD: Duration = Duration::from_secs(30);
+
+    /// [`ChannelLimits::answered_port_hold`] by default: well past a
+    /// reply's retransmissions on one network path, and short enough that
+    /// 5,000 new clients a second hold about 10,000 sockets, inside the
+    /// daemon's table of 16,384.
+    pub const DEFAULT_ANSWERED_PORT_HOLD: Duration = Duration::from_secs(2);
+
+    /// The port hold of an exit channel of this service that ends now.
+    pub fn hold_of(&self, channel: &crate::channel::Channel) -> Duration {
+        if channel.answered() {
+            self.answered_port_hold.min(self.port_hold)
+        } else {
+            self.port_hold
+        }
+    }
 }
 
 impl ChannelLimits {
@@ -224,8 +254,9 @@ impl ChannelLimits {
         max_channels: 1024,
         idle_timeout: Duration::from_secs(60),
         min_idle_for_eviction: Duration::from_secs(5),
-        new_channels_per_second: 1000,
+        new_channels_per_second: 10_000,
         port_hold: Self::DEFAULT_PORT_HOLD,
+        answered_port_hold: Self::DEFAULT_ANSWERED_PORT_HOLD,
     };
 }
 

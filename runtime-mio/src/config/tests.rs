@@ -520,40 +520,47 @@ fn refuses_bad_service_values() {
 }
 
 #[test]
-fn port_hold_belongs_to_channel_exits() {
+fn port_holds_belong_to_channel_exits() {
     let service =
         |body: &str| with_peer(&format!("\n[[service]] # S\nid = 1\npeer = \"y\"\n{body}"));
     let exit = "mode = \"forward\"\ntarget = \"127.0.0.1:53\"\n";
-    let held = |text: &str| parse(text).unwrap().services[0].port_hold;
-    assert_eq!(held(&service(exit)), ChannelLimits::DEFAULT_PORT_HOLD);
+    let defaults = parse(&service(exit)).unwrap().services[0].clone();
+    assert_eq!(defaults.port_hold, ChannelLimits::DEFAULT_PORT_HOLD);
     assert_eq!(
-        held(&service(&format!("{exit}port_hold = \"2m\"\n"))),
-        Duration::from_secs(120)
+        defaults.answered_port_hold,
+        ChannelLimits::DEFAULT_ANSWERED_PORT_HOLD
     );
-    // Zero is allowed: sockets close with their channels.
-    assert_eq!(
-        held(&service(&format!("{exit}port_hold = \"0s\"\n"))),
-        Duration::ZERO
-    );
-    let router_exit = "mode = \"router\"\nallow = [\"10.0.0.0/8\"]\n";
-    assert_eq!(
-        held(&service(&format!("{router_exit}port_hold = \"5s\"\n"))),
-        Duration::from_secs(5)
-    );
-    let text = service(&format!("{exit}port_hold = \"later\"\n"));
-    refused(&text, "port_hold", "port_hold", "not a duration");
-    for elsewhere in [
-        "mode = \"forward\"\nlisten = \"127.0.0.1:53\"\n",
-        "mode = \"push\"\ntarget = \"127.0.0.1:514\"\n",
-        "mode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"127.0.0.1:8\"\n",
-    ] {
-        let text = service(&format!("{elsewhere}port_hold = \"5s\"\n"));
-        refused(
-            &text,
-            "port_hold",
-            "port_hold",
-            "exit half of a forward or router",
+    type Get = fn(&crate::config::ServiceSpec) -> Duration;
+    let keys: [(&str, Get); 2] = [
+        ("port_hold", |s| s.port_hold),
+        ("answered_port_hold", |s| s.answered_port_hold),
+    ];
+    for (key, get) in keys {
+        let held = |text: &str| get(&parse(text).unwrap().services[0]);
+        assert_eq!(
+            held(&service(&format!("{exit}{key} = \"2m\"\n"))),
+            Duration::from_secs(120)
         );
+        // Zero is allowed: sockets close with their channels.
+        assert_eq!(
+            held(&service(&format!("{exit}{key} = \"0s\"\n"))),
+            Duration::ZERO
+        );
+        let router_exit = "mode = \"router\"\nallow = [\"10.0.0.0/8\"]\n";
+        assert_eq!(
+            held(&service(&format!("{router_exit}{key} = \"5s\"\n"))),
+            Duration::from_secs(5)
+        );
+        let text = service(&format!("{exit}{key} = \"later\"\n"));
+        refused(&text, key, key, "not a duration");
+        for elsewhere in [
+            "mode = \"forward\"\nlisten = \"127.0.0.1:53\"\n",
+            "mode = \"push\"\ntarget = \"127.0.0.1:514\"\n",
+            "mode = \"direct\"\nlisten = \"127.0.0.1:7\"\ntarget = \"127.0.0.1:8\"\n",
+        ] {
+            let text = service(&format!("{elsewhere}{key} = \"5s\"\n"));
+            refused(&text, key, key, "exit half of a forward or router");
+        }
     }
 }
 

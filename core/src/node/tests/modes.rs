@@ -686,3 +686,79 @@ fn channel_creation_is_rate_limited_at_the_entry_and_per_peer_at_the_exit() {
     assert_eq!(net.drop_count(Y, 1, ServiceDrop::ChannelRateLimited), 3);
     assert_eq!(net.connected_to(Y, a(TARGET)).len(), 2);
 }
+
+/// A DNS-like flood: every client a fresh source port, one query, one
+/// answer, far more clients than the tables hold. Answered channels are
+/// evicted first however recent and their exit ports held only
+/// `answered_port_hold`, so no query is refused and every answer reaches
+/// its own client; stuck queries at the head of the table are passed over.
+/// With every port held for `port_hold` (the rule before answered
+/// channels), the same flood is refused within a few clients.
+#[test]
+fn forward_turns_over_one_query_clients_at_any_rate() {
+    for answered_hold in [Duration::from_millis(5), ChannelLimits::DEFAULT_PORT_HOLD] {
+        let mut net = Net::new(11);
+        // Tables of 4 channels per service (16 slots in the node), 5 s
+        // before an unanswered channel may be evicted; a new client each
+        // millisecond, so a 5 ms hold keeps about 5 ports held.
+        net.service(
+            X,
+            with_limits(forward_entry(1, net.peer[X], LISTEN), 4, 60, 5),
+        );
+        let mut exit = with_limits(forward_exit(1, Peers::One(net.peer[Y]), TARGET), 4, 60, 5);
+        exit.limits.answered_port_hold = answered_hold;
+        net.service(Y, exit);
+        net.up();
+        // Queries the target never answers, first in both tables: all but
+        // one of each table's places.
+        for stuck in 3000..3003 {
+            net.send(X, client(stuck), a(LISTEN), b"stuck");
+        }
+        net.take_delivered_to(a(TARGET));
+        let mut answered = 0;
+        for c in 1..=2000u16 {
+            net.run_for(Duration::from_millis(1));
+            let query = c.to_be_bytes();
+            net.send(X, client(c), a(LISTEN), &query);
+            for d in net.take_delivered_to(a(TARGET)) {
+                let socket = net.socket_at(Y, d.from);
+                net.send_on(
+                    Y,
+                    socket,
+                    a(TARGET),
+                    &[b"re:".as_slice(), &d.payload].concat(),
+                );
+            }
+            for d in net.take_delivered_to(client(c)) {
+                assert_eq!(
+                    d.payload,
+                    [b"re:".as_slice(), &query].concat(),
+                    "client {c}"
+                );
+                answered += 1;
+            }
+            assert!(net.delivered.is_empty(), "an answer reached another client");
+        }
+        let refused = |i| {
+            [ServiceDrop::TableFull, ServiceDrop::PortsHeld]
+                .map(|r| net.drop_count(i, 1, r))
+                .iter()
+                .sum::<u64>()
+        };
+        if answered_hold < ChannelLimits::DEFAULT_PORT_HOLD {
+            assert_eq!(answered, 2000);
+            assert_eq!((refused(X), refused(Y)), (0, 0));
+            assert!(net.stats(X, 1).channels_evicted >= 1990);
+            // The stuck queries' channels are still there on both sides.
+            assert_eq!(net.stats(X, 1).channels_open, 4);
+            assert!(net.stats(Y, 1).ports_held <= 6);
+        } else {
+            // 16 slots: 4 live and 12 held for 30 s, then the exit refuses
+            // new channels, their queries stay unanswered and fill the
+            // entry's table, which refuses every client after that.
+            assert!(answered < 20, "{answered} answered");
+            assert!(refused(Y) > 0);
+            assert!(refused(X) + refused(Y) > 1900);
+        }
+    }
+}
