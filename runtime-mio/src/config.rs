@@ -1374,21 +1374,6 @@ impl Ctx<'_> {
             },
             None => DEFAULT_NEW_CHANNELS_PER_SECOND,
         };
-        let port_hold = match &s.port_hold {
-            Some(d) if half != Half::Exit || !matches!(mode, Mode::Forward | Mode::Router) => {
-                return Err(self.at(
-                    d,
-                    "port_hold",
-                    "only the exit half of a forward or router service opens a socket per \
-                     channel; port_hold applies there",
-                ))
-            }
-            Some(d) if humantime::parse_duration(d.get_ref()).is_ok_and(|d| d.is_zero()) => {
-                Duration::ZERO
-            }
-            Some(d) => self.duration(d, "port_hold")?,
-            None => ChannelLimits::DEFAULT_PORT_HOLD,
-        };
         let buffer =
             match &s.buffer {
                 Some(b) if mode != Mode::Push || half != Half::Entry => return Err(self.at(
