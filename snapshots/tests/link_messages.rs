@@ -1,14 +1,12 @@
 //! Snapshots of every link message type, as two real links produce it in
-//! the scripted exchange of [`Exchange::run`] (fixed keys, RNG seeds and
-//! clock: the bytes are the same on every run).
+//! the scripted exchanges of [`Exchange::run`] and, for the cookie reply,
+//! [`Exchange::run_under_load`] (fixed keys, RNG seeds and clock: the bytes
+//! are the same on every run).
 //!
 //! A change to any of these snapshots is a change to the bytes on the wire:
 //! review it as one (see `snapshots/README.md`).
 
-use sdt_core::wire::{
-    handshake::{AEAD_TAG_LEN, COOKIE_LEN, COOKIE_NONCE_LEN},
-    CookieReplyPacket, CookieReplyRepr, MessageType,
-};
+use sdt_core::wire::MessageType;
 use sdt_snapshots::{
     describe_frame, describe_plaintext, Exchange, Frame, Side, A_PLAINTEXT, B_PLAINTEXT,
 };
@@ -61,32 +59,35 @@ fn data() {
     insta::assert_snapshot!(text);
 }
 
-/// The cookie reply. sdt-core does not send cookie replies yet (it drops
-/// any it receives as unexpected), so no link can produce one: this frame is
-/// emitted by `CookieReplyRepr` from fixed field values, and pins the
-/// layout only, not any cookie computation.
+/// The cookie reply b sends under load, in place of a response, in the
+/// scripted exchange of [`Exchange::run_under_load`].
 #[test]
 fn cookie_reply() {
-    let mut nonce = [0u8; COOKIE_NONCE_LEN];
-    for (i, byte) in nonce.iter_mut().enumerate() {
-        *byte = 0xa0 + i as u8;
-    }
-    let mut encrypted_cookie = [0u8; COOKIE_LEN + AEAD_TAG_LEN];
-    for (i, byte) in encrypted_cookie.iter_mut().enumerate() {
-        *byte = 0x10 + i as u8;
-    }
-    let repr = CookieReplyRepr {
-        receiver_index: 0x1234_0000,
-        nonce,
-        encrypted_cookie,
-    };
-    let mut bytes = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut CookieReplyPacket::new_checked(&mut bytes[..]).unwrap());
-    let text = format!(
-        "built by CookieReplyRepr::emit from fixed fields (no link sends one yet)\n{}",
-        describe_frame(&bytes)
-    );
-    insta::assert_snapshot!(text);
+    let x = Exchange::run_under_load();
+    insta::assert_snapshot!(describe(x.frame(Side::B, MessageType::CookieReply)));
+}
+
+/// The initiation a resends after b's cookie reply: the same message with
+/// `mac2` set from the cookie.
+#[test]
+fn initiation_with_mac2() {
+    let x = Exchange::run_under_load();
+    let resent = x
+        .frames
+        .iter()
+        .filter(|f| f.sender == Side::A && f.kind() == MessageType::Initiation)
+        .nth(1)
+        .expect("a resent its initiation");
+    insta::assert_snapshot!(describe(resent));
+}
+
+/// The exchange under load, from `connect` to one data frame each way.
+#[test]
+fn transcript_under_load() {
+    let x = Exchange::run_under_load();
+    let back = x.data_frame(Side::B, B_PLAINTEXT.len());
+    assert_eq!(back.opened.as_deref(), Some(B_PLAINTEXT));
+    insta::assert_snapshot!(x.transcript());
 }
 
 /// The whole exchange: which side sent what, what each receiver made of it
@@ -103,7 +104,9 @@ fn transcript() {
 /// anything but its fixed inputs.
 #[test]
 fn exchange_is_deterministic() {
-    let (x, y) = (Exchange::run(), Exchange::run());
-    assert_eq!(x.frames, y.frames);
-    assert_eq!(x.transcript(), y.transcript());
+    for run in [Exchange::run, Exchange::run_under_load] {
+        let (x, y) = (run(), run());
+        assert_eq!(x.frames, y.frames);
+        assert_eq!(x.transcript(), y.transcript());
+    }
 }
