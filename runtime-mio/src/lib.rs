@@ -13,9 +13,12 @@
 //! - [`daemon`]: the node on one mio event loop: sockets, TUN devices, the
 //!   control socket, signals.
 //! - [`status`]: the live state `sdt status` prints.
-//! - [`demo`]: `sdt demo`, a self-contained tunnel on loopback.
-//! - [`loopback`]: what `sdt demo` and `sdt-bench` share: nodes on
-//!   loopback in one process, an echo server, pings and throughput runs.
+//! - `demo` (private to the crate): `sdt demo`, a self-contained tunnel on
+//!   loopback, run through [`cli`].
+//! - [`loopback`]: what `sdt demo`, `sdt-bench` and the integration tests
+//!   share: nodes on loopback in one process, an echo server, pings and
+//!   throughput runs. Public only because those other targets use it; it
+//!   is no interface for embedding programs.
 //! - [`notify`]: `READY=1` to systemd (`Type=notify`) once a node runs.
 //! - [`logfmt`]: `--log-format json`, one JSON object per log line.
 //! - [`cli`]: the `sdt` command line and its exit statuses.
@@ -27,7 +30,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod demo;
+pub(crate) mod demo;
 pub mod keyfile;
 pub mod logfmt;
 pub mod loopback;
