@@ -19,6 +19,7 @@ DEBS=(
   "dnsutils:dig"
   "socat:socat"
   "netcat-openbsd:nc"
+  # runtime-mio/tests/netns.rs and push_outage.rs: the syslog sender
   "bsdutils:logger"
   "util-linux:setpriv"
   # runtime-mio/tests/control_access.rs: a temporary group for control_group
