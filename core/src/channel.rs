@@ -60,11 +60,29 @@ use heapless::FnvIndexMap;
 
 use crate::time::Instant;
 
-/// A service of the node: its position in the node's service list.
-pub type ServiceIndex = u8;
+/// A service of the node: its position in the node's service list, which
+/// changes when a reload removes a service before it. Not the service's id
+/// on the wire (a plain `u8` in [`ServiceHeaderRepr`](crate::wire::ServiceHeaderRepr)
+/// and the node's API), which never changes: the two are distinct types so
+/// that one is never passed for the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceIndex(pub u8);
+
+impl ServiceIndex {
+    /// The index as a `usize`, for the per-service arrays.
+    pub const fn get(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The index of the service at `position` in the node's list, which
+    /// holds at most 255 services (so every position fits).
+    pub(crate) const fn at(position: usize) -> ServiceIndex {
+        ServiceIndex(position as u8)
+    }
+}
 
 /// Number of possible services, the size of the per-service arrays.
-const SERVICES: usize = ServiceIndex::MAX as usize + 1;
+const SERVICES: usize = u8::MAX as usize + 1;
 
 /// The services' LRU lists in `head`/`tail`: service `s`'s unanswered
 /// channels at `s`, its answered ones at `ANSWERED + s`.
@@ -72,7 +90,7 @@ const ANSWERED: usize = SERVICES;
 
 /// The LRU list of `service`'s channels that are `answered` or not.
 const fn lru(service: ServiceIndex, answered: bool) -> usize {
-    service as usize + if answered { ANSWERED } else { 0 }
+    service.get() + if answered { ANSWERED } else { 0 }
 }
 
 /// The held slots' lists, after the services' LRU lists in `head`/`tail`:
@@ -413,7 +431,7 @@ impl<const C: usize> ChannelTable<C> {
 
     /// Live channels of `service`, for per-service limits and status output.
     pub fn service_len(&self, service: ServiceIndex) -> usize {
-        usize::from(self.count[usize::from(service)])
+        usize::from(self.count[service.get()])
     }
 
     /// Held slots, of all services.
@@ -423,7 +441,7 @@ impl<const C: usize> ChannelTable<C> {
 
     /// Held slots of `service`.
     pub fn service_held(&self, service: ServiceIndex) -> usize {
-        usize::from(self.held[usize::from(service)])
+        usize::from(self.held[service.get()])
     }
 
     /// Whether a slot is free for [`insert`](Self::insert).
@@ -586,7 +604,7 @@ impl<const C: usize> ChannelTable<C> {
         };
         self.link_tail(slot, list);
         self.len += 1;
-        self.count[usize::from(service)] += 1;
+        self.count[service.get()] += 1;
         Ok(id)
     }
 
@@ -607,7 +625,7 @@ impl<const C: usize> ChannelTable<C> {
     pub fn hold(&mut self, id: ChannelId, release_at: Instant) -> Option<Channel> {
         self.get(id)?;
         let channel = self.unindex(id.slot)?;
-        self.held[usize::from(channel.service)] += 1;
+        self.held[channel.service.get()] += 1;
         self.held_len += 1;
         self.link_tail(id.slot, Self::held_list(&channel));
         self.slots[usize::from(id.slot)].occupant = Occupant::Held {
@@ -666,7 +684,7 @@ impl<const C: usize> ChannelTable<C> {
             core::mem::replace(&mut self.slots[usize::from(slot)].occupant, Occupant::Free);
         if let Occupant::Held { channel, .. } = occupant {
             self.unlink(slot, Self::held_list(&channel));
-            self.held[usize::from(channel.service)] -= 1;
+            self.held[channel.service.get()] -= 1;
             self.held_len -= 1;
             released(id, &channel);
         }
@@ -690,7 +708,7 @@ impl<const C: usize> ChannelTable<C> {
         }
         self.unlink(slot, lru(channel.service, channel.answered()));
         self.len -= 1;
-        self.count[usize::from(channel.service)] -= 1;
+        self.count[channel.service.get()] -= 1;
         Some(channel)
     }
 
@@ -760,7 +778,7 @@ impl<const C: usize> ChannelTable<C> {
     /// removes one before it. `to` must have no channels, live or held;
     /// returns `false`, with nothing changed, when it has. O(C).
     pub fn move_service(&mut self, from: ServiceIndex, to: ServiceIndex) -> bool {
-        let (f, t) = (usize::from(from), usize::from(to));
+        let (f, t) = (from.get(), to.get());
         if from == to {
             return true;
         }

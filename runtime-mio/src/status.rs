@@ -936,7 +936,7 @@ impl Channels {
             }
             let mut all: Vec<_> = table
                 .iter()
-                .filter(|(_, ch)| usize::from(ch.service) == si)
+                .filter(|(_, ch)| ch.service.get() == si)
                 .collect();
             let open = all.len();
             let traffic = |ch: &sdt_core::channel::Channel| ch.to_peer.saturating_add(ch.from_peer);

@@ -10,9 +10,9 @@ fn at(secs: u64) -> Instant {
     Instant::from_secs(secs)
 }
 
-fn entry(service: ServiceIndex, number: u32, client: u16, now: Instant) -> Channel {
+fn entry(service: u8, number: u32, client: u16, now: Instant) -> Channel {
     Channel {
-        service,
+        service: ServiceIndex(service),
         peer: 1,
         number,
         client: Some(addr(client)),
@@ -24,9 +24,9 @@ fn entry(service: ServiceIndex, number: u32, client: u16, now: Instant) -> Chann
     }
 }
 
-fn exit(service: ServiceIndex, peer: u16, number: u32, now: Instant) -> Channel {
+fn exit(service: u8, peer: u16, number: u32, now: Instant) -> Channel {
     Channel {
-        service,
+        service: ServiceIndex(service),
         peer,
         number,
         client: None,
@@ -46,7 +46,7 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
     for service in 0..SERVICES {
         let mut count = 0;
         for answered in [false, true] {
-            let list = lru(service as u8, answered);
+            let list = lru(ServiceIndex(service as u8), answered);
             let mut prev = NONE;
             let mut slot = t.head[list];
             let mut last: Option<Instant> = None;
@@ -55,11 +55,7 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
                 assert!(!in_list[usize::from(slot)], "slot {slot} in two lists");
                 in_list[usize::from(slot)] = true;
                 let ch = s.live().expect("free or held slot in an LRU list");
-                assert_eq!(
-                    usize::from(ch.service),
-                    service,
-                    "slot in another service's list"
-                );
+                assert_eq!(ch.service.get(), service, "slot in another service's list");
                 assert_eq!(ch.answered(), answered, "slot {slot} in the wrong LRU list");
                 assert_eq!(s.prev, prev, "broken back link");
                 if let Some(last) = last {
@@ -73,7 +69,7 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
             assert_eq!(t.tail[list], prev, "tail is not the list's end");
         }
         assert_eq!(usize::from(t.count[service]), count);
-        assert_eq!(t.service_len(service as u8), count);
+        assert_eq!(t.service_len(ServiceIndex(service as u8)), count);
         total += count;
     }
     let live = t.slots.iter().filter(|s| s.live().is_some()).count();
@@ -101,7 +97,7 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
             assert!(!in_list[usize::from(slot)], "held slot {slot} in two lists");
             in_list[usize::from(slot)] = true;
             assert_eq!(s.prev, prev, "broken back link in a held list");
-            held_per_service[usize::from(channel.service)] += 1;
+            held_per_service[channel.service.get()] += 1;
             held += 1;
             prev = slot;
             slot = s.next;
@@ -116,7 +112,7 @@ fn check_invariants<const C: usize>(t: &ChannelTable<C>) {
         .count();
     assert_eq!(all_held, held, "a held slot is not in the held list");
     for (service, &n) in held_per_service.iter().enumerate() {
-        assert_eq!(t.service_held(service as u8), n);
+        assert_eq!(t.service_held(ServiceIndex(service as u8)), n);
     }
 
     // The free list holds exactly the free slots.
@@ -199,27 +195,30 @@ fn insert_find_get_remove() {
     let c = t.insert(entry(1, 7, 1000, at(3))).unwrap();
     check_invariants(&t);
     assert_eq!(t.len(), 3);
-    assert_eq!(t.service_len(0), 2);
-    assert_eq!(t.service_len(1), 1);
-    assert_eq!(t.service_len(2), 0);
+    assert_eq!(t.service_len(ServiceIndex(0)), 2);
+    assert_eq!(t.service_len(ServiceIndex(1)), 1);
+    assert_eq!(t.service_len(ServiceIndex(2)), 0);
 
-    assert_eq!(t.find_by_client(0, addr(1000), None), Some(a));
-    assert_eq!(t.find_by_client(1, addr(1000), None), Some(c));
-    assert_eq!(t.find_by_client(0, addr(1000), Some(addr(1))), None);
-    assert_eq!(t.find_by_client(0, addr(1001), None), None);
-    assert_eq!(t.find_by_number(0, 1, 7), Some(a));
-    assert_eq!(t.find_by_number(0, 2, 7), Some(b));
-    assert_eq!(t.find_by_number(1, 1, 7), Some(c));
-    assert_eq!(t.find_by_number(1, 2, 7), None);
+    assert_eq!(t.find_by_client(ServiceIndex(0), addr(1000), None), Some(a));
+    assert_eq!(t.find_by_client(ServiceIndex(1), addr(1000), None), Some(c));
+    assert_eq!(
+        t.find_by_client(ServiceIndex(0), addr(1000), Some(addr(1))),
+        None
+    );
+    assert_eq!(t.find_by_client(ServiceIndex(0), addr(1001), None), None);
+    assert_eq!(t.find_by_number(ServiceIndex(0), 1, 7), Some(a));
+    assert_eq!(t.find_by_number(ServiceIndex(0), 2, 7), Some(b));
+    assert_eq!(t.find_by_number(ServiceIndex(1), 1, 7), Some(c));
+    assert_eq!(t.find_by_number(ServiceIndex(1), 2, 7), None);
     assert_eq!(t.get(b), Some(&exit(0, 2, 7, at(2))));
 
     assert_eq!(t.remove(a), Some(entry(0, 7, 1000, at(1))));
     check_invariants(&t);
     assert_eq!(t.get(a), None);
     assert_eq!(t.remove(a), None);
-    assert_eq!(t.find_by_client(0, addr(1000), None), None);
-    assert_eq!(t.find_by_number(0, 1, 7), None);
-    assert_eq!(t.service_len(0), 1);
+    assert_eq!(t.find_by_client(ServiceIndex(0), addr(1000), None), None);
+    assert_eq!(t.find_by_number(ServiceIndex(0), 1, 7), None);
+    assert_eq!(t.service_len(ServiceIndex(0)), 1);
 
     // The freed slot is reused with a new generation.
     let d = t.insert(entry(0, 7, 1000, at(4))).unwrap();
@@ -243,9 +242,15 @@ fn router_mode_keys_by_destination() {
     ch.number = 3;
     ch.destination = None;
     let c = t.insert(ch.clone()).unwrap();
-    assert_eq!(t.find_by_client(0, addr(1000), Some(addr(53))), Some(a));
-    assert_eq!(t.find_by_client(0, addr(1000), Some(addr(54))), Some(b));
-    assert_eq!(t.find_by_client(0, addr(1000), None), Some(c));
+    assert_eq!(
+        t.find_by_client(ServiceIndex(0), addr(1000), Some(addr(53))),
+        Some(a)
+    );
+    assert_eq!(
+        t.find_by_client(ServiceIndex(0), addr(1000), Some(addr(54))),
+        Some(b)
+    );
+    assert_eq!(t.find_by_client(ServiceIndex(0), addr(1000), None), Some(c));
     ch.number = 4;
     assert_eq!(t.insert(ch), Err(InsertError::DuplicateClient));
     check_invariants(&t);
@@ -279,7 +284,7 @@ fn duplicates_refused_and_full() {
 #[test]
 fn touch_and_oldest_follow_lru_order() {
     let mut t = ChannelTable::<8>::new();
-    assert_eq!(t.oldest(0), None);
+    assert_eq!(t.oldest(ServiceIndex(0)), None);
     let ids: Vec<_> = (0..4)
         .map(|i| {
             t.insert(entry(0, i, 1000 + i as u16, at(u64::from(i))))
@@ -287,33 +292,33 @@ fn touch_and_oldest_follow_lru_order() {
         })
         .collect();
     let other = t.insert(exit(1, 1, 1, at(0))).unwrap();
-    assert_eq!(t.oldest(0), Some((ids[0], at(0))));
-    assert_eq!(t.oldest(1), Some((other, at(0))));
+    assert_eq!(t.oldest(ServiceIndex(0)), Some((ids[0], at(0))));
+    assert_eq!(t.oldest(ServiceIndex(1)), Some((other, at(0))));
 
     t.touch(ids[0], at(10), Way::ToPeer);
     check_invariants(&t);
-    assert_eq!(t.oldest(0), Some((ids[1], at(1))));
+    assert_eq!(t.oldest(ServiceIndex(0)), Some((ids[1], at(1))));
     t.touch(ids[2], at(11), Way::ToPeer); // from the middle
     t.touch(ids[2], at(12), Way::ToPeer); // already the most recent
     check_invariants(&t);
-    assert_eq!(t.oldest(0), Some((ids[1], at(1))));
+    assert_eq!(t.oldest(ServiceIndex(0)), Some((ids[1], at(1))));
     t.remove(ids[1]);
-    assert_eq!(t.oldest(0), Some((ids[3], at(3))));
+    assert_eq!(t.oldest(ServiceIndex(0)), Some((ids[3], at(3))));
     t.touch(ids[3], at(13), Way::ToPeer);
-    assert_eq!(t.oldest(0), Some((ids[0], at(10))));
-    assert_eq!(t.oldest(1), Some((other, at(0))));
+    assert_eq!(t.oldest(ServiceIndex(0)), Some((ids[0], at(10))));
+    assert_eq!(t.oldest(ServiceIndex(1)), Some((other, at(0))));
     check_invariants(&t);
 
     // Evicting the oldest while it has been idle long enough.
     let now = at(30);
-    while let Some((id, last)) = t.oldest(0) {
+    while let Some((id, last)) = t.oldest(ServiceIndex(0)) {
         if now - last < core::time::Duration::from_secs(18) {
             break;
         }
         t.remove(id);
     }
-    assert_eq!(t.service_len(0), 1);
-    assert_eq!(t.oldest(0), Some((ids[3], at(13))));
+    assert_eq!(t.service_len(ServiceIndex(0)), 1);
+    assert_eq!(t.oldest(ServiceIndex(0)), Some((ids[3], at(13))));
     check_invariants(&t);
 }
 
@@ -369,9 +374,12 @@ fn a_held_slot_keeps_its_id_but_frees_its_keys() {
     // Gone for live lookups, found as held, not counted live.
     assert_eq!(t.get(a), None);
     assert_eq!(t.held(a).map(|c| c.number), Some(7));
-    assert_eq!(t.find_by_number(0, 1, 7), None);
-    assert_eq!((t.len(), t.held_len(), t.service_held(0)), (0, 1, 1));
-    assert_eq!(t.oldest(0), None);
+    assert_eq!(t.find_by_number(ServiceIndex(0), 1, 7), None);
+    assert_eq!(
+        (t.len(), t.held_len(), t.service_held(ServiceIndex(0))),
+        (0, 1, 1)
+    );
+    assert_eq!(t.oldest(ServiceIndex(0)), None);
     // Its number serves a new channel at once, in another slot.
     let b = t.insert(exit(0, 1, 7, at(1))).unwrap();
     assert_ne!(a.slot(), b.slot());
@@ -440,18 +448,18 @@ fn answered_channels_are_held_apart_and_found_for_eviction() {
     let mut dns = exit(0, 1, 1, at(0));
     dns.from_peer = 1;
     let dns = t.insert(dns).unwrap();
-    assert_eq!(t.oldest_answered(0), None, "no reply yet");
+    assert_eq!(t.oldest_answered(ServiceIndex(0)), None, "no reply yet");
     t.touch(dns, at(1), Way::ToPeer);
     assert!(t.get(dns).unwrap().answered());
     assert!(!t.get(stuck).unwrap().answered());
-    assert_eq!(t.oldest(0).map(|o| o.0), Some(stuck));
-    assert_eq!(t.oldest_answered(0), Some((dns, at(1))));
+    assert_eq!(t.oldest(ServiceIndex(0)).map(|o| o.0), Some(stuck));
+    assert_eq!(t.oldest_answered(ServiceIndex(0)), Some((dns, at(1))));
     check_invariants(&t);
     // A second request makes it unanswered again: back in the other list.
     t.touch(dns, at(2), Way::FromPeer);
-    assert_eq!(t.oldest_answered(0), None);
+    assert_eq!(t.oldest_answered(ServiceIndex(0)), None);
     t.touch(dns, at(3), Way::ToPeer);
-    assert_eq!(t.oldest_answered(0), Some((dns, at(3))));
+    assert_eq!(t.oldest_answered(ServiceIndex(0)), Some((dns, at(3))));
     check_invariants(&t);
     for id in more {
         t.remove(id).unwrap();
@@ -501,15 +509,19 @@ fn release_service_and_release_held_free_at_once() {
         t.hold(id, at(100)).unwrap();
     }
     let mut released = Vec::new();
-    t.release_service(0, |id, _| released.push(id));
+    t.release_service(ServiceIndex(0), |id, _| released.push(id));
     assert_eq!(released, [a, c]);
     assert_eq!(
-        (t.held_len(), t.service_held(0), t.service_held(1)),
+        (
+            t.held_len(),
+            t.service_held(ServiceIndex(0)),
+            t.service_held(ServiceIndex(1))
+        ),
         (1, 0, 1)
     );
     check_invariants(&t);
     assert_eq!(t.release_held(a), None, "already released");
-    assert_eq!(t.release_held(b).map(|c| c.service), Some(1));
+    assert_eq!(t.release_held(b).map(|c| c.service), Some(ServiceIndex(1)));
     assert_eq!(t.held_len(), 0);
     check_invariants(&t);
 }
@@ -695,7 +707,7 @@ fn check_against_model(t: &ChannelTable<16>, m: &Model) {
         .map(|e| e.2)
         .min();
     assert_eq!(t.next_release(), next);
-    for service in 0..4u8 {
+    for service in (0..4u8).map(ServiceIndex) {
         // Per list, exact LRU order; across the two, the oldest by time
         // (ties between the lists may go either way).
         let oldest_where = |answered: Option<bool>| {
@@ -766,7 +778,7 @@ proptest! {
             match op {
                 Op::Insert { service, peer, number, client, destination } => {
                     let ch = Channel {
-                        service,
+                        service: ServiceIndex(service),
                         peer,
                         number,
                         client: client.map(addr),

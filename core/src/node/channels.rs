@@ -25,7 +25,7 @@ use core::net::SocketAddr;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Action, ChannelLimits, Node, Peers, ServiceDrop, SocketId};
-use crate::channel::{Channel, ChannelId, Fate, Way};
+use crate::channel::{Channel, ChannelId, Fate, ServiceIndex, Way};
 use crate::link::PeerId;
 use crate::outbox::Storage;
 use crate::time::Instant;
@@ -64,7 +64,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         destination: Option<SocketAddr>,
     ) -> Result<(u32, PeerId), ServiceDrop> {
         let peer = self.sole_peer(si)?;
-        let service = si as u8;
+        let service = ServiceIndex::at(si);
         if let Some(id) = self.channels.find_by_client(service, client, destination) {
             self.channels.touch(id, now, Way::ToPeer);
             let number = self.channels.get(id).map(|c| c.number);
@@ -104,7 +104,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     ) -> Result<(SocketAddr, Option<SocketAddr>), ServiceDrop> {
         let id = self
             .channels
-            .find_by_number(si as u8, peer.0, number)
+            .find_by_number(ServiceIndex::at(si), peer.0, number)
             .ok_or(ServiceDrop::UnknownChannel)?;
         self.channels.touch(id, now, Way::FromPeer);
         let channel = self.channels.get(id).ok_or(ServiceDrop::UnknownChannel)?;
@@ -154,7 +154,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             return Err(ServiceDrop::ChannelRateLimited);
         }
         let channel = Channel {
-            service: si as u8,
+            service: ServiceIndex::at(si),
             peer: peer.0,
             number,
             client: None,
@@ -193,7 +193,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     ) -> Result<ChannelId, ServiceDrop> {
         self.release_ports(now);
         let limits = self.services[si].config.limits;
-        let service = si as u8;
+        let service = ServiceIndex::at(si);
         let service_full = self.channels.service_len(service) >= usize::from(limits.max_channels);
         let table_full = !self.channels.has_free_slot();
         let no_room = if table_full && self.channels.held_len() > 0 {
@@ -229,7 +229,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let Some(channel) = self.channels.get(id) else {
             return;
         };
-        let limits = &self.services[usize::from(channel.service)].config.limits;
+        let limits = &self.services[channel.service.get()].config.limits;
         if let Some(release_at) = port_release(channel, limits, now) {
             self.channels.hold(id, release_at);
         } else if let Some(channel) = self.channels.remove(id) {
@@ -255,7 +255,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         self.release_ports(now);
         for si in 0..self.services.len() {
             let idle_timeout = self.services[si].config.limits.idle_timeout;
-            while let Some((id, last)) = self.channels.oldest(si as u8) {
+            while let Some((id, last)) = self.channels.oldest(ServiceIndex::at(si)) {
                 if now.saturating_since(last) < idle_timeout || self.closes.is_full() {
                     break;
                 }
@@ -279,7 +279,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                     return Fate::Keep;
                 }
                 let release = limits
-                    .get(usize::from(channel.service))
+                    .get(channel.service.get())
                     .and_then(|l| port_release(channel, l, now));
                 match release {
                     Some(at) => Fate::Hold(at),
@@ -287,7 +287,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 }
             },
             |id, channel, fate| {
-                if let Some(s) = services.get_mut(usize::from(channel.service)) {
+                if let Some(s) = services.get_mut(channel.service.get()) {
                     s.stats.channels_closed += 1;
                 }
                 if fate == Fate::Remove && channel.client.is_none() {

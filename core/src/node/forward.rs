@@ -13,7 +13,7 @@ use core::ops::Range;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, Output, ServiceDrop, SocketId};
-use crate::channel::{ChannelId, Way};
+use crate::channel::{ChannelId, ServiceIndex, Way};
 use crate::link::PeerId;
 use crate::outbox::Storage;
 use crate::time::Instant;
@@ -72,7 +72,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         target: SocketAddr,
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
-        let id = match self.channels.find_by_number(si as u8, peer.0, number) {
+        let id = match self
+            .channels
+            .find_by_number(ServiceIndex::at(si), peer.0, number)
+        {
             Some(id) => {
                 self.channels.touch(id, now, Way::FromPeer);
                 id
@@ -99,11 +102,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         if channel.client.is_some() {
             return Err(ServiceDrop::StaleSocket);
         }
-        let (peer, number, si) = (
-            PeerId(channel.peer),
-            channel.number,
-            usize::from(channel.service),
-        );
+        let (peer, number, si) = (PeerId(channel.peer), channel.number, channel.service.get());
         // A router exit's echo channel reads ICMP messages: only an echo
         // reply's sequence number and data travel back.
         let payload = if channel.destination.is_some_and(|d| d.port() == 0) {

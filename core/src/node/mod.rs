@@ -73,7 +73,7 @@ use core::ops::Range;
 use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
 
-use crate::channel::{ChannelId, ChannelTable};
+use crate::channel::{ChannelId, ChannelTable, ServiceIndex};
 use crate::key::PrivateKey;
 use crate::link::{
     ConfigError, DropReason, Link, LinkEvent, PeerConfig, PeerId, Received, SendError, Transmit,
@@ -482,8 +482,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     pub fn services(&self) -> impl Iterator<Item = (&ServiceConfig, ServiceStats)> + '_ {
         self.services.iter().enumerate().map(|(i, s)| {
             let mut stats = s.stats;
-            stats.channels_open = self.channels.service_len(i as u8) as u64;
-            stats.ports_held = self.channels.service_held(i as u8) as u64;
+            stats.channels_open = self.channels.service_len(ServiceIndex::at(i)) as u64;
+            stats.ports_held = self.channels.service_held(ServiceIndex::at(i)) as u64;
             if let Some(o) = &s.push.outbox {
                 stats.buffered = u64::from(o.len());
                 stats.buffered_bytes = o.used() as u64;
@@ -597,12 +597,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             SocketId::Channel(id) => {
                 let Some(channel) = self.channels.get(id) else {
                     if let Some(held) = self.channels.held(id) {
-                        let si = usize::from(held.service);
+                        let si = held.service.get();
                         return Err(self.service_drop(si, ServiceDrop::LateReply));
                     }
                     return Err(self.node_drop(ServiceDrop::StaleSocket));
                 };
-                let si = usize::from(channel.service);
+                let si = channel.service.get();
                 (si, self.reply_from_target(now, id, buf, payload.clone()))
             }
         };
@@ -673,11 +673,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let Some(channel) = self.channels.get(id).filter(|c| c.client.is_none()) else {
             return Err(self.node_drop(ServiceDrop::StaleSocket));
         };
-        let (si, peer, number) = (
-            usize::from(channel.service),
-            PeerId(channel.peer),
-            channel.number,
-        );
+        let (si, peer, number) = (channel.service.get(), PeerId(channel.peer), channel.number);
         let destination = match (&self.services[si].config.role, channel.destination) {
             (_, Some(d)) => d,
             (Role::ForwardExit { target }, None) => *target,
@@ -702,7 +698,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         match socket {
             SocketId::Channel(id) => {
                 if let Some(channel) = self.channels.remove(id) {
-                    let stats = &mut self.services[usize::from(channel.service)].stats;
+                    let stats = &mut self.services[channel.service.get()].stats;
                     stats.channels_closed += 1;
                     stats.drops.add(ServiceDrop::SocketFailed);
                 } else {
@@ -785,7 +781,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// When to call [`Node::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.services.iter().enumerate().filter_map(|(i, s)| {
-            let (_, last) = self.channels.oldest(i as u8)?;
+            let (_, last) = self.channels.oldest(ServiceIndex::at(i))?;
             Some(last.saturating_add(s.config.limits.idle_timeout))
         });
         expiry

@@ -27,7 +27,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, Peers, ServiceConfig, ServiceError, SocketId};
-use crate::channel::Fate;
+use crate::channel::{Fate, ServiceIndex};
 use crate::key::PublicKey;
 use crate::link::{ConfigError, PeerConfig, PeerId};
 use crate::outbox::Storage;
@@ -278,7 +278,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// its staged datagrams are dropped, and the last service takes its
     /// place. Returns the channels closed.
     fn remove_service_at(&mut self, si: usize) -> usize {
-        let index = si as u8;
+        let index = ServiceIndex::at(si);
         let mut closed = 0;
         let closes = &mut self.closes;
         self.channels.retain(
@@ -336,7 +336,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         self.services.swap_remove(si);
         self.by_id[usize::from(id)] = 0;
         if si < self.services.len() {
-            let last = self.services.len() as u8;
+            let last = ServiceIndex::at(self.services.len());
             self.channels.move_service(last, index);
             let moved = self.services[si].config.id;
             // At most 255 services (SERVICES_FIT): the position fits a byte.

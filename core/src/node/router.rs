@@ -33,7 +33,7 @@ use core::ops::Range;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Node, Output, Role, ServiceDrop, SocketId};
-use crate::channel::Way;
+use crate::channel::{ServiceIndex, Way};
 use crate::ip::{self, icmp, IpDrop};
 use crate::link::PeerId;
 use crate::outbox::Storage;
@@ -220,7 +220,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> Result<Output, ServiceDrop> {
-        let id = match self.channels.find_by_number(si as u8, peer.0, number) {
+        let id = match self
+            .channels
+            .find_by_number(ServiceIndex::at(si), peer.0, number)
+        {
             Some(id) => {
                 if self.channels.get(id).and_then(|c| c.destination) != Some(destination) {
                     return Err(ServiceDrop::DestinationMismatch);
