@@ -49,6 +49,13 @@ WG_MTU = 1440
 SIZES = (1400, 64)
 PATHS = ["veth", "socat", "boringtun", "wireguard-go", "sdt-forward", "sdt-router"]
 PEERS_PATH = "sdt-forward-peers"
+# New clients a second through a forward service in front of dnsmasq, each a
+# fresh source port with one query (issue 15): run by
+# runtime-mio/tests/dns_rate.rs, which sets up its own namespaces; the
+# benchmark offers each rate in turn and reports the highest with nothing
+# refused.
+DNS_PATH = "dns"
+DNS_RATES = (2000, 5000, 8000, 10000, 15000)
 
 
 def log(msg):
@@ -638,6 +645,42 @@ def table(results, peers_note):
     return "\n".join(lines)
 
 
+def dns_rate(rate):
+    """One dns_rate run at `rate` new clients a second for 3 s: (kept up,
+    sent, answered, refused), parsed from the test's report (printed whether
+    or not the test's own assertions pass, which they do not past capacity)."""
+    env = dict(os.environ, SDT_DNS_RATE=f"rate={rate} seconds=3")
+    out = subprocess.run(
+        ["cargo", "test", "--release", "--locked", "-q", "-p", "sdt", "--test", "dns_rate",
+         "--", "--nocapture", "--test-threads=1"],
+        cwd=REPO, env=env, capture_output=True, text=True).stdout
+    clients = re.search(r"^clients: Seen \{ sent: (\d+), answered: (\d+).*?\}, (\d+) new "
+                        r"clients/s kept up", out, re.M)
+    refused = re.search(r"^refused: entry (\d+), exit (\d+)", out, re.M)
+    if not clients or not refused:
+        raise BenchError(f"dns_rate at {rate}/s printed no report:\n{out[-2000:]}")
+    sent, answered, kept = (int(clients.group(i)) for i in (1, 2, 3))
+    return kept, sent, answered, int(refused.group(1)) + int(refused.group(2))
+
+
+def dns_table(rates):
+    """Offers each of `rates` in turn; the table, and the highest rate
+    sustained (every query answered, nothing refused)."""
+    rows = ["| offered new clients/s | kept up | answered | refused by sdt |",
+            "|---|---|---|---|"]
+    sustained = 0
+    for rate in rates:
+        log(f"  dns: {rate} new clients/s")
+        kept, sent, answered, refused = dns_rate(rate)
+        rows.append(f"| {rate} | {kept} | {answered} of {sent} | {refused} |")
+        if refused == 0 and answered == sent:
+            sustained = max(sustained, kept)
+    rows.append("")
+    rows.append(f"sdt forward sustained {sustained} new clients/s (one DNS query each, "
+                "nothing refused, every query answered)")
+    return "\n".join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(
         prog="bench-netns.sh",
@@ -647,7 +690,8 @@ def main():
                     help="about a second per path and size, one run, no search: checks every "
                          "path carries datagrams (for ./test.sh)")
     ap.add_argument("--only", default="", metavar="PATHS",
-                    help="comma-separated subset of: " + ",".join(PATHS + [PEERS_PATH]))
+                    help="comma-separated subset of: " + ",".join(PATHS + [PEERS_PATH, DNS_PATH])
+                         + f" ({DNS_PATH}: new clients a second, not in --quick)")
     ap.add_argument("--peers", type=int, default=0, metavar="N",
                     help="also run sdt forward with N extra idle peers on the exit node "
                          "(capped to what the daemon accepts)")
@@ -672,12 +716,16 @@ def main():
     paths = [p for p in PATHS]
     if opts.peers > 0:
         paths.append(PEERS_PATH)
+    if not opts.quick:
+        paths.append(DNS_PATH)
     if opts.only:
         wanted = [p.strip() for p in opts.only.split(",") if p.strip()]
-        unknown = [p for p in wanted if p not in PATHS + [PEERS_PATH]]
+        unknown = [p for p in wanted if p not in PATHS + [PEERS_PATH, DNS_PATH]]
         if unknown:
             ap.error(f"unknown path(s) {', '.join(unknown)}; known: "
-                     + ", ".join(PATHS + [PEERS_PATH]))
+                     + ", ".join(PATHS + [PEERS_PATH, DNS_PATH]))
+        if DNS_PATH in wanted and DNS_PATH not in paths:
+            paths.append(DNS_PATH)
         if PEERS_PATH in wanted and opts.peers <= 0:
             ap.error(f"{PEERS_PATH} needs --peers N")
         paths = [p for p in paths if p in wanted]
@@ -706,6 +754,8 @@ def main():
     results = []
     peers_note = ""
     started = time.monotonic()
+    dns = dns_table(DNS_RATES) if DNS_PATH in paths else ""
+    paths = [p for p in paths if p != DNS_PATH]
     try:
         lab.setup()
         for key in paths:
@@ -740,7 +790,10 @@ def main():
     window = f"iperf3 -w {opts.window}" if opts.window else "iperf3's default socket buffers"
     print(f"bench-netns ({mode}; {window}; {time.monotonic() - started:.0f} s; "
           f"CPU: 100% = one core, tunnel processes only)")
-    print(table(results, peers_note))
+    if results:
+        print(table(results, peers_note))
+    if dns:
+        print(dns)
 
 
 if __name__ == "__main__":
