@@ -174,22 +174,7 @@ impl Exchange {
         x.note("a", "connect(b)");
         x.a.link.connect(x.a.peer, x.now);
         x.pump();
-        x.deliver(); // initiation at b; b answers
-        x.deliver(); // response at a; a confirms with a keepalive
-        x.deliver(); // keepalive at b
-        x.send_data(Side::A, A_PLAINTEXT);
-        x.deliver();
-        x.send_data(Side::B, B_PLAINTEXT);
-        x.deliver();
-        assert!(x.in_flight.is_empty(), "a datagram was left undelivered");
-        for side in [Side::A, Side::B] {
-            let up = x.node(side).link.is_up(x.node(side).peer, x.now);
-            x.note(
-                side.name(),
-                &format!("is_up({}) = {up}", side.other().name()),
-            );
-        }
-        x
+        x.complete()
     }
 
     /// The scripted exchange under load: b asks every sender for a cookie
@@ -206,22 +191,29 @@ impl Exchange {
         x.deliver_any(); // initiation at b: no mac2, a cookie reply
         x.deliver(); // cookie reply at a
         x.wait_for_timer(); // a resends its initiation, with mac2
-        x.deliver(); // initiation at b; b answers
-        x.deliver(); // response at a; a confirms with a keepalive
-        x.deliver(); // keepalive at b
-        x.send_data(Side::A, A_PLAINTEXT);
-        x.deliver();
-        x.send_data(Side::B, B_PLAINTEXT);
-        x.deliver();
-        assert!(x.in_flight.is_empty(), "a datagram was left undelivered");
+        x.complete()
+    }
+
+    /// The rest of both scripted exchanges, from a's initiation in flight
+    /// to b: b answers, a confirms with a keepalive, one data frame goes
+    /// each way, and both links say whether they are up.
+    fn complete(mut self) -> Exchange {
+        self.deliver(); // initiation at b; b answers
+        self.deliver(); // response at a; a confirms with a keepalive
+        self.deliver(); // keepalive at b
+        self.send_data(Side::A, A_PLAINTEXT);
+        self.deliver();
+        self.send_data(Side::B, B_PLAINTEXT);
+        self.deliver();
+        assert!(self.in_flight.is_empty(), "a datagram was left undelivered");
         for side in [Side::A, Side::B] {
-            let up = x.node(side).link.is_up(x.node(side).peer, x.now);
-            x.note(
+            let up = self.node(side).link.is_up(self.node(side).peer, self.now);
+            self.note(
                 side.name(),
                 &format!("is_up({}) = {up}", side.other().name()),
             );
         }
-        x
+        self
     }
 
     /// Moves the clock to the earlier link's next timer and fires it.
