@@ -10,7 +10,7 @@ use sdt_core::link::{PeerConfig, PeerId};
 use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceError};
 use sdt_core::Instant;
 
-use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec, MAX_CHANNELS};
+use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec};
 
 /// Peers one daemon can hold: a collector serving thousands of pushing
 /// nodes is a real use. Each peer costs about 2.3 KB of the node, allocated
@@ -20,8 +20,10 @@ use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec, MAX_CHAN
 pub const MAX_PEERS: usize = 4096;
 /// Services one daemon can run.
 pub const MAX_SERVICES: usize = 64;
-/// Channels of all services together: the table capacity.
-pub const CHANNELS: usize = MAX_CHANNELS as usize;
+/// Channels of all services together: the table capacity, live and held
+/// exit sockets included (a power of two, at most 32,768: core's
+/// `ChannelTable`). The config's `max_channels` is checked against it.
+pub const CHANNELS: usize = 16384;
 
 /// The daemon's node; push outage buffers (`buffer`) live on the heap.
 pub type DaemonNode = Node<ChaCha20Rng, MAX_PEERS, MAX_SERVICES, CHANNELS, Box<[u8]>>;

@@ -80,9 +80,10 @@ use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES};
 
 /// Default [`ServiceSpec::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = ChannelLimits::DEFAULT.idle_timeout;
-/// The largest `max_channels`: the capacity of the daemon's channel table,
-/// which all services share.
-pub const MAX_CHANNELS: u16 = 16384;
+/// The largest `max_channels`: the capacity of the daemon's channel table
+/// ([`crate::build::CHANNELS`], defined with the daemon's node type), which
+/// all services share.
+pub const MAX_CHANNELS: u16 = crate::build::CHANNELS as u16;
 
 /// Default [`ServiceSpec::max_channels`].
 pub const DEFAULT_MAX_CHANNELS: u16 = ChannelLimits::DEFAULT.max_channels;
