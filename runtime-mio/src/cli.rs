@@ -124,6 +124,8 @@ pub enum Command {
     ///
     /// Prints "FILE: ok, N peers, M services" on success; on failure prints
     /// one line "sdt: FILE:LINE: key `KEY`: message" to stderr and exits 1.
+    /// An endpoint name that does not resolve now is no failure (`run`
+    /// keeps trying it): a warning on stderr says so.
     Check {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -426,6 +428,15 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         }
         Command::Check { config } => {
             let cfg = Config::load(config).map_err(CliError::Config)?;
+            for p in cfg.peers.iter().filter(|p| p.endpoint.is_none()) {
+                if let Some(name) = &p.endpoint_name {
+                    eprintln!(
+                        "sdt: warning: peer {}: endpoint {name} does not resolve now; \
+                         sdt run keeps trying it",
+                        p.name
+                    );
+                }
+            }
             writeln!(
                 out,
                 "{}: ok, {}, {}",

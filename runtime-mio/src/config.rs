@@ -10,13 +10,19 @@
 //! control_group = "sdt"             # optional: the control socket's group (mode 0660)
 //! metrics_listen = "127.0.0.1:9920" # optional: serve Prometheus metrics (GET /metrics)
 //!                                     # over HTTP on this TCP address; see docs/metrics.md
+//! resolve_interval = "2m"           # optional: resolve endpoint names again this often
+//!                                     # (default 2m; "off": only at start and when
+//!                                     # handshakes go unanswered)
 //!
 //! [[peer]]
 //! name = "y"                        # unique, not "*"
 //! public_key = "..."                # unique
-//! endpoint = "203.0.113.5:51820"    # optional; "host:port" is resolved at load time
-//!                                   # (to its first address the link socket can
-//!                                   # reach: an IPv4 listen reaches only IPv4)
+//! endpoint = "203.0.113.5:51820"    # optional; a "host:port" name is resolved at
+//!                                   # start (to its first address the link socket
+//!                                   # can reach: an IPv4 listen reaches only IPv4),
+//!                                   # again after unanswered handshakes and every
+//!                                   # resolve_interval; one that does not resolve
+//!                                   # yet is tried again, not refused
 //! preshared_key_file = "psk"        # optional (or preshared_key = "...")
 //! persistent_keepalive = "25s"      # optional
 //! keep_up = false                   # optional; implied with an endpoint when
@@ -145,6 +151,9 @@ pub struct Config {
     /// Where to serve Prometheus metrics (`GET /metrics`, TCP); `None`
     /// serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// How often endpoint names are resolved again (`resolve_interval`);
+    /// `None`: only at start and when handshakes go unanswered.
+    pub resolve_interval: Option<Duration>,
     /// The peers, in file order; [`PeerRef::Named`] indexes this.
     pub peers: Vec<PeerSpec>,
     /// The services, in file order.
@@ -167,9 +176,13 @@ pub struct PeerSpec {
     pub name: String,
     /// The peer's static public key, unique among the peers.
     pub public_key: PublicKey,
-    /// Where to reach the peer (resolved at load time); `None` to only accept
-    /// it.
+    /// Where to reach the peer (a name resolved at load time); `None` to
+    /// only accept it, or while its [`PeerSpec::endpoint_name`] does not
+    /// resolve.
     pub endpoint: Option<SocketAddr>,
+    /// The `endpoint` as written when it is a `host:port` name, which the
+    /// node resolves again while it runs; `None` for an address.
+    pub endpoint_name: Option<String>,
     /// Optional pre-shared key mixed into the handshake.
     pub preshared_key: Option<PresharedKey>,
     /// Send a keepalive after this long without sending.
@@ -263,6 +276,7 @@ impl PeerSpec {
             name: name.to_owned(),
             public_key,
             endpoint,
+            endpoint_name: None,
             preshared_key: None,
             persistent_keepalive: None,
             keep_up: false,
@@ -514,6 +528,7 @@ struct RawConfig {
     control_socket: Option<Spanned<RawControlSocket>>,
     control_group: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
+    resolve_interval: Option<Spanned<String>>,
     #[serde(default)]
     peer: Vec<Spanned<RawPeer>>,
     #[serde(default)]
@@ -775,6 +790,11 @@ impl Ctx<'_> {
             }
             None => None,
         };
+        let resolve_interval = match &raw.resolve_interval {
+            Some(r) if r.get_ref() == "off" => None,
+            Some(r) => Some(self.duration(r, "resolve_interval")?),
+            None => Some(DEFAULT_RESOLVE_INTERVAL),
+        };
 
         let mut peers = Vec::with_capacity(raw.peer.len());
         for peer in &mut raw.peer {
@@ -814,6 +834,7 @@ impl Ctx<'_> {
             control_socket,
             control_group,
             metrics_listen,
+            resolve_interval,
             peers,
             services: services.into_iter().map(|(_, s)| s).collect(),
         })
@@ -1003,12 +1024,37 @@ impl Ctx<'_> {
             ));
         }
 
-        let endpoint = match &p.endpoint {
+        let (endpoint, endpoint_name) = match &p.endpoint {
             // The link socket sends every frame to this peer: an endpoint
             // of a family it cannot reach would leave the link down for
             // good (`send_errors`, nothing logged), so it is refused here.
-            Some(e) => Some(self.resolve(e, "endpoint", link.map(|l| (l, "the link's listen")))?),
-            None => None,
+            // A name that does not resolve now is no error: the node tries
+            // again while it runs (DNS may come up after it).
+            Some(e)
+                if e.get_ref().parse::<SocketAddr>().is_err()
+                    && self.host_port(e, "endpoint")? =>
+            {
+                let name = Some(e.get_ref().clone());
+                match resolve_name(e.get_ref(), link) {
+                    Ok(addr) => (Some(addr), name),
+                    Err(ResolveError::Lookup(_) | ResolveError::NoAddress) => (None, name),
+                    Err(ResolveError::Unreachable(first)) => {
+                        let local = link.unwrap_or(first);
+                        return Err(self.unreachable(
+                            e,
+                            "endpoint",
+                            first,
+                            local,
+                            "the link's listen",
+                        ));
+                    }
+                }
+            }
+            Some(e) => (
+                Some(self.resolve(e, "endpoint", link.map(|l| (l, "the link's listen")))?),
+                None,
+            ),
+            None => (None, None),
         };
 
         let preshared_key = match (&p.preshared_key_file, &p.preshared_key) {
@@ -1059,6 +1105,7 @@ impl Ctx<'_> {
             name: name_str.clone(),
             public_key,
             endpoint,
+            endpoint_name,
             preshared_key,
             persistent_keepalive,
             keep_up: p.keep_up.unwrap_or(false),
@@ -1565,62 +1612,77 @@ impl Ctx<'_> {
         from: Option<(SocketAddr, &str)>,
     ) -> Result<SocketAddr> {
         let text = value.get_ref();
-        let unreachable = |addr: SocketAddr, (local, what): (SocketAddr, &str)| {
-            self.at(
-                value,
-                key,
-                format!(
-                    "{addr} is {} and {what} {local} is {}: a socket bound there can never \
-                     send to it; use an {} address or listen on {}",
-                    family(addr),
-                    family(local),
-                    family(local),
-                    if local.is_ipv4() {
-                        "[::] (both families)"
-                    } else {
-                        "[::]"
-                    },
-                ),
-            )
-        };
         let addr = match text.parse::<SocketAddr>() {
             Ok(addr) => {
-                if let Some(from) = from.filter(|(local, _)| !can_send(*local, addr)) {
-                    return Err(unreachable(addr, from));
+                if let Some((local, what)) = from.filter(|(local, _)| !can_send(*local, addr)) {
+                    return Err(self.unreachable(value, key, addr, local, what));
                 }
                 addr
             }
             Err(_) => {
-                let has_port = text
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-                if !has_port {
+                if !self.host_port(value, key)? {
                     return Err(self.at(
                         value,
                         key,
                         format!("`{text}` is not an address and port such as 192.0.2.1:51820 or host.example:51820"),
                     ));
                 }
-                let addrs: Vec<SocketAddr> = text
-                    .to_socket_addrs()
-                    .map_err(|e| self.at(value, key, format!("cannot resolve `{text}`: {e}")))?
-                    .collect();
-                let first = *addrs.first().ok_or_else(|| {
-                    self.at(value, key, format!("`{text}` resolves to no address"))
-                })?;
-                match from {
-                    Some(from) => *addrs
-                        .iter()
-                        .find(|a| can_send(from.0, **a))
-                        .ok_or_else(|| unreachable(first, from))?,
-                    None => first,
-                }
+                resolve_name(text, from.map(|(local, _)| local)).map_err(|e| match (e, from) {
+                    (ResolveError::Unreachable(first), Some((local, what))) => {
+                        self.unreachable(value, key, first, local, what)
+                    }
+                    (ResolveError::NoAddress, _) => {
+                        self.at(value, key, format!("`{text}` resolves to no address"))
+                    }
+                    (e, _) => self.at(value, key, format!("cannot resolve `{text}`: {e}")),
+                })?
             }
         };
         if addr.port() == 0 {
             return Err(self.at(value, key, "port 0 is not a destination port"));
         }
         Ok(addr)
+    }
+
+    /// `addr` is of a family a socket bound at `local` (`what`) can never
+    /// send to ([`can_send`]).
+    fn unreachable(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        addr: SocketAddr,
+        local: SocketAddr,
+        what: &str,
+    ) -> ConfigError {
+        self.at(
+            value,
+            key,
+            format!(
+                "{addr} is {} and {what} {local} is {}: a socket bound there can never \
+                 send to it; use an {} address or listen on {}",
+                family(addr),
+                family(local),
+                family(local),
+                if local.is_ipv4() {
+                    "[::] (both families)"
+                } else {
+                    "[::]"
+                },
+            ),
+        )
+    }
+
+    /// Whether `value` has the form `host:port` (the name not checked
+    /// further). Port 0 is refused.
+    fn host_port(&self, value: &Spanned<String>, key: &str) -> Result<bool> {
+        match value.get_ref().rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() => match p.parse::<u16>() {
+                Ok(0) => Err(self.at(value, key, "port 0 is not a destination port")),
+                Ok(_) => Ok(true),
+                Err(_) => Ok(false),
+            },
+            _ => Ok(false),
+        }
     }
 
     /// A byte size from `min` to `max`.
@@ -1674,6 +1736,58 @@ pub fn show_size(bytes: usize) -> String {
         }
     }
     format!("{bytes}B")
+}
+
+/// Default [`Config::resolve_interval`]: as often as WireGuard's
+/// `reresolve-dns` script is commonly run from a timer.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(120);
+
+/// Why [`resolve_name`] found no address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    /// The resolver failed (no such name, DNS unreachable, ...).
+    Lookup(String),
+    /// The name has no address.
+    NoAddress,
+    /// Every address is of a family a socket bound at the given local
+    /// address cannot send to ([`can_send`]); the first one.
+    Unreachable(SocketAddr),
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Lookup(e) => f.write_str(e),
+            ResolveError::NoAddress => f.write_str("no address"),
+            ResolveError::Unreachable(a) => write!(
+                f,
+                "only addresses the link socket cannot send to ({a} is {})",
+                family(*a)
+            ),
+        }
+    }
+}
+
+/// Resolves `host:port` now (blocking), to the first address the resolver
+/// gives that a socket bound at `local` can send to ([`can_send`]): the one
+/// rule for endpoint names, at load time and in the daemon's resolver.
+pub fn resolve_name(
+    text: &str,
+    local: Option<SocketAddr>,
+) -> std::result::Result<SocketAddr, ResolveError> {
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| ResolveError::Lookup(e.to_string()))?
+        .collect();
+    let first = *addrs.first().ok_or(ResolveError::NoAddress)?;
+    match local {
+        Some(local) => addrs
+            .iter()
+            .copied()
+            .find(|a| can_send(local, *a))
+            .ok_or(ResolveError::Unreachable(first)),
+        None => Ok(first),
+    }
 }
 
 /// `IPv4` or `IPv6`, for errors.

@@ -48,6 +48,7 @@ pub fn node_config(
         control_socket: None,
         control_group: None,
         metrics_listen: None,
+        resolve_interval: None,
         peers: vec![peer],
         services,
     }

@@ -135,6 +135,22 @@ pub struct PeerState {
     pub public_key: String,
     /// Where datagrams to it go now.
     pub endpoint: Option<SocketAddr>,
+    /// The endpoint as configured when it is a `host:port` name, which
+    /// the node looks up again while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_name: Option<String>,
+    /// What the name resolved to at the latest successful lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<SocketAddr>,
+    /// Seconds since that lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_secs_ago: Option<f64>,
+    /// Lookups of the name that failed (the peer kept its address).
+    #[serde(default)]
+    pub resolve_failures: u64,
+    /// Lookups of the name that gave a new address.
+    #[serde(default)]
+    pub resolve_changes: u64,
     /// Seconds since the latest handshake completed.
     pub latest_handshake_secs_ago: Option<f64>,
     /// Whether a session is up.
@@ -338,6 +354,9 @@ impl Status {
                         .iter()
                         .map(|(r, n)| (r.as_str().to_owned(), n))
                         .collect(),
+                    // The daemon fills these in from its resolver.
+                    endpoint_name: spec.endpoint_name.clone(),
+                    ..PeerState::default()
                 })
             })
             .collect();
@@ -614,6 +633,17 @@ impl fmt::Display for Status {
                     let _ = writeln!(out, "  endpoint: {e}");
                 }
                 None => out.push_str("  endpoint: (none yet)\n"),
+            }
+            if let Some(name) = &p.endpoint_name {
+                let resolved = match (p.resolved, p.resolved_secs_ago) {
+                    (Some(a), Some(s)) => format!("resolved to {a} {s:.0} s ago"),
+                    _ => "not resolved yet".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  endpoint name: {name}, {resolved} ({} changes, {} failed lookups)",
+                    p.resolve_changes, p.resolve_failures
+                );
             }
             match p.latest_handshake_secs_ago {
                 Some(s) => {

@@ -60,7 +60,7 @@ pub use cookie::{cookie_reply_answers, COOKIE_LIFETIME, DEFAULT_LOAD_THRESHOLD};
 pub use mac::mac1_is_valid;
 pub use peer::{
     PeerConfig, FIRST_RESEND, KEEPALIVE_TIMEOUT, MAX_JITTER, MAX_RESEND_GAP, PROBE_AFTER,
-    PROBE_TIMEOUT, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT,
+    PROBE_TIMEOUT, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT, STALE_AFTER_ATTEMPTS,
 };
 pub use session::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
@@ -132,6 +132,11 @@ pub enum LinkEvent {
     /// No handshake succeeded within [`REKEY_ATTEMPT_TIME`]; the link will
     /// try again when there is something to send.
     HandshakeTimedOut(PeerId),
+    /// [`STALE_AFTER_ATTEMPTS`] more initiations in a row to the peer's
+    /// endpoint got no response: the peer may have moved. A runtime that
+    /// has the endpoint from a name resolves it again and gives the
+    /// address it gets to [`Link::set_endpoint`]; others ignore it.
+    EndpointStale(PeerId),
 }
 
 /// Errors of [`Link::add_peer`].
@@ -443,6 +448,38 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             }
             self.attend(peer.0 as usize);
         }
+    }
+
+    /// Sends to `peer` at `endpoint` from now on (a runtime's fresh
+    /// resolution of the peer's endpoint name), as the configured endpoint
+    /// too. Returns whether it changed. A changed endpoint restarts an
+    /// unanswered handshake at once towards it (the old address had no
+    /// answer), and a peer kept up without a session starts one; a session
+    /// stays (its keys do not depend on the address). The peer's roaming
+    /// still follows authenticated datagrams from elsewhere.
+    pub fn set_endpoint(&mut self, peer: PeerId, endpoint: SocketAddr, now: Instant) -> bool {
+        let Some(p) = self
+            .peers
+            .get_mut(usize::from(peer.0))
+            .filter(|p| !p.retired)
+        else {
+            return false;
+        };
+        p.config.endpoint = Some(endpoint);
+        if p.endpoint == Some(endpoint) {
+            return false;
+        }
+        p.endpoint = Some(endpoint);
+        p.unanswered_initiations = 0;
+        if p.pending.take().is_some() {
+            p.want_resend = false;
+            p.want_initiation = true;
+            p.attempts_since.get_or_insert(now);
+        } else if p.config.keep_up && p.current.is_none() {
+            p.start_handshake(now);
+        }
+        self.attend(usize::from(peer.0));
+        true
     }
 
     /// Starts a handshake with `peer` now, unless one is under way.
@@ -1024,6 +1061,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             LinkEvent::SessionUp(id)
         } else if core::mem::take(&mut e.roamed) {
             LinkEvent::Roamed(id)
+        } else if core::mem::take(&mut e.endpoint_stale) {
+            LinkEvent::EndpointStale(id)
         } else {
             e.handshake_timeout = false;
             LinkEvent::HandshakeTimedOut(id)

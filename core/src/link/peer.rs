@@ -60,6 +60,13 @@ pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// round trip is longer still works, at the cost of a handshake per unanswered
 /// probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Every this many initiations in a row that got no response (each given up
+/// after [`REKEY_TIMEOUT`]), the link reports
+/// [`super::LinkEvent::EndpointStale`]: the peer may have moved, and a
+/// runtime that has its endpoint from a name should resolve it again. With
+/// 2, a peer that moved is looked up again about 10 s after it stopped
+/// answering, and then every 10 s while it stays silent.
+pub const STALE_AFTER_ATTEMPTS: u32 = 2;
 /// Upper bound of the random jitter added to every initiation retry, so two
 /// nodes that started together do not stay in lockstep.
 pub const MAX_JITTER: Duration = Duration::from_millis(333);
@@ -126,12 +133,17 @@ pub(crate) struct PendingEvents {
     pub restarted: bool,
     pub roamed: bool,
     pub handshake_timeout: bool,
+    pub endpoint_stale: bool,
 }
 
 impl PendingEvents {
     /// Whether any event waits.
     pub fn any(&self) -> bool {
-        self.session_up || self.restarted || self.roamed || self.handshake_timeout
+        self.session_up
+            || self.restarted
+            || self.roamed
+            || self.handshake_timeout
+            || self.endpoint_stale
     }
 }
 
@@ -155,6 +167,9 @@ pub(crate) struct Peer {
     pub pending: Option<Pending>,
     /// When the current run of handshake attempts began.
     pub attempts_since: Option<Instant>,
+    /// Initiations in a row that got no response (reset by a completed
+    /// handshake and by a new endpoint); see [`STALE_AFTER_ATTEMPTS`].
+    pub unanswered_initiations: u32,
     /// An initiation should be sent at the next `poll_transmit`.
     pub want_initiation: bool,
     /// The pending initiation should be sent again, unchanged.
@@ -235,6 +250,7 @@ impl Peer {
             next: None,
             pending: None,
             attempts_since: keep_up.then_some(now),
+            unanswered_initiations: 0,
             want_initiation: keep_up,
             want_resend: false,
             race_ignored: false,
@@ -306,6 +322,7 @@ impl Peer {
         }
         self.last_handshake = Some(now);
         self.race_ignored = false;
+        self.unanswered_initiations = 0;
         self.stats.handshakes_completed += 1;
     }
 
@@ -403,6 +420,13 @@ impl Peer {
             if now >= p.retry_at {
                 let started = self.attempts_since.unwrap_or(now);
                 self.pending = None;
+                self.unanswered_initiations = self.unanswered_initiations.saturating_add(1);
+                if self
+                    .unanswered_initiations
+                    .is_multiple_of(STALE_AFTER_ATTEMPTS)
+                {
+                    self.events.endpoint_stale = true;
+                }
                 if self.config.keep_up || now - started < REKEY_ATTEMPT_TIME {
                     self.want_initiation = true;
                 } else {

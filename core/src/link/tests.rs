@@ -1463,3 +1463,60 @@ fn a_flooded_batch_still_answers_the_real_peer() {
 }
 
 mod lifecycle;
+
+/// A peer that moved: two unanswered initiations in a row report
+/// `EndpointStale` (not before), and the new address given to
+/// `set_endpoint` restarts the handshake there at once.
+#[test]
+fn unanswered_handshakes_report_a_stale_endpoint_and_set_endpoint_follows() {
+    let mut p = Pair::with(40, |c| c.keep_up = true, |_| {});
+    p.up();
+    let stale = |p: &Pair| {
+        p.events_a
+            .iter()
+            .filter(|e| **e == LinkEvent::EndpointStale(p.a_peer))
+            .count()
+    };
+    p.b_addr = addr("192.0.2.3:2000");
+    // The probe goes unanswered after 1 s, the first initiation is given
+    // up at 5 s plus jitter: one unanswered attempt is no sign yet.
+    p.run_for(Duration::from_secs(7));
+    assert_eq!(stale(&p), 0, "one unanswered initiation");
+    assert!(p.stats(false).handshakes_initiated >= 2);
+    p.run_for(Duration::from_secs(6));
+    assert_eq!(stale(&p), 1, "the second one: {:?}", p.events_a);
+    let new = p.b_addr;
+    assert!(p.a.set_endpoint(p.a_peer, new, p.now));
+    assert!(!p.a.set_endpoint(p.a_peer, new, p.now), "unchanged");
+    assert_eq!(p.a.peer_config(p.a_peer).unwrap().endpoint, Some(new));
+    p.run_for(Duration::from_millis(100));
+    assert!(p.a.is_up(p.a_peer, p.now), "handshake at the new address");
+    assert_eq!(p.a.peer(p.a_peer, p.now).unwrap().endpoint, Some(new));
+    p.send(false, b"moved").unwrap();
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.at_b.last().map(Vec::as_slice), Some(&b"moved"[..]));
+    // Answered from now on: no more stale reports.
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(stale(&p), 1);
+}
+
+/// A kept-up peer whose endpoint name did not resolve at start has no
+/// endpoint; the first address `set_endpoint` gives starts its handshake.
+#[test]
+fn set_endpoint_starts_a_kept_up_peer_without_one() {
+    let mut p = Pair::with(
+        41,
+        |c| {
+            c.keep_up = true;
+            c.endpoint = None;
+        },
+        |_| {},
+    );
+    p.run_for(Duration::from_secs(30));
+    assert_eq!(p.stats(false).handshakes_initiated, 0, "nowhere to send");
+    let b = p.b_addr;
+    assert!(p.a.set_endpoint(p.a_peer, b, p.now));
+    p.run_for(Duration::from_millis(100));
+    assert!(p.a.is_up(p.a_peer, p.now));
+    assert!(p.b.is_up(p.b_peer, p.now));
+}

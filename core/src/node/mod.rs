@@ -457,6 +457,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         usize::from(self.by_id[usize::from(id)]).checked_sub(1)
     }
 
+    /// Sends to `peer` at `endpoint` from now on; see
+    /// [`Link::set_endpoint`]. Returns whether it changed.
+    pub fn set_endpoint(&mut self, peer: PeerId, endpoint: SocketAddr, now: Instant) -> bool {
+        self.link.set_endpoint(peer, endpoint, now)
+    }
+
     /// Starts a handshake with `peer` now rather than on first traffic.
     pub fn connect(&mut self, peer: PeerId, now: Instant) {
         self.link.connect(peer, now);

@@ -1118,3 +1118,51 @@ fn refuses_a_tun_name_or_control_socket_path_already_taken() {
     let _stale = std::os::unix::net::UnixListener::bind(dir.path().join("x.sock")).unwrap();
     Config::parse(&text, &path).unwrap();
 }
+
+#[test]
+fn an_endpoint_name_that_does_not_resolve_is_kept_to_try_later() {
+    let cfg = parse(&with_peer("endpoint = \"nonexistent.invalid:51820\"\n")).unwrap();
+    assert_eq!(cfg.peers[0].endpoint, None);
+    assert_eq!(
+        cfg.peers[0].endpoint_name.as_deref(),
+        Some("nonexistent.invalid:51820")
+    );
+    // A name that resolves keeps its name too; an address has none.
+    let cfg = parse(&with_peer("endpoint = \"localhost:51820\"\n")).unwrap();
+    assert_eq!(
+        cfg.peers[0].endpoint_name.as_deref(),
+        Some("localhost:51820")
+    );
+    let cfg = parse(&with_peer("endpoint = \"127.0.0.1:51820\"\n")).unwrap();
+    assert_eq!(cfg.peers[0].endpoint_name, None);
+    // Still refused: no port, port 0.
+    let text = with_peer("endpoint = \"nonexistent.invalid\" # E\n");
+    refused(&text, "# E", "endpoint", "is not an address and port");
+    let text = with_peer("endpoint = \"nonexistent.invalid:0\" # E\n");
+    refused(&text, "# E", "endpoint", "port 0 is not a destination port");
+    // A target name must resolve at load time.
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\ntarget = \"nonexistent.invalid:53\" # E\n",
+    );
+    refused(
+        &text,
+        "# E",
+        "target",
+        "cannot resolve `nonexistent.invalid:53`",
+    );
+}
+
+#[test]
+fn resolve_interval_is_a_duration_or_off() {
+    let cfg = parse(&with_peer("")).unwrap();
+    assert_eq!(cfg.resolve_interval, Some(DEFAULT_RESOLVE_INTERVAL));
+    assert_eq!(DEFAULT_RESOLVE_INTERVAL, Duration::from_secs(120));
+    let cfg = parse(&format!("resolve_interval = \"30s\"\n{}", with_peer(""))).unwrap();
+    assert_eq!(cfg.resolve_interval, Some(Duration::from_secs(30)));
+    let cfg = parse(&format!("resolve_interval = \"off\"\n{}", with_peer(""))).unwrap();
+    assert_eq!(cfg.resolve_interval, None);
+    let text = format!("resolve_interval = \"0s\" # E\n{}", with_peer(""));
+    refused(&text, "# E", "resolve_interval", "must not be zero");
+    let text = format!("resolve_interval = \"soon\" # E\n{}", with_peer(""));
+    refused(&text, "# E", "resolve_interval", "is not a duration");
+}

@@ -18,6 +18,7 @@ mod control;
 mod droplog;
 pub mod metrics;
 mod reload;
+mod resolve;
 mod serve;
 mod sockets;
 mod sys;
@@ -39,7 +40,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sdt_core::node::{HEADROOM, TAILROOM, TRANSMIT_BUFFER};
 use sdt_core::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::build::{build_node, BuildError, DaemonNode};
 use crate::config::Config;
@@ -175,6 +176,8 @@ struct Loop {
     pending: VecDeque<Token>,
     /// When to look at the peers next ([`Loop::watch_peers`]), on `clock`.
     next_watch: Duration,
+    /// Endpoint names, looked up again off the loop.
+    resolver: resolve::Resolver,
 }
 
 impl Daemon {
@@ -508,6 +511,22 @@ impl Loop {
                 service_label(&config, spec)
             );
         }
+        let resolver = resolve::Resolver::new(&config, link_addr, waker.clone(), started);
+        for n in resolver.names() {
+            match n.resolved {
+                Some(a) => {
+                    info!(target: SESSION, peer = n.peer, "peer {}: endpoint {} resolves to {a}", n.peer, n.text)
+                }
+                None => warn!(
+                    target: SESSION,
+                    peer = n.peer,
+                    "peer {}: endpoint {} does not resolve yet; trying again every {} s",
+                    n.peer,
+                    n.text,
+                    resolve::RETRY_UNRESOLVED.as_secs()
+                ),
+            }
+        }
         let state = Loop {
             node,
             io,
@@ -531,6 +550,7 @@ impl Loop {
             scratch,
             pending: VecDeque::new(),
             next_watch: Duration::ZERO,
+            resolver,
         };
         Ok((state, waker))
     }
@@ -552,12 +572,22 @@ impl Loop {
             }
             let now = self.now();
             let timeout = if self.pending.is_empty() {
-                // The node's timers, the next look at the peers, and the
-                // end of a drop log window holding a summary.
+                // The node's timers, the next look at the peers, the end of
+                // a drop log window holding a summary, and the next lookup
+                // of an endpoint name.
                 let watch = self.next_watch.saturating_sub(self.clock.elapsed());
                 let node = self.node.poll_timeout().map(|t| t.saturating_since(now));
                 let log = self.io.log_timeout();
-                Some([node, log].into_iter().flatten().fold(watch, Duration::min))
+                let resolve = self
+                    .resolver
+                    .poll_timeout()
+                    .map(|t| t.saturating_since(now));
+                Some(
+                    [node, log, resolve]
+                        .into_iter()
+                        .flatten()
+                        .fold(watch, Duration::min),
+                )
             } else {
                 Some(Duration::ZERO)
             };
@@ -590,7 +620,82 @@ impl Loop {
                 self.watch_peers(self.now());
             }
             self.io.expire_drop_log();
+            self.resolve_due(now);
         }
+    }
+
+    /// Starts the lookups of endpoint names that are due: by the
+    /// resolver's clock, and those core found stale this iteration.
+    fn resolve_due(&mut self, now: Instant) {
+        for peer in std::mem::take(&mut self.io.stale_endpoints) {
+            if let Some(name) = self.io.peer_names.get(usize::from(peer.0)) {
+                self.resolver.stale(name);
+            }
+        }
+        if self.resolver.poll_timeout().is_some_and(|t| t <= now) {
+            self.resolver.start_due(now);
+        }
+    }
+
+    /// Gives core the addresses of the lookups that finished, and logs
+    /// what changed or failed.
+    fn apply_resolved(&mut self) {
+        let now = self.now();
+        let outcomes = self.resolver.finished(now);
+        if outcomes.is_empty() {
+            return;
+        }
+        for outcome in outcomes {
+            match outcome {
+                resolve::Outcome::Resolved {
+                    peer,
+                    text,
+                    address,
+                    was,
+                    apply,
+                } => {
+                    let id = self.io.peer_names.iter().position(|n| *n == peer);
+                    let moved = match id {
+                        Some(i) if apply => {
+                            self.node
+                                .set_endpoint(sdt_core::link::PeerId(i as u16), address, now)
+                        }
+                        _ => false,
+                    };
+                    match was {
+                        Some(w) if w != address => {
+                            info!(target: SESSION, peer, "peer {peer}: endpoint {text} now resolves to {address} (was {w})")
+                        }
+                        None => {
+                            info!(target: SESSION, peer, "peer {peer}: endpoint {text} resolves to {address}")
+                        }
+                        Some(_) if moved => info!(
+                            target: SESSION,
+                            peer,
+                            "peer {peer}: endpoint {text} still resolves to {address}; sending there again"
+                        ),
+                        Some(_) => {
+                            debug!(target: SESSION, peer, "peer {peer}: endpoint {text} still resolves to {address}")
+                        }
+                    }
+                }
+                resolve::Outcome::Failed {
+                    peer,
+                    text,
+                    why,
+                    failures,
+                } => {
+                    let keep = self
+                        .resolver
+                        .name_of(&peer)
+                        .and_then(|n| n.resolved)
+                        .map_or_else(|| "no address yet".to_owned(), |a| format!("keeping {a}"));
+                    warn!(target: SESSION, peer, "peer {peer}: cannot resolve endpoint {text}: {why}; {keep} ({failures} failed lookups)");
+                }
+            }
+        }
+        self.node.flush(&mut self.io, now, &mut self.scratch);
+        self.io.bury();
     }
 
     /// Serves one ready token for one turn; true if it may have more.
@@ -610,6 +715,7 @@ impl Loop {
                     // The slot is empty; a client that gave up has gone.
                     let _ = reply.try_send(control::Answer::Reload(answer));
                 }
+                self.apply_resolved();
                 false
             }
             SIGNALS => {
@@ -752,6 +858,17 @@ impl Loop {
             s.metrics_listen = Some(m.addr());
             s.metrics_refused = m.stats().refused.load(Ordering::Relaxed);
             s.metrics_timeouts = m.stats().timeouts.load(Ordering::Relaxed);
+        }
+        let now = self.now();
+        for peer in &mut s.peers {
+            if let Some(n) = self.resolver.name_of(&peer.name) {
+                peer.endpoint_name = Some(n.text.clone());
+                peer.resolved = n.resolved;
+                peer.resolved_secs_ago =
+                    n.resolved_at.map(|t| now.saturating_since(t).as_secs_f64());
+                peer.resolve_failures = n.failures;
+                peer.resolve_changes = n.changes;
+            }
         }
         for service in &mut s.services {
             if let Some((_, tun)) = self.io.tuns.get(&service.id) {

@@ -122,6 +122,7 @@ impl Loop {
                 )
             })
             .collect();
+        self.resolver.sync(&self.config, now);
         let line = summary_line(file, &summary);
         let failed: Vec<String> = self.io.service_open_errors[errors_before..]
             .iter()

@@ -125,6 +125,10 @@ pub struct MioIo {
     /// Close sockets at once instead of at the turn's end: only while a
     /// reload is applied, when no send is queued.
     pub close_at_once: bool,
+    /// Peers whose endpoint core reported stale since the loop last
+    /// looked ([`LinkEvent::EndpointStale`]): their names are looked up
+    /// again.
+    pub stale_endpoints: Vec<sdt_core::link::PeerId>,
 }
 
 impl MioIo {
@@ -156,6 +160,7 @@ impl MioIo {
             log_clock: std::time::Instant::now(),
             origin: Origin::None,
             peer_log: Vec::new(),
+            stale_endpoints: Vec::new(),
         }
     }
 
@@ -636,6 +641,13 @@ impl Io for MioIo {
             NodeEvent::Link(LinkEvent::Roamed(p)) => {
                 let name = peer_name(&self.peer_names, p);
                 info!(target: SESSION, peer = name, "peer {name}: endpoint moved")
+            }
+            NodeEvent::Link(LinkEvent::EndpointStale(p)) => {
+                let name = peer_name(&self.peer_names, p);
+                debug!(target: SESSION, peer = name, "peer {name}: handshakes unanswered; its endpoint may be stale");
+                if !self.stale_endpoints.contains(&p) {
+                    self.stale_endpoints.push(p);
+                }
             }
             NodeEvent::Link(LinkEvent::HandshakeTimedOut(p)) => {
                 let name = peer_name(&self.peer_names, p);

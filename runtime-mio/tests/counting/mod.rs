@@ -63,6 +63,7 @@ fn config(key: PrivateKey, peer: PeerSpec, service: ServiceSpec) -> Config {
         control_socket: None,
         control_group: None,
         metrics_listen: None,
+        resolve_interval: None,
         peers: vec![peer],
         services: vec![service],
     }
