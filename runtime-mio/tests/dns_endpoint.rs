@@ -216,6 +216,7 @@ fn endpoint_name_is_resolved_late_and_followed_to_a_new_address() {
     etc.hosts(Some(second));
     let moved: SocketAddr = (second, LINK_PORT).into();
     let b = Node::start("b", b_ns, lab.dir.path(), &b_text(moved));
+    let since = std::time::Instant::now();
     let followed = wait_until(Duration::from_secs(90), || {
         a.try_status()
             .is_ok_and(|s| s.peers[0].endpoint == Some(moved) && s.peers[0].session_up)
@@ -225,6 +226,11 @@ fn endpoint_name_is_resolved_late_and_followed_to_a_new_address() {
         "a follows the name: {:#?}\n{}",
         a.status(),
         a.logs()
+    );
+    // A figure for the record, not an assertion (the machine is shared).
+    eprintln!(
+        "a followed the name to {moved} {:.1} s after b listened there",
+        since.elapsed().as_secs_f64()
     );
     b.wait_session_up();
     assert_eq!(echoed(a_ns, 10), 10, "a: {:#?}", a.status());

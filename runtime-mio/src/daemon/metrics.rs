@@ -432,6 +432,22 @@ pub fn render(status: &Status) -> String {
             .iter()
             .filter_map(|p| p.last_received_secs_ago.map(|s| (peer(p), s))),
     );
+    let named = || peers.iter().filter(|p| p.endpoint_name.is_some());
+    f.counter(
+        "sdt_peer_endpoint_resolve_failures_total",
+        "Lookups of the peer's endpoint name that failed (only peers whose endpoint is a name).",
+        named().map(|p| (peer(p), p.resolve_failures as f64)),
+    );
+    f.counter(
+        "sdt_peer_endpoint_resolve_changes_total",
+        "Lookups of the peer's endpoint name that gave a new address.",
+        named().map(|p| (peer(p), p.resolve_changes as f64)),
+    );
+    f.gauge(
+        "sdt_peer_endpoint_resolved_age_seconds",
+        "Seconds since the peer's endpoint name last resolved (absent: never, or no name).",
+        named().filter_map(|p| p.resolved_secs_ago.map(|s| (peer(p), s))),
+    );
     f.gauge(
         "sdt_peer_stale",
         "1 if the peer is late answering (it may be gone, even with a session up).",

@@ -26,6 +26,10 @@ fn status() -> Status {
                 handshakes: 2,
                 mtu: 1500,
                 drops: vec![("replayed".into(), 4)],
+                endpoint_name: Some("y.example:51820".into()),
+                resolved_secs_ago: Some(7.5),
+                resolve_failures: 5,
+                resolve_changes: 1,
                 ..PeerState::default()
             },
             PeerState {
@@ -136,6 +140,9 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
         ("sdt_peer_session_up{peer=\"odd\\\\name\\n\"}", "0"),
         ("sdt_peer_mtu_bytes{peer=\"odd\\\\name\\n\"}", "1400"),
         ("sdt_peer_drops_total{peer=\"b\",reason=\"replayed\"}", "4"),
+        ("sdt_peer_endpoint_resolve_failures_total{peer=\"b\"}", "5"),
+        ("sdt_peer_endpoint_resolve_changes_total{peer=\"b\"}", "1"),
+        ("sdt_peer_endpoint_resolved_age_seconds{peer=\"b\"}", "7.5"),
     ];
     for (series, v) in expect {
         assert_eq!(
@@ -178,6 +185,11 @@ fn every_status_counter_is_rendered_under_its_stable_name() {
             "sdt_peer_last_handshake_age_seconds{peer=\"odd\\\\name\\n\"}"
         ),
         None
+    );
+    // A peer whose endpoint is no name has no lookup series.
+    assert!(
+        !text.contains("sdt_peer_endpoint_resolve_failures_total{peer=\"odd"),
+        "{text}"
     );
     assert!(!text.contains("sdt_node_drops_total"), "{text}");
     assert!(!text.contains("max_payload_ipv6"), "{text}");
