@@ -318,3 +318,121 @@ impl Resolver {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdt_core::key::PrivateKey;
+    use std::path::Path;
+
+    fn config(endpoint: &str, interval: &str) -> Config {
+        let text = format!(
+            "private_key = \"{}\"\ncontrol_socket = false\nresolve_interval = \"{interval}\"\n\
+             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{endpoint}\"\n",
+            PrivateKey::from_bytes([1; 32]),
+            PrivateKey::from_bytes([2; 32]).public_key(),
+        );
+        Config::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    fn resolver(config: &Config) -> (Resolver, mio::Poll) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let local = "127.0.0.1:51820".parse().unwrap();
+        (Resolver::new(config, local, waker, Instant::ZERO), poll)
+    }
+
+    /// The outcomes of the lookups under way, waiting (generously) until
+    /// `n` have come back.
+    fn wait(r: &mut Resolver, poll: &mut mio::Poll, now: Instant, n: usize) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        let mut events = mio::Events::with_capacity(4);
+        for _ in 0..600 {
+            out.extend(r.finished(now));
+            if out.len() >= n {
+                return out;
+            }
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(100)));
+        }
+        panic!("{} of {n} lookups came back", out.len());
+    }
+
+    const LOCAL9: &str = "127.0.0.1:9";
+
+    #[test]
+    fn a_stale_report_looks_up_again_and_sends_there_even_if_unchanged() {
+        let cfg = config("localhost:9", "2m");
+        let (mut r, mut poll) = resolver(&cfg);
+        let n = &r.names()[0];
+        assert_eq!(n.resolved, Some(LOCAL9.parse().unwrap()), "from the load");
+        assert_eq!(
+            r.poll_timeout(),
+            Some(Instant::ZERO + Duration::from_secs(120))
+        );
+        r.stale("y");
+        assert_eq!(r.poll_timeout(), None, "nothing due while it runs");
+        let out = wait(&mut r, &mut poll, Instant::from_secs(1), 1);
+        let [Outcome::Resolved {
+            address,
+            was,
+            apply,
+            ..
+        }] = &out[..]
+        else {
+            panic!("one resolved lookup");
+        };
+        assert_eq!(
+            (*address, *was),
+            (LOCAL9.parse().unwrap(), Some(LOCAL9.parse().unwrap()))
+        );
+        assert!(*apply, "core asked: send there again");
+        assert_eq!(r.names()[0].changes, 0);
+        assert_eq!(r.names()[0].resolved_at, Some(Instant::from_secs(1)));
+        // The interval's lookup of the same address changes nothing.
+        let due = Instant::from_secs(121);
+        assert_eq!(r.poll_timeout(), Some(due));
+        r.start_due(due);
+        let out = wait(&mut r, &mut poll, due, 1);
+        assert!(matches!(out[..], [Outcome::Resolved { apply: false, .. }]));
+        // A report while a lookup runs is not lost: one more follows.
+        r.stale("y");
+        r.stale("y");
+        let out = wait(&mut r, &mut poll, due, 2);
+        assert!(matches!(
+            out[..],
+            [
+                Outcome::Resolved { apply: true, .. },
+                Outcome::Resolved { apply: true, .. }
+            ]
+        ));
+        // An unknown peer name is no lookup.
+        r.stale("nobody");
+        assert_eq!(r.poll_timeout(), Some(due + Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn a_name_that_never_resolved_is_retried_and_failures_are_counted() {
+        let cfg = config("nonexistent.invalid:9", "off");
+        let (mut r, mut poll) = resolver(&cfg);
+        assert_eq!(r.names()[0].resolved, None);
+        let first = Instant::ZERO + RETRY_UNRESOLVED;
+        assert_eq!(r.poll_timeout(), Some(first));
+        r.start_due(first);
+        let out = wait(&mut r, &mut poll, first, 1);
+        assert!(
+            matches!(&out[..], [Outcome::Failed { failures: 1, .. }]),
+            "one failure"
+        );
+        assert_eq!(r.poll_timeout(), Some(first + RETRY_UNRESOLVED));
+        // A reload keeping the name keeps its count; a new name starts
+        // afresh (and with an address and "off", nothing is due).
+        r.sync(&cfg, first);
+        assert_eq!(r.names()[0].failures, 1);
+        r.sync(&config("localhost:9", "off"), first);
+        assert_eq!(r.names()[0].failures, 0);
+        assert_eq!(r.poll_timeout(), None);
+        // An address is no name.
+        r.sync(&config(LOCAL9, "off"), first);
+        assert!(r.names().is_empty());
+    }
+}
