@@ -172,6 +172,14 @@ struct Sock {
 pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
     let i = ctx.spec.index;
     let name = NODE_NAMES[i];
+    // A start order: the first boot waits for the node's start time.
+    let start = ctx.shared.borrow().setup.start.map(|s| s[i]);
+    if let Some(start) = start.filter(|_| ctx.slot.borrow().boots == 0) {
+        let now = sim_now();
+        if start > now {
+            tokio::time::sleep(start - now).await;
+        }
+    }
     let t = sim_now();
     let now = core_now(t);
     let boot = {

@@ -25,6 +25,7 @@ pub mod world;
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -48,6 +49,38 @@ use crate::trace::mix;
 use crate::world::{Shared, SharedRef};
 
 pub use scenario::{find, SCENARIOS};
+
+/// The environment variable that sets how many seeds the test sweeps run.
+pub const SWEEP_SEEDS_VAR: &str = "SDT_SWEEP_SEEDS";
+
+/// The seeds a test sweep runs: `default`, or with [`SWEEP_SEEDS_VAR`] set
+/// to `N`, seeds `0..N` (`A..B` gives those). `SDT_SWEEP_SEEDS=10000 cargo
+/// test --release -p sim` sweeps every scenario that many seeds (see
+/// sim/README.md, "Sweeps"). A value that is not a count or a range is an
+/// error, not a silent fallback to the default.
+pub fn sweep_seeds(default: Range<u64>) -> Result<Range<u64>, String> {
+    match std::env::var(SWEEP_SEEDS_VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(e) => Err(format!("{SWEEP_SEEDS_VAR}: {e}")),
+        Ok(v) => parse_seeds(v.trim()).map_err(|e| format!("{SWEEP_SEEDS_VAR}={v:?}: {e}")),
+    }
+}
+
+/// `N` (seeds `0..N`) or `A..B` (B excluded), not empty.
+pub fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let num = |t: &str| {
+        t.parse::<u64>()
+            .map_err(|e| format!("{t:?} is not a seed count: {e}"))
+    };
+    let r = match s.split_once("..") {
+        Some((a, b)) => num(a)?..num(b)?,
+        None => 0..num(s)?,
+    };
+    if r.is_empty() {
+        return Err("no seeds in that range".into());
+    }
+    Ok(r)
+}
 
 thread_local! {
     /// The harness's idea of now, between steps (hosts ask turmoil).
@@ -185,6 +218,13 @@ impl Outcome {
             f.roams.len(),
             f.attack.is_some()
         );
+        if let Some(start) = self.setup.start {
+            s += &format!(
+                "  start: x at {:.3}s, y at {:.3}s\n",
+                start[X].as_secs_f64(),
+                start[Y].as_secs_f64()
+            );
+        }
         let steps: Vec<String> = f
             .restarts
             .iter()
@@ -607,5 +647,20 @@ fn sample(shared: &SharedRef, slots: &[Rc<RefCell<NodeSlot>>; 2]) {
         for o in over {
             shared.borrow_mut().violate(o);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seeds;
+
+    #[test]
+    fn seed_counts_and_ranges() {
+        assert_eq!(parse_seeds("10000"), Ok(0..10_000));
+        assert_eq!(parse_seeds("5..9"), Ok(5..9));
+        assert!(parse_seeds("0").is_err());
+        assert!(parse_seeds("9..5").is_err());
+        assert!(parse_seeds("ten").is_err());
+        assert!(parse_seeds("1..").is_err());
     }
 }

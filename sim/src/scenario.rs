@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use sdt_core::link::{KEEPALIVE_TIMEOUT, MAX_JITTER, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT};
+use sdt_core::link::{
+    MAX_JITTER, MAX_RESEND_GAP, PROBE_AFTER, PROBE_TIMEOUT, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT,
+};
 use sdt_core::node::ChannelLimits;
 
 use crate::trace::mix;
@@ -337,6 +339,11 @@ pub struct Setup {
     /// ephemeral ports hands them out: a port released early serves the
     /// next channel at once. `None`: turmoil's own ephemeral ports.
     pub exit_port_pool: Option<u16>,
+    /// When each node first boots ([`X`], [`Y`]); `None`: both at once, at
+    /// the start of the run. Before its start a node has no socket, so
+    /// whatever is sent to it is lost. With a start order, the later start
+    /// is a heal held to [`Setup::start_bound`].
+    pub start: Option<[Duration; 2]>,
 }
 
 impl Setup {
@@ -396,6 +403,22 @@ impl Setup {
         let f = &self.faults;
         let normal = self.recovery_bound();
         let mut v: Vec<Heal> = Vec::new();
+        if let Some(start) = self.start {
+            let later = if start[X] >= start[Y] { X } else { Y };
+            let other = crate::world::other(later);
+            v.push(Heal {
+                at: start[later],
+                what: format!(
+                    "{} started at {:.3}s, {:.3}s after {}",
+                    NODE_NAMES[later],
+                    secs(start[later]),
+                    secs(start[later] - start[other]),
+                    NODE_NAMES[other]
+                ),
+                bound: self.start_bound(),
+                clock_step: None,
+            });
+        }
         let heal = |at: Duration, what: String| Heal {
             at,
             what,
@@ -413,6 +436,7 @@ impl Setup {
                 r.down.end,
                 format!("{} back at {:.3}s", NODE_NAMES[r.node], secs(r.down.end)),
             );
+            h.bound = self.restart_bound();
             if let Some(c) = r.clock_step {
                 h.what += &format!(", wall clock {c}");
                 h.clock_step = Some((r.node, c));
@@ -426,7 +450,7 @@ impl Setup {
             // that fault, and has its bound.
             for r in &f.restarts {
                 if let Some(c) = r.clock_step {
-                    if r.node == X && t >= r.down.start && t <= r.down.end + normal {
+                    if r.node == X && t >= r.down.start && t <= r.down.end + self.restart_bound() {
                         h.bound = h.bound.max(self.heal_bound(r, c));
                     }
                 }
@@ -443,16 +467,6 @@ impl Setup {
         v
     }
 
-    /// Whether node `i` starts handshakes on its own after its peer
-    /// restarted: it knows (or has learned) the peer's endpoint, and either
-    /// sends data whose silence starts its `KEEPALIVE_TIMEOUT +
-    /// REKEY_TIMEOUT` timer, or keeps the link up (and probes). Every node
-    /// does, except Y in push mode: it learns X's endpoint, but the exit of
-    /// a push service never sends data (keepalives do not start the timer).
-    pub fn initiates(&self, i: usize) -> bool {
-        !(i == Y && self.mode == Mode::Push && !self.reverse)
-    }
-
     /// The bound on recovery after restart `r`, whose node came back with
     /// its wall clock stepped by `step`.
     ///
@@ -462,49 +476,57 @@ impl Setup {
     /// `t + W`. Its peer last accepted a stamp `t_a + W_old`, from an
     /// initiation sent at `t_a`, before the crash. Stepped by `s`, the node
     /// stamps `t + W_old + s`:
-    /// - ahead (`s > 0`), every stamp is newer: the normal bound;
+    /// - ahead (`s > 0`), every stamp is newer: [`Setup::restart_bound`];
     /// - back by `S`, the peer refuses the node's initiations until
     ///   `t > t_a + S`, which is before `t_boot + S` since `t_a < t_boot`.
-    ///   The restarted node has no timestamps to hold against anyone, so an
-    ///   initiation of the peer is accepted at once: where the peer
-    ///   initiates to where the node is ([`Setup::peer_reaches`]), the
-    ///   normal bound still applies (its `KEEPALIVE_TIMEOUT + REKEY_TIMEOUT`
-    ///   term is the peer noticing; its `REKEY_TIMEOUT + MAX_JITTER` term
-    ///   covers the one crossing initiation the restarted node may ignore).
-    ///   Otherwise only the stepped node's attempts can bring the link up
-    ///   (every `REKEY_TIMEOUT` plus jitter, again at the next send after
-    ///   `REKEY_ATTEMPT_TIME`), and they get through once its clock passes
-    ///   `t_a`: at most `S` plus the normal bound.
+    ///   The restarted node has no timestamps from before its restart to
+    ///   hold against anyone, so where the peer reaches the node
+    ///   ([`Setup::peer_reaches`]: it probes, or refuses the stale
+    ///   initiation and reaches out, `link::reach_out`) the link comes up
+    ///   without waiting for the clock, but not always within the restart
+    ///   bound: the peer's reach-out can cross the node's next initiation,
+    ///   and the node, whose own is in flight and whose key wins the race,
+    ///   ignores it and records its timestamp (finding 1's fix), so the
+    ///   copies the peer resends are refused as replays too, while the
+    ///   node's copies stay refused by the peer. A fresh initiation of the
+    ///   peer ends it, [`REKEY_TIMEOUT`] plus up to [`MAX_JITTER`] after
+    ///   its first at the latest: [`Setup::recovery_bound`] (measured 2.9 s
+    ///   and 4.2 s; sim/README.md, finding 6). Otherwise only the stepped
+    ///   node's attempts can bring the link up, and they get through once
+    ///   its clock passes `t_a`: at most `S` plus the restart bound.
     pub fn heal_bound(&self, r: &Restart, step: ClockStep) -> Duration {
-        let normal = self.recovery_bound();
-        if step.forward || self.peer_reaches(r) {
+        let normal = self.restart_bound();
+        if step.forward {
             normal
+        } else if self.peer_reaches(r) {
+            self.recovery_bound().max(normal)
         } else {
             normal + step.by
         }
     }
 
-    /// Whether the peer of the node restarted in `r` initiates to where the
-    /// node is, soon enough to bring the link up within the normal bound:
-    /// - it initiates on its own at all ([`Setup::initiates`]);
-    /// - its attempts have not given up: they start about `KEEPALIVE_TIMEOUT
-    ///   + REKEY_TIMEOUT` after the crash (its last unanswered datagram)
-    ///   and end `REKEY_ATTEMPT_TIME` later, so the node must be down for
-    ///   less than `REKEY_ATTEMPT_TIME`;
+    /// Whether the peer of the node restarted in `r` starts a handshake to
+    /// where the node is, soon enough for [`Setup::restart_bound`]. Every
+    /// peer in these scenarios notices on its own once it has heard from
+    /// the node: one that sends data probes after [`PROBE_AFTER`] of it
+    /// unanswered, one that keeps the link up (it holds an exit half, or a
+    /// direct service) after [`PROBE_AFTER`] of silence, and either starts a
+    /// handshake when the probe is unanswered for [`PROBE_TIMEOUT`]. So:
+    /// - its attempts have not given up: a peer that does not keep the
+    ///   link up gives up [`REKEY_ATTEMPT_TIME`] after they started, about
+    ///   two seconds after the crash, so the node must be down for less;
     /// - they go where the node is: X must not move to a new port from its
     ///   crash until the bound has passed (the peer's endpoint would be
     ///   stale, and a refused initiation rightly does not move it).
     pub fn peer_reaches(&self, r: &Restart) -> bool {
-        let until = r.down.end + self.recovery_bound();
+        let until = r.down.end + self.restart_bound();
         let moved = r.node == X
             && self
                 .faults
                 .roams
                 .iter()
                 .any(|&t| t >= r.down.start && t <= until);
-        self.initiates(crate::world::other(r.node))
-            && r.down.end - r.down.start < REKEY_ATTEMPT_TIME
-            && !moved
+        r.down.end - r.down.start < REKEY_ATTEMPT_TIME && !moved
     }
 }
 
@@ -514,37 +536,104 @@ fn trip(setup: &Setup) -> Duration {
     2 * setup.customer_latency.1 + setup.faults.latency.1
 }
 
+/// The longest gap between two copies of an unanswered initiation: core
+/// resends after [`MAX_RESEND_GAP`] at most, plus a jitter below
+/// `gap × MAX_JITTER / REKEY_TIMEOUT` (core's `resend_jitter`), and a fresh
+/// initiation replaces the copies within [`REKEY_TIMEOUT`] + [`MAX_JITTER`]
+/// of the first, no later than the next copy would have come: 1.067 s.
+pub fn resend_spacing() -> Duration {
+    let jitter = MAX_RESEND_GAP.as_nanos() * MAX_JITTER.as_nanos() / REKEY_TIMEOUT.as_nanos();
+    MAX_RESEND_GAP + Duration::from_nanos(jitter as u64)
+}
+
 impl Setup {
-    /// The bound on recovery after a fault ends (a partition heals, a node
-    /// restarts, X roams): the time from the end of the fault until the
-    /// first datagram sent after it is delivered (and, in modes with
-    /// answers, until its answer is back).
-    ///
-    /// Derivation, from the link's timers:
-    /// - a node that sends and hears nothing back starts a handshake
-    ///   `KEEPALIVE_TIMEOUT + REKEY_TIMEOUT` (15 s) after its first
-    ///   unanswered datagram, which may be sent right at the heal (a
-    ///   restarted peer lost the session, and nothing tells the sender);
-    /// - if an attempt was under way during the fault and lost to it, the
-    ///   next comes `REKEY_TIMEOUT` plus up to `MAX_JITTER` later (5.333 s);
-    /// - the handshake takes one round trip over the X–Y link, and one
-    ///   `MAX_JITTER` more covers a crossing initiation in direct mode;
-    /// - then the next datagram, up to one send gap later, makes its trip,
-    ///   and its answer the trip back;
-    /// - plus two ticks, since hosts see time in 1 ms steps.
-    ///
-    /// So `2 × REKEY_TIMEOUT + KEEPALIVE_TIMEOUT + 2 × MAX_JITTER +
-    /// handshake RTT + send gap + 2 trips + 2 ticks`: about 21.7 s with the
-    /// scenarios' latencies.
-    pub fn recovery_bound(&self) -> Duration {
-        let link_rtt = 2 * self.faults.latency.1;
-        2 * REKEY_TIMEOUT
-            + KEEPALIVE_TIMEOUT
-            + 2 * MAX_JITTER
-            + link_rtt
+    /// What every bound adds once a handshake starts, to the first
+    /// datagram sent after the heal being delivered (and its answer back):
+    /// - three X–Y trips: the initiation (or the copy that gets through),
+    ///   the response, and the initiator's first frame, which a responder
+    ///   waits for before it sends on the session (the entry of a mirror
+    ///   image is the responder);
+    /// - the next datagram, up to one send gap later (a staged one is sent
+    ///   at once);
+    /// - its trip customer to customer, and its answer's trip back;
+    /// - two ticks, since hosts see time in 1 ms steps.
+    pub fn after_handshake(&self) -> Duration {
+        3 * self.faults.latency.1
             + Duration::from_millis(self.traffic.gap_ms.1)
             + 2 * trip(self)
             + 2 * TICK
+    }
+
+    /// The bound on the first datagram crossing after the later of the two
+    /// nodes started ([`Setup::start`]), measured from that start:
+    /// - the earlier node, if it initiates, has been sending copies of its
+    ///   initiation into nothing; the first that reaches the later node is
+    ///   sent at most [`resend_spacing`] after the one before (1.067 s);
+    /// - if the later node initiates, it does at its start (kept up) or on
+    ///   its customers' first datagram, to a peer already up; a crossing
+    ///   initiation is ignored once by the higher key, whose own copy the
+    ///   other then answers;
+    /// - then [`Setup::after_handshake`].
+    ///
+    /// So `MAX_RESEND_GAP × (1 + MAX_JITTER / REKEY_TIMEOUT) + 3 × X–Y
+    /// latency + gap + 2 trips + 2 ticks`: about 1.14 s with the start-order
+    /// scenarios' latencies (at most 15 ms X–Y, 3 ms to customers, a gap of
+    /// 10 ms).
+    pub fn start_bound(&self) -> Duration {
+        resend_spacing() + self.after_handshake()
+    }
+
+    /// The bound on recovery after a restarted node is back (state lost,
+    /// the key kept), from the moment it is back:
+    /// - the restarted node drops its peer's frames under the session it
+    ///   lost, and says nothing (they do not authenticate for it). Its peer
+    ///   has sent it data (or, keeping the link up, heard nothing) since at
+    ///   most one send gap after it is back; [`PROBE_AFTER`] later it
+    ///   probes, and [`PROBE_TIMEOUT`] after that it starts a handshake;
+    /// - if that handshake started while the node was still down, its
+    ///   copies went nowhere, and the next comes within [`resend_spacing`];
+    /// - a restarted node that initiates does so at once (kept up) or on
+    ///   its customers' first datagram, and the peer accepts it (a newer
+    ///   timestamp);
+    /// - then [`Setup::after_handshake`].
+    ///
+    /// So `max(PROBE_AFTER + PROBE_TIMEOUT + gap, resend spacing) + 3 ×
+    /// X–Y latency + gap + 2 trips + 2 ticks`: about 2.1 s with the
+    /// restart-phase scenarios' latencies, 2.8 s with the general ones (at
+    /// most 60 ms X–Y, 3 ms to customers, a gap of at most 400 ms).
+    pub fn restart_bound(&self) -> Duration {
+        let noticed = PROBE_AFTER + PROBE_TIMEOUT + Duration::from_millis(self.traffic.gap_ms.1);
+        noticed.max(resend_spacing()) + self.after_handshake()
+    }
+
+    /// The bound on recovery after a partition heals, X roams or the loss
+    /// stops: the time from the end of the fault until the first datagram
+    /// sent after it is delivered (and, in modes with answers, until its
+    /// answer is back).
+    ///
+    /// Derivation, from the link's timers:
+    /// - a handshake under way whose initiation never reached the peer gets
+    ///   through with the next copy, within [`resend_spacing`];
+    /// - one whose initiation reached the peer, but whose response the
+    ///   fault lost, cannot: the peer refuses every copy as a replay and
+    ///   answers nothing. A fresh initiation replaces it [`REKEY_TIMEOUT`]
+    ///   plus up to [`MAX_JITTER`] after the first copy, sent before the
+    ///   heal: 5.333 s;
+    /// - a session that outlived the fault carries at once; one whose peer
+    ///   stopped answering is probed and replaced within [`PROBE_AFTER`] +
+    ///   [`PROBE_TIMEOUT`];
+    /// - then [`Setup::after_handshake`].
+    ///
+    /// So `REKEY_TIMEOUT + MAX_JITTER + 3 × X–Y latency + gap + 2 trips +
+    /// 2 ticks`: about 6 s with the scenarios' latencies (at most 150 ms
+    /// X–Y in the chaos scenarios, 3 ms to customers, a gap of at most
+    /// 400 ms). The old bound, 21 s, had a node notice a silent peer only
+    /// after `KEEPALIVE_TIMEOUT + REKEY_TIMEOUT` and retry only every
+    /// `REKEY_TIMEOUT`.
+    pub fn recovery_bound(&self) -> Duration {
+        let lost_response = REKEY_TIMEOUT + MAX_JITTER;
+        let probed = PROBE_AFTER + PROBE_TIMEOUT + Duration::from_millis(self.traffic.gap_ms.1);
+        lost_response.max(probed).max(resend_spacing()) + self.after_handshake()
     }
 
     /// The command that runs this setup again.
@@ -646,6 +735,7 @@ fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> Setup {
         reverse: false,
         ipv6: false,
         exit_port_pool: None,
+        start: None,
     }
 }
 
@@ -958,6 +1048,103 @@ fn restart_replay(d: &mut Draw, s: &mut Setup) {
     });
     s.exact_counters = false;
     extend_for_recovery(s);
+}
+
+/// Start offsets of the start-order scenarios: Y starts this many steps of
+/// [`START_STEP`] after X, from `-(START_OFFSETS / 2)` (X 8 s after Y) to
+/// `START_OFFSETS / 2` (Y 8 s after X); seed `n` takes offset `n %
+/// START_OFFSETS`, so every run of `START_OFFSETS` seeds covers them all.
+pub const START_OFFSETS: u64 = 161;
+/// The step between two start offsets.
+pub const START_STEP: Duration = Duration::from_millis(100);
+
+/// Y's start minus X's for `seed` in the start-order scenarios, in ms.
+pub fn start_offset_ms(seed: u64) -> i64 {
+    (seed % START_OFFSETS) as i64 * START_STEP.as_millis() as i64
+        - (START_OFFSETS / 2) as i64 * START_STEP.as_millis() as i64
+}
+
+/// `mode` (its mirror image if `reverse`), with clients (the bobs in a
+/// mirror image) sending 100 datagrams a second each and short X–Y
+/// latencies.
+fn steady_flow(d: &mut Draw, s: &mut Setup, mode: Mode, reverse: bool) {
+    set_mode(s, d, mode);
+    if reverse {
+        s.reverse = true;
+        std::mem::swap(&mut s.alices, &mut s.bobs);
+    }
+    s.exact_counters = false;
+    s.traffic.start = Duration::ZERO;
+    // 100 datagrams a second in all (direct: alice-0 and bob-0 both send).
+    let clients = if reverse { s.bobs } else { s.alices } as u64;
+    s.traffic.gap_ms = (10 * clients, 10 * clients);
+    s.faults.latency = (d.ms(2, 5), d.ms(5, 15));
+}
+
+/// Ends the traffic half a second after every heal's bound, and the run
+/// half a second later: enough with these latencies, and short, so that
+/// hundreds of runs stay cheap.
+fn end_soon_after_heals(s: &mut Setup) {
+    let slack = Duration::from_millis(500);
+    s.traffic.stop = s
+        .heals()
+        .iter()
+        .map(|h| h.at + h.bound + slack)
+        .max()
+        .unwrap_or(slack);
+    s.duration = s.traffic.stop + slack;
+}
+
+/// Start order: both nodes fault-free, one starting up to 8 s after the
+/// other ([`start_offset_ms`]), customers sending from the start; the
+/// first datagram must cross within [`Setup::start_bound`] of the later
+/// start.
+fn start_order(d: &mut Draw, s: &mut Setup, mode: Mode, reverse: bool) {
+    steady_flow(d, s, mode, reverse);
+    let offset = start_offset_ms(s.seed);
+    let late = Duration::from_millis(offset.unsigned_abs());
+    s.start = Some(if offset >= 0 {
+        [Duration::ZERO, late]
+    } else {
+        [late, Duration::ZERO]
+    });
+    end_soon_after_heals(s);
+}
+
+/// Restart phases of the restart-phase scenarios: node restarts `2 s +
+/// (seed % RESTART_PHASES) × RESTART_STEP` in, two periods of the peer's
+/// probe timer in steps of 0.1 s, and stays down 50 ms to 3 s (drawn), so
+/// the peer's probe, probe timeout and resend timers stand anywhere when
+/// it is back.
+pub const RESTART_PHASES: u64 = 20;
+/// The step between two restart phases.
+pub const RESTART_STEP: Duration = Duration::from_millis(100);
+
+/// A restart of `node` while the flow runs, at the phase the seed picks,
+/// with an attacker (no floods, so no node is under load) sending garbage,
+/// mutations, replays and forgeries all along: recovery within
+/// [`Setup::restart_bound`], and the stance holds throughout.
+fn restart_phase(d: &mut Draw, s: &mut Setup, mode: Mode, reverse: bool, node: usize) {
+    steady_flow(d, s, mode, reverse);
+    let start = Duration::from_secs(2) + (s.seed % RESTART_PHASES) as u32 * RESTART_STEP;
+    let end = start + d.ms(50, 3_000);
+    s.faults.restarts.push(Restart {
+        node,
+        down: Window { start, end },
+        clock_step: None,
+    });
+    end_soon_after_heals(s);
+    s.faults.attack = Some(Attack {
+        active: Window {
+            start: Duration::from_millis(500),
+            end: s.traffic.stop,
+        },
+        gap_ms: (20, 80),
+        floods: Vec::new(),
+        flood_size: 0,
+        moves: Vec::new(),
+        replays: Replays::Safe,
+    });
 }
 
 fn mayhem(d: &mut Draw, s: &mut Setup) {
@@ -1306,6 +1493,96 @@ pub const SCENARIOS: &[Scenario] = &[
             });
             step_clocks(d, s);
         }
+    ),
+    scenario!(
+        "direct-start-order",
+        "direct, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Direct, false)
+    ),
+    scenario!(
+        "forward-start-order",
+        "forward, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Forward, false)
+    ),
+    scenario!(
+        "push-start-order",
+        "push, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Push, false)
+    ),
+    scenario!(
+        "router-start-order",
+        "router, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Router, false)
+    ),
+    scenario!(
+        "forward-reverse-start-order",
+        "forward-reverse, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Forward, true)
+    ),
+    scenario!(
+        "push-reverse-start-order",
+        "push-reverse, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Push, true)
+    ),
+    scenario!(
+        "direct-restart-phase-x",
+        "direct, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Direct, false, X)
+    ),
+    scenario!(
+        "direct-restart-phase-y",
+        "direct, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Direct, false, Y)
+    ),
+    scenario!(
+        "forward-restart-phase-x",
+        "forward, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Forward, false, X)
+    ),
+    scenario!(
+        "forward-restart-phase-y",
+        "forward, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Forward, false, Y)
+    ),
+    scenario!(
+        "push-restart-phase-x",
+        "push, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Push, false, X)
+    ),
+    scenario!(
+        "push-restart-phase-y",
+        "push, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Push, false, Y)
+    ),
+    scenario!(
+        "router-restart-phase-x",
+        "router, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Router, false, X)
+    ),
+    scenario!(
+        "router-restart-phase-y",
+        "router, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Router, false, Y)
+    ),
+    scenario!(
+        "forward-reverse-restart-phase-x",
+        "forward-reverse, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Forward, true, X)
+    ),
+    scenario!(
+        "forward-reverse-restart-phase-y",
+        "forward-reverse, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Forward, true, Y)
+    ),
+    scenario!(
+        "push-reverse-restart-phase-x",
+        "push-reverse, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Push, true, X)
+    ),
+    scenario!(
+        "push-reverse-restart-phase-y",
+        "push-reverse, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Push, true, Y)
     ),
     scenario!(
         "mayhem",

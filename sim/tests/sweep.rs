@@ -1,13 +1,18 @@
 //! Sweeps of seeds per scenario. The seed counts are kept small so the
-//! whole suite runs in about two minutes in a debug build on two shared
-//! cores (see sim/README.md); `cargo run --release -p sim -- --all --seeds
-//! 0..1000` sweeps thousands.
+//! whole suite runs in a few minutes in a debug build on two shared cores
+//! (see sim/README.md). `SDT_SWEEP_SEEDS=N` runs seeds `0..N` instead
+//! (`A..B` those), here and in tests/recovery.rs and tests/bounds.rs:
+//! `SDT_SWEEP_SEEDS=10000 cargo test --release -p sim` sweeps every
+//! scenario (sim/README.md, "Sweeps"), and `cargo run --release -p sim --
+//! --all --seeds 0..1000` does the same from the command line.
 
 use std::ops::Range;
 
-use sim::{find, run, Options, SCENARIOS};
+use sim::{find, run, sweep_seeds, Options, SCENARIOS};
 
+/// Runs `name` for `seeds` (or `SDT_SWEEP_SEEDS`, see `sim::sweep_seeds`).
 fn sweep(name: &str, seeds: Range<u64>) {
+    let seeds = sweep_seeds(seeds).unwrap_or_else(|e| panic!("{e}"));
     let scenario = find(name).unwrap_or_else(|| panic!("no scenario {name}"));
     let mut failures = Vec::new();
     for seed in seeds {
@@ -55,11 +60,14 @@ macro_rules! sweeps {
                 "push-clock-back-x",
                 "forward-clock-back-new-port",
             ];
+            // tests/bounds.rs runs these, for every mode and mirror image.
+            let bounds = |n: &str| n.ends_with("-start-order") || n.contains("-restart-phase-");
             for s in SCENARIOS {
                 assert!(
                     swept.contains(&s.name)
                         || pinned.contains(&s.name)
-                        || recovery.contains(&s.name),
+                        || recovery.contains(&s.name)
+                        || bounds(s.name),
                     "scenario {} has no sweep test",
                     s.name
                 );
