@@ -146,46 +146,85 @@ fn drop_lines<'a>(lines: &'a [Value], reason: &str) -> (Vec<&'a Value>, u64) {
     (single, summarised)
 }
 
+/// The two nodes' files in `d`: Y holds the exit of forward service 1 to
+/// an echo server, X its entry (keeping the link up), with `x_service`
+/// keys added to X's service table.
+struct Pair {
+    echo: Echo,
+    x_link: std::net::SocketAddr,
+    y_link: std::net::SocketAddr,
+    entry: std::net::SocketAddr,
+    x_config: std::path::PathBuf,
+    x_socket: std::path::PathBuf,
+    y_config: std::path::PathBuf,
+    y_socket: std::path::PathBuf,
+}
+
+impl Pair {
+    fn write(d: &Path, x_service: &str) -> Pair {
+        let echo = Echo::start().unwrap();
+        let (kx, ky) = (Keys::new(), Keys::new());
+        let (x_link, y_link, entry) = (
+            free_port().unwrap(),
+            free_port().unwrap(),
+            free_port().unwrap(),
+        );
+        let (x_config, x_socket) = (d.join("x.toml"), d.join("x.sock"));
+        let (y_config, y_socket) = (d.join("y.toml"), d.join("y.sock"));
+        write_private(
+            &y_config,
+            &format!(
+                "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{y_link}\"\n\n\
+                 [[peer]]\nname = \"x\"\npublic_key = \"{}\"\n\n\
+                 [[service]]\nid = 1\npeer = \"x\"\nmode = \"forward\"\ntarget = \"{}\"\n",
+                y_socket.display(),
+                ky.private,
+                kx.public,
+                echo.addr
+            ),
+        );
+        write_private(
+            &x_config,
+            &format!(
+                "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{x_link}\"\n\n\
+                 [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{y_link}\"\n\
+                 keep_up = true\n\n\
+                 [[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"{entry}\"\n\
+                 {x_service}",
+                x_socket.display(),
+                kx.private,
+                ky.public
+            ),
+        );
+        Pair {
+            echo,
+            x_link,
+            y_link,
+            entry,
+            x_config,
+            x_socket,
+            y_config,
+            y_socket,
+        }
+    }
+}
+
 #[test]
 fn drops_and_session_changes_are_logged_by_name_and_rate_limited() {
     let dir = support::temp_dir();
     let d = dir.path();
-    let echo = Echo::start().unwrap();
-    let (kx, ky) = (Keys::new(), Keys::new());
-    let (x_link, y_link, entry) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
-    let (x_config, x_socket) = (d.join("x.toml"), d.join("x.sock"));
-    let (y_config, y_socket) = (d.join("y.toml"), d.join("y.sock"));
-    write_private(
-        &y_config,
-        &format!(
-            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{y_link}\"\n\n\
-             [[peer]]\nname = \"x\"\npublic_key = \"{}\"\n\n\
-             [[service]]\nid = 1\npeer = \"x\"\nmode = \"forward\"\ntarget = \"{}\"\n",
-            y_socket.display(),
-            ky.private,
-            kx.public,
-            echo.addr
-        ),
-    );
     // One channel at most, never evicted within the test: the second
     // client on is refused as table_full.
-    write_private(
-        &x_config,
-        &format!(
-            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{x_link}\"\n\n\
-             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{y_link}\"\n\
-             keep_up = true\n\n\
-             [[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"{entry}\"\n\
-             max_channels = 1\nmin_idle_for_eviction = \"1h\"\n",
-            x_socket.display(),
-            kx.private,
-            ky.public
-        ),
-    );
+    let Pair {
+        echo: _echo,
+        x_link,
+        y_link,
+        entry,
+        x_config,
+        x_socket,
+        y_config,
+        y_socket,
+    } = Pair::write(d, "max_channels = 1\nmin_idle_for_eviction = \"1h\"\n");
     let mut y = spawn(d, "y", &[], &y_config, &y_socket);
     let started = Instant::now();
     let mut x = spawn(
@@ -421,39 +460,16 @@ fn a_stderr_nobody_reads_does_not_stall_the_node() {
 
     let dir = support::temp_dir();
     let d = dir.path();
-    let echo = Echo::start().unwrap();
-    let (kx, ky) = (Keys::new(), Keys::new());
-    let (x_link, y_link, entry) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
-    let (x_config, x_socket) = (d.join("x.toml"), d.join("x.sock"));
-    let (y_config, y_socket) = (d.join("y.toml"), d.join("y.sock"));
-    write_private(
-        &y_config,
-        &format!(
-            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{y_link}\"\n\n\
-             [[peer]]\nname = \"x\"\npublic_key = \"{}\"\n\n\
-             [[service]]\nid = 1\npeer = \"x\"\nmode = \"forward\"\ntarget = \"{}\"\n",
-            y_socket.display(),
-            ky.private,
-            kx.public,
-            echo.addr
-        ),
-    );
-    write_private(
-        &x_config,
-        &format!(
-            "control_socket = \"{}\"\nprivate_key = \"{}\"\nlisten = \"{x_link}\"\n\n\
-             [[peer]]\nname = \"y\"\npublic_key = \"{}\"\nendpoint = \"{y_link}\"\n\
-             keep_up = true\n\n\
-             [[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"{entry}\"\n",
-            x_socket.display(),
-            kx.private,
-            ky.public
-        ),
-    );
+    let Pair {
+        echo: _echo,
+        x_link,
+        entry,
+        x_config,
+        x_socket,
+        y_config,
+        y_socket,
+        ..
+    } = Pair::write(d, "");
     let mut y = spawn(d, "y", &[], &y_config, &y_socket);
 
     // The pipe, at its smallest and full.
