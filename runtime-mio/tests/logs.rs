@@ -146,6 +146,18 @@ fn drop_lines<'a>(lines: &'a [Value], reason: &str) -> (Vec<&'a Value>, u64) {
     (single, summarised)
 }
 
+/// Whether a datagram from `client` to X's `entry` comes back from the
+/// echo server behind Y, trying for up to 15 s.
+fn echoes_through(client: &UdpSocket, entry: std::net::SocketAddr) -> bool {
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    wait_until(Duration::from_secs(15), || {
+        let _ = client.send_to(b"through", entry);
+        client.recv(&mut [0; 64]).is_ok()
+    })
+}
+
 /// The two nodes' files in `d`: Y holds the exit of forward service 1 to
 /// an echo server, X its entry (keeping the link up), with `x_service`
 /// keys added to X's service table.
@@ -241,14 +253,7 @@ fn drops_and_session_changes_are_logged_by_name_and_rate_limited() {
 
     // The one channel X has room for, answered through Y.
     let first = UdpSocket::bind("127.0.0.1:0").unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let answered = wait_until(Duration::from_secs(15), || {
-        let _ = first.send_to(b"first", entry);
-        first.recv(&mut [0; 64]).is_ok()
-    });
-    assert!(answered, "no echo through the tunnel");
+    assert!(echoes_through(&first, entry), "no echo through the tunnel");
 
     // The floods: forged link datagrams, and clients the table refuses.
     let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -522,14 +527,10 @@ fn a_stderr_nobody_reads_does_not_stall_the_node() {
     });
     assert!(up, "X did not come up with its stderr stalled");
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let answered = wait_until(Duration::from_secs(15), || {
-        let _ = client.send_to(b"through", entry);
-        client.recv(&mut [0; 64]).is_ok()
-    });
-    assert!(answered, "no echo through X with its stderr stalled");
+    assert!(
+        echoes_through(&client, entry),
+        "no echo through X with its stderr stalled"
+    );
     let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..1000 {
         let _ = forger.send_to(&[0xff, i as u8, 0, 0, 0, 0, 0, 0], x_link);
