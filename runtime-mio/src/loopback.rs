@@ -65,7 +65,12 @@ pub struct Echo {
 impl Echo {
     /// Starts an echo server on a free loopback port.
     pub fn start() -> io::Result<Echo> {
-        let socket = UdpSocket::bind(localhost())?;
+        Echo::on(UdpSocket::bind(localhost())?)
+    }
+
+    /// Starts an echo server on `socket`, bound already (in a network
+    /// namespace, say).
+    pub fn on(socket: UdpSocket) -> io::Result<Echo> {
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));

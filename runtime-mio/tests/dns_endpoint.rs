@@ -15,11 +15,10 @@
 
 mod support;
 
+use sdt::loopback::Echo;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use support::net::{in_netns, Netns};
@@ -63,47 +62,6 @@ impl Drop for EtcNetns {
     }
 }
 
-/// A UDP echo on loopback in a namespace, stopped on drop.
-struct Echo {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(ns: &Netns) -> Echo {
-        let socket = in_netns(&ns.name, || UdpSocket::bind("127.0.0.1:0").unwrap());
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let addr = socket.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(&buf[..n], from);
-                }
-            }
-        });
-        Echo {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Sends `n` numbered datagrams through the entry at `ENTRY` from a client
 /// in `ns`, one at a time; returns how many came back.
 fn echoed(ns: &Netns, n: u32) -> u32 {
@@ -128,7 +86,10 @@ fn endpoint_name_is_resolved_late_and_followed_to_a_new_address() {
     let lab = Lab::new("dnsep", 72);
     let (a_ns, b_ns) = (&lab.pair.a, &lab.pair.b);
     let etc = EtcNetns::new(a_ns);
-    let echo = Echo::start(b_ns);
+    let echo = Echo::on(in_netns(&b_ns.name, || {
+        UdpSocket::bind("127.0.0.1:0").unwrap()
+    }))
+    .unwrap();
     let first = lab.pair.b_ip();
     let second = std::net::Ipv4Addr::new(10, 200, lab.pair.net, 3);
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use rand_core::OsRng;
 use sdt::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec};
 use sdt::daemon::{Daemon, Options};
+pub use sdt::loopback::localhost;
 use sdt_core::key::PrivateKey;
 
 /// Counts every allocation of the process, on every thread.
@@ -43,10 +44,6 @@ static GLOBAL: Counting = Counting;
 /// Allocations so far, by the whole process.
 pub fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::SeqCst)
-}
-
-pub fn localhost() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 fn service(half: Half) -> ServiceSpec {
