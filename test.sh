@@ -33,6 +33,12 @@ cargo build --locked -p sdt-smoltcp --target thumbv7em-none-eabihf --no-default-
 # The same flags as runtime-smoltcp/tests/qemu.rs, which boots them.
 cargo build --locked --profile firmware -p sdt-smoltcp --example firmware --example firmware_pair \
   --target thumbv7em-none-eabihf --no-default-features
+# The networked firmware needs the Ethernet medium; built apart, so that the
+# feature does not reach the budgeted firmware (tests/board.rs boots it).
+cargo build --locked --profile firmware -p sdt-smoltcp --example firmware_net \
+  --target thumbv7em-none-eabihf --no-default-features --features ethernet
+cargo clippy --locked --profile firmware -p sdt-smoltcp --example firmware_net \
+  --target thumbv7em-none-eabihf --no-default-features --features ethernet -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked

@@ -37,6 +37,9 @@ use sdt_smoltcp::{core_instant, SmolNode, Storage};
 use smoltcp::iface::{Config, Interface, SocketStorage};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
+mod daemon;
+use daemon::sdt_binary;
+
 // The keys of examples/forward: X and Y.
 const X_PRIVATE: &str = "PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=";
 const X_PUBLIC: &str = "CQtNZTyKtCot8Yjc/yr4tWSs6GaEKTGrlLQB3UVVeQg=";
@@ -370,27 +373,6 @@ fn smoltcp_nodes_over_tun_carry_kernel_traffic() {
     );
     assert_eq!(round_trips(&mut lab, &a, sa("10.77.0.2:5000"), 20), 20);
     assert_eq!(round_trips(&mut lab, &b, sa("10.77.1.2:5001"), 20), 20);
-}
-
-/// The mio daemon's binary: `SDT_BIN`, or the `sdt` that `cargo test
-/// --workspace` builds next to this test's own binary.
-fn sdt_binary() -> std::path::PathBuf {
-    if let Some(path) = std::env::var_os("SDT_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("the test's own path");
-    let beside = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("sdt"))
-        .filter(|p| p.exists());
-    beside.unwrap_or_else(|| {
-        panic!(
-            "no `sdt` binary next to {}: run `cargo build -p sdt` first \
-             (`cargo test --workspace` does), or set SDT_BIN",
-            exe.display()
-        )
-    })
 }
 
 #[test]

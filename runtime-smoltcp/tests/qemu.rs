@@ -7,14 +7,12 @@
 //! and checks what they reported over semihosting and their exit status.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TARGET: &str = "thumbv7em-none-eabihf";
-/// The workspace profile the firmware is built and budgeted in
-/// (Cargo.toml, `[profile.firmware]`).
-const PROFILE: &str = "firmware";
+mod firmware;
+use firmware::build;
 
 /// The budget README's "Embedded" section states, in bytes. Flash: what
 /// the chip stores (vector table, code, read-only data, .data's initial
@@ -29,48 +27,6 @@ const SETUP_RAM_BUDGET: u64 = 160 * 1024;
 /// Far above a run's time (well under a second on an idle machine): only a
 /// hung firmware gets here.
 const QEMU_LIMIT: Duration = Duration::from_secs(60);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lies in the workspace")
-        .to_path_buf()
-}
-
-/// Builds `example` for the board and returns the ELF file.
-fn build(example: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--locked",
-            "--profile",
-            PROFILE,
-            "-p",
-            "sdt-smoltcp",
-        ])
-        .args([
-            "--example",
-            example,
-            "--target",
-            TARGET,
-            "--no-default-features",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --example {example} failed");
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let elf = target_dir
-        .join(TARGET)
-        .join(PROFILE)
-        .join("examples")
-        .join(example);
-    assert!(elf.exists(), "no firmware at {}", elf.display());
-    elf
-}
 
 /// Boots `elf` on mps2-an386 with instruction counting (`-icount
 /// shift=0`: one virtual nanosecond per instruction) and semihosting;
@@ -125,7 +81,7 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
 
 #[test]
 fn two_nodes_on_the_chip_handshake_and_carry_datagrams() {
-    let (ok, out) = boot(&build("firmware_pair"));
+    let (ok, out) = boot(&build("firmware_pair", &[]));
     assert!(line(&out, "handshake: ").starts_with("handshake: done"));
     for size in [64, 1400] {
         let l = line(&out, &format!("datagram {size} B: "));
@@ -183,7 +139,7 @@ fn sections(elf: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn firmware_fits_its_flash_and_ram_budget() {
-    let elf = build("firmware");
+    let elf = build("firmware", &[]);
     let sections = sections(&elf);
     let size = |names: &[&str]| -> u64 {
         sections
@@ -204,7 +160,7 @@ fn firmware_fits_its_flash_and_ram_budget() {
     // What a poll takes on the paths the idle firmware never runs
     // (answering a handshake, opening and sealing datagrams), measured on
     // the pair firmware; added in full, an upper bound.
-    let (ok, pair) = boot(&build("firmware_pair"));
+    let (ok, pair) = boot(&build("firmware_pair", &[]));
     assert!(ok, "the pair firmware failed:\n{pair}");
     let poll_stack = number(&pair, "stack per poll: ", "entry X ").max(number(
         &pair,
