@@ -1,12 +1,29 @@
 //! The allow-list of a router exit: which destinations the exit will send
-//! the tunnel's UDP datagrams and ICMP echo requests to.
+//! the tunnel's UDP datagrams, ICMP echo requests and (through an L3 exit)
+//! IP packets to.
 //!
 //! A list is a set of [`AllowRule`]s, each a network (address and prefix
-//! length) and either an inclusive range of UDP ports or ICMP echo. A
-//! destination is allowed if any rule matches it; an empty list allows
-//! nothing. A UDP rule never allows ICMP and an ICMP rule never allows UDP.
-//! Inside core an echo flow's destination is its address with port 0 (no
-//! UDP datagram has destination port 0), so one check covers both.
+//! length) and a [`Protocol`]: UDP or TCP with an inclusive range of
+//! destination ports, ICMP, or any IP protocol. A destination is allowed if
+//! any rule matches it; an empty list allows nothing. A UDP rule never
+//! allows ICMP and an ICMP rule never allows UDP. Inside core an echo
+//! flow's destination is its address with port 0 (no UDP datagram has
+//! destination port 0), so one check, [`AllowList::allows`], covers the
+//! socket exit; an L3 exit checks whole packets with
+//! [`AllowList::allows_packet`].
+//!
+//! What each rule lets through each exit:
+//!
+//! | rule | socket exit | L3 exit (`exit = "tun"`) |
+//! | --- | --- | --- |
+//! | UDP (`10.0.0.0/8:53`) | UDP datagrams to those ports | UDP packets to those ports |
+//! | `tcp://` | nothing (the socket exit carries no TCP) | TCP packets to those ports |
+//! | `icmp://` | ICMP echo (ping) | every ICMP (ICMPv6) message |
+//! | `ip://` | UDP to any port and ICMP echo | every IP packet, any protocol |
+//!
+//! An L3 exit's packet whose ports cannot be read (an IPv4 fragment after
+//! the first, an IPv6 one after the first) matches only a rule of every
+//! port of its protocol, or an `ip://` rule: a port range is never assumed.
 //!
 //! Families: IPv4 rules match only IPv4 destinations and IPv6 rules only
 //! IPv6 ones. An IPv4-mapped IPv6 destination (`::ffff:a.b.c.d`) reaches
@@ -29,6 +46,9 @@
 //! | `10.0.0.0/8` | every port, 1 to 65535, in 10.0.0.0/8 |
 //! | `icmp://10.0.0.0/8` | ICMP echo (ping) to any host in 10.0.0.0/8 |
 //! | `icmp://[2001:db8::]/32` | ICMPv6 echo to 2001:db8::/32 |
+//! | `tcp://10.0.0.0/8:80` | TCP port 80 in 10.0.0.0/8 (L3 exit only) |
+//! | `tcp://192.0.2.1` | every TCP port on one host (L3 exit only) |
+//! | `ip://10.0.0.0/8` | every protocol and port in 10.0.0.0/8 |
 //!
 //! IPv6 addresses are always in brackets, so that a port is never mistaken
 //! for the last group of an address. A network whose address has bits set
@@ -73,6 +93,8 @@ pub enum AllowError {
     TooManyRules,
     /// An `icmp://` rule with a port: ICMP has none.
     IcmpPort,
+    /// An `ip://` rule with a port: it allows every protocol and port.
+    AnyPort,
 }
 
 impl fmt::Display for AllowError {
@@ -91,13 +113,54 @@ impl fmt::Display for AllowError {
             }
             AllowError::TooManyRules => "too many allow rules",
             AllowError::IcmpPort => "an icmp:// rule names a network, not a port",
+            AllowError::AnyPort => {
+                "an ip:// rule allows every protocol and port; it names a network only"
+            }
         })
     }
 }
 
 impl core::error::Error for AllowError {}
 
-/// One rule: a network (address + prefix length) and an inclusive port range.
+/// What a rule allows besides its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// UDP, to the rule's ports (written without a scheme).
+    Udp,
+    /// TCP, to the rule's ports (`tcp://`); only an L3 exit carries it.
+    Tcp,
+    /// ICMP (`icmp://`): echo at a socket exit, every message at an L3 exit.
+    Icmp,
+    /// Every IP protocol and port (`ip://`).
+    Any,
+}
+
+impl Protocol {
+    /// The scheme written before the network, `""` for UDP.
+    const fn scheme(self) -> &'static str {
+        match self {
+            Protocol::Udp => "",
+            Protocol::Tcp => "tcp://",
+            Protocol::Icmp => "icmp://",
+            Protocol::Any => "ip://",
+        }
+    }
+}
+
+/// IP protocol numbers ([IANA](https://www.iana.org/assignments/protocol-numbers)).
+pub mod proto {
+    /// ICMP (IPv4).
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// One rule: a network (address + prefix length), a [`Protocol`] and, for
+/// UDP and TCP, an inclusive port range.
 ///
 /// Always valid: the address has no bits set past the prefix, the prefix
 /// fits the family, the port range is non-empty and excludes port 0, and an
@@ -107,7 +170,8 @@ impl core::error::Error for AllowError {}
 pub struct AllowRule {
     network: IpAddr,
     prefix: u8,
-    /// UDP ports; (0, 0) for an ICMP echo rule.
+    protocol: Protocol,
+    /// UDP or TCP ports; (0, 0) for an ICMP rule, all for an `ip://` one.
     ports: (u16, u16),
 }
 
@@ -145,6 +209,7 @@ impl AllowRule {
         Ok(Self {
             network,
             prefix,
+            protocol: Protocol::Udp,
             ports: (first, last),
         })
     }
@@ -153,13 +218,38 @@ impl AllowRule {
     /// [`AllowRule::new`] refuses a network.
     pub fn icmp(network: IpAddr, prefix: u8) -> Result<Self, AllowError> {
         let mut rule = Self::new(network, prefix, ALL_PORTS)?;
+        rule.protocol = Protocol::Icmp;
         rule.ports = (0, 0);
         Ok(rule)
     }
 
-    /// Whether this rule allows ICMP echo (and no UDP port).
+    /// A rule for TCP to `ports` in `network`/`prefix`; refused as
+    /// [`AllowRule::new`] refuses its arguments.
+    pub fn tcp(
+        network: IpAddr,
+        prefix: u8,
+        ports: RangeInclusive<u16>,
+    ) -> Result<Self, AllowError> {
+        let mut rule = Self::new(network, prefix, ports)?;
+        rule.protocol = Protocol::Tcp;
+        Ok(rule)
+    }
+
+    /// A rule for every IP protocol and port in `network`/`prefix`.
+    pub fn any(network: IpAddr, prefix: u8) -> Result<Self, AllowError> {
+        let mut rule = Self::new(network, prefix, ALL_PORTS)?;
+        rule.protocol = Protocol::Any;
+        Ok(rule)
+    }
+
+    /// Whether this rule allows ICMP (and no UDP port).
     pub const fn is_icmp(&self) -> bool {
-        self.ports.0 == 0
+        matches!(self.protocol, Protocol::Icmp)
+    }
+
+    /// What the rule allows besides its network.
+    pub const fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// The network's address, with no bits set past the prefix.
@@ -178,16 +268,57 @@ impl AllowRule {
         RangeInclusive::new(self.ports.0, self.ports.1)
     }
 
-    /// Whether `dest` is in the network and its port in the range (port 0,
-    /// an echo destination, only for an ICMP rule). An
-    /// IPv4-mapped IPv6 destination is taken as its IPv4 address; IPv6 flow
-    /// information and scope are ignored.
+    /// Socket exit: whether `dest` (a UDP destination, or an echo
+    /// destination with port 0) is in the network and allowed by the
+    /// protocol: a UDP rule's port range, an ICMP rule's port 0, any port
+    /// for an `ip://` rule, never for a TCP rule. An IPv4-mapped IPv6
+    /// destination is taken as its IPv4 address; IPv6 flow information and
+    /// scope are ignored.
     pub fn matches(&self, dest: &SocketAddr) -> bool {
         let port = dest.port();
-        if port < self.ports.0 || port > self.ports.1 {
-            return false;
-        }
-        let address = match dest.ip() {
+        let protocol_ok = match self.protocol {
+            Protocol::Udp | Protocol::Icmp => port >= self.ports.0 && port <= self.ports.1,
+            Protocol::Tcp => false,
+            Protocol::Any => true,
+        };
+        protocol_ok && self.contains(dest.ip())
+    }
+
+    /// L3 exit: whether an IP packet to `destination` of IP protocol
+    /// `protocol` (the upper-layer header's number, [`proto`]) with
+    /// destination port `port` (`None` where it cannot be read) is allowed.
+    /// A UDP or TCP rule needs its protocol and the port in its range, or
+    /// the range to be every port when the port is unknown; an ICMP rule
+    /// takes any ICMP message of the destination's family; `ip://` takes
+    /// all.
+    pub fn matches_packet(&self, destination: IpAddr, protocol: u8, port: Option<u16>) -> bool {
+        let ports_ok = |wanted: u8| {
+            protocol == wanted
+                && match port {
+                    Some(p) => p >= self.ports.0 && p <= self.ports.1,
+                    None => self.ports() == ALL_PORTS,
+                }
+        };
+        let protocol_ok = match self.protocol {
+            Protocol::Udp => ports_ok(proto::UDP),
+            Protocol::Tcp => ports_ok(proto::TCP),
+            Protocol::Icmp => {
+                protocol
+                    == if destination.is_ipv4() {
+                        proto::ICMP
+                    } else {
+                        proto::ICMPV6
+                    }
+            }
+            Protocol::Any => true,
+        };
+        protocol_ok && self.contains(destination)
+    }
+
+    /// Whether `address` is in the rule's network (an IPv4-mapped IPv6
+    /// address as its IPv4 address).
+    fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
@@ -226,6 +357,13 @@ fn parse_decimal<T: FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
+/// Whether a rule's text (without its scheme) writes a port: a `:` after
+/// the IPv6 brackets, or anywhere in an IPv4 rule.
+fn names_port(text: &str) -> bool {
+    let after = text.find(']').map_or(text, |i| &text[i + 1..]);
+    after.contains(':')
+}
+
 fn parse_port(text: &str) -> Result<u16, AllowError> {
     match parse_decimal::<u16>(text) {
         Some(port) if port != 0 => Ok(port),
@@ -236,16 +374,34 @@ fn parse_port(text: &str) -> Result<u16, AllowError> {
 impl FromStr for AllowRule {
     type Err = AllowError;
 
-    /// Parses `ADDRESS[/PREFIX][:PORT[-PORT]]` or `icmp://ADDRESS[/PREFIX]`:
+    /// Parses `[tcp://]ADDRESS[/PREFIX][:PORT[-PORT]]`, `icmp://ADDRESS[/PREFIX]`
+    /// or `ip://ADDRESS[/PREFIX]`:
     /// see the [module docs](self). No prefix means a single host (/32 or
     /// /128); no port means [`ALL_PORTS`]. No spaces are allowed anywhere.
     fn from_str(text: &str) -> Result<Self, AllowError> {
+        if let Some((scheme, rest)) = text.split_once("://") {
+            // One scheme only: the rest is a plain rule's text.
+            if rest.contains("://") || !matches!(scheme, "icmp" | "ip" | "tcp") {
+                return Err(AllowError::Syntax);
+            }
+        }
         if let Some(network) = text.strip_prefix("icmp://") {
             let udp: AllowRule = network.parse()?;
             if udp.ports() != ALL_PORTS {
                 return Err(AllowError::IcmpPort);
             }
             return Self::icmp(udp.network, udp.prefix);
+        }
+        if let Some(network) = text.strip_prefix("ip://") {
+            let udp: AllowRule = network.parse()?;
+            if names_port(network) {
+                return Err(AllowError::AnyPort);
+            }
+            return Self::any(udp.network, udp.prefix);
+        }
+        if let Some(rest) = text.strip_prefix("tcp://") {
+            let udp: AllowRule = rest.parse()?;
+            return Self::tcp(udp.network, udp.prefix, udp.ports());
         }
         if text.is_empty() {
             return Err(AllowError::Syntax);
@@ -296,12 +452,13 @@ impl fmt::Display for AllowRule {
     /// in `10.0.0.0/8`, `192.0.2.1/32:1000-2000`, `[2001:db8::]/32:53`.
     /// It parses back to the same rule.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_icmp() {
-            f.write_str("icmp://")?;
-        }
+        f.write_str(self.protocol.scheme())?;
         match self.network {
             IpAddr::V4(v4) => write!(f, "{v4}/{}", self.prefix)?,
             IpAddr::V6(v6) => write!(f, "[{v6}]/{}", self.prefix)?,
+        }
+        if matches!(self.protocol, Protocol::Icmp | Protocol::Any) {
+            return Ok(());
         }
         match self.ports {
             (0, _) | (1, u16::MAX) => Ok(()),
@@ -337,6 +494,14 @@ impl<const N: usize> AllowList<N> {
     /// Whether any rule matches `dest` (see [`AllowRule::matches`]).
     pub fn allows(&self, dest: &SocketAddr) -> bool {
         self.rules.iter().any(|rule| rule.matches(dest))
+    }
+
+    /// Whether any rule matches an IP packet (see
+    /// [`AllowRule::matches_packet`]).
+    pub fn allows_packet(&self, destination: IpAddr, protocol: u8, port: Option<u16>) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.matches_packet(destination, protocol, port))
     }
 
     /// The rules, in the order they were pushed.

@@ -13,6 +13,7 @@
 //! addresses have both set to 0, and [`forge_udp`] ignores them.
 
 pub mod icmp;
+pub mod l3;
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};

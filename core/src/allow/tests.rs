@@ -423,3 +423,109 @@ fn icmp_rules_allow_echo_and_nothing_else() {
     assert_eq!("icmp://".parse::<AllowRule>(), Err(AllowError::Syntax));
     assert!("icmp://icmp://10.0.0.0/8".parse::<AllowRule>().is_err());
 }
+
+#[test]
+fn tcp_and_ip_rules_parse_and_print() {
+    for (text, canonical) in [
+        ("tcp://10.0.0.0/8:80", "tcp://10.0.0.0/8:80"),
+        ("tcp://192.0.2.1", "tcp://192.0.2.1/32"),
+        (
+            "tcp://[2001:db8::]/32:1000-2000",
+            "tcp://[2001:db8::]/32:1000-2000",
+        ),
+        ("ip://10.0.0.0/8", "ip://10.0.0.0/8"),
+        ("ip://[2001:db8::1]", "ip://[2001:db8::1]/128"),
+    ] {
+        let rule: AllowRule = text.parse().unwrap();
+        assert_eq!(rule.to_string(), canonical);
+        assert_eq!(canonical.parse::<AllowRule>(), Ok(rule));
+    }
+    assert_eq!(
+        "ip://10.0.0.0/8:53".parse::<AllowRule>(),
+        Err(AllowError::AnyPort)
+    );
+    assert_eq!(
+        "ip://[::1]/128:1-65535".parse::<AllowRule>(),
+        Err(AllowError::AnyPort)
+    );
+    assert_eq!(
+        "tcp://10.0.0.1/8".parse::<AllowRule>(),
+        Err(AllowError::HostBitsSet)
+    );
+    assert!("tcp://ip://10.0.0.0/8".parse::<AllowRule>().is_err());
+    assert_eq!(
+        "tcp://10.0.0.0/8:0".parse::<AllowRule>(),
+        Err(AllowError::BadPort)
+    );
+}
+
+/// The socket exit: a TCP rule allows nothing, an `ip://` rule UDP to any
+/// port and echo.
+#[test]
+fn socket_exit_matching_of_tcp_and_ip_rules() {
+    let tcp: AllowRule = "tcp://10.0.0.0/8".parse().unwrap();
+    let any: AllowRule = "ip://10.0.0.0/8".parse().unwrap();
+    for dest in ["10.1.2.3:53", "10.1.2.3:0", "10.1.2.3:65535"] {
+        let dest: SocketAddr = dest.parse().unwrap();
+        assert!(!tcp.matches(&dest));
+        assert!(any.matches(&dest));
+    }
+    assert!(!any.matches(&"11.1.2.3:53".parse().unwrap()));
+}
+
+/// The L3 exit: protocol, port and family are all checked.
+#[test]
+fn l3_exit_matching() {
+    use super::proto::{ICMP, ICMPV6, TCP, UDP};
+    let server: IpAddr = "10.1.2.3".parse().unwrap();
+    let outside: IpAddr = "11.1.2.3".parse().unwrap();
+    let server6: IpAddr = "2001:db8::3".parse().unwrap();
+    let rule = |text: &str| text.parse::<AllowRule>().unwrap();
+
+    let web = rule("tcp://10.0.0.0/8:80");
+    assert!(web.matches_packet(server, TCP, Some(80)));
+    assert!(!web.matches_packet(server, TCP, Some(81)));
+    assert!(!web.matches_packet(server, UDP, Some(80)), "TCP only");
+    assert!(!web.matches_packet(outside, TCP, Some(80)));
+    assert!(
+        !web.matches_packet(server, TCP, None),
+        "a port range is not assumed"
+    );
+    let all_tcp = rule("tcp://10.0.0.0/8");
+    assert!(
+        all_tcp.matches_packet(server, TCP, None),
+        "every port: a fragment"
+    );
+
+    let dns = rule("10.0.0.0/8:53");
+    assert!(dns.matches_packet(server, UDP, Some(53)));
+    assert!(!dns.matches_packet(server, TCP, Some(53)));
+
+    let ping = rule("icmp://10.0.0.0/8");
+    assert!(ping.matches_packet(server, ICMP, None));
+    assert!(
+        !ping.matches_packet(server, ICMPV6, None),
+        "ICMPv6 is not IPv4's ICMP"
+    );
+    let ping6 = rule("icmp://[2001:db8::]/32");
+    assert!(ping6.matches_packet(server6, ICMPV6, None));
+    assert!(!ping6.matches_packet(server6, ICMP, None));
+
+    let any = rule("ip://10.0.0.0/8");
+    for protocol in [0, ICMP, TCP, UDP, 47, 132, 255] {
+        assert!(any.matches_packet(server, protocol, None));
+        assert!(!any.matches_packet(outside, protocol, Some(1)));
+        assert!(!any.matches_packet(server6, protocol, None));
+    }
+
+    let mut list = AllowList::<4>::new();
+    assert!(
+        !list.allows_packet(server, TCP, Some(80)),
+        "empty allows nothing"
+    );
+    list.push(web).unwrap();
+    list.push(ping).unwrap();
+    assert!(list.allows_packet(server, TCP, Some(80)));
+    assert!(list.allows_packet(server, ICMP, None));
+    assert!(!list.allows_packet(server, UDP, Some(80)));
+}

@@ -4,10 +4,15 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::allow::AllowList;
+use crate::ip::l3::IpNet;
 use crate::link::PeerId;
 
 /// Most rules a router exit's allow-list holds.
 pub const MAX_ALLOW_RULES: usize = 32;
+
+/// Most address ranges an L3 exit service gives its peer
+/// ([`Role::RouterTunExit`]).
+pub const MAX_PEER_ADDRESSES: usize = 16;
 
 /// The four modes of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +128,22 @@ pub enum Role {
         /// Destinations this exit may send to.
         allow: AllowList<MAX_ALLOW_RULES>,
     },
+    /// Router entry of an L3 service (`exit = "tun"`): every IP packet from
+    /// the TUN device goes whole to the peer, and the peer's packets are
+    /// written whole to it.
+    RouterTunEntry,
+    /// Router exit of an L3 service: the peer's IP packets, if their source
+    /// is in `peer_addresses` and the allow-list permits their destination,
+    /// are written to the exit's TUN device for the kernel to route; what
+    /// the exit's TUN device gives back goes to the service whose
+    /// `peer_addresses` hold its destination. Needs exactly one peer.
+    RouterTunExit {
+        /// Destinations (and protocols, ports) this exit may send to.
+        allow: AllowList<MAX_ALLOW_RULES>,
+        /// The peer's addresses, as WireGuard's AllowedIPs: its packets
+        /// must come from them, and packets to them go to it.
+        peer_addresses: heapless::Vec<IpNet, MAX_PEER_ADDRESSES>,
+    },
 }
 
 impl Role {
@@ -132,7 +153,10 @@ impl Role {
             Role::Direct { .. } => Mode::Direct,
             Role::ForwardEntry { .. } | Role::ForwardExit { .. } => Mode::Forward,
             Role::PushEntry { .. } | Role::PushExit { .. } => Mode::Push,
-            Role::RouterEntry | Role::RouterExit { .. } => Mode::Router,
+            Role::RouterEntry
+            | Role::RouterExit { .. }
+            | Role::RouterTunEntry
+            | Role::RouterTunExit { .. } => Mode::Router,
         }
     }
 
@@ -140,10 +164,14 @@ impl Role {
     pub const fn half(&self) -> Half {
         match self {
             Role::Direct { .. } => Half::Both,
-            Role::ForwardEntry { .. } | Role::PushEntry { .. } | Role::RouterEntry => Half::Entry,
-            Role::ForwardExit { .. } | Role::PushExit { .. } | Role::RouterExit { .. } => {
-                Half::Exit
-            }
+            Role::ForwardEntry { .. }
+            | Role::PushEntry { .. }
+            | Role::RouterEntry
+            | Role::RouterTunEntry => Half::Entry,
+            Role::ForwardExit { .. }
+            | Role::PushExit { .. }
+            | Role::RouterExit { .. }
+            | Role::RouterTunExit { .. } => Half::Exit,
         }
     }
 
@@ -155,9 +183,15 @@ impl Role {
         !matches!(self.half(), Half::Entry)
     }
 
-    /// Whether frames of this mode carry a channel number.
+    /// Whether frames of this mode carry a channel number (an L3 router
+    /// service's frames carry whole IP packets, without one).
     pub const fn has_channels(&self) -> bool {
-        matches!(self.mode(), Mode::Forward | Mode::Router)
+        matches!(self.mode(), Mode::Forward | Mode::Router) && !self.is_l3()
+    }
+
+    /// Whether this is a half of an L3 router service (`exit = "tun"`).
+    pub const fn is_l3(&self) -> bool {
+        matches!(self, Role::RouterTunEntry | Role::RouterTunExit { .. })
     }
 }
 
@@ -305,6 +339,12 @@ impl ServiceConfig {
 pub enum ServiceError {
     /// Another service has this id.
     DuplicateId,
+    /// An L3 router exit with no peer addresses, or for any peer: its
+    /// addresses belong to one peer.
+    BadPeerAddresses,
+    /// Two L3 router exits give their peers overlapping address ranges: an
+    /// address belongs to one peer.
+    OverlappingPeerAddresses,
     /// The node holds its maximum number of services.
     TooManyServices,
     /// The service names a peer the node does not have.
@@ -325,6 +365,12 @@ impl core::fmt::Display for ServiceError {
         f.write_str(match self {
             ServiceError::DuplicateId => "two services with the same id",
             ServiceError::TooManyServices => "too many services",
+            ServiceError::OverlappingPeerAddresses => {
+                "two L3 router exits give their peers overlapping peer_addresses"
+            }
+            ServiceError::BadPeerAddresses => {
+                "an L3 router exit names one peer and at least one of its addresses"
+            }
             ServiceError::UnknownPeer => "the service names an unknown peer",
             ServiceError::NeedsOnePeer => "an entry half or a direct service must name one peer",
             ServiceError::BadChannelLimit => {

@@ -40,6 +40,9 @@
 //! - **push**: one way, entry to exit, no channels, no replies.
 //! - **router**: like forward, but the entry takes IP packets and the frames
 //!   name the destination, which the exit checks against its allow-list.
+//!   With an L3 exit ([`Role::RouterTunEntry`], [`Role::RouterTunExit`])
+//!   the frames carry whole IP packets instead, which the exit writes to a
+//!   TUN device of its own ([`Node::handle_exit_tun_packet`] reads back).
 //!
 //! # Channel numbers
 //!
@@ -58,6 +61,7 @@ mod config;
 mod direct;
 mod forward;
 mod io;
+mod l3;
 mod push;
 mod reload;
 mod router;
@@ -259,6 +263,11 @@ fn check_service(config: &ServiceConfig, capacity: usize) -> Result<(), ServiceE
     if config.peers == Peers::Any && config.role.half() != Half::Exit {
         return Err(ServiceError::NeedsOnePeer);
     }
+    if let Role::RouterTunExit { peer_addresses, .. } = &config.role {
+        if peer_addresses.is_empty() || config.peers == Peers::Any {
+            return Err(ServiceError::BadPeerAddresses);
+        }
+    }
     if config.role.has_channels() {
         let max = usize::from(config.limits.max_channels);
         if max == 0 || max > capacity {
@@ -269,6 +278,22 @@ fn check_service(config: &ServiceConfig, capacity: usize) -> Result<(), ServiceE
         }
     }
     Ok(())
+}
+
+/// Whether two services are L3 router exits whose peer addresses overlap.
+fn addresses_overlap(a: &ServiceConfig, b: &ServiceConfig) -> bool {
+    let (
+        Role::RouterTunExit {
+            peer_addresses: x, ..
+        },
+        Role::RouterTunExit {
+            peer_addresses: y, ..
+        },
+    ) = (&a.role, &b.role)
+    else {
+        return false;
+    };
+    x.iter().any(|n| y.iter().any(|m| n.overlaps(m)))
 }
 
 /// Whether a service of `role` has a socket of its own, bound or connected
@@ -420,6 +445,13 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             _ => {}
         }
         check_service(&config, C)?;
+        if self
+            .services
+            .iter()
+            .any(|s| addresses_overlap(&s.config, &config))
+        {
+            return Err(ServiceError::OverlappingPeerAddresses);
+        }
         let socket_pending = has_own_socket(&config.role);
         let id = config.id;
         self.services
@@ -594,9 +626,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                     }
                     Role::PushEntry { .. } => self.push_from_sender(now, si, buf, payload.clone()),
                     Role::PushExit { .. } => Err(ServiceDrop::WrongDirection),
-                    Role::ForwardExit { .. } | Role::RouterEntry | Role::RouterExit { .. } => {
-                        Err(ServiceDrop::StaleSocket)
-                    }
+                    Role::ForwardExit { .. }
+                    | Role::RouterEntry
+                    | Role::RouterExit { .. }
+                    | Role::RouterTunEntry
+                    | Role::RouterTunExit { .. } => Err(ServiceDrop::StaleSocket),
                 };
                 (si, result)
             }
@@ -633,13 +667,19 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Result<Output, Dropped> {
-        let Some(si) = self
-            .service_index(service)
-            .filter(|&si| self.services[si].config.role == Role::RouterEntry)
-        else {
+        let Some(si) = self.service_index(service).filter(|&si| {
+            matches!(
+                self.services[si].config.role,
+                Role::RouterEntry | Role::RouterTunEntry
+            )
+        }) else {
             return Err(self.node_drop(ServiceDrop::StaleSocket));
         };
-        let result = self.router_from_tun(now, si, buf, packet);
+        let result = if self.services[si].config.role == Role::RouterTunEntry {
+            self.l3_entry_from_tun(now, si, buf, packet)
+        } else {
+            self.router_from_tun(now, si, buf, packet)
+        };
         self.absorb_link_events(now);
         match result {
             Ok((Output::Queued, _)) => Ok(Output::Queued),
@@ -650,6 +690,34 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 Ok(output)
             }
             Err(reason) => Err(self.service_drop(si, reason)),
+        }
+    }
+
+    /// Handles an IP packet in `buf[packet]`, read from an L3 router exit's
+    /// TUN device (any of them: several services, one per peer, may share
+    /// one device), with [`HEADROOM`] free bytes before it and
+    /// [`TAILROOM`] after. It goes to the peer of the L3 exit service whose
+    /// `peer_addresses` hold its destination (the longest prefix), sealed;
+    /// a packet for no peer's address is dropped as
+    /// [`ServiceDrop::NoPeerForAddress`] (a node drop), and one too big for
+    /// a link frame is answered, rate allowing, with Fragmentation Needed /
+    /// Packet Too Big for the TUN device ([`Output::Tun`]).
+    pub fn handle_exit_tun_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Result<Output, Dropped> {
+        let result = self.l3_exit_from_tun(now, buf, packet);
+        self.absorb_link_events(now);
+        match result {
+            Ok((_, output @ (Output::Tun { .. } | Output::Queued), _)) => Ok(output),
+            Ok((si, output, len)) => {
+                self.services[si].stats.to_peer.add(len);
+                Ok(output)
+            }
+            Err((Some(si), reason)) => Err(self.service_drop(si, reason)),
+            Err((None, reason)) => Err(self.node_drop(reason)),
         }
     }
 
@@ -902,7 +970,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 let destination = header.destination.ok_or(ServiceDrop::ModeMismatch)?;
                 self.router_to_destination(now, si, peer, number, destination, buf, payload)
             }
-            (_, None) => Err(ServiceDrop::ModeMismatch),
+            (Role::RouterTunEntry, None) => self.l3_to_entry_tun(si, buf, payload),
+            (Role::RouterTunExit { .. }, None) => self.l3_to_exit_tun(si, buf, payload),
+            (Role::RouterTunEntry | Role::RouterTunExit { .. }, Some(_)) | (_, None) => {
+                Err(ServiceDrop::ModeMismatch)
+            }
         }
     }
 

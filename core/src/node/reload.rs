@@ -270,6 +270,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 }
             }
             super::check_service(s, C).map_err(fail)?;
+            if services[..index]
+                .iter()
+                .any(|o| super::addresses_overlap(o, s))
+            {
+                return Err(fail(ServiceError::OverlappingPeerAddresses));
+            }
         }
         Ok(())
     }

@@ -23,7 +23,9 @@
 //! through sdt.
 //!
 //! Everything else (TCP, other ICMP, IPv4 fragments, IPv6 packets with
-//! extension headers) is dropped and counted.
+//! extension headers) is dropped and counted by this socket exit; a router
+//! service with an L3 exit (`exit = "tun"`, the `l3` module) carries whole
+//! packets of any protocol instead.
 //!
 //! [`Action::ConnectEcho`]: super::Action::ConnectEcho
 
@@ -91,7 +93,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             if reason != ServiceDrop::TooBig {
                 return Err(reason);
             }
-            let answer = self.too_big(now, si, buf, packet, &flow)?;
+            let (source, destination) = (flow.client.ip(), flow.destination.ip());
+            let answer = self.too_big(now, si, buf, packet, source, destination)?;
             return Ok((answer, 0));
         }
         let (number, peer) = self.entry_channel(now, si, flow.client, Some(flow.destination))?;
@@ -108,13 +111,16 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
 
     /// A packet too big for one frame: counted as `too_big`, and answered
     /// with Fragmentation Needed / Packet Too Big if the rate allows.
-    fn too_big(
+    /// `source` and `destination` are the packet's addresses: the error
+    /// goes from the destination to the source.
+    pub(super) fn too_big(
         &mut self,
         now: Instant,
         si: usize,
         buf: &mut [u8],
         packet: Range<usize>,
-        flow: &Flow,
+        source: IpAddr,
+        destination: IpAddr,
     ) -> Result<Output, ServiceDrop> {
         let id = self.services[si].config.id;
         let mtu = self.router_packet_mtu(id).ok_or(ServiceDrop::TooBig)?;
@@ -122,7 +128,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             return Err(ServiceDrop::TooBig);
         }
         self.services[si].stats.drops.add(ServiceDrop::TooBig);
-        let range = icmp::forge_too_big(buf, packet, flow.client.ip(), flow.destination.ip(), mtu)
+        let range = icmp::forge_too_big(buf, packet, source, destination, mtu)
             .map_err(|_| ServiceDrop::BufferLayout)?;
         Ok(Output::Tun { service: id, range })
     }

@@ -54,12 +54,16 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         Some(self.max_payload_len(peer, &header))
     }
 
-    /// The MTU of router entry `id`'s TUN device: the largest IP packet of
-    /// either family one link frame to the peer carries now
-    /// ([`crate::mtu::router_packet_mtu`]). `None` for any other service.
+    /// The MTU of router service `id`'s TUN device (a router entry's, or an
+    /// L3 exit's): the largest IP packet of either family one link frame to
+    /// the peer carries now ([`crate::mtu::router_packet_mtu`]). `None` for
+    /// any other service.
     pub fn router_packet_mtu(&self, id: u8) -> Option<u16> {
         let s = self.services.iter().find(|s| s.config.id == id)?;
-        if s.config.role != Role::RouterEntry {
+        if !matches!(
+            s.config.role,
+            Role::RouterEntry | Role::RouterTunEntry | Role::RouterTunExit { .. }
+        ) {
             return None;
         }
         let v4 = self.max_payload(id, Some(V4_DESTINATION))?;

@@ -73,11 +73,17 @@ pub enum ServiceDrop {
     /// Push entry: the outage buffer was full and its oldest datagram was
     /// dropped to make room for a new one.
     BufferFull,
+    /// L3 router exit: an IP packet from the peer whose source address is
+    /// not in the service's `peer_addresses` (WireGuard's AllowedIPs check).
+    SourceNotAllowed,
+    /// L3 router exit: an IP packet from the exit's TUN device whose
+    /// destination is in no L3 service's `peer_addresses` (a node drop).
+    NoPeerForAddress,
 }
 
 impl ServiceDrop {
     /// Every reason, in the order of [`ServiceDrops`].
-    pub const ALL: [ServiceDrop; 25] = [
+    pub const ALL: [ServiceDrop; 27] = [
         ServiceDrop::MalformedHeader,
         ServiceDrop::UnknownService,
         ServiceDrop::WrongPeer,
@@ -103,6 +109,8 @@ impl ServiceDrop {
         ServiceDrop::TooBig,
         ServiceDrop::Duplicate,
         ServiceDrop::BufferFull,
+        ServiceDrop::SourceNotAllowed,
+        ServiceDrop::NoPeerForAddress,
     ];
 
     /// A short stable name, for status output and logs.
@@ -133,6 +141,8 @@ impl ServiceDrop {
             ServiceDrop::TooBig => "too_big",
             ServiceDrop::Duplicate => "duplicate",
             ServiceDrop::BufferFull => "buffer_full",
+            ServiceDrop::SourceNotAllowed => "source_not_allowed",
+            ServiceDrop::NoPeerForAddress => "no_peer_for_address",
         }
     }
 

@@ -12,6 +12,7 @@ use rand_core::SeedableRng;
 use std::collections::{HashMap, VecDeque};
 use std::vec::Vec;
 
+mod l3;
 mod modes;
 mod props;
 mod push;
@@ -296,9 +297,16 @@ impl Net {
                 &mut buf,
                 HEADROOM..HEADROOM + bytes.len(),
             );
-            if let Ok(Output::Customer { .. }) = r {
-                let plaintext =
-                    HEADROOM + DataPacket::<&[u8]>::HEADER_LEN..HEADROOM + bytes.len() - TAILROOM;
+            let plaintext =
+                HEADROOM + DataPacket::<&[u8]>::HEADER_LEN..HEADROOM + bytes.len() - TAILROOM;
+            // An L3 packet is written from where it lies in the plaintext,
+            // which is still whole; a forged router reply is not.
+            let whole = match &r {
+                Ok(Output::Customer { .. }) => true,
+                Ok(Output::Tun { range, .. }) => range.start > plaintext.start,
+                _ => false,
+            };
+            if whole {
                 self.plaintexts.push((to, buf[plaintext].to_vec()));
             }
             self.carry_out(to, &buf, r);
@@ -408,6 +416,17 @@ impl Net {
             &mut buf,
             HEADROOM..HEADROOM + packet.len(),
         );
+        self.carry_out(i, &buf, r);
+        self.settle();
+    }
+
+    /// An IP packet from node `i`'s L3 exit TUN device.
+    pub fn exit_tun_send(&mut self, i: usize, packet: &[u8]) {
+        let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        let now = self.now;
+        let r =
+            self.nodes[i].handle_exit_tun_packet(now, &mut buf, HEADROOM..HEADROOM + packet.len());
         self.carry_out(i, &buf, r);
         self.settle();
     }

@@ -42,6 +42,23 @@
 //!
 //! See `node::push` for how the numbers are tracked.
 //!
+//! # L3 router frames
+//!
+//! A router service with an L3 exit (`exit = "tun"` on both halves) sends
+//! whole IP packets: its frames have no channel number and no destination
+//! (`CC` = `00`, `AA` = `00`), the layout of a direct service's frame, and
+//! the customer payload is one IP packet, IPv4 or IPv6, as read from the
+//! TUN device. Which of the two a router frame is follows from the
+//! service's configuration, which both halves must share: a socket router
+//! frame always has a channel number, so a half configured for the other
+//! exit counts every frame as a mode mismatch.
+//!
+//! ```text
+//! L3 packet of service 6, entry to exit:   0x0e <IPv4 or IPv6 packet>
+//!                                          CC=00 AA=00 E=1 SSS=6
+//! and back, exit to entry:                 0x06 <IPv4 or IPv6 packet>
+//! ```
+//!
 //! # Canonical encoding
 //!
 //! Every header has exactly one encoding, and [`ServiceHeaderRepr::parse`]

@@ -36,11 +36,11 @@ fn describe(out: &mut String, mode: &str, net: &Net, skip: usize) {
             hex(&plaintext[..header_len])
         )
         .unwrap();
-        writeln!(
-            out,
-            "  payload {:?}",
-            String::from_utf8_lossy(&plaintext[header_len..])
-        )
+        let payload = &plaintext[header_len..];
+        match core::str::from_utf8(payload) {
+            Ok(text) => writeln!(out, "  payload {text:?}"),
+            Err(_) => writeln!(out, "  payload {}", hex(payload)),
+        }
         .unwrap();
     }
 }
@@ -140,6 +140,35 @@ fn first_frame_and_reply_of_each_mode() {
     net.send_on(Y, socket, dest, b"answer");
     assert_eq!((net.delivered.len(), net.tun.len()), (1, 1));
     describe(&mut out, "router", &net, skip);
+
+    // Router with an L3 exit: no channel, no destination; the service
+    // header is followed by the whole IP packet, both ways.
+    let mut net = Net::new(54);
+    net.service(X, service(6, Peers::One(net.peer[X]), Role::RouterTunEntry));
+    let mut allow = AllowList::new();
+    allow.push("ip://10.1.0.0/16".parse().unwrap()).unwrap();
+    let mut peer_addresses = heapless::Vec::new();
+    peer_addresses
+        .push("10.99.0.2/32".parse().unwrap())
+        .unwrap();
+    let exit = Role::RouterTunExit {
+        allow,
+        peer_addresses,
+    };
+    net.service(Y, service(6, Peers::One(net.peer[Y]), exit));
+    net.up();
+    let skip = net.wire.len();
+    let (client, dest) = (a("10.99.0.2:40000"), a("10.1.1.1:53"));
+    let mut packet = vec![0u8; 28 + 5];
+    packet[28..].copy_from_slice(b"query");
+    crate::ip::forge_udp(&mut packet, 28..33, client, dest).unwrap();
+    net.tun_send(X, 6, &packet);
+    let mut reply = vec![0u8; 28 + 6];
+    reply[28..].copy_from_slice(b"answer");
+    crate::ip::forge_udp(&mut reply, 28..34, dest, client).unwrap();
+    net.exit_tun_send(Y, &reply);
+    assert_eq!(net.tun.len(), 2);
+    describe(&mut out, "router, L3 exit", &net, skip);
 
     insta::assert_snapshot!(out);
 }
