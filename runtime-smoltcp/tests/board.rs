@@ -6,7 +6,7 @@
 //! ```text
 //!  namespace sdt-board-*
 //!  board 10.79.0.2 (QEMU, firmware_net)  ──  tap "sdtb0" 10.79.0.1
-//!                                            (and `sdt run`, echoes, see the tests)
+//!                                            `sdt run` :51820, echoes :9000 :9001
 //! ```
 //!
 //! QEMU runs without `-icount`: the board's clock is real time, as the
@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,14 +25,22 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+mod daemon;
 mod firmware;
 
 const TAP: &str = "sdtb0";
 const HOST: &str = "10.79.0.1";
 const BOARD: &str = "10.79.0.2";
+/// The daemon's keys: Y of examples/forward. TEST ONLY, as the board's.
+const DAEMON_PRIVATE: &str = "FyeisJWVl+ZQvB8+fKnJHgnYhqpLisfAXw/4aM5Yx1Y=";
+const BOARD_PUBLIC: &str = "CQtNZTyKtCot8Yjc/yr4tWSs6GaEKTGrlLQB3UVVeQg=";
 /// Far above what any wait takes on an idle machine (well under a second):
 /// only a broken run gets there.
 const PATIENCE: Duration = Duration::from_secs(60);
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
 
 /// Runs `ip ARGS`, panicking with its stderr if it fails.
 fn ip(args: &[&str]) {
@@ -57,6 +65,7 @@ struct Lab {
     dir: PathBuf,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    daemon: Option<Child>,
     qemu: Option<Child>,
     /// The board's report, line by line.
     board: Arc<Mutex<Vec<String>>>,
@@ -80,6 +89,7 @@ impl Lab {
             dir,
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            daemon: None,
             qemu: None,
             board: Arc::new(Mutex::new(Vec::new())),
         };
@@ -104,10 +114,84 @@ impl Lab {
         }));
     }
 
+    /// A kernel UDP echo at `addr`.
+    fn echo(&mut self, addr: SocketAddr) {
+        let (ready, wait_ready) = mpsc::channel();
+        self.spawn(move |stop| {
+            let socket = UdpSocket::bind(addr).expect("bind the echo socket");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            ready.send(()).unwrap();
+            let mut buf = [0; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&buf[..n], from);
+                }
+            }
+        });
+        wait_ready
+            .recv_timeout(Duration::from_secs(5))
+            .expect("echo did not start");
+    }
+
+    /// `sdt run` on the TAP device's address: the exit of service 1 (to the
+    /// echo on :9000) and the entry of service 2 (listening on :5001).
+    fn daemon(&mut self) {
+        let config = self.dir.join("daemon.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"private_key = "{DAEMON_PRIVATE}"
+listen = "{HOST}:51820"
+control_socket = "{}"
+
+[[peer]]
+name = "board"
+public_key = "{BOARD_PUBLIC}"
+
+[[service]]
+id = 1
+peer = "board"
+mode = "forward"
+target = "{HOST}:9000"
+
+[[service]]
+id = 2
+peer = "board"
+mode = "forward"
+listen = "{HOST}:5001"
+"#,
+                self.dir.join("daemon.sock").display()
+            ),
+        )
+        .unwrap();
+        let log = File::create(self.dir.join("daemon.log")).unwrap();
+        let sdt = daemon::sdt_binary();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(&sdt)
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", sdt.display()));
+        self.daemon = Some(child);
+    }
+
+    /// The daemon's log so far.
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
     /// Boots `elf` on the board, its LAN9118 on the TAP device, its monitor
-    /// on a socket for [`Lab::reset`].
+    /// on a socket.
     fn boot(&mut self, elf: &Path) {
-        let monitor = format!("unix:{},server=on,wait=off", self.monitor().display());
+        let monitor = format!(
+            "unix:{},server=on,wait=off",
+            self.dir.join("monitor.sock").display()
+        );
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns, "qemu-system-arm"])
             .args(["-M", "mps2-an386", "-nographic", "-monitor", &monitor])
@@ -129,10 +213,6 @@ impl Lab {
                 board.lock().unwrap().push(line);
             }
         }));
-    }
-
-    fn monitor(&self) -> PathBuf {
-        self.dir.join("monitor.sock")
     }
 
     /// How many lines of the board's report start with `prefix`.
@@ -165,12 +245,15 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for child in [&mut self.qemu].into_iter().flatten() {
+        for child in [&mut self.qemu, &mut self.daemon].into_iter().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if std::thread::panicking() {
+            eprintln!("the daemon's log:\n{}", self.daemon_log());
         }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.ns])
@@ -220,4 +303,69 @@ fn board_answers_on_its_lan9118() {
         .recv_timeout(PATIENCE + Duration::from_secs(10))
         .expect("the probe hung");
     assert!(refused, "the board never answered the host");
+}
+
+/// The `i`-th datagram a client sends: 64 B and 1400 B in turn, its bytes
+/// telling it from every other.
+fn payload(i: usize) -> Vec<u8> {
+    let len = if i.is_multiple_of(2) { 64 } else { 1400 };
+    (0..len).map(|b| (b ^ i ^ (i >> 8)) as u8).collect()
+}
+
+/// Sends `count` datagrams from a kernel socket to `to`, each retried until
+/// its echo comes back; returns how many came back, each checked to be its
+/// own.
+fn round_trips(lab: &mut Lab, to: SocketAddr, count: usize) -> usize {
+    let (done, result) = mpsc::channel();
+    lab.spawn(move |stop| {
+        let socket = UdpSocket::bind(format!("{HOST}:0")).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let mut echoed = 0;
+        let mut buf = [0; 2048];
+        'next: for i in 0..count {
+            let payload = payload(i);
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                socket.send_to(&payload, to).unwrap();
+                let until = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < until {
+                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        assert_eq!(from, to, "reply from elsewhere");
+                        if buf[..n] == payload[..] {
+                            echoed += 1;
+                            continue 'next;
+                        }
+                    }
+                }
+            }
+            break;
+        }
+        done.send(echoed).unwrap();
+    });
+    result
+        .recv_timeout(PATIENCE + Duration::from_secs(10))
+        .expect("client hung")
+}
+
+#[test]
+fn board_carries_datagrams_through_the_daemon() {
+    let elf = firmware::build("firmware_net", &["ethernet"]);
+    let mut lab = Lab::new();
+    lab.echo(sa(&format!("{HOST}:9000")));
+    lab.echo(sa(&format!("{HOST}:9001")));
+    lab.daemon();
+    lab.boot(&elf);
+    lab.wait_reported("link: up", 1);
+    // Service 1: the board's entry, the daemon's exit to the echo on :9000.
+    let board_entry = sa(&format!("{BOARD}:5000"));
+    assert_eq!(round_trips(&mut lab, board_entry, 20), 20);
+    // Service 2: the daemon's entry, the board's exit to the echo on :9001.
+    let daemon_entry = sa(&format!("{HOST}:5001"));
+    assert_eq!(round_trips(&mut lab, daemon_entry, 20), 20);
+    let log = lab.daemon_log();
+    assert_eq!(log.matches("session up").count(), 1, "{log}");
+    let status = lab.daemon.as_mut().unwrap().try_wait().unwrap();
+    assert!(status.is_none(), "the daemon exited: {status:?}");
 }
