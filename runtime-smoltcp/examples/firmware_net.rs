@@ -90,19 +90,16 @@ mod firmware {
         slots: &'static mut [SocketStorage<'static>],
         device: &mut Lan9118,
         now: Instant,
+        unix_nanos: u64,
     ) -> (NetNode, PeerId) {
         let t = core_instant(now);
-        // TEST ONLY: an RTC. Rounded up to the next whole second, so that
-        // the handshakes of this boot are later than every one of the last
-        // boot (the daemon ignores a handshake older than the last).
-        let unix_seconds = clock::unix_seconds() + 1;
         // TEST ONLY: a TRNG seeds the RNG; the boot time at least differs
         // from boot to boot.
         let mut seed = [0x5d; 32];
-        seed[..8].copy_from_slice(&unix_seconds.to_le_bytes());
+        seed[..8].copy_from_slice(&unix_nanos.to_le_bytes());
         let rng = ChaCha20Rng::from_seed(seed);
         let key = PrivateKey::from_str(PRIVATE_KEY).expect("private key");
-        let mut node = Node::new(key, rng, t, unix_seconds * 1_000_000_000);
+        let mut node = Node::new(key, rng, t, unix_nanos);
         let mut peer = PeerConfig::new(PublicKey::from_str(PEER_KEY).expect("peer key"));
         peer.endpoint = Some(SocketAddr::from((HOST, LINK_PORT)));
         let peer = node.add_peer(peer, t).expect("peer");
@@ -143,10 +140,11 @@ mod firmware {
         slots: &'static mut MaybeUninit<[SocketStorage<'static>; SOCKETS]>,
         device: &mut Lan9118,
         now: Instant,
+        unix_nanos: u64,
     ) -> (&'static mut NetNode, PeerId) {
         let storage = storage.write(Storage::new());
         let slots = slots.write([SocketStorage::EMPTY; SOCKETS]);
-        let (smol, peer) = setup(storage, &mut slots[..], device, now);
+        let (smol, peer) = setup(storage, &mut slots[..], device, now, unix_nanos);
         (node.write(smol), peer)
     }
 
@@ -190,8 +188,9 @@ mod firmware {
                 crate::board::exit(false)
             }
         };
-        let now = clock.now();
-        let (node, peer) = build(node, storage, slots, device, now);
+        // TEST ONLY: an RTC; here the host's clock over semihosting.
+        let (now, unix_nanos) = clock::wall_clock(&mut clock);
+        let (node, peer) = build(node, storage, slots, device, now, unix_nanos);
         report!(
             "boot: lan9118 up, phy link {}, mac {}, ip {}, peer {}.{}.{}.{}:{}",
             device.link_up(),

@@ -14,8 +14,9 @@
 #![cfg(target_os = "linux")]
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -186,12 +187,9 @@ listen = "{HOST}:5001"
     }
 
     /// Boots `elf` on the board, its LAN9118 on the TAP device, its monitor
-    /// on a socket.
+    /// on a socket for [`Lab::reset`].
     fn boot(&mut self, elf: &Path) {
-        let monitor = format!(
-            "unix:{},server=on,wait=off",
-            self.dir.join("monitor.sock").display()
-        );
+        let monitor = format!("unix:{},server=on,wait=off", self.monitor().display());
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns, "qemu-system-arm"])
             .args(["-M", "mps2-an386", "-nographic", "-monitor", &monitor])
@@ -213,6 +211,33 @@ listen = "{HOST}:5001"
                 board.lock().unwrap().push(line);
             }
         }));
+    }
+
+    fn monitor(&self) -> PathBuf {
+        self.dir.join("monitor.sock")
+    }
+
+    /// Resets the board, as its reset button would: QEMU's `system_reset`
+    /// (the core, the LAN9118 and the timers start over; RAM is not
+    /// cleared, the firmware's start-up code initialises its statics).
+    fn reset(&self) {
+        let mut monitor = UnixStream::connect(self.monitor()).expect("QEMU's monitor socket");
+        monitor.write_all(b"system_reset\n").unwrap();
+        monitor.flush().unwrap();
+        // The monitor prints a prompt when it starts and another once it
+        // ran the command; closing the socket before that may drop it.
+        monitor.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut said = Vec::new();
+        let mut buf = [0; 256];
+        while String::from_utf8_lossy(&said).matches("(qemu)").count() < 2 {
+            match std::io::Read::read(&mut monitor, &mut buf) {
+                Ok(0) | Err(_) => panic!(
+                    "QEMU's monitor did not take system_reset: {}",
+                    String::from_utf8_lossy(&said)
+                ),
+                Ok(n) => said.extend_from_slice(&buf[..n]),
+            }
+        }
     }
 
     /// How many lines of the board's report start with `prefix`.
@@ -366,6 +391,132 @@ fn board_carries_datagrams_through_the_daemon() {
     assert_eq!(round_trips(&mut lab, daemon_entry, 20), 20);
     let log = lab.daemon_log();
     assert_eq!(log.matches("session up").count(), 1, "{log}");
+    let status = lab.daemon.as_mut().unwrap().try_wait().unwrap();
+    assert!(status.is_none(), "the daemon exited: {status:?}");
+}
+
+/// A client that sends datagram after datagram to `to`, each once, and
+/// waits up to a second for its echo before it sends the next: what it
+/// records is, for each datagram in order, whether its echo came back.
+struct Stream {
+    echoed: Arc<Mutex<Vec<bool>>>,
+}
+
+impl Stream {
+    fn start(lab: &mut Lab, to: SocketAddr) -> Stream {
+        let echoed = Arc::new(Mutex::new(Vec::new()));
+        let record = echoed.clone();
+        lab.spawn(move |stop| {
+            let socket = UdpSocket::bind(format!("{HOST}:0")).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut buf = [0; 2048];
+            // Far from the other clients' payloads: a datagram of this
+            // stream cannot pass for one of theirs.
+            for i in 1000.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let payload = payload(i);
+                let _ = socket.send_to(&payload, to);
+                let until = Instant::now() + Duration::from_secs(1);
+                let mut back = false;
+                while !back && Instant::now() < until {
+                    // An older datagram's late echo is skipped.
+                    if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                        back = buf[..n] == payload[..];
+                    }
+                }
+                record.lock().unwrap().push(back);
+                // Some 50 a second: enough to see the gap, little load.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Stream { echoed }
+    }
+
+    /// Datagrams sent so far.
+    fn sent(&self) -> usize {
+        self.echoed.lock().unwrap().len()
+    }
+
+    /// Datagrams whose echo never came.
+    fn lost(&self) -> usize {
+        self.echoed.lock().unwrap().iter().filter(|e| !**e).count()
+    }
+
+    /// The longest run of echoed datagrams from datagram `from` on.
+    fn run_since(&self, from: usize) -> usize {
+        let echoed = self.echoed.lock().unwrap();
+        let mut run = 0;
+        let mut longest = 0;
+        for &e in echoed.iter().skip(from) {
+            run = if e { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        longest
+    }
+
+    /// Waits until 20 datagrams in a row from datagram `from` on came back.
+    fn wait_run_since(&self, from: usize, what: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.run_since(from) < 20 {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no 20 echoes in a row after datagram {from} ({} sent, {} lost)",
+                self.sent(),
+                self.lost()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn the_daemons_session_recovers_from_a_reset_of_the_board() {
+    let elf = firmware::build("firmware_net", &["ethernet"]);
+    let mut lab = Lab::new();
+    lab.echo(sa(&format!("{HOST}:9000")));
+    lab.echo(sa(&format!("{HOST}:9001")));
+    lab.daemon();
+    lab.boot(&elf);
+    lab.wait_reported("link: up", 1);
+    let streams = [
+        (
+            "service 1 (board entry)",
+            Stream::start(&mut lab, sa(&format!("{BOARD}:5000"))),
+        ),
+        (
+            "service 2 (board exit)",
+            Stream::start(&mut lab, sa(&format!("{HOST}:5001"))),
+        ),
+    ];
+    for (what, stream) in &streams {
+        stream.wait_run_since(0, what);
+    }
+    lab.reset();
+    lab.wait_reported("boot: ", 2);
+    lab.wait_reported("link: up", 2);
+    // Counted from the board's second link-up on: everything sent from
+    // there must come back (after a datagram or two still on their way).
+    let since = streams.each_ref().map(|(_, s)| s.sent());
+    for ((what, stream), from) in streams.iter().zip(since) {
+        stream.wait_run_since(from, what);
+    }
+    lab.stop.store(true, Ordering::Relaxed);
+    for (what, stream) in &streams {
+        println!(
+            "{what}: {} datagrams sent, one at a time, across the reset: {} lost",
+            stream.sent(),
+            stream.lost()
+        );
+    }
+    // The daemon took the rebooted board's handshake: a second session.
+    let log = lab.daemon_log();
+    println!("the daemon's log:\n{log}");
+    assert_eq!(log.matches("session up").count(), 2, "{log}");
+    assert_eq!(log.matches("its node restarted").count(), 1, "{log}");
     let status = lab.daemon.as_mut().unwrap().try_wait().unwrap();
     assert!(status.is_none(), "the daemon exited: {status:?}");
 }

@@ -9,8 +9,8 @@
 //! could miss a wrap; the CMSDK timer's 32 bits last 171 s and are extended
 //! to 64 here on every read. Semihosting's `SYS_ELAPSED` would also do but
 //! needs a debugger attached on a real board, where a timer is always
-//! there. The wall clock (`SYS_TIME`, whole seconds of the host) stands for
-//! an RTC.
+//! there. The wall clock (`SYS_TIME`, whole seconds of the host, read as
+//! the second ticks over) stands for an RTC.
 #![allow(dead_code)]
 
 use cortex_m::peripheral::syst::SystClkSource;
@@ -78,6 +78,28 @@ pub fn unix_seconds() -> u64 {
     // SAFETY: SYS_TIME takes no argument and touches no memory of ours.
     let secs = unsafe { cortex_m_semihosting::syscall!(TIME) };
     secs as u64
+}
+
+/// The wall-clock time, in nanoseconds since the Unix epoch, and the
+/// clock's instant it belongs to: taken when the host's second ticks over,
+/// so that it is exact to a millisecond though `SYS_TIME` counts whole
+/// seconds. Waits up to a second.
+///
+/// Exact matters: handshake timestamps are this plus the time since, and
+/// the peer ignores a handshake older than the last it took. Rounding the
+/// second down would put the timestamps of a board reset within a second
+/// of booting behind those of the boot before; rounding up would put those
+/// of the boot before ahead of the time.
+pub fn wall_clock(clock: &mut Clock) -> (smoltcp::time::Instant, u64) {
+    let first = unix_seconds();
+    loop {
+        let secs = unix_seconds();
+        let now = clock.now();
+        if secs != first {
+            return (now, secs.saturating_mul(1_000_000_000));
+        }
+        sleep();
+    }
 }
 
 /// Sleeps until the next interrupt: SysTick within a millisecond.
