@@ -23,7 +23,8 @@
 //! It runs in real time (no `-icount`): the clock is the CMSDK timer 0 and
 //! the core sleeps in `WFI` between SysTick interrupts every millisecond
 //! (`examples/board/clock.rs`). It reports over semihosting: a boot line,
-//! the node's events, and a status line every ten seconds; it never exits.
+//! the node's events, and a status line every five seconds (with the
+//! stack's high-water marks); it never exits.
 //!
 //! TEST ONLY, each marked `TEST ONLY` below: the keys are those of
 //! examples/forward, compiled in; the RNG is seeded from the boot time
@@ -60,7 +61,7 @@ mod firmware {
     use smoltcp::time::{Duration, Instant};
     use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-    use crate::board::report;
+    use crate::board::{report, Board};
     use crate::clock::{self, Clock};
     use crate::lan9118::{Lan9118, MPS2_BASE};
 
@@ -82,7 +83,7 @@ mod firmware {
     const IP: Ipv4Address = Ipv4Address::new(10, 79, 0, 2);
     const HOST: [u8; 4] = [10, 79, 0, 1];
     const LINK_PORT: u16 = 51820;
-    const STATUS_EVERY: Duration = Duration::from_secs(10);
+    const STATUS_EVERY: Duration = Duration::from_secs(5);
 
     /// Builds the node: key, peer, both services, the interface.
     fn setup(
@@ -148,7 +149,7 @@ mod firmware {
         (node.write(smol), peer)
     }
 
-    fn status(node: &NetNode, peer: PeerId, device: &Lan9118, now: Instant) {
+    fn status(node: &NetNode, peer: PeerId, device: &Lan9118, now: Instant, board: &Board) {
         let t = core_instant(now);
         let n = node.node();
         let up = n.link().is_up(peer, t);
@@ -160,6 +161,9 @@ mod firmware {
         let (s1_to, s1_from) = carried(1);
         let (s2_to, s2_from) = carried(2);
         let drops: u64 = n.node_drops().iter().map(|(_, c)| c).sum();
+        if let Some(peak) = board.stack_peak() {
+            report!("stack peak, running: {}", peak);
+        }
         report!(
             "status: at {} ms link up {}; service 1 {} to the peer, {} back; service 2 {} to the peer, {} back; node drops {}; {:?}",
             now.total_millis(),
@@ -174,6 +178,7 @@ mod firmware {
     }
 
     pub fn run(
+        mut board: Board,
         mut clock: Clock,
         device: &'static mut MaybeUninit<Lan9118>,
         node: &'static mut MaybeUninit<NetNode>,
@@ -191,6 +196,12 @@ mod firmware {
         // TEST ONLY: an RTC; here the host's clock over semihosting.
         let (now, unix_nanos) = clock::wall_clock(&mut clock);
         let (node, peer) = build(node, storage, slots, device, now, unix_nanos);
+        match board.stack_peak() {
+            Some(peak) => report!("stack peak, setup: {}", peak),
+            None => report!("stack peak, setup: past the painted window"),
+        }
+        // From here on, the main loop's.
+        board.repaint(16 * 1024);
         report!(
             "boot: lan9118 up, phy link {}, mac {}, ip {}, peer {}.{}.{}.{}:{}",
             device.link_up(),
@@ -216,7 +227,7 @@ mod firmware {
                 was_up = up;
             }
             if now >= next_status {
-                status(node, peer, device, now);
+                status(node, peer, device, now, &board);
                 next_status = now + STATUS_EVERY;
             }
             // The next SysTick (1 ms) ends the sleep: poll_delay's deadline
@@ -240,9 +251,11 @@ fn main() -> ! {
     static mut SLOTS: core::mem::MaybeUninit<
         [smoltcp::iface::SocketStorage<'static>; firmware::SOCKETS],
     > = core::mem::MaybeUninit::uninit();
+    // Paints the stack, for its high-water marks.
+    let board = board::Board::stack_only();
     let mut p = cortex_m::Peripherals::take().expect("peripherals taken twice");
     let clock = clock::Clock::start(&mut p.SYST);
-    firmware::run(clock, DEVICE, NODE, STORAGE, SLOTS)
+    firmware::run(board, clock, DEVICE, NODE, STORAGE, SLOTS)
 }
 
 #[cfg(not(target_os = "none"))]

@@ -246,6 +246,14 @@ listen = "{HOST}:5001"
         lines.iter().filter(|l| l.starts_with(prefix)).count()
     }
 
+    /// The last line of the board's report starting with `prefix`.
+    fn last(&self, prefix: &str) -> String {
+        let lines = self.board.lock().unwrap();
+        let line = lines.iter().rev().find(|l| l.starts_with(prefix));
+        line.cloned()
+            .unwrap_or_else(|| panic!("the board never reported `{prefix}`"))
+    }
+
     /// Waits until the board reported `count` lines starting with `prefix`.
     fn wait_reported(&mut self, prefix: &str, count: usize) {
         let deadline = Instant::now() + PATIENCE;
@@ -393,6 +401,47 @@ fn board_carries_datagrams_through_the_daemon() {
     assert_eq!(log.matches("session up").count(), 1, "{log}");
     let status = lab.daemon.as_mut().unwrap().try_wait().unwrap();
     assert!(status.is_none(), "the daemon exited: {status:?}");
+    // The board's next status line, from after the traffic: nothing
+    // dropped by the node or the driver, and the stack's high-water mark.
+    let seen = lab.reported("status: ");
+    lab.wait_reported("status: ", seen + 1);
+    let status = lab.last("status: ");
+    assert!(status.contains("node drops 0;"), "{status}");
+    assert!(
+        status.contains("rx_bad: 0, rx_size: 0, tx_dropped: 0"),
+        "{status}"
+    );
+    report_size(&elf, &lab);
+}
+
+/// Prints the networked firmware's flash and RAM (not budgeted: it holds
+/// two services and larger socket buffers than the budgeted firmware).
+fn report_size(elf: &Path, lab: &Lab) {
+    let sections = firmware::sections(elf);
+    let size = |names: &[&str]| -> u64 {
+        sections
+            .iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .map(|(_, s)| s)
+            .sum()
+    };
+    let flash = size(&[".vector_table", ".text", ".rodata", ".data"]);
+    let statics = size(&[".data", ".bss", ".uninit"]);
+    let number = |prefix: &str| -> u64 {
+        let line = lab.last(prefix);
+        line[prefix.len()..]
+            .parse()
+            .unwrap_or_else(|_| panic!("no number in `{line}`"))
+    };
+    let setup = number("stack peak, setup: ");
+    let running = number("stack peak, running: ");
+    println!("firmware_net sections: {sections:?}");
+    println!(
+        "firmware_net: flash {flash} B; RAM running {} B (.data + .bss {statics}, \
+         main loop's stack {running}); RAM at setup {} B (stack {setup})",
+        statics + running,
+        statics + setup
+    );
 }
 
 /// A client that sends datagram after datagram to `to`, each once, and

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod firmware;
-use firmware::build;
+use firmware::{binutils, build, sections};
 
 /// The budget README's "Embedded" section states, in bytes. Flash: what
 /// the chip stores (vector table, code, read-only data, .data's initial
@@ -107,34 +107,6 @@ fn number(out: &str, prefix: &str, after: &str) -> u64 {
     digits
         .parse()
         .unwrap_or_else(|_| panic!("no number after `{after}` in `{l}`"))
-}
-
-/// Runs a binutils program of the ARM toolchain on `elf`.
-fn binutils(program: &str, args: &[&str], elf: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .arg(elf)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {program} ({e}): install Debian's binutils-arm-none-eabi \
-                 (scripts/install-deps.sh does)"
-            )
-        });
-    assert!(out.status.success(), "{program} failed");
-    String::from_utf8(out.stdout).expect("binutils print text")
-}
-
-/// Section sizes by name, from `arm-none-eabi-size -A`.
-fn sections(elf: &Path) -> Vec<(String, u64)> {
-    binutils("arm-none-eabi-size", &["-A"], elf)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (name, size) = (f.next()?, f.next()?.parse().ok()?);
-            name.starts_with('.').then(|| (name.to_string(), size))
-        })
-        .collect()
 }
 
 #[test]

@@ -76,6 +76,19 @@ mod target {
             board
         }
 
+        /// Paints the stack for [`Board::stack_peak`] and leaves SysTick
+        /// alone, for a firmware that runs it itself ([`Board::now`] and
+        /// the costs are then meaningless). Call once, first thing in
+        /// `main`.
+        pub fn stack_only() -> Board {
+            let (paint_low, paint_high) = paint_stack(PAINT_WORDS);
+            Board {
+                per_tick_q16: 0,
+                paint_low,
+                paint_high,
+            }
+        }
+
         /// A SysTick reading, for [`Board::since`].
         pub fn now(&self) -> u32 {
             SYST::get_current()

@@ -55,3 +55,31 @@ pub fn build(example: &str, features: &[&str]) -> PathBuf {
     assert!(elf.exists(), "no firmware at {}", elf.display());
     elf
 }
+
+/// Runs a binutils program of the ARM toolchain on `elf`.
+pub fn binutils(program: &str, args: &[&str], elf: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .arg(elf)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program} ({e}): install Debian's binutils-arm-none-eabi \
+                 (scripts/install-deps.sh does)"
+            )
+        });
+    assert!(out.status.success(), "{program} failed");
+    String::from_utf8(out.stdout).expect("binutils print text")
+}
+
+/// Section sizes by name, from `arm-none-eabi-size -A`.
+pub fn sections(elf: &Path) -> Vec<(String, u64)> {
+    binutils("arm-none-eabi-size", &["-A"], elf)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (name, size) = (f.next()?, f.next()?.parse().ok()?);
+            name.starts_with('.').then(|| (name.to_string(), size))
+        })
+        .collect()
+}
