@@ -259,7 +259,10 @@ listen = "{HOST}:5001"
         let deadline = Instant::now() + PATIENCE;
         while self.reported(prefix) < count {
             if let Some(status) = self.qemu_exited() {
-                panic!("QEMU exited ({status}) before the board reported `{prefix}`");
+                panic!(
+                    "QEMU exited ({status}) before the board reported `{prefix}`: is \
+                     qemu-system-arm installed? (scripts/install-deps.sh installs it)"
+                );
             }
             assert!(
                 Instant::now() < deadline,
