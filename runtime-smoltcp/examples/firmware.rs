@@ -69,7 +69,8 @@ const RNG_SEED: [u8; 32] = [7; 32];
 // the peer ignores the node's handshakes until the clock passes the last.
 const UNIX_NANOS_AT_BOOT: u64 = 1_700_000_000_000_000_000;
 
-/// PLACEHOLDER for a MAC or radio driver: a device with one receive slot
+/// PLACEHOLDER for a MAC or radio driver (`examples/firmware_net.rs` has a
+/// real one, `examples/board/lan9118.rs`): a device with one receive slot
 /// and one transmit buffer that "hardware" fills and drains. `black_box`
 /// keeps the optimizer from deciding that nothing is ever received.
 struct BoardDevice {
