@@ -483,23 +483,19 @@ impl Setup {
     ///   hold against anyone, so where the peer reaches the node
     ///   ([`Setup::peer_reaches`]: it probes, or refuses the stale
     ///   initiation and reaches out, `link::reach_out`) the link comes up
-    ///   without waiting for the clock, but not always within the restart
-    ///   bound: the peer's reach-out can cross the node's next initiation,
-    ///   and the node, whose own is in flight and whose key wins the race,
-    ///   ignores it and records its timestamp (finding 1's fix), so the
-    ///   copies the peer resends are refused as replays too, while the
-    ///   node's copies stay refused by the peer. A fresh initiation of the
-    ///   peer ends it, [`REKEY_TIMEOUT`] plus up to [`MAX_JITTER`] after
-    ///   its first at the latest: [`Setup::recovery_bound`] (measured 2.9 s
-    ///   and 4.2 s; sim/README.md, finding 6). Otherwise only the stepped
+    ///   without waiting for the clock, within the restart bound. (It
+    ///   did not always before finding 6's fix: the peer's reach-out could
+    ///   cross the node's next initiation, the node, whose key won the
+    ///   race, ignored it and recorded its timestamp, and nothing crossed
+    ///   until a fresh initiation of the peer's; now a stale initiation
+    ///   that meets the peer's pending reach-out renews it at once,
+    ///   `link::reach_out`.) Otherwise only the stepped
     ///   node's attempts can bring the link up, and they get through once
     ///   its clock passes `t_a`: at most `S` plus the restart bound.
     pub fn heal_bound(&self, r: &Restart, step: ClockStep) -> Duration {
         let normal = self.restart_bound();
-        if step.forward {
+        if step.forward || self.peer_reaches(r) {
             normal
-        } else if self.peer_reaches(r) {
-            self.recovery_bound().max(normal)
         } else {
             normal + step.by
         }

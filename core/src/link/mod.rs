@@ -1003,6 +1003,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             p.pending = Some(Pending {
                 noise,
                 local_index,
+                sent_at: now,
                 retry_at: now + REKEY_TIMEOUT + jitter,
                 resend_at: now + FIRST_RESEND + peer::resend_jitter(FIRST_RESEND, random),
                 resend_gap: FIRST_RESEND,
@@ -1152,22 +1153,47 @@ fn note_incarnation(p: &mut Peer, incarnation: u64) {
 ///
 /// The stance holds: nothing goes to the initiation's source, only to the
 /// endpoint we already had, so a replayer can aim nothing anywhere; what it
-/// gains is one handshake with the real peer per [`REKEY_TIMEOUT`]. Replays
+/// gains at most two handshakes with the real peer per [`REKEY_TIMEOUT`]
+/// (below). Replays
 /// of the current incarnation's initiations (every capture since the
 /// peer's last restart) start nothing. Not covered: a peer that came back
 /// with its clock behind *and* at a new address (a reboot behind a NAT) is
 /// refused until its clock catches up, as before; reaching it would mean
 /// sending to the source of an unconfirmed initiation.
+///
+/// Reaching out replaces an initiation of ours that is pending with a fresh
+/// one, and a stale initiation that arrives while the reach-out's own is
+/// pending renews that once more (sim/README.md, finding 6): the peer is
+/// still initiating, so it has not answered ours. Where the peer's key is
+/// the higher, it ignores the first crossing initiation of ours in its run
+/// of attempts as the winner of a race (its own to us is pending) and
+/// records its timestamp, so copies of ours would be refused as replays
+/// until our next attempt, while its copies stay refused by us; it answers
+/// the next fresh one. If the stale initiation only crossed ours in flight,
+/// the peer may have answered ours already: that response is then
+/// unexpected and the fresh initiation is answered instead, one round trip
+/// later.
 fn reach_out(p: &mut Peer, now: Instant, incarnation: u64, timestamp: Tai64N) {
     if p.stale
         .is_none_or(|(i, t)| i != incarnation || t < timestamp)
     {
         p.stale = Some((incarnation, timestamp));
     }
-    if p.reached_out.is_some_and(|t| now - t < REKEY_TIMEOUT) {
-        return;
+    match p.reached_out {
+        Some(t) if now - t < REKEY_TIMEOUT => {
+            let ours = p.pending.as_ref().is_some_and(|h| h.sent_at >= t);
+            if !ours || p.reach_out_renewed {
+                return;
+            }
+            p.reach_out_renewed = true;
+        }
+        _ => {
+            p.reached_out = Some(now);
+            p.reach_out_renewed = false;
+        }
     }
-    p.reached_out = Some(now);
+    p.pending = None;
+    p.want_resend = false;
     p.start_handshake(now);
 }
 

@@ -113,6 +113,8 @@ impl PeerConfig {
 pub(crate) struct Pending {
     pub noise: Initiator,
     pub local_index: u32,
+    /// When the initiation was first sent.
+    pub sent_at: Instant,
     /// When the next retry (a fresh initiation) is due.
     pub retry_at: Instant,
     /// When the next resend of `message` is due, and the gap before it.
@@ -200,6 +202,8 @@ pub(crate) struct Peer {
     pub stale: Option<(u64, Tai64N)>,
     /// When we last started a handshake because of a stale initiation.
     pub reached_out: Option<Instant>,
+    /// That handshake was renewed once already (see `link::reach_out`).
+    pub reach_out_renewed: bool,
     /// The peer's incarnation (boot id) from its latest handshake.
     pub incarnation: Option<u64>,
     /// Our incarnation towards this peer, sent in every handshake message.
@@ -262,6 +266,7 @@ impl Peer {
             incarnation_timestamp: None,
             stale: None,
             reached_out: None,
+            reach_out_renewed: false,
             incarnation: None,
             local_incarnation,
             last_handshake: None,
