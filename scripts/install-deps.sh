@@ -31,6 +31,10 @@ DEBS=(
   # sockets for ECONNREFUSED and path MTU discovery.
   "iputils-ping:ping"
   "python3:python3"
+  # runtime-mio/tests/router_l3.rs: curl from a Python http.server and an
+  # iperf3 TCP run through an L3 exit.
+  "curl:curl"
+  "iperf3:iperf3"
   # runtime-mio/tests/systemd.rs: verifies contrib/systemd/sdt@.service
   # (systemd-analyze verify and security work offline, with no systemd as
   # PID 1, as in a container).

@@ -14,7 +14,8 @@
 #     refuses locally); runtime-mio/tests/router.rs shows it;
 #   sdt status of both nodes.
 # TCP (curl) does not go through router mode's socket exit, which carries UDP
-# and ICMP echo; it needs an L3 exit (issue 14, part 3).
+# and ICMP echo; the L3 exit does: examples/router-l3/netns.sh shows curl, iperf3
+# and ping through it.
 #
 #   sudo examples/router/netns.sh                  # the router example
 #   sudo examples/router/netns.sh router-reverse   # its mirror image

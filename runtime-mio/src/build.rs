@@ -10,7 +10,7 @@ use sdt_core::link::{PeerConfig, PeerId};
 use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceError};
 use sdt_core::Instant;
 
-use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec};
+use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, RouterExit, ServiceSpec};
 
 /// Peers one daemon can hold: a collector serving thousands of pushing
 /// nodes is a real use. Each peer costs about 2.3 KB of the node, allocated
@@ -143,8 +143,24 @@ pub fn service_config(spec: &ServiceSpec) -> ServiceConfig {
                     break;
                 }
             }
-            Role::RouterExit { allow }
+            match spec.exit {
+                RouterExit::Socket => Role::RouterExit { allow },
+                RouterExit::Tun => {
+                    let mut peer_addresses = heapless::Vec::new();
+                    for net in &spec.peer_addresses {
+                        // Validation caps this list too.
+                        if peer_addresses.push(*net).is_err() {
+                            break;
+                        }
+                    }
+                    Role::RouterTunExit {
+                        allow,
+                        peer_addresses,
+                    }
+                }
+            }
         }
+        (Mode::Router, _) if spec.exit == RouterExit::Tun => Role::RouterTunEntry,
         (Mode::Router, _) => Role::RouterEntry,
     };
     let mut config = ServiceConfig::new(spec.id, peers, role);

@@ -54,6 +54,7 @@
 //! | forward, push | `listen` | `target` |
 //! | direct | both `listen` (this node's customer-facing socket) and `target` (the one fixed customer) on each node: [`Half::Both`] | |
 //! | router | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `allow` (an empty list allows nothing; `10.0.0.0/8:53` for UDP, `icmp://10.0.0.0/8` for ping) |
+//! | router, `exit = "tun"` on both halves (an L3 exit) | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `tun` (the same keys), `allow` (also `tcp://10.0.0.0/8:443`, `ip://10.0.0.0/8`) and `peer_addresses` (the entry's ranges) |
 //!
 //! Durations are written like `"25s"`, `"500ms"`, `"2m"` or `"1h 30m"` and
 //! must not be zero. Relative paths (key files, the control socket) are
@@ -82,7 +83,8 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::addr::{InterfaceAddress, Route};
 use crate::keyfile::{self, KeyFileError};
 use sdt_core::allow::AllowRule;
-use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES};
+pub use sdt_core::ip::l3::IpNet;
+use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES, MAX_PEER_ADDRESSES};
 
 /// Default [`ServiceSpec::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = ChannelLimits::DEFAULT.idle_timeout;
@@ -210,7 +212,34 @@ pub enum PeerRef {
 
 pub use sdt_core::node::{Half, Mode};
 
-/// A router entry's TUN device.
+/// Whether `spec` is the exit half of an L3 router service.
+fn is_l3_exit(spec: &ServiceSpec) -> bool {
+    spec.mode == Mode::Router && spec.half == Half::Exit && spec.exit == RouterExit::Tun
+}
+
+/// Which exit a router service has (`exit`): both halves must say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RouterExit {
+    /// UDP and ICMP echo, from a socket per channel at the exit (the
+    /// default).
+    #[default]
+    Socket,
+    /// Whole IP packets, written to a TUN device at the exit for its kernel
+    /// to route (`exit = "tun"`).
+    Tun,
+}
+
+impl RouterExit {
+    /// The value of the `exit` key.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RouterExit::Socket => "socket",
+            RouterExit::Tun => "tun",
+        }
+    }
+}
+
+/// A router entry's TUN device, or an L3 router exit's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunSpec {
     /// Device name, e.g. `sdt0` (at most 15 bytes).
@@ -244,6 +273,12 @@ pub struct ServiceSpec {
     pub tun: Option<TunSpec>,
     /// Router exit: where datagrams may go. Empty allows nothing.
     pub allow: Vec<AllowRule>,
+    /// Router services: which exit carries the traffic (`exit`), the same
+    /// on both halves.
+    pub exit: RouterExit,
+    /// L3 router exit: the peer's address ranges (`peer_addresses`), as
+    /// WireGuard's AllowedIPs.
+    pub peer_addresses: Vec<IpNet>,
     /// Close a channel idle this long.
     pub idle_timeout: Duration,
     /// Most channels open at once.
@@ -298,6 +333,8 @@ impl ServiceSpec {
             target: None,
             tun: None,
             allow: Vec::new(),
+            exit: RouterExit::Socket,
+            peer_addresses: Vec::new(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_channels: DEFAULT_MAX_CHANNELS,
             min_idle_for_eviction: DEFAULT_MIN_IDLE_FOR_EVICTION,
@@ -594,6 +631,8 @@ struct RawService {
     routes: Option<Spanned<Vec<Spanned<String>>>>,
     tun_mtu: Option<Spanned<i64>>,
     allow: Option<Spanned<Vec<Spanned<String>>>>,
+    exit: Option<Spanned<String>>,
+    peer_addresses: Option<Spanned<Vec<Spanned<String>>>>,
     idle_timeout: Option<Spanned<String>>,
     max_channels: Option<Spanned<i64>>,
     min_idle_for_eviction: Option<Spanned<String>>,
@@ -1175,6 +1214,18 @@ impl Ctx<'_> {
         let allow_span = s.allow.as_ref().map(Spanned::span);
         let routes_span = s.routes.as_ref().map(Spanned::span);
         let tun_mtu_span = s.tun_mtu.as_ref().map(Spanned::span);
+        let peer_addresses_span = s.peer_addresses.as_ref().map(Spanned::span);
+        let exit = match s.exit.as_ref().map(|e| (e, e.get_ref().as_str())) {
+            None | Some((_, "socket")) => RouterExit::Socket,
+            Some((_, "tun")) => RouterExit::Tun,
+            Some((e, other)) => {
+                return Err(self.at(
+                    e,
+                    "exit",
+                    format!("unknown exit `{other}`; expected socket (the default) or tun"),
+                ))
+            }
+        };
         let half = match mode {
             Mode::Forward | Mode::Push => {
                 let uses = "it uses listen on the entry or target on the exit";
@@ -1183,6 +1234,8 @@ impl Ctx<'_> {
                 not_for("routes", routes_span.clone(), uses)?;
                 not_for("tun_mtu", tun_mtu_span.clone(), uses)?;
                 not_for("allow", allow_span, uses)?;
+                not_for("exit", span_of(&s.exit), uses)?;
+                not_for("peer_addresses", peer_addresses_span.clone(), uses)?;
                 match (&s.listen, &s.target) {
                     (Some(_), None) => Half::Entry,
                     (None, Some(_)) => Half::Exit,
@@ -1209,6 +1262,8 @@ impl Ctx<'_> {
                 not_for("routes", routes_span.clone(), uses)?;
                 not_for("tun_mtu", tun_mtu_span.clone(), uses)?;
                 not_for("allow", allow_span, uses)?;
+                not_for("exit", span_of(&s.exit), uses)?;
+                not_for("peer_addresses", peer_addresses_span.clone(), uses)?;
                 if s.listen.is_none() {
                     return Err(missing(
                         "listen",
@@ -1223,10 +1278,47 @@ impl Ctx<'_> {
                 }
                 Half::Both
             }
+            Mode::Router if exit == RouterExit::Tun => {
+                let uses = "it uses tun, and allow and peer_addresses on the exit";
+                not_for("listen", span_of(&s.listen), uses)?;
+                not_for("target", span_of(&s.target), uses)?;
+                if s.tun.is_none() {
+                    return Err(missing(
+                        "tun",
+                        ": a router service with exit = \"tun\" has a TUN device on both halves",
+                    ));
+                }
+                match (allow_span, &s.peer_addresses) {
+                    (Some(_), Some(p)) if !p.get_ref().is_empty() => Half::Exit,
+                    (Some(span), _) => {
+                        return Err(self.invalid(
+                            Some(span),
+                            "peer_addresses",
+                            "an L3 exit (exit = \"tun\" with allow) needs peer_addresses: the \
+                             entry's addresses, which its packets come from and replies go to",
+                        ))
+                    }
+                    (None, Some(p)) => {
+                        return Err(self.invalid(
+                            Some(p.span()),
+                            "peer_addresses",
+                            "peer_addresses belongs to the exit half, with allow",
+                        ))
+                    }
+                    (None, None) => Half::Entry,
+                }
+            }
             Mode::Router => {
                 let uses = "it uses tun on the entry or allow on the exit";
                 not_for("listen", span_of(&s.listen), uses)?;
                 not_for("target", span_of(&s.target), uses)?;
+                if let Some(span) = peer_addresses_span.clone() {
+                    return Err(self.invalid(
+                        Some(span),
+                        "peer_addresses",
+                        "peer_addresses is for an L3 exit: set exit = \"tun\" on both halves",
+                    ));
+                }
                 match (&s.tun, allow_span) {
                     (Some(_), None) => Half::Entry,
                     (None, Some(_)) => {
@@ -1381,6 +1473,40 @@ impl Ctx<'_> {
         if let Some(span) = s.allow.as_ref().filter(|_| allow.len() > MAX_ALLOW_RULES) {
             return Err(self.at(span, "allow", format!("at most {MAX_ALLOW_RULES} rules")));
         }
+        let mut peer_addresses: Vec<IpNet> = Vec::new();
+        for a in s.peer_addresses.iter().flat_map(|a| a.get_ref()) {
+            let net = a
+                .get_ref()
+                .parse::<IpNet>()
+                .map_err(|e| self.at(a, "peer_addresses", format!("`{}`: {e}", a.get_ref())))?;
+            if let Some(other) = peer_addresses.iter().find(|n| n.overlaps(&net)) {
+                return Err(self.at(
+                    a,
+                    "peer_addresses",
+                    format!("{net} overlaps {other} of the same list"),
+                ));
+            }
+            peer_addresses.push(net);
+        }
+        if let Some(span) = s
+            .peer_addresses
+            .as_ref()
+            .filter(|_| peer_addresses.len() > MAX_PEER_ADDRESSES)
+        {
+            return Err(self.at(
+                span,
+                "peer_addresses",
+                format!("at most {MAX_PEER_ADDRESSES} ranges"),
+            ));
+        }
+        if half == Half::Exit && exit == RouterExit::Tun && peer == PeerRef::Any {
+            return Err(self.at(
+                peer_name,
+                "peer",
+                "an L3 exit's peer_addresses belong to one peer: name it, not `*` (several \
+                 entries share an exit with a [[service]] each)",
+            ));
+        }
         if half == Half::Exit && mode == Mode::Router && allow.is_empty() {
             tracing::warn!(
                 "{}: router service {id_value} has an empty allow list: it will send nothing",
@@ -1456,6 +1582,8 @@ impl Ctx<'_> {
             target,
             tun,
             allow,
+            exit,
+            peer_addresses,
             idle_timeout,
             max_channels,
             min_idle_for_eviction,
@@ -1571,13 +1699,54 @@ impl Ctx<'_> {
         }
         if let (Some(t), Some(tun)) = (&raw.tun, &spec.tun) {
             let same = |e: &ServiceSpec| e.tun.as_ref().is_some_and(|x| x.name == tun.name);
-            if let Some((span, _)) = earlier.iter().find(|(_, e)| same(e)) {
+            if let Some((span, first)) = earlier.iter().find(|(_, e)| same(e)) {
+                if !(is_l3_exit(first) && is_l3_exit(spec)) {
+                    return Err(self.at(
+                        t,
+                        "tun",
+                        format!(
+                            "TUN device {} is already used by the [[service]] on line {} (only \
+                             L3 exits, exit = \"tun\" with allow, share one)",
+                            tun.name,
+                            line_of(span)
+                        ),
+                    ));
+                }
+                // The device is set up once: a sharing service repeats
+                // the first one's address, routes and MTU, or leaves them out.
+                let theirs = first.tun.as_ref().unwrap_or(tun);
+                let differs = tun.address.is_some_and(|a| Some(a) != theirs.address)
+                    || !tun.routes.is_empty() && tun.routes != theirs.routes
+                    || tun.mtu.is_some_and(|m| Some(m) != theirs.mtu);
+                if differs {
+                    return Err(self.at(
+                        t,
+                        "tun",
+                        format!(
+                            "TUN device {} is set up by the [[service]] on line {}: give its \
+                             address, routes and tun_mtu there, and here the same or none",
+                            tun.name,
+                            line_of(span)
+                        ),
+                    ));
+                }
+            }
+        }
+        for (span, other) in earlier {
+            let overlap = spec.peer_addresses.iter().find_map(|n| {
+                other
+                    .peer_addresses
+                    .iter()
+                    .find(|m| n.overlaps(m))
+                    .map(|m| (n, m))
+            });
+            if let (Some((n, m)), Some(raw_list)) = (overlap, &raw.peer_addresses) {
                 return Err(self.at(
-                    t,
-                    "tun",
+                    raw_list,
+                    "peer_addresses",
                     format!(
-                        "TUN device {} is already used by the [[service]] on line {}",
-                        tun.name,
+                        "{n} overlaps {m} of the [[service]] on line {}: an address belongs to \
+                         one peer",
                         line_of(span)
                     ),
                 ));

@@ -218,6 +218,13 @@ pub struct ServiceState {
     /// Router exit: the allow-list rules, in their text form.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Router services: `"tun"` for an L3 exit (config `exit`), `None`
+    /// for the socket exit and other modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    /// L3 router exit: the peer's address ranges (`peer_addresses`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_addresses: Vec<String>,
     /// Customer datagrams sent across.
     pub to_peer_datagrams: u64,
     /// Their bytes.
@@ -385,6 +392,10 @@ impl Status {
                         .map(ToString::to_string),
                     allow: spec
                         .map(|x| x.allow.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                    exit: c.role.is_l3().then(|| "tun".to_owned()),
+                    peer_addresses: spec
+                        .map(|x| x.peer_addresses.iter().map(ToString::to_string).collect())
                         .unwrap_or_default(),
                     to_peer_datagrams: s.to_peer.datagrams,
                     to_peer_bytes: s.to_peer.bytes,
@@ -703,6 +714,12 @@ impl fmt::Display for Status {
             }
             if let Some(a) = &s.tun_address {
                 let _ = writeln!(out, "  tun address: {a}");
+            }
+            if let Some(e) = &s.exit {
+                let _ = writeln!(out, "  exit: {e}");
+            }
+            if !s.peer_addresses.is_empty() {
+                let _ = writeln!(out, "  peer addresses: {}", s.peer_addresses.join(", "));
             }
             if s.mode == "router" && s.half == "exit" {
                 if s.allow.is_empty() {

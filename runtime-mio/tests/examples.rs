@@ -15,6 +15,7 @@ const EXPECTED: &[(&str, Mode)] = &[
     ("push-reverse", Mode::Push),
     ("router", Mode::Router),
     ("router-reverse", Mode::Router),
+    ("router-l3", Mode::Router),
 ];
 
 fn examples_dir() -> PathBuf {
@@ -95,6 +96,7 @@ fn every_example_pair_validates_and_fits_together() {
             let sy = y.services.iter().find(|s| s.id == sx.id).unwrap();
             assert_eq!(sx.mode, mode, "{name}: service {}", sx.id);
             assert_eq!(sy.mode, mode, "{name}: service {}", sy.id);
+            assert_eq!(sx.exit, sy.exit, "{name}: service {}: exits differ", sx.id);
             assert!(
                 sx.half.complements(sy.half),
                 "{name}: service {}: halves {:?} and {:?}",

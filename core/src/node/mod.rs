@@ -89,6 +89,7 @@ use crate::wire::{DataPacket, ServiceHeaderRepr};
 
 pub use config::{
     ChannelLimits, Half, Mode, Peers, Role, ServiceConfig, ServiceError, MAX_ALLOW_RULES,
+    MAX_PEER_ADDRESSES,
 };
 pub use io::{Io, OpenFailed};
 pub use push::{ACK_DELAY, ACK_EVERY, ACK_STALE, EPOCH_JUMP, WINDOW as PUSH_WINDOW};

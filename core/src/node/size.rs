@@ -56,8 +56,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
 
     /// The MTU of router service `id`'s TUN device (a router entry's, or an
     /// L3 exit's): the largest IP packet of either family one link frame to
-    /// the peer carries now ([`crate::mtu::router_packet_mtu`]). `None` for
-    /// any other service.
+    /// the peer carries now ([`crate::mtu::router_packet_mtu`]; an L3
+    /// service's frames carry the packet whole, IP header and all, so its
+    /// MTU is the largest payload). `None` for any other service.
     pub fn router_packet_mtu(&self, id: u8) -> Option<u16> {
         let s = self.services.iter().find(|s| s.config.id == id)?;
         if !matches!(
@@ -65,6 +66,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             Role::RouterEntry | Role::RouterTunEntry | Role::RouterTunExit { .. }
         ) {
             return None;
+        }
+        if s.config.role.is_l3() {
+            // The frame carries the whole packet, its IP header included.
+            let max = self.max_payload(id, None)?;
+            return Some(u16::try_from(max).unwrap_or(u16::MAX));
         }
         let v4 = self.max_payload(id, Some(V4_DESTINATION))?;
         let v6 = self.max_payload(id, Some(V6_DESTINATION))?;

@@ -1166,3 +1166,128 @@ fn resolve_interval_is_a_duration_or_off() {
     let text = format!("resolve_interval = \"soon\" # E\n{}", with_peer(""));
     refused(&text, "# E", "resolve_interval", "is not a duration");
 }
+
+/// `exit = "tun"`: the entry has a TUN device, the exit a TUN device, an
+/// allow-list and peer_addresses; L3 exits may share their device.
+#[test]
+fn l3_router_services() {
+    let l3 = |body: &str| {
+        with_peer(&format!(
+            "\n[[service]]\nid = 7\npeer = \"y\"\nmode = \"router\"\nexit = \"tun\"\n{body}"
+        ))
+    };
+    let cfg = parse(&l3("tun = \"sdt0\"\naddress = \"10.8.0.2/24\"\n")).unwrap();
+    let s = &cfg.services[0];
+    assert_eq!((s.half, s.exit), (Half::Entry, RouterExit::Tun));
+    assert_eq!(
+        crate::build::service_config(s).role,
+        sdt_core::node::Role::RouterTunEntry
+    );
+    let cfg = parse(&l3(
+        "tun = \"sdtx\"\naddress = \"10.8.0.1/24\"\nallow = [\"tcp://10.9.0.0/16:80\", \
+         \"ip://10.10.0.0/16\"]\npeer_addresses = [\"10.8.0.2/32\", \"fd00:8::/64\"]\n",
+    ))
+    .unwrap();
+    let s = &cfg.services[0];
+    assert_eq!((s.half, s.exit), (Half::Exit, RouterExit::Tun));
+    assert_eq!(s.peer_addresses.len(), 2);
+    assert!(matches!(
+        crate::build::service_config(s).role,
+        sdt_core::node::Role::RouterTunExit { .. }
+    ));
+    // The socket exit stays the default, and says so if named.
+    let cfg = parse(&with_peer(
+        "\n[[service]]\nid = 7\npeer = \"y\"\nmode = \"router\"\nexit = \"socket\"\nallow = []\n",
+    ))
+    .unwrap();
+    assert_eq!(cfg.services[0].exit, RouterExit::Socket);
+
+    let text = l3("tun = \"sdt0\" # T\nexit_typo = 1\n");
+    assert!(parse(&text).is_err());
+    let text = with_peer(
+        "\n[[service]]\nid = 7\npeer = \"y\"\nmode = \"router\"\nexit = \"wire\" # E\ntun = \"sdt0\"\n",
+    );
+    refused(&text, "# E", "exit", "unknown exit `wire`; expected socket");
+    let text = l3("allow = [\"ip://10.0.0.0/8\"] # A\npeer_addresses = [\"10.8.0.2/32\"]\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("key `tun`") && err.contains("on both halves"),
+        "{err}"
+    );
+    let text = l3("tun = \"sdtx\"\nallow = [\"ip://10.0.0.0/8\"] # A\n");
+    refused(&text, "# A", "peer_addresses", "needs peer_addresses");
+    let text = l3("tun = \"sdt0\"\npeer_addresses = [\"10.8.0.2/32\"] # P\n");
+    refused(&text, "# P", "peer_addresses", "belongs to the exit half");
+    let text = l3("tun = \"sdtx\"\nallow = []\npeer_addresses = [\"10.8.0.1/24\"] # P\n");
+    refused(
+        &text,
+        "# P",
+        "peer_addresses",
+        "`10.8.0.1/24`: address has bits set past the prefix length",
+    );
+    let text =
+        l3("tun = \"sdtx\"\nallow = []\npeer_addresses = [\"10.8.0.0/24\", \"10.8.0.2/32\"] # P\n");
+    refused(&text, "# P", "peer_addresses", "overlaps 10.8.0.0/24");
+    let text = with_peer(
+        "\n[[service]]\nid = 7\npeer = \"y\"\nmode = \"router\"\nallow = []\n\
+         peer_addresses = [\"10.8.0.2/32\"] # P\n",
+    );
+    refused(
+        &text,
+        "# P",
+        "peer_addresses",
+        "set exit = \"tun\" on both halves",
+    );
+    let text = with_peer(
+        "\n[[service]]\nid = 7\npeer = \"*\" # S\nmode = \"router\"\nexit = \"tun\"\n\
+         tun = \"sdtx\"\nallow = []\npeer_addresses = [\"10.8.0.2/32\"]\n",
+    );
+    refused(&text, "# S", "peer", "belong to one peer");
+    let text = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"forward\"\nlisten = \"127.0.0.1:1\"\n\
+         exit = \"tun\" # F\n",
+    );
+    refused(&text, "# F", "exit", "a forward service does not use exit");
+
+    // Two L3 exits share a device; their ranges must not overlap, and the
+    // second repeats the device's set-up or leaves it out.
+    let exit = |id: u8, extra: &str, range: &str| {
+        format!(
+            "\n[[service]]\nid = {id}\npeer = \"y\"\nmode = \"router\"\nexit = \"tun\"\n\
+             tun = \"sdtx\"\n{extra}allow = [\"ip://10.9.0.0/16\"]\npeer_addresses = [\"{range}\"]\n"
+        )
+    };
+    let first = exit(1, "address = \"10.8.0.1/24\"\n", "10.8.0.2/32");
+    let cfg = parse(&with_peer(&format!(
+        "{first}{}",
+        exit(2, "", "10.8.0.3/32")
+    )))
+    .unwrap();
+    assert_eq!(cfg.services.len(), 2);
+    parse(&with_peer(&format!(
+        "{first}{}",
+        exit(2, "address = \"10.8.0.1/24\"\n", "10.8.0.3/32")
+    )))
+    .unwrap();
+    let text = with_peer(&format!(
+        "{first}{}",
+        exit(2, "address = \"10.8.1.1/24\" # D\n", "10.8.0.3/32")
+    ));
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("is set up by the [[service]] on line"),
+        "{err}"
+    );
+    let text = with_peer(&format!("{first}{}", exit(2, "", "10.8.0.0/24")));
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("10.8.0.0/24 overlaps 10.8.0.2/32 of the [[service]] on line"),
+        "{err}"
+    );
+    // An entry does not share its device.
+    let text = with_peer(&format!(
+        "{first}\n[[service]]\nid = 3\npeer = \"y\"\nmode = \"router\"\nexit = \"tun\"\n\
+         tun = \"sdtx\" # again\n"
+    ));
+    refused(&text, "# again", "tun", "only L3 exits");
+}

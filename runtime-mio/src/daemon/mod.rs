@@ -373,6 +373,25 @@ impl Loop {
 
         for (i, spec) in config.services.iter().enumerate() {
             if let Some(t) = &spec.tun {
+                let l3_exit = spec.half == crate::config::Half::Exit;
+                // L3 exits may share one device: it is opened for the first.
+                let owner = io
+                    .tuns
+                    .iter()
+                    .find(|(_, (_, tun))| tun.name() == t.name)
+                    .map(|(id, _)| *id);
+                if let Some(owner) = owner {
+                    io.tun_owner.insert(spec.id, owner);
+                    info!(
+                        "service {}: shares TUN device {} with service {owner}",
+                        spec.id, t.name
+                    );
+                    continue;
+                }
+                if l3_exit {
+                    io.exit_tuns.insert(spec.id);
+                    warn_unless_forwarding(spec);
+                }
                 let mtu = t
                     .mtu
                     .or_else(|| node.router_packet_mtu(spec.id))
@@ -431,11 +450,9 @@ impl Loop {
             .min(crate::build::CHANNELS);
         // Echo flows need ICMP datagram sockets, which the kernel grants by
         // group: say so at start rather than at the first ping.
-        for spec in config
-            .services
-            .iter()
-            .filter(|s| s.allow.iter().any(|r| r.is_icmp()))
-        {
+        for spec in config.services.iter().filter(|s| {
+            s.exit == crate::config::RouterExit::Socket && s.allow.iter().any(|r| r.is_icmp())
+        }) {
             let probe = spec
                 .allow
                 .iter()
@@ -871,7 +888,8 @@ impl Loop {
             }
         }
         for service in &mut s.services {
-            if let Some((_, tun)) = self.io.tuns.get(&service.id) {
+            let owner = self.io.tun_owner.get(&service.id).unwrap_or(&service.id);
+            if let Some((_, tun)) = self.io.tuns.get(owner) {
                 service.tun = Some(crate::status::TunState {
                     name: tun.name().to_owned(),
                     mtu: tun.mtu(),
@@ -1049,9 +1067,12 @@ impl Loop {
                 }
             };
             self.io.origin = Origin::Tun(service);
-            let r = self
-                .node
-                .handle_tun_packet(now, service, slot, headroom..headroom + len);
+            let packet = headroom..headroom + len;
+            let r = if self.io.exit_tuns.contains(&service) {
+                self.node.handle_exit_tun_packet(now, slot, packet)
+            } else {
+                self.node.handle_tun_packet(now, service, slot, packet)
+            };
             emit(
                 now,
                 &mut self.node,
@@ -1063,6 +1084,24 @@ impl Loop {
             );
         }
         true
+    }
+}
+
+/// An L3 exit hands its packets to the kernel to route: say so at start if
+/// this namespace does not forward them.
+fn warn_unless_forwarding(spec: &crate::config::ServiceSpec) {
+    for (family, path) in [
+        ("IPv4", "/proc/sys/net/ipv4/ip_forward"),
+        ("IPv6", "/proc/sys/net/ipv6/conf/all/forwarding"),
+    ] {
+        let on = std::fs::read_to_string(path).is_ok_and(|v| v.trim() != "0");
+        if !on {
+            warn!(
+                "service {}: {family} forwarding is off ({path} is 0): the L3 exit's {family} \
+                 packets reach only this host; set it to 1 to route them on",
+                spec.id
+            );
+        }
     }
 }
 

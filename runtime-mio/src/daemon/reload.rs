@@ -192,8 +192,9 @@ fn own_listen(s: &ServiceSpec) -> Option<SocketAddr> {
 }
 
 /// Whether a service is a router entry (it owns a TUN device).
+/// A router entry, or an L3 exit: a service with a TUN device.
 fn router_entry(s: &ServiceSpec) -> bool {
-    s.mode == Mode::Router && s.half != Half::Exit
+    s.tun.is_some()
 }
 
 /// `Err` naming the first key whose change needs a restart.
@@ -235,8 +236,8 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), String> {
         let involved = a.is_some_and(router_entry) || b.is_some_and(router_entry);
         if involved && a != b {
             return Err(format!(
-                "service {id}: key `tun`: a router entry (its TUN device) cannot be added, \
-                 removed or changed live; restart the node"
+                "service {id}: key `tun`: a router entry or L3 exit (its TUN device) cannot \
+                 be added, removed or changed live; restart the node"
             ));
         }
     }

@@ -88,8 +88,15 @@ pub struct MioIo {
     pub customers: HashMap<SocketId, Customer>,
     pub tokens: HashMap<Token, SocketId>,
     next_token: usize,
-    /// Router entries' TUN devices, by service id, with their tokens.
+    /// Router entries' and L3 exits' TUN devices, by the id of the service
+    /// that opened them, with their tokens.
     pub tuns: HashMap<u8, (Token, Tun)>,
+    /// L3 exits sharing another service's TUN device: the id of the
+    /// service in `tuns` that holds it.
+    pub tun_owner: HashMap<u8, u8>,
+    /// Services in `tuns` that are L3 exits (their packets go to
+    /// `Node::handle_exit_tun_packet`).
+    pub exit_tuns: std::collections::HashSet<u8>,
     /// Names of the peers, by peer id, for logs.
     pub peer_names: Vec<String>,
     /// Datagrams that could not be sent.
@@ -147,6 +154,8 @@ impl MioIo {
             tokens: HashMap::new(),
             next_token: FIRST_CUSTOMER_TOKEN,
             tuns: HashMap::new(),
+            tun_owner: HashMap::new(),
+            exit_tuns: std::collections::HashSet::new(),
             peer_names,
             send_errors: 0,
             service_open_errors: Vec::new(),
@@ -599,7 +608,8 @@ impl Io for MioIo {
     }
 
     fn write_tun(&mut self, service: u8, packet: &[u8]) {
-        let r = match self.tuns.get_mut(&service) {
+        let owner = *self.tun_owner.get(&service).unwrap_or(&service);
+        let r = match self.tuns.get_mut(&owner) {
             Some((_, tun)) => tun.write(packet),
             None => Err(io::Error::from(io::ErrorKind::NotFound)),
         };

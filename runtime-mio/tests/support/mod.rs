@@ -82,6 +82,9 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("fish", "fish"),
     ("mandoc", "mandoc"),
     ("promtool", "prometheus"),
+    ("python3", "python3"),
+    ("curl", "curl"),
+    ("iperf3", "iperf3"),
 ];
 
 /// Fails the test, naming the package, if `tool` is not on `PATH`.

@@ -250,14 +250,26 @@ fn too_big_packets_are_answered_at_both_ends() {
     net.up();
     let mtu = net.nodes[X].router_packet_mtu(5).unwrap();
     assert_eq!(net.nodes[Y].router_packet_mtu(5), Some(mtu));
-    let big = |src: &str, dst: &str| {
-        let len = usize::from(mtu) + 1;
+    // The whole packet rides in the frame: the MTU is the largest payload.
+    assert_eq!(net.nodes[X].max_payload(5, None), Some(usize::from(mtu)));
+    let sized = |src: &str, dst: &str, len: usize| {
         let mut p = v4(6, src, dst, 80);
         p.resize(len, 0);
         p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
         Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         p
     };
+    let big = |src: &str, dst: &str| sized(src, dst, usize::from(mtu) + 1);
+    net.tun_send(X, 5, &sized("10.8.0.2", "10.9.0.1", usize::from(mtu)));
+    net.exit_tun_send(Y, &sized("10.9.0.1", "10.8.0.2", usize::from(mtu)));
+    assert_eq!(
+        net.tun
+            .drain(..)
+            .map(|t| (t.0, t.2.len()))
+            .collect::<Vec<_>>(),
+        [(Y, usize::from(mtu)), (X, usize::from(mtu))],
+        "a packet of the MTU fits"
+    );
     for (node, p) in [
         (X, big("10.8.0.2", "10.9.0.1")),
         (Y, big("10.9.0.1", "10.8.0.2")),
