@@ -447,7 +447,7 @@ impl SimIo {
         let bytes = buf[range.clone()].to_vec();
         let (peer_ip, attacker_ip) = {
             let shared = self.shared.borrow();
-            let peer = NODE_NAMES[crate::world::other(self.i)];
+            let peer = NODE_NAMES[crate::scenario::other(self.i)];
             (shared.ip(peer), shared.addrs.get("attacker").copied())
         };
         let kind = frame_kind(&bytes);

@@ -434,12 +434,3 @@ pub fn router_allows(setup: &Setup, bob: &str, port: u16) -> bool {
             .and_then(|n| n.parse::<usize>().ok())
             .is_some_and(|n| n < allowed)
 }
-
-/// Index of the other node.
-pub fn other(i: usize) -> usize {
-    if i == X {
-        Y
-    } else {
-        X
-    }
-}
