@@ -27,9 +27,17 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 echo "== no_std, no heap: sdt-core for thumbv7em-none-eabihf"
 cargo build --locked -p sdt-core --target thumbv7em-none-eabihf
+# Without its push and router modes (cargo features, default on), as the
+# firmware examples build it: it must build, lint clean and refuse those
+# modes' services.
+cargo build --locked -p sdt-core --target thumbv7em-none-eabihf --no-default-features
+cargo clippy --locked -p sdt-core --all-targets --no-default-features -- -D warnings
+cargo test --locked -p sdt-core --no-default-features --lib modes_left_out_of_the_build
 
 echo "== no_std, no heap: sdt-smoltcp and its firmware example for thumbv7em-none-eabihf"
 cargo build --locked -p sdt-smoltcp --target thumbv7em-none-eabihf --no-default-features
+cargo build --locked -p sdt-smoltcp --target thumbv7em-none-eabihf --no-default-features \
+  --features push,router
 # The same flags as runtime-smoltcp/tests/qemu.rs, which boots them.
 cargo build --locked --profile firmware -p sdt-smoltcp --example firmware --example firmware_pair \
   --target thumbv7em-none-eabihf --no-default-features

@@ -38,6 +38,19 @@ impl Mode {
             Mode::Router => "router",
         }
     }
+
+    /// Whether this build of sdt-core carries the mode: push and router
+    /// are cargo features (`push`, `router`, both on by default), so that a
+    /// firmware that uses neither links none of their code. A node refuses
+    /// a service of a mode it was built without
+    /// ([`ServiceError::ModeNotBuilt`]).
+    pub const fn is_built(self) -> bool {
+        match self {
+            Mode::Direct | Mode::Forward => true,
+            Mode::Push => cfg!(feature = "push"),
+            Mode::Router => cfg!(feature = "router"),
+        }
+    }
 }
 
 impl core::fmt::Display for Mode {
@@ -358,6 +371,9 @@ pub enum ServiceError {
     BadIdleTimeout,
     /// An outage buffer was given to a service that is not a push entry.
     NotPushEntry,
+    /// The service's mode is a cargo feature of sdt-core (`push`,
+    /// `router`) this build leaves out ([`Mode::is_built`]).
+    ModeNotBuilt,
 }
 
 impl core::fmt::Display for ServiceError {
@@ -378,6 +394,9 @@ impl core::fmt::Display for ServiceError {
             }
             ServiceError::BadIdleTimeout => "idle_timeout must not be zero",
             ServiceError::NotPushEntry => "only a push entry has an outage buffer",
+            ServiceError::ModeNotBuilt => {
+                "this build of sdt-core leaves out the service's mode (cargo features push, router)"
+            }
         })
     }
 }

@@ -105,7 +105,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let (peer, number, si) = (PeerId(channel.peer), channel.number, channel.service.get());
         // A router exit's echo channel reads ICMP messages: only an echo
         // reply's sequence number and data travel back.
-        let payload = if channel.destination.is_some_and(|d| d.port() == 0) {
+        let payload = if super::ROUTER && channel.destination.is_some_and(|d| d.port() == 0) {
             let message = buf.get(payload.clone()).ok_or(ServiceDrop::BufferLayout)?;
             let r = crate::ip::icmp::echo_reply_payload(message).ok_or(ServiceDrop::NotUdp)?;
             payload.start + r.start..payload.start + r.end

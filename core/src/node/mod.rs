@@ -104,6 +104,13 @@ pub const HEADROOM: usize = 48;
 /// Free bytes the runtime leaves after every datagram: the AEAD tag.
 pub const TAILROOM: usize = DataPacket::<&[u8]>::TAG_LEN;
 
+/// Whether this build carries push and router mode ([`Mode::is_built`]).
+/// A node without one refuses its services, so the code of that mode is
+/// never reached; these guard the calls into it, so that the compiler
+/// drops it (the forward-only firmware's flash: README, "Embedded").
+const PUSH: bool = Mode::Push.is_built();
+const ROUTER: bool = Mode::Router.is_built();
+
 /// Channel sockets waiting to be opened; one handle call opens at most one.
 const OPEN_QUEUE: usize = 4;
 /// Events kept for the runtime; older ones are kept, newer ones lost when
@@ -261,6 +268,9 @@ pub enum NodeEvent {
 /// Checks a service's own settings against a channel table of `capacity`
 /// (its peers and id are checked against the node by the caller).
 fn check_service(config: &ServiceConfig, capacity: usize) -> Result<(), ServiceError> {
+    if !config.role.mode().is_built() {
+        return Err(ServiceError::ModeNotBuilt);
+    }
     if config.peers == Peers::Any && config.role.half() != Half::Exit {
         return Err(ServiceError::NeedsOnePeer);
     }
@@ -625,9 +635,12 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                     Role::ForwardEntry { .. } => {
                         self.forward_from_client(now, si, from, buf, payload.clone())
                     }
-                    Role::PushEntry { .. } => self.push_from_sender(now, si, buf, payload.clone()),
+                    Role::PushEntry { .. } if PUSH => {
+                        self.push_from_sender(now, si, buf, payload.clone())
+                    }
                     Role::PushExit { .. } => Err(ServiceDrop::WrongDirection),
-                    Role::ForwardExit { .. }
+                    Role::PushEntry { .. }
+                    | Role::ForwardExit { .. }
                     | Role::RouterEntry
                     | Role::RouterExit { .. }
                     | Role::RouterTunEntry
@@ -669,10 +682,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         packet: Range<usize>,
     ) -> Result<Output, Dropped> {
         let Some(si) = self.service_index(service).filter(|&si| {
-            matches!(
-                self.services[si].config.role,
-                Role::RouterEntry | Role::RouterTunEntry
-            )
+            ROUTER
+                && matches!(
+                    self.services[si].config.role,
+                    Role::RouterEntry | Role::RouterTunEntry
+                )
         }) else {
             return Err(self.node_drop(ServiceDrop::StaleSocket));
         };
@@ -709,6 +723,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Result<Output, Dropped> {
+        if !ROUTER {
+            // No L3 exit, so no peer address holds the destination.
+            return Err(self.node_drop(ServiceDrop::NoPeerForAddress));
+        }
         let result = self.l3_exit_from_tun(now, buf, packet);
         self.absorb_link_events(now);
         match result {
@@ -812,10 +830,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let t = self.link.poll_transmit(now, buf);
         self.absorb_link_events(now);
         match t {
-            Ok(None) => Ok(self
+            Ok(None) if PUSH => Ok(self
                 .poll_ack(now, buf)
                 .or_else(|| self.poll_outbox(now, buf))
                 .or_else(|| self.poll_staged(now, buf))),
+            Ok(None) => Ok(self.poll_staged(now, buf)),
             other => other,
         }
     }
@@ -860,8 +879,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             Some(last.saturating_add(s.config.limits.idle_timeout))
         });
         expiry
-            .chain(self.ack_due())
-            .chain(self.push_timeout())
+            .chain(self.ack_due().filter(|_| PUSH))
+            .chain(self.push_timeout().filter(|_| PUSH))
             .chain(self.channels.next_release())
             .chain(self.link.poll_timeout())
             .min()
@@ -932,10 +951,10 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let s = &self.services[si];
         if let Some(seq) = header.sequence {
             return match s.config.role {
-                Role::PushExit { .. } if header.from_entry => {
+                Role::PushExit { .. } if PUSH && header.from_entry => {
                     self.push_to_target(now, si, peer, seq, payload)
                 }
-                Role::PushEntry { .. } if !header.from_entry && payload.is_empty() => {
+                Role::PushEntry { .. } if PUSH && !header.from_entry && payload.is_empty() => {
                     Ok(self.push_acknowledged(now, si, seq))
                 }
                 _ => Err(ServiceDrop::WrongDirection),
@@ -964,18 +983,18 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 let target = *target;
                 self.forward_to_target(now, si, peer, number, target, payload)
             }
-            (Role::RouterEntry, Some(number)) => {
+            (Role::RouterEntry, Some(number)) if ROUTER => {
                 self.router_reply(now, si, peer, number, buf, payload)
             }
-            (Role::RouterExit { .. }, Some(number)) => {
+            (Role::RouterExit { .. }, Some(number)) if ROUTER => {
                 let destination = header.destination.ok_or(ServiceDrop::ModeMismatch)?;
                 self.router_to_destination(now, si, peer, number, destination, buf, payload)
             }
-            (Role::RouterTunEntry, None) => self.l3_to_entry_tun(si, buf, payload),
-            (Role::RouterTunExit { .. }, None) => self.l3_to_exit_tun(si, buf, payload),
-            (Role::RouterTunEntry | Role::RouterTunExit { .. }, Some(_)) | (_, None) => {
-                Err(ServiceDrop::ModeMismatch)
-            }
+            (Role::RouterTunEntry, None) if ROUTER => self.l3_to_entry_tun(si, buf, payload),
+            (Role::RouterTunExit { .. }, None) if ROUTER => self.l3_to_exit_tun(si, buf, payload),
+            (Role::RouterEntry | Role::RouterExit { .. }, Some(_))
+            | (Role::RouterTunEntry | Role::RouterTunExit { .. }, _)
+            | (_, None) => Err(ServiceDrop::ModeMismatch),
         }
     }
 
@@ -1042,9 +1061,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 LinkEvent::PeerRestarted(peer) => {
                     self.drop_peer_channels(now, peer);
                     self.drop_staged(peer);
-                    self.push_peer_restarted(peer);
+                    if PUSH {
+                        self.push_peer_restarted(peer);
+                    }
                 }
-                LinkEvent::SessionUp(peer) => self.push_session_up(now, peer),
+                LinkEvent::SessionUp(peer) if PUSH => self.push_session_up(now, peer),
                 LinkEvent::HandshakeTimedOut(peer) => self.drop_staged(peer),
                 _ => {}
             }

@@ -190,8 +190,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     ) -> Result<Output, ServiceDrop> {
         let (client, destination) = self.entry_reply_channel(now, si, peer, number)?;
         self.services[si].stats.target_unreachable += 1;
-        let Some(destination) = destination else {
-            // Forward: the entry only counts it.
+        // Forward (and every entry of a build without router mode, whose
+        // channels have no destination): the entry only counts it.
+        let Some(destination) = destination.filter(|_| super::ROUTER) else {
             return Ok(Output::Consumed);
         };
         if destination != named {

@@ -550,3 +550,40 @@ fn events_beyond_the_queue_are_counted() {
     }
     assert_eq!(polled, 32);
 }
+
+/// A mode this build leaves out (cargo features `push`, `router`) is
+/// refused when a service asks for it, and a mode it has is taken. test.sh
+/// runs this test with the default features and without them.
+#[test]
+fn modes_left_out_of_the_build_are_refused() {
+    let mut net = Net::new(61);
+    let peer = Peers::One(net.peer[X]);
+    let roles = [
+        Role::ForwardEntry {
+            listen: addr("127.0.0.1:7001"),
+        },
+        Role::PushEntry {
+            listen: addr("127.0.0.1:7002"),
+        },
+        Role::PushExit {
+            target: addr("127.0.0.1:7003"),
+        },
+        Role::RouterEntry,
+        Role::RouterExit {
+            allow: AllowList::new(),
+        },
+        Role::RouterTunEntry,
+    ];
+    for (id, role) in (1..).zip(roles) {
+        let built = role.mode().is_built();
+        let result = net.nodes[X].add_service(service(id, peer, role.clone()));
+        if built {
+            assert_eq!(result, Ok(()), "{role:?}");
+        } else {
+            assert_eq!(result, Err(ServiceError::ModeNotBuilt), "{role:?}");
+        }
+    }
+    assert!(Mode::Forward.is_built() && Mode::Direct.is_built());
+    assert_eq!(Mode::Push.is_built(), cfg!(feature = "push"));
+    assert_eq!(Mode::Router.is_built(), cfg!(feature = "router"));
+}
