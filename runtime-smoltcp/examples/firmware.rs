@@ -33,7 +33,6 @@ use core::hint::black_box;
 #[cfg(target_os = "none")]
 use core::mem::MaybeUninit;
 use core::net::SocketAddr;
-use core::str::FromStr;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -59,9 +58,19 @@ const PKTS: usize = 4;
 const BYTES: usize = 2048;
 
 // PLACEHOLDER: keys come from provisioning. These are the keys of
-// examples/forward (X's private key, Y's public key).
-const PRIVATE_KEY: &str = "PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=";
-const PEER_KEY: &str = "ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=";
+// examples/forward (X's private key, Y's public key), as raw bytes: parsing
+// them from base64 text (`PrivateKey::from_str`) would link a base64
+// decoder, about 2.4 KiB of flash (README, "Embedded").
+/// `PK3Mg5mtzaZg01iHo6jetW2iRmGw8wcq3R62VpY3V18=`
+const PRIVATE_KEY: [u8; 32] = [
+    0x3c, 0xad, 0xcc, 0x83, 0x99, 0xad, 0xcd, 0xa6, 0x60, 0xd3, 0x58, 0x87, 0xa3, 0xa8, 0xde, 0xb5,
+    0x6d, 0xa2, 0x46, 0x61, 0xb0, 0xf3, 0x07, 0x2a, 0xdd, 0x1e, 0xb6, 0x56, 0x96, 0x37, 0x57, 0x5f,
+];
+/// `ilBDt2h5t5o+gVqwZl1rAVIey7RR5X1XgsRZOIHSCFw=`
+const PEER_KEY: [u8; 32] = [
+    0x8a, 0x50, 0x43, 0xb7, 0x68, 0x79, 0xb7, 0x9a, 0x3e, 0x81, 0x5a, 0xb0, 0x66, 0x5d, 0x6b, 0x01,
+    0x52, 0x1e, 0xcb, 0xb4, 0x51, 0xe5, 0x7d, 0x57, 0x82, 0xc4, 0x59, 0x38, 0x81, 0xd2, 0x08, 0x5c,
+];
 // PLACEHOLDER: a hardware TRNG seeds the RNG. A constant seed makes every
 // boot's ephemeral keys the same: never ship it.
 const RNG_SEED: [u8; 32] = [7; 32];
@@ -138,6 +147,14 @@ impl Device for BoardDevice {
     }
 }
 
+/// Stops the firmware over a setup step that failed. A panic with a
+/// constant message: `expect` would format the error's `Debug`, which
+/// links `core::fmt`'s machinery for it (README, "Embedded").
+#[cold]
+fn fail(what: &'static str) -> ! {
+    panic!("{what} failed")
+}
+
 /// Builds the node: key, peer, one forward entry, the interface.
 fn setup(
     storage: &'static mut Storage<SOCKETS, PKTS, BYTES>,
@@ -146,13 +163,13 @@ fn setup(
 ) -> Fw {
     let start = Instant::from_micros(0);
     let t = sdt_smoltcp::core_instant(start);
-    let key = PrivateKey::from_str(PRIVATE_KEY).expect("private key");
-    let peer_key = PublicKey::from_str(PEER_KEY).expect("peer key");
+    let key = PrivateKey::from_bytes(PRIVATE_KEY);
+    let peer_key = PublicKey::from_bytes(PEER_KEY);
     let rng = ChaCha20Rng::from_seed(RNG_SEED);
     let mut node = Node::new(key, rng, t, UNIX_NANOS_AT_BOOT);
     let mut peer = PeerConfig::new(peer_key);
     peer.endpoint = Some(SocketAddr::from(([192, 168, 1, 1], 51820)));
-    let peer = node.add_peer(peer, t).expect("peer");
+    let peer = node.add_peer(peer, t).unwrap_or_else(|_| fail("peer"));
     let mut service = ServiceConfig::new(
         1,
         Peers::One(peer),
@@ -164,7 +181,9 @@ fn setup(
         max_channels: CHANNELS as u16,
         ..ChannelLimits::default()
     };
-    node.add_service(service).expect("service");
+    if node.add_service(service).is_err() {
+        fail("service");
+    }
     node.connect(peer, t);
 
     let mut config = Config::new(HardwareAddress::Ip);
@@ -183,7 +202,7 @@ fn setup(
         sockets,
         storage,
     )
-    .expect("storage")
+    .unwrap_or_else(|_| fail("storage"))
 }
 
 /// One turn of the main loop; returns how long the board may sleep.
