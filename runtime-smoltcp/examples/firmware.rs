@@ -34,8 +34,9 @@ use core::hint::black_box;
 use core::mem::MaybeUninit;
 use core::net::SocketAddr;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
+use rand_core::{CryptoRng, RngCore};
 use sdt_core::key::{PrivateKey, PublicKey};
 use sdt_core::link::PeerConfig;
 use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig};
@@ -49,7 +50,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 /// no socket per channel, an exit would).
 const CHANNELS: usize = 16;
 /// One peer, one service, 16 channels.
-type Fw = SmolNode<'static, ChaCha20Rng, 1, 1, CHANNELS>;
+type Fw = SmolNode<'static, CipherRng, 1, 1, CHANNELS>;
 /// The link socket and the service's socket.
 const SOCKETS: usize = 2;
 /// Datagrams queued per socket and direction.
@@ -77,6 +78,65 @@ const RNG_SEED: [u8; 32] = [7; 32];
 // PLACEHOLDER: an RTC. Handshake timestamps must grow across reboots or
 // the peer ignores the node's handshakes until the clock passes the last.
 const UNIX_NANOS_AT_BOOT: u64 = 1_700_000_000_000_000_000;
+
+/// A CSPRNG on the ChaCha20 cipher that the session AEAD links already
+/// (the `chacha20` crate): its keystream under the seed as key. A separate
+/// ChaCha20 RNG (`rand_chacha`) would bring a second ChaCha20 of its own,
+/// about 2.3 KiB of flash (README, "Embedded"). The cipher's 32-bit block
+/// counter runs out after 256 GiB of keystream; the nonce then moves on,
+/// so the stream never repeats.
+struct CipherRng {
+    key: [u8; 32],
+    nonce: u64,
+    cipher: ChaCha20,
+}
+
+impl CipherRng {
+    fn new(seed: [u8; 32]) -> Self {
+        CipherRng {
+            cipher: Self::cipher(&seed, 0),
+            key: seed,
+            nonce: 0,
+        }
+    }
+
+    fn cipher(key: &[u8; 32], nonce: u64) -> ChaCha20 {
+        let mut n = [0; 12];
+        n[4..].copy_from_slice(&nonce.to_le_bytes());
+        ChaCha20::new(key.into(), &n.into())
+    }
+}
+
+impl RngCore for CipherRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+        // An error leaves `dest` as it was: this nonce's keystream is used
+        // up, and the next nonce's is fresh.
+        while self.cipher.try_apply_keystream(dest).is_err() {
+            self.nonce = self.nonce.wrapping_add(1);
+            self.cipher = Self::cipher(&self.key, self.nonce);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for CipherRng {}
 
 /// PLACEHOLDER for a MAC or radio driver (`examples/firmware_net.rs` has a
 /// real one, `examples/board/lan9118.rs`): a device with one receive slot
@@ -165,7 +225,7 @@ fn setup(
     let t = sdt_smoltcp::core_instant(start);
     let key = PrivateKey::from_bytes(PRIVATE_KEY);
     let peer_key = PublicKey::from_bytes(PEER_KEY);
-    let rng = ChaCha20Rng::from_seed(RNG_SEED);
+    let rng = CipherRng::new(RNG_SEED);
     let mut node = Node::new(key, rng, t, UNIX_NANOS_AT_BOOT);
     let mut peer = PeerConfig::new(peer_key);
     peer.endpoint = Some(SocketAddr::from(([192, 168, 1, 1], 51820)));
