@@ -61,20 +61,20 @@ ip -n $S route add 10.99.8.0/24 via 10.99.7.1
 
 mkdir -p "$run_dir/www"
 echo "hello through the L3 exit" >"$run_dir/www/index.html"
-in_ns $S python3 -m http.server 8000 --bind 10.99.7.80 --directory "$run_dir/www" \
+ip netns exec $S python3 -m http.server 8000 --bind 10.99.7.80 --directory "$run_dir/www" \
     >"$run_dir/http.log" 2>&1 &
 echo $! >"$run_dir/http.pid"
-in_ns $S iperf3 -s -B 10.99.7.80 >"$run_dir/iperf3.log" 2>&1 &
+ip netns exec $S iperf3 -s -B 10.99.7.80 >"$run_dir/iperf3.log" 2>&1 &
 echo $! >"$run_dir/iperf3.pid"
 
 mkdir -p /run/sdt
-in_ns $Y "$SDT" -v run -c "$here/y.toml" >"$run_dir/exit.log" 2>&1 &
+ip netns exec $Y "$SDT" -v run -c "$here/y.toml" >"$run_dir/exit.log" 2>&1 &
 echo $! >"$run_dir/exit.pid"
 sleep 0.5
-in_ns $X "$SDT" -v run -c "$here/x.toml" >"$run_dir/entry.log" 2>&1 &
+ip netns exec $X "$SDT" -v run -c "$here/x.toml" >"$run_dir/entry.log" 2>&1 &
 echo $! >"$run_dir/entry.pid"
 for _ in $(seq 50); do
-    in_ns $X "$SDT" status -c "$here/x.toml" 2>/dev/null | grep -q "session up" && break
+    ip netns exec $X "$SDT" status -c "$here/x.toml" 2>/dev/null | grep -q "session up" && break
     sleep 0.2
 done
 
