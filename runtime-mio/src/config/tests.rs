@@ -1291,3 +1291,30 @@ fn l3_router_services() {
     ));
     refused(&text, "# again", "tun", "only L3 exits");
 }
+
+#[test]
+fn of_several_keys_a_mode_does_not_use_the_first_in_key_order_is_named() {
+    // The order of the keys in the file does not matter: listen, target,
+    // tun, address, routes, tun_mtu, allow, exit, peer_addresses.
+    let push = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"push\"\nlisten = \"127.0.0.1:514\"\n\
+         peer_addresses = [\"10.0.0.0/8\"]\nexit = \"tun\"\nallow = []\n\
+         tun_mtu = 1400\nroutes = []\naddress = \"10.0.0.1/24\" # A\n",
+    );
+    refused(
+        &push,
+        "# A",
+        "address",
+        "a push service does not use address (it uses listen on the entry or target on the exit)",
+    );
+    let l3 = with_peer(
+        "\n[[service]]\nid = 1\npeer = \"y\"\nmode = \"router\"\nexit = \"tun\"\ntun = \"sdt9\"\n\
+         target = \"127.0.0.1:53\"\nlisten = \"127.0.0.1:5353\" # L\n",
+    );
+    refused(
+        &l3,
+        "# L",
+        "listen",
+        "a router service does not use listen (it uses tun, and allow and peer_addresses on the exit)",
+    );
+}
