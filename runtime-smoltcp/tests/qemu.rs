@@ -16,8 +16,11 @@ use firmware::{binutils, build, sections};
 
 /// The budget README's "Embedded" section states, in bytes. Flash: what
 /// the chip stores (vector table, code, read-only data, .data's initial
-/// values).
-const FLASH_BUDGET: u64 = 128 * 1024;
+/// values). It started at 128 KiB; the savings README lists took the
+/// firmware to 92 064 B, so it is now just above that, to catch a
+/// regression (code of a mode the firmware leaves out that is linked
+/// again, say).
+const FLASH_BUDGET: u64 = 92 * 1024;
 /// RAM while the node runs: .data, .bss and the stack the main loop needs.
 const RAM_BUDGET: u64 = 64 * 1024;
 /// RAM at boot: .data, .bss and the stack that building the node needs
