@@ -49,6 +49,33 @@ fn seal(
     frame
 }
 
+/// The liveness probe `link` seals for `peer` next.
+fn probe(
+    link: &mut sdt_fuzz::FuzzLink,
+    peer: sdt_core::link::PeerId,
+    now: sdt_core::Instant,
+) -> Vec<u8> {
+    let mut frame = vec![0u8; sdt_core::wire::ProbePacket::<&[u8]>::LEN];
+    let t = link.seal_probe(now, peer, &mut frame).expect("probe");
+    frame.truncate(t.len);
+    frame
+}
+
+/// The established pair takes each side's probe, once: the second copy is
+/// a replay.
+fn check_probes(a_probe: &[u8], b_probe: &[u8]) {
+    use sdt_core::link::{DropReason, Received};
+    use sdt_fuzz::{A_ADDR, B_ADDR};
+    let mut p = LinkPair::new(Stage::Established, false);
+    let now = p.now;
+    for (link, from, probe) in [(&mut p.b, A_ADDR, a_probe), (&mut p.a, B_ADDR, b_probe)] {
+        let first = link.handle_datagram(now, from, &mut probe.to_vec());
+        assert!(matches!(first, Ok(Received::Control { .. })), "{first:?}");
+        let again = link.handle_datagram(now, from, &mut probe.to_vec());
+        assert_eq!(again, Err(DropReason::Replayed));
+    }
+}
+
 /// A service header and payload.
 fn plaintext(
     service: u8,
@@ -82,6 +109,9 @@ fn link_datagram(dir: &Path) {
     let a_data = seal(&mut pair.a, a_peer, now, b"\x05hello from A");
     let b_data = seal(&mut pair.b, b_peer, now, b"\x05hello from B");
     let b_keepalive = seal(&mut pair.b, b_peer, now, b"");
+    let a_probe = probe(&mut pair.a, a_peer, now);
+    let b_probe = probe(&mut pair.b, b_peer, now);
+    check_probes(&a_probe, &b_probe);
 
     check_seeds(
         &initiation,
@@ -130,6 +160,9 @@ fn link_datagram(dir: &Path) {
         &Input::encode(4, 4, &[&b_data, &b_keepalive]),
     );
     write(dir, "4-response-again", &Input::encode(4, 1, &[&response]));
+    // 3, 4: established; a probe, then its replay.
+    write(dir, "3-probe", &Input::encode(3, 0, &[&a_probe, &a_probe]));
+    write(dir, "4-probe", &Input::encode(4, 0, &[&b_probe, &b_probe]));
 
     // 5, 6: the node pair. X's frames to every service of Y.
     let plaintexts = [

@@ -19,9 +19,9 @@
 //! 2-3 step the clock between chunks (0, 1 ms, 5 s, 3 min); bit 4 lets B
 //! know A's endpoint.
 //!
-//! Asserts, besides no panic: a data frame (keepalives included) is
-//! accepted only if it is byte for byte one the sender's real session
-//! seals (the fuzzer cannot forge a tag; real frames come from the seeds);
+//! Asserts, besides no panic: a data frame (keepalives included) or a
+//! liveness probe is accepted only if it is byte for byte one the sender's
+//! real session seals (the fuzzer cannot forge a tag; real frames come from the seeds);
 //! a frame X really sealed is never refused by Y's link, and its replay is;
 //! outputs name bytes inside the caller's buffer.
 #![no_main]
@@ -33,7 +33,7 @@ use sdt_core::link::{DropReason, Received};
 use sdt_core::node::Dropped;
 use sdt_core::wire::DataPacket;
 use sdt_fuzz::{
-    fix_mac1, sealed_by, service_link, Input, LinkPair, NodePair, Stage, A_ADDR, B_ADDR,
+    fix_mac1, probe_sealed_by, sealed_by, service_link, Input, LinkPair, NodePair, Stage, A_ADDR, B_ADDR,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -97,6 +97,16 @@ fn link_case(input: &Input, stage: Stage, to_b: bool) {
                 "forged data frame accepted: {result:?} {original:02x?}"
             );
         }
+        if result.is_ok() && original.first() == Some(&5) {
+            let mut reference = LinkPair::new(Stage::Established, false);
+            let now0 = reference.now;
+            let genuine = if to_b {
+                probe_sealed_by(&mut reference.a, reference.a_peer, now0, &original)
+            } else {
+                probe_sealed_by(&mut reference.b, reference.b_peer, now0, &original)
+            };
+            assert!(genuine, "forged probe accepted: {result:?} {original:02x?}");
+        }
         service_link(receiver, now);
         now += step(input.flags);
     }
@@ -119,6 +129,14 @@ fn node_raw(input: &Input) {
             assert!(
                 sealed_by(&mut reference.x, reference.x_peer, now0, &original),
                 "forged data frame accepted: {result:?} {original:02x?}"
+            );
+        }
+        if authenticated && original.first() == Some(&5) {
+            let mut reference = NodePair::new();
+            let now0 = reference.now;
+            assert!(
+                probe_sealed_by(&mut reference.x, reference.x_peer, now0, &original),
+                "forged probe accepted: {result:?} {original:02x?}"
             );
         }
         pair.drain_y();

@@ -21,7 +21,7 @@ use sdt_core::link::{Link, PeerConfig, PeerId, MIN_TRANSMIT_BUFFER};
 use sdt_core::node::{
     Action, Node, Output, Peers, Role, ServiceConfig, SocketId, HEADROOM, TAILROOM,
 };
-use sdt_core::wire::{DataPacket, InitiationPacket, ResponsePacket};
+use sdt_core::wire::{DataPacket, InitiationPacket, ProbePacket, ResponsePacket};
 use sdt_core::Instant;
 
 /// The links of the targets: room for two peers.
@@ -263,6 +263,23 @@ pub fn sealed_by(sender: &mut FuzzLink, peer: PeerId, now: Instant, datagram: &[
         return false;
     }
     frame == datagram
+}
+
+/// Whether `datagram`, a liveness probe (type 5) someone accepted, is the
+/// probe `sender` seals at its counter: a probe has no plaintext, so the
+/// sender's own probe at that counter must match it byte for byte.
+pub fn probe_sealed_by(
+    sender: &mut FuzzLink,
+    peer: PeerId,
+    now: Instant,
+    datagram: &[u8],
+) -> bool {
+    let Ok(packet) = ProbePacket::new_checked(datagram) else {
+        return false;
+    };
+    sender.force_send_counter(peer, packet.counter());
+    let mut probe = [0u8; ProbePacket::<&[u8]>::LEN];
+    sender.seal_probe(now, peer, &mut probe).is_ok() && probe[..] == *datagram
 }
 
 /// Service ids of the node pair's Y, one per role.

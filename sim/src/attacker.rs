@@ -215,7 +215,7 @@ impl Attacker {
         let mut b: Vec<u8> = (0..len).map(|_| self.rng.next_u64() as u8).collect();
         if let Some(first) = b.first_mut() {
             if self.below(2) == 0 {
-                *first = 1 + self.below(4) as u8;
+                *first = 1 + self.below(5) as u8;
             }
         }
         b

@@ -291,6 +291,7 @@ fn frame_kind(bytes: &[u8]) -> &'static str {
         Ok(MessageType::CookieReply) => "cookie",
         Ok(MessageType::Data) if bytes.len() == DataPacket::<&[u8]>::OVERHEAD => "keepalive",
         Ok(MessageType::Data) => "data",
+        Ok(MessageType::Probe) => "probe",
         Err(_) => "junk",
     }
 }

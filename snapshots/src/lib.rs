@@ -18,7 +18,7 @@ use sdt_core::key::PrivateKey;
 use sdt_core::link::{Link, PeerConfig, PeerId, Received, MIN_TRANSMIT_BUFFER};
 use sdt_core::wire::{
     CookieReplyPacket, CookieReplyRepr, DataPacket, DataRepr, InitiationPacket, InitiationRepr,
-    MessageType, ResponsePacket, ResponseRepr, ServiceHeaderRepr,
+    MessageType, ProbePacket, ProbeRepr, ResponsePacket, ResponseRepr, ServiceHeaderRepr,
 };
 use sdt_core::Instant;
 
@@ -192,6 +192,26 @@ impl Exchange {
         x.deliver(); // cookie reply at a
         x.wait_for_timer(); // a resends its initiation, with mac2
         x.complete()
+    }
+
+    /// The scripted exchange, then a liveness probe: a sends b one more
+    /// data frame and b, with nothing to send, stays silent; after
+    /// `PROBE_AFTER` of that a probes, and b answers the probe with a
+    /// keepalive.
+    pub fn run_probed() -> Exchange {
+        let mut x = Exchange::run();
+        x.send_data(Side::A, A_PLAINTEXT);
+        x.deliver(); // the frame at b, which owes no answer yet
+        for _ in 0..8 {
+            if !x.in_flight.is_empty() {
+                break;
+            }
+            x.wait_for_timer();
+        }
+        x.deliver(); // a's probe at b; b answers with a keepalive
+        x.deliver(); // the keepalive at a
+        assert!(x.in_flight.is_empty(), "a datagram was left undelivered");
+        x
     }
 
     /// The rest of both scripted exchanges, from a's initiation in flight
@@ -412,6 +432,7 @@ pub fn name(kind: MessageType) -> &'static str {
         MessageType::Response => "response",
         MessageType::CookieReply => "cookie reply",
         MessageType::Data => "data",
+        MessageType::Probe => "probe",
     }
 }
 
@@ -521,6 +542,22 @@ pub fn describe_frame(bytes: &[u8]) -> String {
             writeln!(text, "receiver_index = {:#010x}", repr.receiver_index).unwrap();
             writeln!(text, "counter = {}", repr.counter).unwrap();
             writeln!(text, "ciphertext length = {}", packet.payload().len()).unwrap();
+        }
+        MessageType::Probe => {
+            let packet = ProbePacket::new_checked(bytes).unwrap();
+            let repr = ProbeRepr::parse(&packet).unwrap();
+            // The repr covers the header; the AEAD writes the tag in place.
+            let mut out = vec![0; repr.buffer_len()];
+            let mut copy = ProbePacket::new_checked(&mut out[..]).unwrap();
+            repr.emit(&mut copy);
+            copy.tag_mut().copy_from_slice(packet.tag());
+            assert_eq!(out, bytes, "probe does not re-emit byte for byte");
+            field("message_type", &bytes[..1]);
+            field("receiver_index (le)", &repr.receiver_index.to_le_bytes());
+            field("counter (le)", &repr.counter.to_le_bytes());
+            field("tag", packet.tag());
+            writeln!(text, "receiver_index = {:#010x}", repr.receiver_index).unwrap();
+            writeln!(text, "counter = {}", repr.counter).unwrap();
         }
     }
     writeln!(text, "hex dump:").unwrap();

@@ -24,6 +24,7 @@ golden!(golden_response, "response.bin", describe_frame);
 golden!(golden_cookie_reply, "cookie_reply.bin", describe_frame);
 golden!(golden_data_keepalive, "data_keepalive.bin", describe_frame);
 golden!(golden_data, "data.bin", describe_frame);
+golden!(golden_probe, "probe.bin", describe_frame);
 golden!(
     golden_service_direct,
     "service_direct.bin",

@@ -1,6 +1,7 @@
 //! Snapshots of every link message type, as two real links produce it in
-//! the scripted exchanges of [`Exchange::run`] and, for the cookie reply,
-//! [`Exchange::run_under_load`] (fixed keys, RNG seeds and clock: the bytes
+//! the scripted exchanges of [`Exchange::run`], for the cookie reply
+//! [`Exchange::run_under_load`] and for the liveness probe
+//! [`Exchange::run_probed`] (fixed keys, RNG seeds and clock: the bytes
 //! are the same on every run).
 //!
 //! A change to any of these snapshots is a change to the bytes on the wire:
@@ -81,6 +82,22 @@ fn initiation_with_mac2() {
     insta::assert_snapshot!(describe(resent));
 }
 
+/// The liveness probe a sends when b leaves its data unanswered for
+/// `PROBE_AFTER`, in the scripted exchange of [`Exchange::run_probed`].
+#[test]
+fn probe() {
+    let x = Exchange::run_probed();
+    insta::assert_snapshot!(describe(x.frame(Side::A, MessageType::Probe)));
+}
+
+/// The probed exchange: the scripted one, then a's unanswered frame, its
+/// probe, and b's keepalive in answer.
+#[test]
+fn transcript_probed() {
+    let x = Exchange::run_probed();
+    insta::assert_snapshot!(x.transcript());
+}
+
 /// The exchange under load, from `connect` to one data frame each way.
 #[test]
 fn transcript_under_load() {
@@ -104,7 +121,11 @@ fn transcript() {
 /// anything but its fixed inputs.
 #[test]
 fn exchange_is_deterministic() {
-    for run in [Exchange::run, Exchange::run_under_load] {
+    for run in [
+        Exchange::run,
+        Exchange::run_under_load,
+        Exchange::run_probed,
+    ] {
         let (x, y) = (run(), run());
         assert_eq!(x.frames, y.frames);
         assert_eq!(x.transcript(), y.transcript());

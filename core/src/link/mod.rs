@@ -48,8 +48,8 @@ use crate::noise::{Initiator, Responder};
 use crate::tai64::{Tai64N, TimestampClock, TAI64N_LEN};
 use crate::time::Instant;
 use crate::wire::{
-    CookieReplyPacket, DataPacket, HandshakeMacs, InitiationPacket, MessageType, ResponsePacket,
-    INITIATION_PAYLOAD_LEN,
+    CookieReplyPacket, DataPacket, HandshakeMacs, InitiationPacket, MessageType, ProbePacket,
+    ResponsePacket, INITIATION_PAYLOAD_LEN,
 };
 use cookie::{Gate, Verdict};
 use peer::{Peer, Pending, Slot};
@@ -66,15 +66,6 @@ pub use session::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
 };
 pub use stats::{DropCounts, DropReason, PeerStats};
-
-/// The plaintext of a liveness probe: a data frame a peer sends after
-/// [`PROBE_AFTER`] of silence from the other side (of unanswered data, or on
-/// a kept-up link of any silence), which the other side answers at once with
-/// a keepalive. No answer within [`PROBE_TIMEOUT`] means the other side lost
-/// the session (it restarted, say, and cannot reach us itself): a new
-/// handshake follows. The byte is not a valid service header (its
-/// destination bits are `11`), so no payload is ever mistaken for it.
-pub const PROBE: [u8; 1] = [0x30];
 
 /// Cookie replies queued at most; see [`Link`]'s `cookie_replies`.
 const COOKIE_REPLY_QUEUE: usize = 16;
@@ -564,7 +555,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
     ) -> Result<Received, DropReason> {
         let kind = MessageType::of(datagram);
         let result = match kind {
-            Ok(MessageType::Data) => self.handle_data(now, from, datagram),
+            Ok(MessageType::Data) => self.handle_sealed(now, from, datagram, false),
+            Ok(MessageType::Probe) => self.handle_sealed(now, from, datagram, true),
             Ok(MessageType::Initiation) => self.handle_initiation(now, from, datagram),
             Ok(MessageType::Response) => self.handle_response(now, from, datagram),
             Ok(MessageType::CookieReply) => self.handle_cookie_reply(now, datagram),
@@ -586,16 +578,23 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         })
     }
 
-    fn handle_data(
+    /// A data frame, or with `probe` a liveness probe ([`ProbePacket`]):
+    /// both are sealed under a session and opened against its window, and
+    /// both tell that the peer holds the session.
+    fn handle_sealed(
         &mut self,
         now: Instant,
         from: SocketAddr,
         datagram: &mut [u8],
+        probe: bool,
     ) -> Result<Received, (Option<usize>, DropReason)> {
         let len = datagram.len();
-        let packet =
-            DataPacket::new_checked(&mut *datagram).map_err(|_| (None, DropReason::Malformed))?;
-        let index = packet.receiver_index();
+        let index = if probe {
+            ProbePacket::new_checked(&*datagram).map(|p| p.receiver_index())
+        } else {
+            DataPacket::new_checked(&*datagram).map(|p| p.receiver_index())
+        }
+        .map_err(|_| (None, DropReason::Malformed))?;
         let slot = (index & 0xffff) as usize;
         let p = self
             .peers
@@ -604,7 +603,11 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         let (session, which) = p
             .session_mut(index)
             .ok_or((None, DropReason::UnknownIndex))?;
-        let opened = session.open(now, datagram);
+        let opened = if probe {
+            session.open_probe(now, datagram)
+        } else {
+            session.open(now, datagram)
+        };
         if let Err(e) = opened {
             let reason = match e {
                 SessionError::Expired | SessionError::CounterExhausted => DropReason::Expired,
@@ -623,15 +626,15 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             p.start_handshake(now);
         }
         p.received(now, from, len);
-        let payload = DataPacket::<&[u8]>::HEADER_LEN..len - DataPacket::<&[u8]>::TAG_LEN;
-        if payload.is_empty() {
+        if probe {
+            // The peer asks whether we still hold this session.
+            p.want_keepalive = true;
             return Ok(Received::Control {
                 peer: PeerId(slot as u16),
             });
         }
-        if datagram[payload.clone()] == PROBE {
-            // A kept-up peer asks whether we still hold this session.
-            p.want_keepalive = true;
+        let payload = DataPacket::<&[u8]>::HEADER_LEN..len - DataPacket::<&[u8]>::TAG_LEN;
+        if payload.is_empty() {
             return Ok(Received::Control {
                 peer: PeerId(slot as u16),
             });
@@ -1019,10 +1022,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         if core::mem::take(&mut p.want_probe) {
             let to = p.endpoint?;
             let s = p.current.as_mut()?;
-            let len = DataPacket::<&[u8]>::OVERHEAD + PROBE.len();
-            let start = DataPacket::<&[u8]>::HEADER_LEN;
-            buf[start..start + PROBE.len()].copy_from_slice(&PROBE);
-            s.seal(now, &mut buf[..len]).ok()?;
+            let len = ProbePacket::<&[u8]>::LEN;
+            s.seal_probe(now, &mut buf[..len]).ok()?;
             p.probe_sent = Some(now);
             p.sent(now, len);
             return Some(Transmit { to, len });
@@ -1075,6 +1076,30 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             self.noticed.pop_front();
         }
         Some(event)
+    }
+
+    /// Seals a liveness probe to `peer` into `buf` (at least
+    /// [`ProbePacket::LEN`] bytes) under its current session at the next
+    /// send counter, exactly as the link seals the probes it sends, and
+    /// changes nothing else: for tests and fuzzing that need a real probe
+    /// (with [`Link::force_send_counter`], at a chosen counter).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn seal_probe(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        buf: &mut [u8],
+    ) -> Result<Transmit, SendError> {
+        let p = self
+            .peers
+            .get_mut(peer.0 as usize)
+            .ok_or(SendError::UnknownPeer)?;
+        let len = ProbePacket::<&[u8]>::LEN;
+        let frame = buf.get_mut(..len).ok_or(SendError::BufferTooSmall)?;
+        let to = p.endpoint.ok_or(SendError::NoSession)?;
+        let s = p.current.as_mut().ok_or(SendError::NoSession)?;
+        s.seal_probe(now, frame).map_err(|_| SendError::NoSession)?;
+        Ok(Transmit { to, len })
     }
 
     /// Moves the send counter of `peer`'s current session, to test counter

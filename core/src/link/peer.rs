@@ -39,7 +39,8 @@ pub const FIRST_RESEND: Duration = Duration::from_millis(250);
 /// The longest gap between two copies of an initiation; see [`FIRST_RESEND`].
 /// It bounds how long after a silent peer comes up the next copy reaches it.
 pub const MAX_RESEND_GAP: Duration = Duration::from_secs(1);
-/// Probe the peer (see [`super::PROBE`]) when it has said nothing
+/// Probe the peer (send it a [`ProbePacket`](crate::wire::ProbePacket),
+/// which it answers with a keepalive) when it has said nothing
 /// authenticated for this long although we sent it data, or, on a kept-up
 /// link, at all.
 ///
@@ -53,7 +54,7 @@ pub const MAX_RESEND_GAP: Duration = Duration::from_secs(1);
 /// `PROBE_AFTER` and a handshake when it goes unanswered for [`PROBE_TIMEOUT`]
 /// bound that by about 2 s from the peer being back, whatever the phase. The
 /// cost: a kept-up link that is idle exchanges one probe and one keepalive
-/// (33 and 32 bytes) per second; one that carries traffic both ways sends no
+/// (29 bytes each on the link) per second; one that carries traffic both ways sends no
 /// probes at all; one-way traffic gets one probe and its answer per second.
 pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// A probe not answered within this long starts a new handshake. A link whose

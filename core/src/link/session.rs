@@ -2,11 +2,11 @@
 
 use core::time::Duration;
 
-use crate::crypto::{Aead, AuthFailed};
+use crate::crypto::{Aead, AuthFailed, TAG_LEN};
 use crate::noise::TransportKeys;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::time::Instant;
-use crate::wire::{DataPacket, DataRepr};
+use crate::wire::{DataPacket, DataRepr, ProbePacket, ProbeRepr};
 
 /// Start a new handshake once this many messages were sent on a session.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
@@ -102,15 +102,9 @@ impl Session {
     /// encrypts the plaintext in place. `frame` is the whole frame: header
     /// room, plaintext, tag room (at least [`DataPacket::OVERHEAD`] bytes).
     pub fn seal(&mut self, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
-        if !self.is_alive(now) {
-            return Err(SessionError::Expired);
-        }
-        if self.next_send >= REJECT_AFTER_MESSAGES {
-            return Err(SessionError::CounterExhausted);
-        }
+        self.may_send(now)?;
         let mut packet = DataPacket::new_checked(frame).map_err(|_| SessionError::Auth)?;
-        let counter = self.next_send;
-        self.next_send += 1;
+        let counter = self.take_counter();
         DataRepr {
             receiver_index: self.remote_index,
             counter,
@@ -119,6 +113,41 @@ impl Session {
         let (header, plaintext, tag) = packet.split_mut();
         *tag = self.send.seal(counter, header, plaintext);
         Ok(())
+    }
+
+    /// Takes the next send counter and seals a liveness probe into `frame`,
+    /// which must be exactly [`ProbePacket::LEN`] bytes.
+    pub fn seal_probe(&mut self, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
+        self.may_send(now)?;
+        let mut packet = ProbePacket::new_checked(frame).map_err(|_| SessionError::Auth)?;
+        let counter = self.take_counter();
+        ProbeRepr {
+            receiver_index: self.remote_index,
+            counter,
+        }
+        .emit(&mut packet);
+        let (header, tag) = packet.split_mut();
+        *tag = self.send.seal(counter, header, &mut []);
+        Ok(())
+    }
+
+    /// Whether a frame may be sealed at `now`: the session is alive and its
+    /// counter not exhausted.
+    fn may_send(&self, now: Instant) -> Result<(), SessionError> {
+        if !self.is_alive(now) {
+            return Err(SessionError::Expired);
+        }
+        if self.next_send >= REJECT_AFTER_MESSAGES {
+            return Err(SessionError::CounterExhausted);
+        }
+        Ok(())
+    }
+
+    /// The next send counter, taken: data frames and probes share it.
+    fn take_counter(&mut self) -> u64 {
+        let counter = self.next_send;
+        self.next_send += 1;
+        counter
     }
 
     /// Authenticates and decrypts a data frame in place. The counter is
@@ -130,11 +159,36 @@ impl Session {
         }
         let mut packet = DataPacket::new_checked(frame).map_err(|_| SessionError::Auth)?;
         let counter = packet.counter();
+        let (header, ciphertext, tag) = packet.split_mut();
+        self.open_sealed(counter, header, ciphertext, tag)
+    }
+
+    /// Authenticates a liveness probe, [`ProbePacket::LEN`] bytes, against
+    /// the same window as the data frames: a replayed probe is refused like
+    /// a replayed frame.
+    pub fn open_probe(&mut self, now: Instant, frame: &mut [u8]) -> Result<(), SessionError> {
+        if !self.is_alive(now) {
+            return Err(SessionError::Expired);
+        }
+        let mut packet = ProbePacket::new_checked(frame).map_err(|_| SessionError::Auth)?;
+        let counter = packet.counter();
+        let (header, tag) = packet.split_mut();
+        self.open_sealed(counter, header, &mut [], tag)
+    }
+
+    /// Checks `counter` against the window, opens `ciphertext` in place
+    /// under `header` and `tag`, then marks the counter seen.
+    fn open_sealed(
+        &mut self,
+        counter: u64,
+        header: &[u8],
+        ciphertext: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), SessionError> {
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(SessionError::Replay(ReplayError::TooOld));
         }
         self.window.check(counter).map_err(SessionError::Replay)?;
-        let (header, ciphertext, tag) = packet.split_mut();
         self.recv
             .open(counter, header, ciphertext, tag)
             .map_err(|AuthFailed| SessionError::Auth)?;

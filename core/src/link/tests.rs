@@ -714,6 +714,89 @@ fn keepalive_answers_one_sided_traffic() {
     assert_eq!(p.stats(true).tx_datagrams, b_tx + 1, "and only one");
 }
 
+/// A probe is a link control message of its own type, sealed under the
+/// session: it reaches no service, only its one true copy is answered (a
+/// replay is refused like a replayed data frame, and answered with
+/// nothing), and its type byte is authenticated: a probe retyped as a data
+/// frame fails the tag, as does a keepalive retyped as a probe.
+#[test]
+fn a_probe_is_a_sealed_control_message_of_its_own_type() {
+    use core::cell::RefCell;
+    use std::rc::Rc;
+    let mut p = Pair::new(27);
+    p.up();
+    // a's probes are captured, not delivered; b's keepalives too.
+    let probes = Rc::new(RefCell::new(Vec::new()));
+    let keepalives = Rc::new(RefCell::new(Vec::new()));
+    let (pr, ka) = (probes.clone(), keepalives.clone());
+    p.hook = Box::new(move |to_b, bytes| match MessageType::of(bytes) {
+        Ok(MessageType::Probe) if to_b => {
+            pr.borrow_mut().push(bytes.to_vec());
+            Fate::Drop
+        }
+        Ok(MessageType::Data) if !to_b && bytes.len() == DataPacket::<&[u8]>::OVERHEAD => {
+            ka.borrow_mut().push(bytes.to_vec());
+            Fate::Drop
+        }
+        _ => Fate::Deliver,
+    });
+    p.send(false, b"one way").unwrap();
+    p.run_for(PROBE_AFTER + Duration::from_millis(100));
+    assert_eq!(p.at_b, [b"one way".to_vec()]);
+    let probe = probes.borrow().first().cloned().expect("a probed");
+    assert_eq!(probe.len(), ProbePacket::<&[u8]>::LEN);
+    assert_eq!(probe[0], u8::from(MessageType::Probe));
+    let (now, from) = (p.now, p.a_addr);
+    let b_tx = p.stats(true).tx_datagrams;
+    let deliver = |p: &mut Pair, mut bytes: Vec<u8>| {
+        let r = p.b.handle_datagram(now, from, &mut bytes);
+        p.flush();
+        r
+    };
+
+    let mut retyped = probe.clone();
+    retyped[0] = u8::from(MessageType::Data);
+    assert_eq!(deliver(&mut p, retyped), Err(DropReason::AuthFailed));
+    let mut longer = probe.clone();
+    longer.push(0);
+    assert_eq!(deliver(&mut p, longer), Err(DropReason::Malformed));
+    assert_eq!(p.stats(true).tx_datagrams, b_tx, "b answered none of them");
+
+    assert_eq!(
+        deliver(&mut p, probe.clone()),
+        Ok(Received::Control { peer: p.b_peer })
+    );
+    assert_eq!(p.stats(true).tx_datagrams, b_tx + 1, "b answered the probe");
+    let keepalive = keepalives.borrow().last().cloned().expect("a keepalive");
+    assert_eq!(deliver(&mut p, probe), Err(DropReason::Replayed));
+    assert_eq!(p.stats(true).tx_datagrams, b_tx + 1, "not its replay");
+    assert_eq!(p.at_b, [b"one way".to_vec()], "no probe reached a service");
+    assert_eq!(p.stats(true).drops.get(DropReason::Replayed), 1);
+    assert_eq!(p.stats(true).drops.get(DropReason::AuthFailed), 1);
+
+    // b's keepalive, retyped as a probe, is no probe.
+    let mut retyped = keepalive;
+    retyped[0] = u8::from(MessageType::Probe);
+    let r = p.a.handle_datagram(p.now, p.b_addr, &mut retyped);
+    assert_eq!(r, Err(DropReason::AuthFailed));
+}
+
+/// A message type this link does not know, as a probe is to a link older
+/// than probes, is dropped unread and counted.
+#[test]
+fn an_unknown_message_type_is_dropped_counted() {
+    let mut p = Pair::new(28);
+    p.up();
+    let before = p.b.unattributed_drops().get(DropReason::Malformed);
+    let mut datagram = [6u8; 29];
+    let r = p.b.handle_datagram(p.now, p.a_addr, &mut datagram);
+    assert_eq!(r, Err(DropReason::Malformed));
+    assert_eq!(
+        p.b.unattributed_drops().get(DropReason::Malformed),
+        before + 1
+    );
+}
+
 #[test]
 fn unanswered_traffic_triggers_a_new_handshake() {
     let mut p = Pair::new(24);

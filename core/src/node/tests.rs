@@ -527,6 +527,32 @@ pub(super) fn a(s: &str) -> SocketAddr {
 
 /// Events the runtime does not poll in time are counted, not lost without
 /// a trace: the queue holds 32, the rest show in `events_lost`.
+/// A frame in the liveness probe's old format (a data frame whose
+/// plaintext is the lone byte 0x30, as nodes sent before probes had a
+/// message type of their own) is no probe: it is data whose service header
+/// is malformed, dropped and counted, and answered with nothing.
+#[test]
+fn an_old_format_probe_is_dropped_counted() {
+    let mut net = Net::new(61);
+    net.up();
+    let (now, peer) = (net.now, net.peer[X]);
+    let mut frame = [0u8; DataPacket::<&[u8]>::OVERHEAD + 1];
+    frame[DataPacket::<&[u8]>::HEADER_LEN] = 0x30;
+    let t = net.nodes[X].link.seal(now, peer, &mut frame, 1).unwrap();
+    assert_eq!(t.len, frame.len());
+    let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(&frame);
+    let from = net.link_addr[X];
+    let r = net.nodes[Y].handle_link_datagram(now, from, &mut buf, HEADROOM..HEADROOM + t.len);
+    assert_eq!(r, Err(Dropped::Service(ServiceDrop::MalformedHeader)));
+    assert_eq!(
+        net.nodes[Y].node_drops().get(ServiceDrop::MalformedHeader),
+        1
+    );
+    let mut out = [0u8; 256];
+    assert_eq!(net.nodes[Y].link.poll_transmit(now, &mut out), Ok(None));
+}
+
 #[test]
 fn events_beyond_the_queue_are_counted() {
     let mut net = Net::new(60);

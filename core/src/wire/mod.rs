@@ -33,6 +33,13 @@
 //! | 2      | handshake response     | 97        | [`ResponsePacket`]      |
 //! | 3      | cookie reply           | 61        | [`CookieReplyPacket`]   |
 //! | 4      | transport data         | 29 or more| [`DataPacket`]          |
+//! | 5      | liveness probe         | 29        | [`ProbePacket`]         |
+//!
+//! Data frames and probes are sealed under the session keys (their header,
+//! type byte included, is the AEAD's associated data) and share the
+//! session's counter and anti-replay window. A probe is a link control
+//! message: it asks the peer to answer with a keepalive (an empty data
+//! frame), and carries nothing up to the services.
 //!
 //! A data frame costs [`DataPacket::OVERHEAD`] = 29 bytes around its
 //! plaintext, and the service header adds 1 byte for a direct service
@@ -42,6 +49,7 @@ use core::fmt;
 
 pub mod data;
 pub mod handshake;
+pub mod probe;
 pub mod service;
 
 pub use data::{DataPacket, DataRepr};
@@ -49,6 +57,7 @@ pub use handshake::{
     CookieReplyPacket, CookieReplyRepr, HandshakeMacs, InitiationPacket, InitiationRepr,
     ResponsePacket, ResponseRepr, INCARNATION_LEN, INITIATION_PAYLOAD_LEN, RESPONSE_PAYLOAD_LEN,
 };
+pub use probe::{ProbePacket, ProbeRepr};
 pub use service::ServiceHeaderRepr;
 
 /// A range of byte offsets inside a frame.
@@ -106,6 +115,8 @@ pub enum MessageType {
     CookieReply = 3,
     /// Transport data, encrypted under the session keys: [`DataPacket`].
     Data = 4,
+    /// Liveness probe, sealed under the session keys: [`ProbePacket`].
+    Probe = 5,
 }
 
 impl MessageType {
@@ -129,6 +140,7 @@ impl TryFrom<u8> for MessageType {
             2 => Ok(MessageType::Response),
             3 => Ok(MessageType::CookieReply),
             4 => Ok(MessageType::Data),
+            5 => Ok(MessageType::Probe),
             _ => Err(WireError::UnknownType),
         }
     }
@@ -190,8 +202,9 @@ mod tests {
         assert_eq!(MessageType::of(&[2, 0xff]), Ok(MessageType::Response));
         assert_eq!(MessageType::of(&[3, 0, 0]), Ok(MessageType::CookieReply));
         assert_eq!(MessageType::of(&[4; 29]), Ok(MessageType::Data));
+        assert_eq!(MessageType::of(&[5; 29]), Ok(MessageType::Probe));
         assert_eq!(MessageType::of(&[]), Err(WireError::Truncated));
-        for byte in [0, 5, 6, 0x7f, 0x80, 0xff] {
+        for byte in [0, 6, 0x30, 0x7f, 0x80, 0xff] {
             assert_eq!(MessageType::of(&[byte, 0]), Err(WireError::UnknownType));
         }
     }
@@ -203,7 +216,7 @@ mod tests {
                 Ok(ty) => assert_eq!(u8::from(ty), byte),
                 Err(err) => {
                     assert_eq!(err, WireError::UnknownType);
-                    assert!(!(1..=4).contains(&byte));
+                    assert!(!(1..=5).contains(&byte));
                 }
             }
         }
