@@ -11,13 +11,18 @@
 //! - a router entry node (X) seals every packet `parse_udp` or
 //!   `icmp::parse_echo` accepts, and only those; the router exit (Y, which
 //!   allows everything) delivers the exact payload to the exact destination
-//!   (an echo request, from an echo socket, to the pinged host).
+//!   (an echo request, from an echo socket, to the pinged host);
+//! - an L3 router entry (service 4, `exit = "tun"`) seals every packet
+//!   `ip::l3::parse_packet` accepts that fits one frame, and only those,
+//!   and the L3 exit (allowing everything, any source) writes it to its TUN
+//!   device byte for byte.
 #![no_main]
 
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use sdt_core::ip::icmp::parse_echo;
+use sdt_core::ip::l3::parse_packet;
 use sdt_core::ip::{forge_udp, parse_udp, udp_header_len};
 use sdt_core::link::{PeerConfig, MIN_TRANSMIT_BUFFER};
 use sdt_core::node::{Action, Output, Peers, Role, SocketId, HEADROOM, TAILROOM};
@@ -26,6 +31,8 @@ use sdt_fuzz::{
 };
 
 const ROUTER: u8 = 3;
+/// The L3 router service (`exit = "tun"`).
+const L3: u8 = 4;
 
 fuzz_target!(|data: &[u8]| {
     let (mut x, mut y) = router_pair();
@@ -46,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let data = &fixed[..];
+    l3_carries(&mut x, &mut y, data);
     let parsed = parse_udp(data);
     if let Ok(d) = &parsed {
         round_trip(data, d.source, d.destination, d.payload.clone());
@@ -84,6 +92,36 @@ fuzz_target!(|data: &[u8]| {
     );
 });
 
+/// An L3 service carries exactly the packets `parse_packet` accepts (that
+/// fit one frame), whole.
+fn l3_carries(x: &mut FuzzNode, y: &mut FuzzNode, data: &[u8]) {
+    let parsed = parse_packet(data);
+    let mut buf = vec![0u8; HEADROOM + data.len() + TAILROOM];
+    let range = HEADROOM..HEADROOM + data.len();
+    buf[range.clone()].copy_from_slice(data);
+    let out = x.handle_tun_packet(START, L3, &mut buf, range);
+    if let Ok(o) = &out {
+        check_output(o, buf.len());
+    }
+    let fits = x.max_payload(L3, None).is_some_and(|max| data.len() <= max);
+    let frame = match (&parsed, out) {
+        (Ok(_), Ok(Output::Link { range, .. })) if fits => buf[range].to_vec(),
+        // Too big: an ICMP error for the TUN device, or a counted drop.
+        (Ok(_), Ok(Output::Tun { .. }) | Err(_)) if !fits => return,
+        (Err(_), Err(_)) => return,
+        (parsed, out) => panic!("parse_packet: {parsed:?}, fits {fits}, but the L3 entry: {out:?}"),
+    };
+    let mut ybuf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+    let range = HEADROOM..HEADROOM + frame.len();
+    ybuf[range.clone()].copy_from_slice(&frame);
+    match y.handle_link_datagram(START, A_ADDR, &mut ybuf, range) {
+        Ok(Output::Tun { service: L3, range }) => {
+            assert_eq!(&ybuf[range], data, "the L3 exit changed the packet")
+        }
+        other => panic!("L3 exit: {other:?} for {parsed:?}"),
+    }
+}
+
 /// The exit's side of an echo request: sent from an echo socket to the
 /// pinged host, as an echo request carrying the sequence number and data.
 fn echo_at_exit(y: &mut FuzzNode, frame: &[u8], data: &[u8], echo: &sdt_core::ip::icmp::Echo) {
@@ -101,7 +139,11 @@ fn echo_at_exit(y: &mut FuzzNode, frame: &[u8], data: &[u8], echo: &sdt_core::ip
     };
     let message = &ybuf[range];
     assert_eq!(message[0], if echo.destination.is_ipv6() { 128 } else { 8 });
-    assert_eq!(&message[6..], &data[echo.payload.clone()], "payload changed");
+    assert_eq!(
+        &message[6..],
+        &data[echo.payload.clone()],
+        "payload changed"
+    );
     assert_eq!(
         y.poll_action(),
         Some(Action::ConnectEcho {
@@ -222,7 +264,8 @@ fn round_trip(
     assert_eq!(&buf[again.payload], bytes);
 }
 
-/// X: a router entry; Y: a router exit allowing everything; link up.
+/// X: a router entry and an L3 router entry; Y: a router exit and an L3
+/// exit allowing everything; link up.
 fn router_pair() -> (FuzzNode, FuzzNode) {
     let mut x = node(KEY_X);
     let mut y = node(KEY_Y);
@@ -239,6 +282,27 @@ fn router_pair() -> (FuzzNode, FuzzNode) {
         Role::RouterExit { allow: allow_all() },
     ))
     .expect("router exit");
+    x.add_service(small_service(L3, Peers::One(px), Role::RouterTunEntry))
+        .expect("L3 entry");
+    let mut allow = sdt_core::allow::AllowList::new();
+    for net in ["0.0.0.0/0", "[::]/0"] {
+        allow
+            .push(format!("ip://{net}").parse().expect("rule"))
+            .expect("room");
+    }
+    let mut exit = Role::RouterTunExit {
+        allow,
+        peer_addresses: Default::default(),
+    };
+    if let Role::RouterTunExit { peer_addresses, .. } = &mut exit {
+        for net in ["0.0.0.0/0", "::/0"] {
+            peer_addresses
+                .push(net.parse().expect("range"))
+                .expect("room");
+        }
+    }
+    y.add_service(small_service(L3, Peers::One(py), exit))
+        .expect("L3 exit");
     x.connect(px, START);
     // Initiation, response, keepalive.
     let initiation = transmit(&mut x);
