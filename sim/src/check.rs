@@ -1,10 +1,12 @@
 //! Checks at the end of a run: counters against what the harness saw,
-//! conservation of datagrams where the network lost nothing, and recovery
-//! after each fault.
+//! conservation of datagrams where the network lost nothing, recovery
+//! after each fault, and rekeying by time in runs long enough for it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
+
+use sdt_core::link::{MAX_JITTER, REKEY_AFTER_TIME, REKEY_TIMEOUT};
 
 use crate::driver::NodeStats;
 use crate::scenario::{ClockStep, Setup, NODE_NAMES, X, Y};
@@ -282,4 +284,37 @@ pub fn counters(shared: &mut Shared, stats: &[Vec<NodeStats>; 2]) -> [Totals; 2]
         shared.violate(format!("counters: {p}"));
     }
     totals
+}
+
+/// The longest a session carries traffic before its successor is up: the
+/// initiator rekeys at its first datagram after [`REKEY_AFTER_TIME`] (the
+/// customers send at least every second here), and the handshake takes a
+/// round trip, or a retry after [`REKEY_TIMEOUT`] and its jitter.
+pub const SESSION_LIFE_BOUND: Duration = Duration::from_secs(
+    REKEY_AFTER_TIME.as_secs() + REKEY_TIMEOUT.as_secs() + MAX_JITTER.as_secs() + 2,
+);
+
+/// In a run whose traffic outlasts [`REKEY_AFTER_TIME`], each node must
+/// have completed a handshake for every [`SESSION_LIFE_BOUND`] of traffic,
+/// plus the first: sessions were renewed by time, not used until they
+/// expired (and no datagram was lost across the change where counters must
+/// add up, which [`counters`] checks).
+pub fn rekeys(shared: &mut Shared, totals: &[Totals; 2]) {
+    let t = &shared.setup.traffic;
+    let span = t.stop.saturating_sub(t.start);
+    if span <= REKEY_AFTER_TIME {
+        return;
+    }
+    let want = 1 + (span.as_secs() / SESSION_LIFE_BOUND.as_secs());
+    for i in [X, Y] {
+        let done = totals[i].handshakes.1;
+        if done < want {
+            shared.violate(format!(
+                "{}: {done} handshakes completed in {:.0}s of traffic, fewer than {want}: sessions were not renewed every {:?}",
+                NODE_NAMES[i],
+                span.as_secs_f64(),
+                SESSION_LIFE_BOUND
+            ));
+        }
+    }
 }

@@ -33,7 +33,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sdt_core::allow::AllowList;
 use sdt_core::key::{PrivateKey, PublicKey};
-use sdt_core::link::PeerConfig;
+use sdt_core::link::{PeerConfig, PeerId, REKEY_AFTER_MESSAGES};
 use sdt_core::node::{Peers, Role, ServiceConfig};
 
 use crate::check::{Recovery, Totals};
@@ -416,6 +416,7 @@ enum Action {
     Bounce(usize, Option<ClockStep>),
     Roam,
     LossStop,
+    CounterJump(usize),
 }
 
 fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
@@ -431,6 +432,9 @@ fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
     }
     for &t in &f.roams {
         v.push((t, Action::Roam));
+    }
+    for &(t, node) in &f.counter_jumps {
+        v.push((t, Action::CounterJump(node)));
     }
     if let Some(l) = f.loss {
         v.push((l.until, Action::LossStop));
@@ -529,13 +533,18 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     let mut actions = schedule(&setup).into_iter().peekable();
     let mut partitioned = false;
     let mut next_sample = Duration::ZERO;
+    let mut jumps = Vec::new();
     while sim.elapsed() < setup.duration {
         let now = sim.elapsed();
         HARNESS_NOW.with(|n| n.set(now));
         while let Some(&(_, action)) = actions.peek().filter(|(t, _)| *t <= now) {
             actions.next();
+            if let Action::CounterJump(i) = action {
+                jumps.push(RekeyCheck::at(now, i, &slots[i].borrow()));
+            }
             apply(&mut sim, &shared, &slots, action, &mut partitioned);
         }
+        jumps.retain(|j| !j.due(now, &slots[j.node].borrow(), &shared));
         if let Err(e) = sim.step() {
             shared.borrow_mut().violate(format!("a host failed: {e}"));
             break;
@@ -551,6 +560,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     let mut s = shared.borrow_mut();
     let totals = check::counters(&mut s, &stats);
     let recoveries = check::recoveries(&mut s);
+    check::rekeys(&mut s, &totals);
     let outcome = Outcome {
         setup,
         violations: s.violations.clone(),
@@ -569,6 +579,55 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     drop(s);
     drop(sim);
     outcome
+}
+
+/// Within this of a send counter's jump to `REKEY_AFTER_MESSAGES` the
+/// node has completed a new handshake: its next datagram starts one (the
+/// customers send at least every few hundred milliseconds), and the
+/// handshake takes a round trip, or a retry after `REKEY_TIMEOUT`.
+const REKEY_BY_MESSAGES_BOUND: Duration = Duration::from_secs(6);
+
+/// A rekey by message count that must happen: the node's completed
+/// handshakes when its counter jumped.
+struct RekeyCheck {
+    node: usize,
+    jumped_at: Duration,
+    completed: u64,
+}
+
+impl RekeyCheck {
+    fn at(now: Duration, node: usize, slot: &NodeSlot) -> RekeyCheck {
+        RekeyCheck {
+            node,
+            jumped_at: now,
+            completed: completed_handshakes(slot),
+        }
+    }
+
+    /// Whether the check is over at `now`: passed, or failed and reported.
+    fn due(&self, now: Duration, slot: &NodeSlot, shared: &SharedRef) -> bool {
+        if completed_handshakes(slot) > self.completed {
+            return true;
+        }
+        if now < self.jumped_at + REKEY_BY_MESSAGES_BOUND {
+            return false;
+        }
+        shared.borrow_mut().violate(format!(
+            "{}: no new handshake within {:?} of its send counter's jump at {:.3}s to REKEY_AFTER_MESSAGES",
+            NODE_NAMES[self.node],
+            REKEY_BY_MESSAGES_BOUND,
+            self.jumped_at.as_secs_f64()
+        ));
+        true
+    }
+}
+
+/// Handshakes the node's incarnations completed, with either role.
+fn completed_handshakes(slot: &NodeSlot) -> u64 {
+    slot.all_stats()
+        .iter()
+        .map(|s| s.peer.handshakes_completed)
+        .sum()
 }
 
 fn apply(
@@ -618,6 +677,16 @@ fn apply(
             s.link_port[X] += 1;
             format!("x roams to link port {}", s.link_port[X])
         }
+        Action::CounterJump(i) => match slots[i].borrow_mut().node.as_mut() {
+            Some(node) => {
+                node.force_send_counter(PeerId(0), REKEY_AFTER_MESSAGES);
+                format!(
+                    "{}: send counter jumps to REKEY_AFTER_MESSAGES",
+                    NODE_NAMES[i]
+                )
+            }
+            None => format!("{}: down, no counter to jump", NODE_NAMES[i]),
+        },
     };
     shared.borrow_mut().log("harness", &what, &[]);
 }

@@ -106,6 +106,10 @@ sweeps! {
     push_attack: "push-attack", 0..3;
     router_attack: "router-attack", 0..3;
     mayhem: "mayhem", 0..2;
+    // 11 simulated minutes each, about 30 s in a debug build: one seed.
+    forward_long: "forward-long", 0..1;
+    push_long: "push-long", 0..1;
+    forward_reverse_long: "forward-reverse-long", 0..1;
 }
 
 /// Regression (sim/README.md, finding 1, fixed): a replayed initiation that

@@ -527,6 +527,14 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         &self.link
     }
 
+    /// Moves the send counter of `peer`'s current session (see
+    /// [`Link::force_send_counter`]): the simulation's way to rekey by
+    /// message count without sending 2^60 frames.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn force_send_counter(&mut self, peer: PeerId, counter: u64) {
+        self.link.force_send_counter(peer, counter);
+    }
+
     /// The configured services, with their counters.
     pub fn services(&self) -> impl Iterator<Item = (&ServiceConfig, ServiceStats)> + '_ {
         self.services.iter().enumerate().map(|(i, s)| {

@@ -424,6 +424,21 @@ pub const SCENARIOS: &[Scenario] = &[
         |d, s| restart_phase(d, s, Mode::Push, true, Y)
     ),
     scenario!(
+        "forward-long",
+        "forward for 11 minutes, jitter only: rekeys by time and, once per node, by message count; counters exact",
+        |d, s| long_run(d, s, Mode::Forward, false)
+    ),
+    scenario!(
+        "push-long",
+        "push for 11 minutes, jitter only: rekeys by time and, once per node, by message count; counters exact",
+        |d, s| long_run(d, s, Mode::Push, false)
+    ),
+    scenario!(
+        "forward-reverse-long",
+        "forward-reverse for 11 minutes, jitter only: rekeys by time and, once per node, by message count; counters exact",
+        |d, s| long_run(d, s, Mode::Forward, true)
+    ),
+    scenario!(
         "mayhem",
         "forward with everything: loss, duplication, pressure, partition, restart with a clock step, roam, attacker",
         |d, s| mayhem(d, s)

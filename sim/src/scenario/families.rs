@@ -538,3 +538,30 @@ pub(super) fn mayhem(d: &mut Draw, s: &mut Setup) {
         a.active.end = s.traffic.stop;
     }
 }
+
+/// Traffic for this long in a long run: more than five rekey intervals
+/// (`REKEY_AFTER_TIME`, 120 s), so each run sees at least five rekeys by
+/// time.
+pub const LONG_RUN: Duration = Duration::from_secs(660);
+
+/// A run of [`LONG_RUN`] in `mode`, jitter only and counters exact, whose
+/// sessions are renewed by time and, twice, by message count: each node's
+/// send counter jumps to `REKEY_AFTER_MESSAGES` once, at a drawn time
+/// (`check::rekeys`, the harness's rekey check). No datagram may be lost
+/// across any of the changes of session.
+pub(super) fn long_run(d: &mut Draw, s: &mut Setup, mode: Mode, reverse_image: bool) {
+    if reverse_image {
+        reverse(d, s, mode);
+    } else {
+        clean(d, s, mode);
+    }
+    // Fewer, slower customers than the short runs: the length is the point.
+    s.traffic.gap_ms = (200, d.int(400, 900));
+    s.traffic.stop = s.traffic.start + LONG_RUN;
+    s.duration = s.traffic.stop + QUIET;
+    for node in [X, Y] {
+        let at = d.ms(20_000, LONG_RUN.as_millis() as u64 - 20_000);
+        s.faults.counter_jumps.push((s.traffic.start + at, node));
+    }
+    s.faults.counter_jumps.sort();
+}

@@ -203,6 +203,10 @@ pub struct Faults {
     pub clock_steps: Option<ClockSteps>,
     /// Times at which X's link socket moves to a new port (roaming).
     pub roams: Vec<Duration>,
+    /// Times at which a node's current session jumps its send counter to
+    /// `REKEY_AFTER_MESSAGES`, as (time, node): its next datagram starts a
+    /// rekey by message count, as 2^60 datagrams would.
+    pub counter_jumps: Vec<(Duration, usize)>,
     /// The attacker, if any.
     pub attack: Option<Attack>,
 }
@@ -218,6 +222,7 @@ impl Faults {
             restarts: Vec::new(),
             clock_steps: None,
             roams: Vec::new(),
+            counter_jumps: Vec::new(),
             attack: None,
         }
     }
