@@ -372,7 +372,11 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
 
     /// Applies a reloaded configuration with the same public key to
     /// `peer`. A changed preshared key ends the sessions (they were keyed
-    /// with the old one) and starts a handshake if the endpoint is known;
+    /// with the old one) and starts a handshake if the endpoint is known,
+    /// and the peer's newest initiation may be answered once more (the
+    /// peer's `reanswer` flag): the two ends of a link are
+    /// reloaded in turn, and the one that changed first resends what the
+    /// other answered under the old key;
     /// otherwise sessions are kept and the new endpoint, keepalive, keep-up
     /// and MTU take effect. Returns whether the peer handshakes again.
     pub fn update_peer(&mut self, peer: PeerId, config: PeerConfig, now: Instant) -> bool {
@@ -395,6 +399,8 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
             p.pending = None;
             p.response = None;
             p.want_initiation = false;
+            // Our answer to its newest initiation was under the old key.
+            p.reanswer = true;
         }
         // A service that keeps the link up asks again (`Link::keep_up`).
         p.config = config;
@@ -677,7 +683,10 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         } else {
             p.last_timestamp
         };
-        if floor.is_some_and(|t| timestamp <= t) {
+        // The newest one again is answered once after a change of the
+        // preshared key (`Peer::reanswer`).
+        let again = p.reanswer && floor == Some(timestamp);
+        if floor.is_some_and(|t| timestamp <= t) && !again {
             if floor.is_some_and(|t| timestamp < t) && p.incarnation != Some(incarnation) {
                 reach_out(p, now, incarnation, timestamp);
             }
@@ -733,6 +742,7 @@ impl<R: RngCore + CryptoRng, const P: usize> Link<R, P> {
         let session = Session::new(&keys, false, local_index, sender_index, now);
         note_incarnation(p, incarnation);
         p.incarnation_timestamp = Some(timestamp);
+        p.reanswer = false;
         p.install(session, now);
         p.heard(now, datagram.len());
         p.response = Some((response, from));

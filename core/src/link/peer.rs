@@ -197,6 +197,13 @@ pub(crate) struct Peer {
     /// than this only. The two differ after the peer restarted with its
     /// wall clock stepped back (see `Link::handle_initiation`).
     pub incarnation_timestamp: Option<Tai64N>,
+    /// The newest initiation accepted from the peer (the one whose
+    /// timestamp is the floor) may be answered once more: we answered it
+    /// under a preshared key that has changed since (`Link::update_peer`).
+    /// A peer that changed its key first sent it fresh, could not complete
+    /// our answer under the old key, and resends the same initiation; a
+    /// replay of anything older is still refused.
+    pub reanswer: bool,
     /// The newest refused (stale) initiation from an incarnation not yet
     /// confirmed: (incarnation, timestamp). Becomes the floor of
     /// `incarnation_timestamp` if a handshake confirms that incarnation.
@@ -265,6 +272,7 @@ impl Peer {
             probe_sent: None,
             last_timestamp: None,
             incarnation_timestamp: None,
+            reanswer: false,
             stale: None,
             reached_out: None,
             reach_out_renewed: false,

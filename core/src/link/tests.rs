@@ -1603,3 +1603,109 @@ fn set_endpoint_starts_a_kept_up_peer_without_one() {
     assert!(p.a.is_up(p.a_peer, p.now));
     assert!(p.b.is_up(p.b_peer, p.now));
 }
+
+/// Gives one side a new preshared key, as a reload does.
+fn change_psk(p: &mut Pair, b: bool, psk: [u8; 32]) {
+    let now = p.now;
+    let (link, peer) = if b {
+        (&mut p.b, p.b_peer)
+    } else {
+        (&mut p.a, p.a_peer)
+    };
+    let mut c = link.peer_config(peer).unwrap().clone();
+    c.preshared_key = Some(PresharedKey::from_bytes(psk));
+    assert!(link.update_peer(peer, c, now), "a changed PSK rekeys");
+}
+
+/// A preshared key changed by a reload on one node, then on the other
+/// (an operator reloads the two ends in turn): the first node's fresh
+/// initiation reaches a peer that still holds the old key, which answers
+/// it under that key, so the first node cannot complete it. Its resends are
+/// the same initiation, which the peer had answered: once the peer holds
+/// the new key too, it must answer that one again (once), or the link
+/// waits for REKEY_TIMEOUT (found by the simulation's
+/// forward-reload-rekey: 5 s without traffic).
+#[test]
+fn a_preshared_key_changed_on_both_nodes_in_turn_is_back_within_two_seconds() {
+    for first_b in [false, true] {
+        for gap_ms in [0, 30, 300, 800] {
+            let mut p = Pair::new(31);
+            p.up();
+            change_psk(&mut p, first_b, [9; 32]);
+            p.run_for(Duration::from_millis(gap_ms));
+            change_psk(&mut p, !first_b, [9; 32]);
+            let changed = p.now;
+            let mut back = None;
+            while p.now < changed + Duration::from_secs(2) {
+                p.run_for(Duration::from_millis(20));
+                if p.a.is_up(p.a_peer, p.now) && p.send(false, b"ping").is_ok() {
+                    p.run_for(Duration::from_millis(30));
+                    if p.at_b.last().map(Vec::as_slice) == Some(b"ping".as_slice()) {
+                        back = Some(p.now - changed);
+                        break;
+                    }
+                }
+            }
+            assert!(
+                back.is_some(),
+                "first {}, gap {gap_ms} ms: no data a -> b within 2 s of the second change",
+                if first_b { "b" } else { "a" }
+            );
+            p.send(true, b"pong").unwrap();
+            p.run_for(Duration::from_millis(30));
+            assert_eq!(p.at_a.last().map(Vec::as_slice), Some(b"pong".as_slice()));
+        }
+    }
+}
+
+/// After a change of the preshared key the newest initiation is answered
+/// once more (see the test above), and only once; older ones stay refused.
+#[test]
+fn after_a_psk_change_only_the_newest_initiation_is_answered_again_and_once() {
+    let captured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut p = Pair::new(32);
+    let c = captured.clone();
+    p.hook = Box::new(move |to_b, bytes| {
+        if to_b && bytes[0] == 1 {
+            c.borrow_mut().push(bytes.to_vec());
+        }
+        Fate::Deliver
+    });
+    p.up();
+    // A second handshake, so there is an older initiation to replay.
+    p.a.connect(p.a_peer, p.now);
+    p.run_for(Duration::from_millis(100));
+    p.hook = Box::new(|_, _| Fate::Deliver);
+    let (older, newest) = {
+        let c = captured.borrow();
+        assert!(c.len() >= 2, "two initiations captured");
+        (c[0].clone(), c[c.len() - 1].clone())
+    };
+    change_psk(&mut p, true, [5; 32]);
+    p.run_for(Duration::from_millis(100));
+    let from = p.a_addr;
+    let replay = |p: &mut Pair, bytes: &[u8]| {
+        let before = p.stats(true).tx_datagrams;
+        let r = p.deliver(Datagram {
+            at: p.now,
+            to_b: true,
+            from,
+            bytes: bytes.to_vec(),
+        });
+        p.flush();
+        p.in_flight.clear();
+        (r, p.stats(true).tx_datagrams - before)
+    };
+    assert_eq!(
+        replay(&mut p, &older),
+        (Err(DropReason::ReplayedInitiation), 0)
+    );
+    let (r, sent) = replay(&mut p, &newest);
+    assert!(r.is_ok(), "the newest is answered again: {r:?}");
+    assert_eq!(sent, 1, "with one response");
+    assert_eq!(
+        replay(&mut p, &newest),
+        (Err(DropReason::ReplayedInitiation), 0),
+        "but only once"
+    );
+}
