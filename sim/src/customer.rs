@@ -205,12 +205,21 @@ pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
         let s = shared.borrow();
         (s.setup.clone(), s.ip("x"))
     };
+    let service = index % setup.services;
     let port = match setup.mode {
-        Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
+        Mode::Forward => LISTEN_PORT + service as u16,
         _ => LISTEN_PORT,
     };
     let sends_to = (!setup.reverse).then_some(SocketAddr::new(x, port));
-    customer(shared, format!("alice-{index}"), ALICE_PORT, sends_to).await
+    let traffic = setup.client_traffic(service);
+    customer(
+        shared,
+        format!("alice-{index}"),
+        ALICE_PORT,
+        sends_to,
+        traffic,
+    )
+    .await
 }
 
 /// `bob-N`: a target behind Y, or in the mirror image a client of Y; in
@@ -222,28 +231,28 @@ pub async fn bob(shared: SharedRef, index: usize) -> turmoil::Result {
         let s = shared.borrow();
         (s.setup.clone(), s.ip("y"))
     };
+    let service = index % setup.services;
     let port = match setup.mode {
-        Mode::Forward => LISTEN_PORT + (index % setup.services) as u16,
+        Mode::Forward => LISTEN_PORT + service as u16,
         _ => LISTEN_PORT,
     };
     let sends = setup.reverse || (setup.mode == Mode::Direct && index == 0);
     let sends_to = sends.then_some(SocketAddr::new(y, port));
-    customer(shared, format!("bob-{index}"), BOB_PORT, sends_to).await
+    let traffic = setup.client_traffic(service);
+    customer(shared, format!("bob-{index}"), BOB_PORT, sends_to, traffic).await
 }
 
 /// A customer with one socket on `port`: sends requests to `sends_to` on
-/// its schedule, answers every request it receives.
+/// the schedule of `traffic`, answers every request it receives.
 async fn customer(
     shared: SharedRef,
     name: String,
     port: u16,
     sends_to: Option<SocketAddr>,
+    traffic: Traffic,
 ) -> turmoil::Result {
     let mut me = Customer::new(&shared, name);
-    let (traffic, any) = {
-        let s = shared.borrow();
-        (s.setup.traffic.clone(), s.setup.unspecified())
-    };
+    let any = shared.borrow().setup.unspecified();
     let sock = UdpSocket::bind((any, port)).await?;
     let mut schedule = Schedule::new(&traffic, &mut me.rng);
     let mut buf = vec![0u8; 4096];

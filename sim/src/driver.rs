@@ -106,7 +106,8 @@ pub struct NodeStats {
 }
 
 impl NodeStats {
-    fn of(node: &SimNode) -> NodeStats {
+    /// The running node's counters, now.
+    pub fn of(node: &SimNode) -> NodeStats {
         let now = core_now(sim_now());
         NodeStats {
             services: node.services().map(|(c, s)| (c.clone(), s)).collect(),
@@ -130,6 +131,8 @@ pub struct NodeSlot {
     pub boots: u64,
     /// Counters of earlier incarnations.
     pub history: Vec<NodeStats>,
+    /// Counters of the services reloads removed, as they were then.
+    pub removed_services: Vec<(ServiceConfig, ServiceStats)>,
 }
 
 impl NodeSlot {
@@ -140,10 +143,24 @@ impl NodeSlot {
         }
     }
 
+    /// Files away the counters of the services in `before` (the node's
+    /// counters just before a reload) that `gone` says the reload removes:
+    /// they leave the node with their service, and [`NodeSlot::all_stats`]
+    /// still counts them.
+    pub fn file_away(&mut self, before: NodeStats, gone: impl Fn(&ServiceConfig) -> bool) {
+        self.removed_services
+            .extend(before.services.into_iter().filter(|(c, _)| gone(c)));
+    }
+
     /// Counters of every incarnation, the running one last.
+    /// Services a reload removed count with the incarnation that ran
+    /// them last.
     pub fn all_stats(&self) -> Vec<NodeStats> {
         let mut v = self.history.clone();
         v.extend(self.node.as_ref().map(NodeStats::of));
+        if let Some(last) = v.last_mut() {
+            last.services.extend(self.removed_services.iter().cloned());
+        }
         v
     }
 }

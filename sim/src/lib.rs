@@ -32,13 +32,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sdt_core::allow::AllowList;
-use sdt_core::key::{PrivateKey, PublicKey};
+use sdt_core::key::{PresharedKey, PrivateKey, PublicKey};
 use sdt_core::link::{PeerConfig, PeerId, REKEY_AFTER_MESSAGES};
 use sdt_core::node::{Peers, Role, ServiceConfig};
 
 use crate::check::{Recovery, Totals};
 use crate::driver::{
-    NodeCtx, NodeSlot, NodeSpec, DIRECT_SERVICE, FORWARD_SERVICE, PEER, PUSH_SERVICE,
+    NodeCtx, NodeSlot, NodeSpec, NodeStats, DIRECT_SERVICE, FORWARD_SERVICE, PEER, PUSH_SERVICE,
     ROUTER_SERVICE, START_UNIX_NANOS,
 };
 use crate::scenario::{
@@ -281,7 +281,14 @@ fn node_key(seed: u64, i: usize) -> PrivateKey {
 }
 
 /// The two nodes' configurations.
-fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpec; 2] {
+/// The nodes' configurations: as they boot, or (`reloaded`) as a
+/// [`Reload`](scenario::Reload) makes them.
+fn node_specs(
+    setup: &Setup,
+    shared: &Shared,
+    keys: &[PublicKey; 2],
+    reloaded: bool,
+) -> [NodeSpec; 2] {
     let x = shared.ip("x");
     let y = shared.ip("y");
     let bob = |b: usize| SocketAddr::new(shared.ip(&format!("bob-{b}")), BOB_PORT);
@@ -319,6 +326,7 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
             )],
         ),
         Mode::Forward => (0..setup.services)
+            .filter(|&s| setup.faults.reload.is_none_or(|r| r.runs(s, reloaded)))
             .map(|s| {
                 let id = FORWARD_SERVICE + s as u8;
                 let listen = any(LISTEN_PORT + s as u16);
@@ -386,6 +394,12 @@ fn node_specs(setup: &Setup, shared: &Shared, keys: &[PublicKey; 2]) -> [NodeSpe
     if setup.mode == Mode::Direct {
         py.endpoint = Some(SocketAddr::new(x, LINK_PORT));
     }
+    if reloaded && setup.faults.reload.is_some_and(|r| r.rekey) {
+        let psk =
+            PresharedKey::generate(&mut ChaCha20Rng::seed_from_u64(mix(setup.seed, "psk", 0)));
+        px.preshared_key = Some(psk.clone());
+        py.preshared_key = Some(psk);
+    }
     let key = |i| node_key(setup.seed, i).to_bytes();
     [
         NodeSpec {
@@ -417,6 +431,7 @@ enum Action {
     Roam,
     LossStop,
     CounterJump(usize),
+    Reload(usize),
 }
 
 fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
@@ -435,6 +450,10 @@ fn schedule(setup: &Setup) -> Vec<(Duration, Action)> {
     }
     for &(t, node) in &f.counter_jumps {
         v.push((t, Action::CounterJump(node)));
+    }
+    if let Some(r) = f.reload {
+        v.push((r.at, Action::Reload(X)));
+        v.push((r.y_at(), Action::Reload(Y)));
     }
     if let Some(l) = f.loss {
         v.push((l.until, Action::LossStop));
@@ -494,7 +513,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
         node_key(setup.seed, X).public_key(),
         node_key(setup.seed, Y).public_key(),
     ];
-    let specs = node_specs(&setup, &shared.borrow(), &keys);
+    let specs = node_specs(&setup, &shared.borrow(), &keys, false);
     let slots: [Rc<RefCell<NodeSlot>>; 2] = Default::default();
     for (i, spec) in specs.into_iter().enumerate() {
         let ctx = Rc::new(NodeCtx {
@@ -561,6 +580,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     let totals = check::counters(&mut s, &stats);
     let recoveries = check::recoveries(&mut s);
     check::rekeys(&mut s, &totals);
+    check::reload(&mut s);
     let outcome = Outcome {
         setup,
         violations: s.violations.clone(),
@@ -687,11 +707,55 @@ fn apply(
             }
             None => format!("{}: down, no counter to jump", NODE_NAMES[i]),
         },
+        Action::Reload(i) => reload(shared, &mut slots[i].borrow_mut(), i),
     };
     shared.borrow_mut().log("harness", &what, &[]);
 }
 
 /// Checks that every channel table is within its limits.
+/// Node `i` applies its configuration after the scenario's reload, as
+/// `sdt reload` makes the daemon do; the counters of the services it
+/// removes are filed away first, so the end checks still see them.
+fn reload(shared: &SharedRef, slot: &mut NodeSlot, i: usize) -> String {
+    let name = NODE_NAMES[i];
+    let specs = {
+        let s = shared.borrow();
+        let keys = [
+            node_key(s.setup.seed, X).public_key(),
+            node_key(s.setup.seed, Y).public_key(),
+        ];
+        node_specs(&s.setup, &s, &keys, true)
+    };
+    let spec = &specs[i];
+    let Some(node) = slot.node.as_mut() else {
+        return format!("{name}: down, nothing to reload");
+    };
+    let before = NodeStats::of(node);
+    let now = driver::core_now(world::sim_now());
+    match node.reload(
+        now,
+        &keys_of(i, shared),
+        std::slice::from_ref(&spec.peer),
+        &spec.services,
+    ) {
+        Ok(summary) => {
+            slot.file_away(before, |c| spec.services.iter().all(|n| n.id != c.id));
+            format!("{name}: reload: {summary:?}")
+        }
+        Err(e) => {
+            shared
+                .borrow_mut()
+                .violate(format!("{name}: reload refused: {e}"));
+            format!("{name}: reload refused")
+        }
+    }
+}
+
+/// Node `i`'s own public key.
+fn keys_of(i: usize, shared: &SharedRef) -> PublicKey {
+    node_key(shared.borrow().setup.seed, i).public_key()
+}
+
 fn sample(shared: &SharedRef, slots: &[Rc<RefCell<NodeSlot>>; 2]) {
     for i in [X, Y] {
         let slot = slots[i].borrow();

@@ -106,6 +106,10 @@ sweeps! {
     push_attack: "push-attack", 0..3;
     router_attack: "router-attack", 0..3;
     mayhem: "mayhem", 0..2;
+    forward_reload: "forward-reload", 0..3;
+    forward_reverse_reload: "forward-reverse-reload", 0..3;
+    forward_reload_rekey: "forward-reload-rekey", 0..3;
+    forward_reverse_reload_rekey: "forward-reverse-reload-rekey", 0..3;
     // 11 simulated minutes each, about 30 s in a debug build: one seed.
     forward_long: "forward-long", 0..1;
     push_long: "push-long", 0..1;

@@ -439,6 +439,26 @@ pub const SCENARIOS: &[Scenario] = &[
         |d, s| long_run(d, s, Mode::Forward, true)
     ),
     scenario!(
+        "forward-reload",
+        "forward with 3 services, both nodes reload during traffic (one service removed, one added); the unchanged one loses nothing",
+        |d, s| reload(d, s, false, false)
+    ),
+    scenario!(
+        "forward-reverse-reload",
+        "forward-reverse with 3 services, both nodes reload during traffic (one service removed, one added); the unchanged one loses nothing",
+        |d, s| reload(d, s, true, false)
+    ),
+    scenario!(
+        "forward-reload-rekey",
+        "forward-reload, and the peer's preshared key changes on both nodes: they handshake again; losses counted, bounded",
+        |d, s| reload(d, s, false, true)
+    ),
+    scenario!(
+        "forward-reverse-reload-rekey",
+        "forward-reverse-reload, and the peer's preshared key changes on both nodes: they handshake again; losses counted, bounded",
+        |d, s| reload(d, s, true, true)
+    ),
+    scenario!(
         "mayhem",
         "forward with everything: loss, duplication, pressure, partition, restart with a clock step, roam, attacker",
         |d, s| mayhem(d, s)

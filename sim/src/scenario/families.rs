@@ -11,7 +11,7 @@ use sdt_core::node::ChannelLimits;
 
 use super::cast::{other, Mode, NODE_CHANNELS, X, Y};
 use super::faults::{
-    Attack, ClockStep, ClockSteps, Direction, Faults, Loss, Move, Replays, Restart, Window,
+    Attack, ClockStep, ClockSteps, Direction, Faults, Loss, Move, Reload, Replays, Restart, Window,
 };
 use super::setup::{Setup, Traffic};
 use crate::trace::mix;
@@ -564,4 +564,33 @@ pub(super) fn long_run(d: &mut Draw, s: &mut Setup, mode: Mode, reverse_image: b
         s.faults.counter_jumps.push((s.traffic.start + at, node));
     }
     s.faults.counter_jumps.sort();
+}
+
+/// Forward with three services, jitter only and counters exact, and a
+/// [`Reload`] of both nodes during traffic: one service goes, one comes,
+/// one is left alone and must lose nothing (`check::reload`); with
+/// `rekey` the preshared key changes too. Y reloads 0-800 ms after X.
+pub(super) fn reload(d: &mut Draw, s: &mut Setup, reverse_image: bool, rekey: bool) {
+    if reverse_image {
+        reverse(d, s, Mode::Forward);
+    } else {
+        clean(d, s, Mode::Forward);
+    }
+    s.services = 3;
+    // A target per service, one client of each service at least.
+    let clients = d.int(3, 5) as usize;
+    if reverse_image {
+        (s.alices, s.bobs) = (3, clients);
+    } else {
+        (s.alices, s.bobs) = (clients, 3);
+    }
+    let removed = d.int(0, 2) as usize;
+    let added = (removed + d.int(1, 2) as usize) % 3;
+    s.faults.reload = Some(Reload {
+        at: s.traffic.start + d.ms(5_000, 9_000),
+        y_after: d.ms(0, 800),
+        removed,
+        added,
+        rekey,
+    });
 }

@@ -207,8 +207,62 @@ pub struct Faults {
     /// `REKEY_AFTER_MESSAGES`, as (time, node): its next datagram starts a
     /// rekey by message count, as 2^60 datagrams would.
     pub counter_jumps: Vec<(Duration, usize)>,
+    /// A reload of both nodes' configurations during traffic, if any.
+    pub reload: Option<Reload>,
     /// The attacker, if any.
     pub attack: Option<Attack>,
+}
+
+/// A reload of both nodes during traffic (forward mode), as an operator
+/// changes both ends: X applies the new configuration at [`Reload::at`], Y
+/// `y_after` later, through `Node::reload`. One service goes, one comes,
+/// the others are unchanged and must lose nothing; with `rekey` the peer's
+/// preshared key changes too, so the nodes handshake again.
+///
+/// The customers of the two changing services are quiet from a second
+/// before X's reload until a second after Y's ([`Reload::quiet`]): a
+/// datagram sent to a listen socket that a reload closed is lost before any
+/// node sees it, which no counter can hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reload {
+    /// When X reloads.
+    pub at: Duration,
+    /// How much later Y reloads.
+    pub y_after: Duration,
+    /// The service (its position, `0..Setup::services`) the reload removes.
+    pub removed: usize,
+    /// The service the reload adds: configured on neither node before it.
+    pub added: usize,
+    /// Whether the peer's preshared key changes on both nodes.
+    pub rekey: bool,
+}
+
+impl Reload {
+    /// Whether service `s` runs before the reload (`after == false`) or
+    /// after it.
+    pub fn runs(&self, s: usize, after: bool) -> bool {
+        if after {
+            s != self.removed
+        } else {
+            s != self.added
+        }
+    }
+
+    /// Whether service `s` is configured alike before and after.
+    pub fn unchanged(&self, s: usize) -> bool {
+        s != self.removed && s != self.added
+    }
+
+    /// When Y reloads.
+    pub fn y_at(&self) -> Duration {
+        self.at + self.y_after
+    }
+
+    /// The span the changing services' customers are quiet in.
+    pub fn quiet(&self) -> (Duration, Duration) {
+        let margin = Duration::from_secs(1);
+        (self.at.saturating_sub(margin), self.y_at() + margin)
+    }
 }
 
 impl Faults {
@@ -223,6 +277,7 @@ impl Faults {
             clock_steps: None,
             roams: Vec::new(),
             counter_jumps: Vec::new(),
+            reload: None,
             attack: None,
         }
     }

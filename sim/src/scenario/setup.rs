@@ -104,6 +104,22 @@ impl Setup {
     pub fn answers(&self) -> bool {
         self.mode != Mode::Push
     }
+
+    /// When a client of forward service `s` sends: the run's traffic, but
+    /// for the services a reload removes (they stop before it) or adds
+    /// (they start after it); see [`Reload::quiet`](super::Reload::quiet).
+    pub fn client_traffic(&self, s: usize) -> Traffic {
+        let mut t = self.traffic.clone();
+        if let Some(r) = self.faults.reload.filter(|r| !r.unchanged(s)) {
+            let (from, until) = r.quiet();
+            if s == r.removed {
+                t.stop = t.stop.min(from);
+            } else {
+                t.start = t.start.max(until);
+            }
+        }
+        t
+    }
 }
 
 /// Who starts and who answers in a forward or push service.
