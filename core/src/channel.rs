@@ -62,9 +62,9 @@ use crate::time::Instant;
 
 /// A service of the node: its position in the node's service list, which
 /// changes when a reload removes a service before it. Not the service's id
-/// on the wire (a plain `u8` in [`ServiceHeaderRepr`](crate::wire::ServiceHeaderRepr)
-/// and the node's API), which never changes: the two are distinct types so
-/// that one is never passed for the other.
+/// on the wire ([`ServiceId`](crate::wire::ServiceId)), which never
+/// changes: the two are distinct types so that one is never passed for the
+/// other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceIndex(pub u8);
 

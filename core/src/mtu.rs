@@ -139,6 +139,8 @@ pub fn max_payload_len(
 mod tests {
     use core::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
+    use crate::wire::ServiceId;
+
     use super::*;
 
     fn v4() -> Option<SocketAddr> {
@@ -149,7 +151,11 @@ mod tests {
         Some("[2001:db8::1]:51820".parse().unwrap())
     }
 
-    fn header(service: u8, channel: bool, destination: Option<SocketAddr>) -> ServiceHeaderRepr {
+    fn header(
+        service: ServiceId,
+        channel: bool,
+        destination: Option<SocketAddr>,
+    ) -> ServiceHeaderRepr {
         ServiceHeaderRepr {
             service,
             from_entry: true,
@@ -164,24 +170,27 @@ mod tests {
         let dst4 = Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53)));
         let dst6 = Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 53));
         let rows = [
-            (header(0, false, None), 1442, 1422),
-            (header(0, true, None), 1438, 1418),
-            (header(0, true, dst4), 1432, 1412),
-            (header(0, true, dst6), 1420, 1400),
+            (header(ServiceId::new(0), false, None), 1442, 1422),
+            (header(ServiceId::new(0), true, None), 1438, 1418),
+            (header(ServiceId::new(0), true, dst4), 1432, 1412),
+            (header(ServiceId::new(0), true, dst6), 1420, 1400),
         ];
         for (h, on_v4, on_v6) in rows {
             assert_eq!(max_payload_len(DEFAULT_LINK_MTU, v4(), &h), on_v4, "{h:?}");
             assert_eq!(max_payload_len(DEFAULT_LINK_MTU, v6(), &h), on_v6, "{h:?}");
         }
         // A service id of 7 or more takes one more byte.
-        assert_eq!(max_payload_len(1500, v4(), &header(7, false, None)), 1441);
+        assert_eq!(
+            max_payload_len(1500, v4(), &header(ServiceId::new(7), false, None)),
+            1441
+        );
     }
 
     #[test]
     fn the_limit_fills_the_mtu_exactly() {
         for mtu in [MIN_LINK_MTU, 1280, 1420, 1500, 9000, MAX_LINK_MTU] {
             for endpoint in [v4(), v6()] {
-                let h = header(9, true, v6());
+                let h = header(ServiceId::new(9), true, v6());
                 let ip = ip_header_len(endpoint.unwrap());
                 let frame = DataPacket::<&[u8]>::OVERHEAD
                     + longest_header_len(&h)
@@ -193,7 +202,7 @@ mod tests {
 
     #[test]
     fn channel_numbers_do_not_move_the_limit() {
-        let mut h = header(0, true, None);
+        let mut h = header(ServiceId::new(0), true, None);
         let first = max_payload_len(1500, v4(), &h);
         for number in [1, 255, 256, 65_535, 65_536, u32::MAX] {
             h.channel = Some(number);
@@ -214,8 +223,8 @@ mod tests {
         let dst6 = Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 53));
         let mtu = |link| {
             router_packet_mtu(
-                max_payload_len(1500, link, &header(1, true, dst4)),
-                max_payload_len(1500, link, &header(1, true, dst6)),
+                max_payload_len(1500, link, &header(ServiceId::new(1), true, dst4)),
+                max_payload_len(1500, link, &header(ServiceId::new(1), true, dst6)),
             )
         };
         assert_eq!(mtu(v4()), 1458);
@@ -223,7 +232,7 @@ mod tests {
         // A UDP packet of that size fits: its header is 2 bytes longer than
         // what an echo request leaves behind.
         let udp_payload = usize::from(mtu(v4())) - IPV4_HEADER_LEN - UDP_HEADER_LEN;
-        assert!(udp_payload <= max_payload_len(1500, v4(), &header(1, true, dst4)));
+        assert!(udp_payload <= max_payload_len(1500, v4(), &header(ServiceId::new(1), true, dst4)));
         assert_eq!(router_packet_mtu(usize::MAX, 70_000), u16::MAX);
     }
 
@@ -235,7 +244,7 @@ mod tests {
         assert!(valid_link_mtu(DEFAULT_LINK_MTU));
         assert!(valid_link_mtu(MAX_LINK_MTU));
         // Even the smallest MTU leaves room for the longest frame header.
-        let h = header(255, true, v6());
+        let h = header(ServiceId::new(255), true, v6());
         assert!(max_payload_len(MIN_LINK_MTU, v6(), &h) > 400);
     }
 }

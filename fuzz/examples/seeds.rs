@@ -14,7 +14,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use sdt_core::wire::{DataPacket, ServiceHeaderRepr};
+use sdt_core::wire::{DataPacket, ServiceHeaderRepr, ServiceId};
 use sdt_fuzz::{service, udp_packet, Input, LinkPair, NodePair, Stage, TUN_DESTINATION};
 
 fn main() {
@@ -78,7 +78,7 @@ fn check_probes(a_probe: &[u8], b_probe: &[u8]) {
 
 /// A service header and payload.
 fn plaintext(
-    service: u8,
+    service: ServiceId,
     from_entry: bool,
     channel: Option<u32>,
     destination: Option<SocketAddr>,
@@ -186,7 +186,7 @@ fn link_datagram(dir: &Path) {
         plaintext(service::DIRECT, false, None, None, b"direct"),
         plaintext(service::PUSH_EXIT, true, None, None, b"push"),
         plaintext(service::PUSH_ENTRY, false, None, None, b"wrong way"),
-        plaintext(200, true, Some(1), None, b"unknown service"),
+        plaintext(ServiceId::new(200), true, Some(1), None, b"unknown service"),
     ];
     let chunks: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
     write(dir, "6-every-service", &Input::encode(6, 0, &chunks[..8]));

@@ -25,14 +25,14 @@ use sdt_core::ip::icmp::parse_echo;
 use sdt_core::ip::l3::parse_packet;
 use sdt_core::ip::{forge_udp, parse_udp, udp_header_len};
 use sdt_core::link::{PeerConfig, MIN_TRANSMIT_BUFFER};
-use sdt_core::node::{Action, Output, Peers, Role, SocketId, HEADROOM, TAILROOM};
+use sdt_core::node::{Action, Output, Peers, Role, ServiceId, SocketId, HEADROOM, TAILROOM};
 use sdt_fuzz::{
     allow_all, check_output, node, small_service, FuzzNode, A_ADDR, B_ADDR, KEY_X, KEY_Y, START,
 };
 
-const ROUTER: u8 = 3;
+const ROUTER: ServiceId = ServiceId::new(3);
 /// The L3 router service (`exit = "tun"`).
-const L3: u8 = 4;
+const L3: ServiceId = ServiceId::new(4);
 
 fuzz_target!(|data: &[u8]| {
     let (mut x, mut y) = router_pair();

@@ -33,7 +33,8 @@ use sdt_core::link::{DropReason, Received};
 use sdt_core::node::Dropped;
 use sdt_core::wire::DataPacket;
 use sdt_fuzz::{
-    fix_mac1, probe_sealed_by, sealed_by, service_link, Input, LinkPair, NodePair, Stage, A_ADDR, B_ADDR,
+    fix_mac1, probe_sealed_by, sealed_by, service_link, Input, LinkPair, NodePair, Stage, A_ADDR,
+    B_ADDR,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -19,7 +19,7 @@ use sdt_core::crypto;
 use sdt_core::key::{PrivateKey, PublicKey};
 use sdt_core::link::{Link, PeerConfig, PeerId, MIN_TRANSMIT_BUFFER};
 use sdt_core::node::{
-    Action, Node, Output, Peers, Role, ServiceConfig, SocketId, HEADROOM, TAILROOM,
+    Action, Node, Output, Peers, Role, ServiceConfig, ServiceId, SocketId, HEADROOM, TAILROOM,
 };
 use sdt_core::wire::{DataPacket, InitiationPacket, ProbePacket, ResponsePacket};
 use sdt_core::Instant;
@@ -268,12 +268,7 @@ pub fn sealed_by(sender: &mut FuzzLink, peer: PeerId, now: Instant, datagram: &[
 /// Whether `datagram`, a liveness probe (type 5) someone accepted, is the
 /// probe `sender` seals at its counter: a probe has no plaintext, so the
 /// sender's own probe at that counter must match it byte for byte.
-pub fn probe_sealed_by(
-    sender: &mut FuzzLink,
-    peer: PeerId,
-    now: Instant,
-    datagram: &[u8],
-) -> bool {
+pub fn probe_sealed_by(sender: &mut FuzzLink, peer: PeerId, now: Instant, datagram: &[u8]) -> bool {
     let Ok(packet) = ProbePacket::new_checked(datagram) else {
         return false;
     };
@@ -284,21 +279,23 @@ pub fn probe_sealed_by(
 
 /// Service ids of the node pair's Y, one per role.
 pub mod service {
+    use sdt_core::node::ServiceId;
+
     /// Forward exit: frames from X's entry go to [`super::TARGET`].
-    pub const FORWARD_EXIT: u8 = 1;
+    pub const FORWARD_EXIT: ServiceId = ServiceId::new(1);
     /// Forward entry, with channel 0 open for [`super::CLIENT`].
-    pub const FORWARD_ENTRY: u8 = 2;
+    pub const FORWARD_ENTRY: ServiceId = ServiceId::new(2);
     /// Router entry, with channel 0 open for [`super::TUN_CLIENT`] to
     /// [`super::TUN_DESTINATION`].
-    pub const ROUTER_ENTRY: u8 = 3;
+    pub const ROUTER_ENTRY: ServiceId = ServiceId::new(3);
     /// Router exit that allows every destination.
-    pub const ROUTER_EXIT: u8 = 4;
+    pub const ROUTER_EXIT: ServiceId = ServiceId::new(4);
     /// Direct, its customer [`super::CLIENT`].
-    pub const DIRECT: u8 = 5;
+    pub const DIRECT: ServiceId = ServiceId::new(5);
     /// Push exit to [`super::TARGET`].
-    pub const PUSH_EXIT: u8 = 6;
+    pub const PUSH_EXIT: ServiceId = ServiceId::new(6);
     /// Push entry (frames to it are refused: wrong direction).
-    pub const PUSH_ENTRY: u8 = 7;
+    pub const PUSH_ENTRY: ServiceId = ServiceId::new(7);
 }
 
 /// Y's customer-side addresses.
@@ -327,7 +324,7 @@ pub fn allow_all() -> AllowList<{ sdt_core::node::MAX_ALLOW_RULES }> {
 
 /// A service with room for 4 channels, so that a few frames fill its
 /// table (the nodes' table has 16).
-pub fn small_service(id: u8, peers: Peers, role: Role) -> ServiceConfig {
+pub fn small_service(id: ServiceId, peers: Peers, role: Role) -> ServiceConfig {
     let mut config = ServiceConfig::new(id, peers, role);
     config.limits.max_channels = 4;
     config

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::OsRng;
 use sdt_core::allow::AllowList;
 use sdt_core::link::{PeerConfig, PeerId};
-use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceError};
+use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceError, ServiceId};
 use sdt_core::Instant;
 
 use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, RouterExit, ServiceSpec};
@@ -36,7 +36,7 @@ pub enum BuildError {
     /// A service core refused.
     Service {
         /// Its id.
-        id: u8,
+        id: ServiceId,
         /// Why.
         error: ServiceError,
     },
@@ -218,7 +218,10 @@ mod tests {
             .stack_size(crate::daemon::LOOP_STACK)
             .spawn(move || {
                 let node = build_node(&config, Instant::ZERO, 0).unwrap();
-                (node.push_buffer_capacity(1), node.push_buffer_capacity(2))
+                (
+                    node.push_buffer_capacity(ServiceId::new(1)),
+                    node.push_buffer_capacity(ServiceId::new(2)),
+                )
             })
             .unwrap()
             .join()
@@ -260,9 +263,9 @@ mod tests {
                     new.services.iter().map(service_config).collect();
                 let key = new.private_key.public_key();
                 node.reload(Instant::ZERO, &key, &peers, &services).unwrap();
-                let before = [1, 2, 3].map(|id| node.push_buffer_capacity(id));
+                let before = [1, 2, 3].map(|id| node.push_buffer_capacity(ServiceId::new(id)));
                 give_push_buffers(&mut node, &new).unwrap();
-                let after = [1, 2, 3].map(|id| node.push_buffer_capacity(id));
+                let after = [1, 2, 3].map(|id| node.push_buffer_capacity(ServiceId::new(id)));
                 (before, after)
             })
             .unwrap()

@@ -84,7 +84,7 @@ use crate::addr::{InterfaceAddress, Route};
 use crate::keyfile::{self, KeyFileError};
 use sdt_core::allow::AllowRule;
 pub use sdt_core::ip::l3::IpNet;
-use sdt_core::node::ChannelLimits;
+use sdt_core::node::{ChannelLimits, ServiceId};
 
 mod service;
 
@@ -255,7 +255,7 @@ pub struct TunSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// Service number, unique on this node and the same on the peer.
-    pub id: u8,
+    pub id: ServiceId,
     /// The peer it runs with.
     pub peer: PeerRef,
     /// What it does.
@@ -320,7 +320,7 @@ impl PeerSpec {
 impl ServiceSpec {
     /// A service with every optional key at its default, for configs built
     /// in code (the demo, tests, embedding programs).
-    pub fn new(id: u8, peer: PeerRef, mode: Mode, half: Half) -> ServiceSpec {
+    pub fn new(id: ServiceId, peer: PeerRef, mode: Mode, half: Half) -> ServiceSpec {
         ServiceSpec {
             id,
             peer,

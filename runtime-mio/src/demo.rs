@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand_core::OsRng;
 use sdt_core::key::PrivateKey;
+use sdt_core::node::ServiceId;
 
 use crate::config::{Half, Mode, PeerSpec};
 use crate::daemon::{Daemon, Options, RunError};
@@ -24,9 +25,9 @@ use crate::loopback::{
 };
 use crate::status::Status;
 
-const FORWARD: u8 = 1;
-const PUSH: u8 = 2;
-const DIRECT: u8 = 3;
+const FORWARD: ServiceId = ServiceId::new(1);
+const PUSH: ServiceId = ServiceId::new(2);
+const DIRECT: ServiceId = ServiceId::new(3);
 const PUSH_LINES: usize = 1000;
 const DIRECT_DATAGRAMS: usize = 100;
 const PINGS: usize = 1000;

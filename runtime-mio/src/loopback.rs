@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sdt_core::key::PrivateKey;
+use sdt_core::node::ServiceId;
 
 use crate::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec};
 
@@ -29,7 +30,7 @@ pub fn free_port() -> io::Result<SocketAddr> {
 
 /// A service `id` with the node's first peer, config defaults, and neither
 /// listen address nor target yet.
-pub fn service(id: u8, mode: Mode, half: Half) -> ServiceSpec {
+pub fn service(id: ServiceId, mode: Mode, half: Half) -> ServiceSpec {
     ServiceSpec::new(id, PeerRef::Named(0), mode, half)
 }
 

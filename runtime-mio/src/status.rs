@@ -5,11 +5,44 @@
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 
+use sdt_core::node::ServiceId;
 use sdt_core::Instant;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::build::DaemonNode;
 use crate::config::Config;
+
+/// A service id in the JSON status: the plain number, as configured (core
+/// defines [`ServiceId`] without serde).
+mod service_id {
+    use super::{Deserialize, Deserializer, Serialize, Serializer, ServiceId};
+
+    pub fn serialize<S: Serializer>(id: &ServiceId, s: S) -> Result<S::Ok, S::Error> {
+        id.get().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ServiceId, D::Error> {
+        u8::deserialize(d).map(ServiceId::new)
+    }
+}
+
+/// Counts by service id in the JSON status: `[id, count]` pairs, the id a
+/// plain number.
+mod service_counts {
+    use super::{Deserialize, Deserializer, Serializer, ServiceId};
+
+    pub fn serialize<S: Serializer>(counts: &[(ServiceId, u64)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(counts.iter().map(|&(id, n)| (id.get(), n)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(ServiceId, u64)>, D::Error> {
+        let counts = Vec::<(u8, u64)>::deserialize(d)?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, n)| (ServiceId::new(id), n))
+            .collect())
+    }
+}
 
 /// A snapshot of a node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -87,7 +120,8 @@ pub struct DataPath {
     /// Datagrams the kernel dropped on the link socket (`SO_RXQ_OVFL`).
     pub kernel_drops_link: u64,
     /// Kernel drops on each service's own socket, by service id.
-    pub kernel_drops_services: Vec<(u8, u64)>,
+    #[serde(with = "service_counts")]
+    pub kernel_drops_services: Vec<(ServiceId, u64)>,
     /// Kernel drops on exit channel sockets, all together.
     pub kernel_drops_channels: u64,
     /// Received datagrams larger than the receive buffer, dropped.
@@ -194,10 +228,11 @@ pub struct PeerState {
 }
 
 /// One service.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServiceState {
     /// Its id.
-    pub id: u8,
+    #[serde(with = "service_id")]
+    pub id: ServiceId,
     /// Its mode.
     pub mode: String,
     /// This node's half.
@@ -463,7 +498,7 @@ impl Status {
     }
 
     /// The service with id `id`.
-    pub fn service(&self, id: u8) -> Option<&ServiceState> {
+    pub fn service(&self, id: ServiceId) -> Option<&ServiceState> {
         self.services.iter().find(|s| s.id == id)
     }
 
@@ -890,7 +925,8 @@ pub struct Channels {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServiceChannels {
     /// The service id.
-    pub id: u8,
+    #[serde(with = "service_id")]
+    pub id: ServiceId,
     /// Its mode.
     pub mode: String,
     /// This node's half.

@@ -5,6 +5,7 @@
 mod counting;
 
 use counting::{allocations, Tunnel};
+use sdt_core::node::ServiceId;
 
 #[test]
 fn steady_state_forwarding_does_not_allocate() {
@@ -15,7 +16,10 @@ fn steady_state_forwarding_does_not_allocate() {
     t.round_trips(10_000);
     let after = allocations();
     let sx = t.stop();
-    assert_eq!(sx.service(1).unwrap().to_peer_datagrams, 10_100);
+    assert_eq!(
+        sx.service(ServiceId::new(1)).unwrap().to_peer_datagrams,
+        10_100
+    );
     // Not one allocation per datagram; a handful from the runtime (thread
     // parking, a timer wheel) is allowed, ten thousand are not.
     let grown = after - before;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sdt::status::{ChannelState, Channels, ServiceChannels};
+use sdt_core::node::ServiceId;
 use support::net::in_netns;
 use support::node::{Lab, Node};
 use support::{run, SDT};
@@ -51,7 +52,11 @@ fn channels(node: &Node, args: &[&str]) -> Channels {
 fn service_1(c: &Channels) -> &ServiceChannels {
     assert_eq!(c.services.len(), 1, "{c:#?}");
     let s = &c.services[0];
-    assert_eq!((s.id, s.mode.as_str()), (1, "forward"), "{c:#?}");
+    assert_eq!(
+        (s.id, s.mode.as_str()),
+        (ServiceId::new(1), "forward"),
+        "{c:#?}"
+    );
     s
 }
 

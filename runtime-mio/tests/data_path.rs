@@ -15,6 +15,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use sdt_core::node::ServiceId;
 use support::net::in_netns;
 use support::node::Lab;
 use support::wait_until;
@@ -29,7 +30,7 @@ fn kernel_drops_of_service(s: &sdt::status::Status) -> u64 {
     s.data_path
         .kernel_drops_services
         .iter()
-        .filter(|(id, _)| *id == SERVICE)
+        .filter(|(id, _)| *id == ServiceId::new(SERVICE))
         .map(|(_, n)| n)
         .sum()
 }
@@ -87,12 +88,15 @@ fn status_shows_batching_and_counts_kernel_drops_exactly() {
     });
     let all = wait_until(Duration::from_secs(10), || {
         let s = a.status();
-        s.service(SERVICE).map(|x| x.to_peer_datagrams).unwrap_or(0) + kernel_drops_of_service(&s)
+        s.service(ServiceId::new(SERVICE))
+            .map(|x| x.to_peer_datagrams)
+            .unwrap_or(0)
+            + kernel_drops_of_service(&s)
             == SENT + 1
     });
     let s = a.status();
     let kernel = kernel_drops_of_service(&s);
-    let svc = s.service(SERVICE).unwrap();
+    let svc = s.service(ServiceId::new(SERVICE)).unwrap();
     assert!(
         all,
         "carried {} + kernel drops {kernel} != {}: {s:#?}",

@@ -17,6 +17,7 @@ mod support;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use sdt_core::node::ServiceId;
 use support::net::in_netns;
 use support::node::{drops, forward_services, Lab, Node};
 
@@ -94,7 +95,10 @@ fn at_and_over(lab: &Lab, a: &Node, b: &Node, max: usize) {
     assert_eq!(crossed, None, "a reply one byte over crossed");
 
     let (sa, sb) = (a.status(), b.status());
-    let (ea, xb) = (sa.service(1).unwrap(), sb.service(1).unwrap());
+    let (ea, xb) = (
+        sa.service(ServiceId::new(1)).unwrap(),
+        sb.service(ServiceId::new(1)).unwrap(),
+    );
     assert_eq!(ea.max_payload, Some(max as u64), "{ea:?}");
     assert_eq!(xb.max_payload, Some(max as u64), "{xb:?}");
     assert_eq!(drops(&ea.drops, "too_big"), 1, "{ea:?}");

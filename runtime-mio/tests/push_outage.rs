@@ -46,6 +46,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sdt::status::ServiceState;
+use sdt_core::node::ServiceId;
 use support::net::{force_rcvbuf, in_netns, Impairment, Netns, Relay};
 use support::node::{drops, Lab, Node};
 use support::{wait_until, Proc};
@@ -281,7 +282,9 @@ fn context(nodes: &[&Node]) -> String {
                 n.name,
                 status.as_ref().map(|s| s.data_path.kernel_drops_link),
                 status.as_ref().map(|s| s.node_drops.clone()),
-                status.as_ref().map(|s| s.service(SERVICE).cloned())
+                status
+                    .as_ref()
+                    .map(|s| s.service(ServiceId::new(SERVICE)).cloned())
             )
         })
         .collect::<Vec<_>>()
@@ -499,7 +502,7 @@ fn outage(setup: Setup) -> Outage {
     let settled = wait_until(Duration::from_secs(30), || {
         receiver.got().last() == Some(&(sent - 1))
             && a.try_status().is_ok_and(|s| {
-                s.service(SERVICE)
+                s.service(ServiceId::new(SERVICE))
                     .is_some_and(|s| s.buffered_datagrams == 0)
             })
     });

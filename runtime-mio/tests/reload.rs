@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sdt::status::Status;
+use sdt_core::node::ServiceId;
 use support::node::{write_private, Keys};
 use support::{run, wait_until, Proc, SDT};
 
@@ -352,7 +353,7 @@ fn reload_keeps_an_unchanged_service_lossless_and_starts_the_new_one() {
     // SAFETY: kill(2) on our own child, not reaped yet (so not reused).
     unsafe { libc::kill(a.pid(), libc::SIGHUP) };
     let reloaded = wait_until(Duration::from_secs(10), || {
-        status(&lab.a_socket).service(2).is_none()
+        status(&lab.a_socket).service(ServiceId::new(2)).is_none()
     });
     assert!(reloaded, "SIGHUP did not reload: {}", a.describe());
     assert!(
@@ -406,9 +407,9 @@ fn reload_keeps_an_unchanged_service_lossless_and_starts_the_new_one() {
     // Service 1 kept its channel: one client, one channel, on both nodes.
     for (socket, has_2) in [(&lab.a_socket, false), (&lab.b_socket, true)] {
         let s = status(socket);
-        let one = s.service(1).expect("service 1");
+        let one = s.service(ServiceId::new(1)).expect("service 1");
         assert_eq!(one.channels_created, 1, "{one:?}");
-        assert_eq!(s.service(2).is_some(), has_2);
+        assert_eq!(s.service(ServiceId::new(2)).is_some(), has_2);
         assert_eq!(s.peers.len(), 2);
     }
     assert!(target2.finish().iter().filter(|&&x| x).count() >= 3);
@@ -449,7 +450,7 @@ fn reload_replaces_a_service_on_the_same_port() {
     send_until_seen(&client, listen, &other, 2, 100);
     let s = status(&lab.a_socket);
     assert_eq!(s.services.len(), 1);
-    assert!(s.service(3).is_some());
+    assert!(s.service(ServiceId::new(3)).is_some());
     a.terminate_ok();
     b.terminate_ok();
     target.finish();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use sdt::loopback::{free_port, Echo};
 use sdt::status::Status;
+use sdt_core::node::ServiceId;
 use support::node::{write_private, Keys};
 use support::{run, wait_until, Proc, SDT};
 
@@ -138,7 +139,7 @@ fn status_shows_settings_rates_and_a_dead_peer_as_stale() {
     let sending = sender(entry, stop.clone());
     let flowing = wait_until(Duration::from_secs(10), || {
         status_json(&x.socket, &[])
-            .service(1)
+            .service(ServiceId::new(1))
             .is_some_and(|s| s.to_peer_datagrams > 0)
     });
     assert!(flowing, "nothing crossed: {}", x.proc.describe());
@@ -149,7 +150,7 @@ fn status_shows_settings_rates_and_a_dead_peer_as_stale() {
     println!("{rated_text}");
     let interval = rated.rate_interval_secs.expect("an interval");
     assert!(interval > 0.5, "{interval}");
-    let service = rated.service(1).unwrap();
+    let service = rated.service(ServiceId::new(1)).unwrap();
     let to_peer = service.to_peer_rate.expect("a service rate");
     assert!(
         to_peer.datagrams_per_sec > 0.0

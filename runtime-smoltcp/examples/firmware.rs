@@ -39,7 +39,7 @@ use chacha20::ChaCha20;
 use rand_core::{CryptoRng, RngCore};
 use sdt_core::key::{PrivateKey, PublicKey};
 use sdt_core::link::PeerConfig;
-use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig};
+use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceId};
 use sdt_smoltcp::{SmolNode, Storage};
 use smoltcp::iface::{Config, Interface, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -231,7 +231,7 @@ fn setup(
     peer.endpoint = Some(SocketAddr::from(([192, 168, 1, 1], 51820)));
     let peer = node.add_peer(peer, t).unwrap_or_else(|_| fail("peer"));
     let mut service = ServiceConfig::new(
-        1,
+        ServiceId::new(1),
         Peers::One(peer),
         Role::ForwardEntry {
             listen: SocketAddr::from(([192, 168, 1, 10], 5000)),

@@ -55,7 +55,7 @@ mod firmware {
     use rand_core::SeedableRng;
     use sdt_core::key::{PrivateKey, PublicKey};
     use sdt_core::link::{PeerConfig, PeerId};
-    use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig};
+    use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceId};
     use sdt_smoltcp::{core_instant, SmolNode, Storage};
     use smoltcp::iface::{Config, Interface, SocketStorage};
     use smoltcp::time::{Duration, Instant};
@@ -114,7 +114,7 @@ mod firmware {
         let exit = Role::ForwardExit {
             target: SocketAddr::from((HOST, 9001)),
         };
-        for (id, role) in [(1, entry), (2, exit)] {
+        for (id, role) in [(ServiceId::new(1), entry), (ServiceId::new(2), exit)] {
             let mut service = ServiceConfig::new(id, Peers::One(peer), role);
             service.limits = limits;
             node.add_service(service).expect("service");
@@ -158,8 +158,8 @@ mod firmware {
                 .map(|s| (s.to_peer.datagrams, s.from_peer.datagrams))
                 .unwrap_or_default()
         };
-        let (s1_to, s1_from) = carried(1);
-        let (s2_to, s2_from) = carried(2);
+        let (s1_to, s1_from) = carried(ServiceId::new(1));
+        let (s2_to, s2_from) = carried(ServiceId::new(2));
         let drops: u64 = n.node_drops().iter().map(|(_, c)| c).sum();
         if let Some(peak) = board.stack_peak() {
             report!("stack peak, running: {}", peak);

@@ -39,7 +39,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sdt_core::key::{PrivateKey, PublicKey};
 use sdt_core::link::{PeerConfig, PeerId};
-use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig};
+use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceId};
 use sdt_smoltcp::{RuntimeStats, SmolNode, Storage};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -346,7 +346,7 @@ fn node(
         peer.endpoint = Some(addr(Y, LINK_PORT));
     }
     let peer = node.add_peer(peer, t).expect("peer");
-    let mut service = ServiceConfig::new(1, Peers::One(peer), role);
+    let mut service = ServiceConfig::new(ServiceId::new(1), Peers::One(peer), role);
     service.limits = ChannelLimits {
         max_channels: CHANNELS as u16,
         ..ChannelLimits::default()
@@ -490,7 +490,10 @@ impl World {
         for (i, node) in self.nodes.iter().enumerate() {
             let name = ["X", "Y"][i];
             let n = node.node();
-            let service = n.service_stats(1).map(|s| s.drops).unwrap_or_default();
+            let service = n
+                .service_stats(ServiceId::new(1))
+                .map(|s| s.drops)
+                .unwrap_or_default();
             for (reason, count) in n.node_drops().iter().chain(service.iter()) {
                 report!("{} dropped {} as {:?}", name, count, reason);
                 drops += count;
@@ -600,11 +603,11 @@ fn run(
     }
     let to_peer = w.nodes[X]
         .node()
-        .service_stats(1)
+        .service_stats(ServiceId::new(1))
         .map(|s| s.to_peer.datagrams);
     let from_peer = w.nodes[X]
         .node()
-        .service_stats(1)
+        .service_stats(ServiceId::new(1))
         .map(|s| s.from_peer.datagrams);
     report!(
         "carried: {} datagrams to the peer, {} back, {} echoes, all intact: {}",

@@ -3,7 +3,7 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, SocketId, HEADROOM, TAILROOM};
+use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, ServiceId, SocketId, HEADROOM, TAILROOM};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, TxToken};
 use smoltcp::socket::{udp, AnySocket};
@@ -16,7 +16,7 @@ pub(crate) struct Glue<'s, 'a, 't, T: ?Sized> {
     net: &'s mut Net<'a>,
     iface: &'s Interface,
     now: smoltcp::time::Instant,
-    tun: &'s mut Option<(u8, &'t mut T)>,
+    tun: &'s mut Option<(ServiceId, &'t mut T)>,
 }
 
 impl<'s, 'a, 't, T: Device + ?Sized> Glue<'s, 'a, 't, T> {
@@ -24,7 +24,7 @@ impl<'s, 'a, 't, T: Device + ?Sized> Glue<'s, 'a, 't, T> {
         net: &'s mut Net<'a>,
         iface: &'s Interface,
         now: smoltcp::time::Instant,
-        tun: &'s mut Option<(u8, &'t mut T)>,
+        tun: &'s mut Option<(ServiceId, &'t mut T)>,
     ) -> Self {
         Glue {
             net,
@@ -164,7 +164,7 @@ impl<T: Device + ?Sized> Io for Glue<'_, '_, '_, T> {
         }
     }
 
-    fn write_tun(&mut self, service: u8, packet: &[u8]) {
+    fn write_tun(&mut self, service: ServiceId, packet: &[u8]) {
         let now = self.now;
         let token = match self.tun.as_mut() {
             Some((s, dev))

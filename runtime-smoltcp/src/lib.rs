@@ -82,7 +82,7 @@ use core::net::SocketAddr;
 use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
 use sdt_core::node::TRANSMIT_BUFFER;
-use sdt_core::node::{Node, NodeEvent, SocketId, HEADROOM, TAILROOM};
+use sdt_core::node::{Node, NodeEvent, ServiceId, SocketId, HEADROOM, TAILROOM};
 use smoltcp::iface::{Interface, PollIngressSingleResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{Device, Medium, RxToken};
 use smoltcp::socket::udp;
@@ -407,7 +407,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         &mut self,
         now: smoltcp::time::Instant,
         device: &mut D,
-        service: u8,
+        service: ServiceId,
         tun: &mut T,
     ) -> bool {
         self.poll_inner(now, device, Some((service, tun)))
@@ -438,7 +438,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         &mut self,
         now: smoltcp::time::Instant,
         device: &mut D,
-        tun: Option<(u8, &mut T)>,
+        tun: Option<(ServiceId, &mut T)>,
     ) -> bool {
         let t = core_instant(now);
         // A router device carries IP packets: one of another medium is
@@ -482,9 +482,9 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         &mut self,
         now: smoltcp::time::Instant,
         t: sdt_core::Instant,
-        service: u8,
+        service: ServiceId,
         device: &mut D,
-        tun: &mut Option<(u8, &mut T)>,
+        tun: &mut Option<(ServiceId, &mut T)>,
     ) -> bool {
         let mut more = true;
         for _ in 0..POLL_BUDGET {
@@ -532,7 +532,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
         &mut self,
         now: smoltcp::time::Instant,
         device: &mut D,
-        tun: &mut Option<(u8, &mut T)>,
+        tun: &mut Option<(ServiceId, &mut T)>,
     ) {
         let t = core_instant(now);
         for i in 0..self.net.slots.len() {
@@ -584,7 +584,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
     fn run_timers<T: Device + ?Sized>(
         &mut self,
         now: smoltcp::time::Instant,
-        tun: &mut Option<(u8, &mut T)>,
+        tun: &mut Option<(ServiceId, &mut T)>,
     ) {
         let t = core_instant(now);
         if self.node.poll_timeout().is_some_and(|d| d <= t) {
@@ -596,7 +596,7 @@ impl<'a, R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize>
     fn flush<T: Device + ?Sized>(
         &mut self,
         now: smoltcp::time::Instant,
-        tun: &mut Option<(u8, &mut T)>,
+        tun: &mut Option<(ServiceId, &mut T)>,
     ) {
         let t = core_instant(now);
         let mut io = Glue::new(&mut self.net, &self.iface, now, tun);

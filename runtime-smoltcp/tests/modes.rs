@@ -13,7 +13,9 @@ use common::*;
 use sdt_core::allow::AllowList;
 use sdt_core::ip::{forge_udp, parse_udp};
 use sdt_core::link::PeerId;
-use sdt_core::node::{ChannelLimits, Peers, Role, ServiceConfig, ServiceDrop, SocketId, HEADROOM};
+use sdt_core::node::{
+    ChannelLimits, Peers, Role, ServiceConfig, ServiceDrop, ServiceId, SocketId, HEADROOM,
+};
 use smoltcp::iface::SocketHandle;
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Address;
@@ -23,7 +25,7 @@ const BOB: Ipv4Address = Ipv4Address::new(10, 0, 0, 20);
 const CAROL: Ipv4Address = Ipv4Address::new(10, 0, 0, 30);
 
 fn service(id: u8, peer: PeerId, role: Role) -> ServiceConfig {
-    let mut c = ServiceConfig::new(id, Peers::One(peer), role);
+    let mut c = ServiceConfig::new(ServiceId::new(id), Peers::One(peer), role);
     c.limits = ChannelLimits {
         max_channels: 4,
         idle_timeout: StdDuration::from_secs(60),
@@ -618,12 +620,16 @@ fn a_listen_address_not_on_the_interface_fails_the_service() {
     let smol = &mut w.nodes[X].smol;
     assert_eq!(smol.stats().open_failed, 1);
     let events: Vec<_> = std::iter::from_fn(|| smol.poll_event()).collect();
-    assert!(events.contains(&sdt_core::node::NodeEvent::ServiceSocketFailed { service: 2 }));
+    assert!(
+        events.contains(&sdt_core::node::NodeEvent::ServiceSocketFailed {
+            service: ServiceId::new(2)
+        })
+    );
     assert_eq!(w.stats(X, 2).drops.get(ServiceDrop::SocketFailed), 1);
     // The unspecified address binds every address of the interface.
     let sockets: Vec<_> = w.nodes[X].smol.customer_sockets().collect();
     assert_eq!(sockets.len(), 1);
-    assert_eq!(sockets[0].0, SocketId::Service(3));
+    assert_eq!(sockets[0].0, SocketId::Service(ServiceId::new(3)));
     assert_eq!((sockets[0].1.addr, sockets[0].1.port), (None, 6003));
 }
 

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sdt_core::key::{PrivateKey, PublicKey};
 use sdt_core::link::PeerConfig;
-use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig};
+use sdt_core::node::{ChannelLimits, Node, Peers, Role, ServiceConfig, ServiceId};
 use sdt_smoltcp::host::{open_tun, wait, Clock};
 use sdt_smoltcp::{core_instant, SmolNode, Storage};
 use smoltcp::iface::{Config, Interface, SocketStorage};
@@ -233,7 +233,7 @@ fn run_smol_node(mut device: smoltcp::phy::TunTapInterface, spec: NodeSpec, stop
     peer.endpoint = spec.peer_endpoint;
     let peer = node.add_peer(peer, t).unwrap();
     for (id, role) in spec.services {
-        let mut service = ServiceConfig::new(id, Peers::One(peer), role);
+        let mut service = ServiceConfig::new(ServiceId::new(id), Peers::One(peer), role);
         service.limits = ChannelLimits {
             max_channels: 4,
             ..ChannelLimits::default()

@@ -33,8 +33,8 @@ use sdt_core::ip::parse_udp;
 use sdt_core::key::PrivateKey;
 use sdt_core::link::{DropCounts, DropReason, PeerConfig, PeerId, PeerStats};
 use sdt_core::node::{
-    Dropped, Io, Node, NodeEvent, OpenFailed, Output, ServiceConfig, ServiceDrops, ServiceStats,
-    SocketId, HEADROOM, TAILROOM,
+    Dropped, Io, Node, NodeEvent, OpenFailed, Output, ServiceConfig, ServiceDrops, ServiceId,
+    ServiceStats, SocketId, HEADROOM, TAILROOM,
 };
 use sdt_core::wire::{DataPacket, MessageType};
 use sdt_core::Instant;
@@ -590,13 +590,13 @@ impl SimIo {
 }
 
 /// Service ids by mode.
-pub const DIRECT_SERVICE: u8 = 4;
+pub const DIRECT_SERVICE: ServiceId = ServiceId::new(4);
 /// Forward service `s` has id `FORWARD_SERVICE + s`.
-pub const FORWARD_SERVICE: u8 = 1;
+pub const FORWARD_SERVICE: ServiceId = ServiceId::new(1);
 /// The push service.
-pub const PUSH_SERVICE: u8 = 3;
+pub const PUSH_SERVICE: ServiceId = ServiceId::new(3);
 /// The router service.
-pub const ROUTER_SERVICE: u8 = 5;
+pub const ROUTER_SERVICE: ServiceId = ServiceId::new(5);
 
 impl Io for SimIo {
     fn bind(&mut self, socket: SocketId, local: SocketAddr) -> Result<(), OpenFailed> {
@@ -808,7 +808,7 @@ impl Io for SimIo {
         }
     }
 
-    fn write_tun(&mut self, service: u8, packet: &[u8]) {
+    fn write_tun(&mut self, service: ServiceId, packet: &[u8]) {
         self.shared.borrow_mut().count(self.i, |c| c.outputs += 1);
         let parsed = parse_udp(packet);
         let Ok(d) = parsed else {

@@ -34,7 +34,7 @@ use rand_core::SeedableRng;
 use sdt_core::allow::AllowList;
 use sdt_core::key::{PresharedKey, PrivateKey, PublicKey};
 use sdt_core::link::{PeerConfig, PeerId, REKEY_AFTER_MESSAGES};
-use sdt_core::node::{Peers, Role, ServiceConfig};
+use sdt_core::node::{Peers, Role, ServiceConfig, ServiceId};
 
 use crate::check::{Recovery, Totals};
 use crate::driver::{
@@ -328,7 +328,7 @@ fn node_specs(
         Mode::Forward => (0..setup.services)
             .filter(|&s| setup.faults.reload.is_none_or(|r| r.runs(s, reloaded)))
             .map(|s| {
-                let id = FORWARD_SERVICE + s as u8;
+                let id = ServiceId::new(FORWARD_SERVICE.get() + s as u8);
                 let listen = any(LISTEN_PORT + s as u16);
                 (
                     with_limits(ServiceConfig::new(id, one, Role::ForwardEntry { listen })),

@@ -6,6 +6,7 @@ use core::time::Duration;
 use crate::allow::AllowList;
 use crate::ip::l3::IpNet;
 use crate::link::PeerId;
+use crate::wire::ServiceId;
 
 /// Most rules a router exit's allow-list holds.
 pub const MAX_ALLOW_RULES: usize = 32;
@@ -318,7 +319,7 @@ impl Default for ChannelLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
     /// The service id on the wire.
-    pub id: u8,
+    pub id: ServiceId,
     /// Which peers may use it.
     pub peers: Peers,
     /// Mode and half.
@@ -329,7 +330,7 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// A service with default limits.
-    pub fn new(id: u8, peers: Peers, role: Role) -> Self {
+    pub fn new(id: ServiceId, peers: Peers, role: Role) -> Self {
         ServiceConfig {
             id,
             peers,

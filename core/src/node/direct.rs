@@ -12,7 +12,7 @@ use core::ops::Range;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Node, Output, ServiceDrop, SocketId};
+use super::{Node, Output, ServiceDrop, ServiceId, SocketId};
 use crate::outbox::Storage;
 use crate::time::Instant;
 use crate::wire::ServiceHeaderRepr;
@@ -46,7 +46,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
 }
 
 /// A frame of direct service `service` goes to its customer.
-pub(super) fn to_customer(service: u8, customer: SocketAddr, payload: Range<usize>) -> Output {
+pub(super) fn to_customer(
+    service: ServiceId,
+    customer: SocketAddr,
+    payload: Range<usize>,
+) -> Output {
     Output::Customer {
         socket: SocketId::Service(service),
         to: Some(customer),

@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Action, Dropped, Node, NodeEvent, Output, ServiceDrop, SocketId};
+use super::{Action, Dropped, Node, NodeEvent, Output, ServiceDrop, ServiceId, SocketId};
 use crate::link::MIN_TRANSMIT_BUFFER;
 use crate::outbox::Storage;
 use crate::time::Instant;
@@ -48,7 +48,7 @@ pub trait Io {
     /// connected socket.
     fn send_customer(&mut self, socket: SocketId, to: Option<SocketAddr>, payload: &[u8]);
     /// Writes an IP packet to the TUN device of router entry `service`.
-    fn write_tun(&mut self, service: u8, packet: &[u8]);
+    fn write_tun(&mut self, service: ServiceId, packet: &[u8]);
     /// Something to log.
     fn event(&mut self, event: NodeEvent) {
         let _ = event;

@@ -87,6 +87,7 @@ use crate::rate::TokenBucket;
 use crate::time::Instant;
 use crate::wire::{DataPacket, ServiceHeaderRepr};
 
+pub use crate::wire::ServiceId;
 pub use config::{
     ChannelLimits, Half, Mode, Peers, Role, ServiceConfig, ServiceError, MAX_ALLOW_RULES,
     MAX_PEER_ADDRESSES,
@@ -122,7 +123,7 @@ const EVENT_QUEUE: usize = 32;
 pub enum SocketId {
     /// A service's own socket: the listen socket of an entry or a direct
     /// service, or the one connected socket of a push exit.
-    Service(u8),
+    Service(ServiceId),
     /// The connected socket of one exit channel.
     Channel(ChannelId),
 }
@@ -188,7 +189,7 @@ pub enum Output {
     /// router entry service `service`.
     Tun {
         /// The service id.
-        service: u8,
+        service: ServiceId,
         /// The packet within the buffer.
         range: Range<usize>,
     },
@@ -229,7 +230,7 @@ pub enum NodeEvent {
     /// [`ServiceDrop::WrongPeer`]. Reported once per service.
     Mismatch {
         /// The service id.
-        service: u8,
+        service: ServiceId,
         /// The peer whose frame showed it.
         peer: PeerId,
         /// What does not match.
@@ -239,7 +240,7 @@ pub enum NodeEvent {
     /// Reported once per id.
     UnknownService {
         /// The id in the frame.
-        service: u8,
+        service: ServiceId,
         /// The sender.
         peer: PeerId,
     },
@@ -247,7 +248,7 @@ pub enum NodeEvent {
     /// carries nothing until it is added again.
     ServiceSocketFailed {
         /// The service id.
-        service: u8,
+        service: ServiceId,
     },
     /// A datagram of `len` bytes was dropped as [`ServiceDrop::TooBig`]: one
     /// link frame to `peer` carries at most `max` bytes of this service's
@@ -255,7 +256,7 @@ pub enum NodeEvent {
     /// counts every one.
     TooBig {
         /// The service id.
-        service: u8,
+        service: ServiceId,
         /// The peer the frame was for.
         peer: PeerId,
         /// The datagram's payload length.
@@ -478,7 +479,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             })
             .map_err(|_| ServiceError::TooManyServices)?;
         // At most 255 services (SERVICES_FIT): the length fits a byte.
-        self.by_id[usize::from(id)] = self.services.len() as u8;
+        self.by_id[id.slot()] = self.services.len() as u8;
         self.sockets_pending += usize::from(socket_pending);
         self.keep_up_for(self.services.len() - 1);
         Ok(())
@@ -496,8 +497,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     }
 
     /// Where service `id` sits in `services`.
-    fn service_index(&self, id: u8) -> Option<usize> {
-        usize::from(self.by_id[usize::from(id)]).checked_sub(1)
+    fn service_index(&self, id: ServiceId) -> Option<usize> {
+        usize::from(self.by_id[id.slot()]).checked_sub(1)
     }
 
     /// Sends to `peer` at `endpoint` from now on; see
@@ -550,7 +551,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     }
 
     /// Counters of the service `id`.
-    pub fn service_stats(&self, id: u8) -> Option<ServiceStats> {
+    pub fn service_stats(&self, id: ServiceId) -> Option<ServiceStats> {
         self.services()
             .find(|(c, _)| c.id == id)
             .map(|(_, stats)| stats)
@@ -685,7 +686,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     pub fn handle_tun_packet(
         &mut self,
         now: Instant,
-        service: u8,
+        service: ServiceId,
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Result<Output, Dropped> {
@@ -1100,8 +1101,8 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         }
     }
 
-    fn report_unknown(&mut self, service: u8, peer: PeerId) {
-        let (word, bit) = (usize::from(service / 64), 1u64 << (service % 64));
+    fn report_unknown(&mut self, service: ServiceId, peer: PeerId) {
+        let (word, bit) = (service.slot() / 64, 1u64 << (service.slot() % 64));
         if self.unknown_reported[word] & bit == 0 {
             self.unknown_reported[word] |= bit;
             self.notify(NodeEvent::UnknownService { service, peer });

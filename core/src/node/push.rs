@@ -73,7 +73,7 @@ use core::ops::Range;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Node, Output, Peers, ServiceDrop, ServiceError, SocketId};
+use super::{Node, Output, Peers, ServiceDrop, ServiceError, ServiceId, SocketId};
 use crate::link::{PeerId, Transmit};
 use crate::outbox::{Outbox, PushError, Storage};
 use core::time::Duration;
@@ -101,7 +101,7 @@ pub const ACK_STALE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PushRx {
     active: bool,
-    service: u8,
+    service: ServiceId,
     /// One more than the newest number received.
     next: u32,
     /// Bit `i` set: number `next - 1 - i` was received (or predates the
@@ -127,7 +127,7 @@ enum Seen {
 impl PushRx {
     pub(super) const IDLE: PushRx = PushRx {
         active: false,
-        service: 0,
+        service: ServiceId::new(0),
         next: 0,
         seen: 0,
         unacked: 0,
@@ -141,14 +141,14 @@ impl PushRx {
         self.unacked = 0;
     }
 
-    fn start(&mut self, service: u8, seq: u32) {
+    fn start(&mut self, service: ServiceId, seq: u32) {
         self.active = true;
         self.service = service;
         self.next = seq.wrapping_add(1);
         self.seen = u64::MAX;
     }
 
-    fn receive(&mut self, service: u8, seq: u32) -> Seen {
+    fn receive(&mut self, service: ServiceId, seq: u32) -> Seen {
         if !self.active {
             self.start(service, seq);
             return Seen::New { lost: 0 };
@@ -234,7 +234,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// (or no such push entry): a runtime reloading its configuration
     /// tells from it which services need their buffer again (a replaced
     /// service's went with it).
-    pub fn push_buffer_capacity(&self, service: u8) -> Option<usize> {
+    pub fn push_buffer_capacity(&self, service: ServiceId) -> Option<usize> {
         let si = self.service_index(service)?;
         self.services[si].push.outbox.as_ref().map(Outbox::capacity)
     }
@@ -242,7 +242,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// Gives push entry `service` an outage buffer over `storage`
     /// (see the `node::push` module docs); what it held before is dropped and
     /// returned. Zero-length storage works and holds nothing.
-    pub fn set_push_buffer(&mut self, service: u8, storage: B) -> Result<Option<B>, ServiceError> {
+    pub fn set_push_buffer(
+        &mut self,
+        service: ServiceId,
+        storage: B,
+    ) -> Result<Option<B>, ServiceError> {
         let si = self
             .service_index(service)
             .filter(|&si| matches!(self.services[si].config.role, super::Role::PushEntry { .. }))
@@ -599,7 +603,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
 
 /// A frame of push service `service` goes to the target, from the exit's
 /// one connected socket.
-fn to_target(service: u8, payload: Range<usize>) -> Output {
+fn to_target(service: ServiceId, payload: Range<usize>) -> Output {
     Output::Customer {
         socket: SocketId::Service(service),
         to: None,
@@ -615,7 +619,7 @@ mod tests {
         let mut rx = PushRx::IDLE;
         let mut counts = [0u32; 3];
         for &seq in seqs {
-            match rx.receive(1, seq) {
+            match rx.receive(ServiceId::new(1), seq) {
                 Seen::New { lost } => counts[0] += lost,
                 Seen::Late => {
                     counts[0] -= 1;
@@ -668,9 +672,9 @@ mod tests {
     #[test]
     fn reset_starts_over_at_any_number() {
         let mut rx = PushRx::IDLE;
-        assert_eq!(rx.receive(1, 40), Seen::New { lost: 0 });
+        assert_eq!(rx.receive(ServiceId::new(1), 40), Seen::New { lost: 0 });
         rx.reset();
-        assert_eq!(rx.receive(1, 0), Seen::New { lost: 0 });
-        assert_eq!(rx.receive(1, 3), Seen::New { lost: 2 });
+        assert_eq!(rx.receive(ServiceId::new(1), 0), Seen::New { lost: 0 });
+        assert_eq!(rx.receive(ServiceId::new(1), 3), Seen::New { lost: 2 });
     }
 }

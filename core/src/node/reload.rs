@@ -188,7 +188,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         // New services, and replaced ones again.
         for s in services {
             if self.service_index(s.id).is_none() {
-                let (word, bit) = (usize::from(s.id / 64), 1u64 << (s.id % 64));
+                let (word, bit) = (s.id.slot() / 64, 1u64 << (s.id.slot() % 64));
                 self.unknown_reported[word] &= !bit;
                 // Checked above: it fits.
                 if self.add_service(translated(s, &slots)).is_ok() {
@@ -340,13 +340,13 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             self.outboxes -= 1;
         }
         self.services.swap_remove(si);
-        self.by_id[usize::from(id)] = 0;
+        self.by_id[id.slot()] = 0;
         if si < self.services.len() {
             let last = ServiceIndex::at(self.services.len());
             self.channels.move_service(last, index);
             let moved = self.services[si].config.id;
             // At most 255 services (SERVICES_FIT): the position fits a byte.
-            self.by_id[usize::from(moved)] = (si + 1) as u8;
+            self.by_id[moved.slot()] = (si + 1) as u8;
         }
         closed
     }

@@ -5,7 +5,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use core::net::SocketAddr;
 
-use super::{Half, Node, NodeEvent, Peers, Role, ServiceDrop};
+use super::{Half, Node, NodeEvent, Peers, Role, ServiceDrop, ServiceId};
 use crate::link::PeerId;
 use crate::outbox::Storage;
 use crate::wire::ServiceHeaderRepr;
@@ -34,7 +34,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// `None` for an unknown service, a push exit (it sends nothing across),
     /// a service of any peer (each peer may have its own MTU), or a router
     /// entry asked without a destination.
-    pub fn max_payload(&self, id: u8, destination: Option<SocketAddr>) -> Option<usize> {
+    pub fn max_payload(&self, id: ServiceId, destination: Option<SocketAddr>) -> Option<usize> {
         let s = self.services.iter().find(|s| s.config.id == id)?;
         let Peers::One(peer) = s.config.peers else {
             return None;
@@ -59,7 +59,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// the peer carries now ([`crate::mtu::router_packet_mtu`]; an L3
     /// service's frames carry the packet whole, IP header and all, so its
     /// MTU is the largest payload). `None` for any other service.
-    pub fn router_packet_mtu(&self, id: u8) -> Option<u16> {
+    pub fn router_packet_mtu(&self, id: ServiceId) -> Option<u16> {
         let s = self.services.iter().find(|s| s.config.id == id)?;
         if !matches!(
             s.config.role,

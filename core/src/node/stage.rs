@@ -14,7 +14,7 @@
 use heapless::Deque;
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Node, ServiceDrop};
+use super::{Node, ServiceDrop, ServiceId};
 use crate::link::{PeerId, SendError, Transmit};
 use crate::outbox::Storage;
 use crate::time::Instant;
@@ -36,7 +36,7 @@ pub const TRANSMIT_BUFFER: usize = DataPacket::<&[u8]>::OVERHEAD + STAGE_BYTES;
 pub(super) struct Staged {
     peer: PeerId,
     /// The service's id, for its counters.
-    service: u8,
+    service: ServiceId,
     payload_len: u16,
     len: u16,
     plaintext: [u8; STAGE_BYTES],
@@ -54,7 +54,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         &mut self,
         now: Instant,
         peer: PeerId,
-        service: u8,
+        service: ServiceId,
         plaintext: &[u8],
         payload_len: usize,
     ) -> bool {
@@ -136,7 +136,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         }
     }
 
-    fn count_stage_drop(&mut self, service: u8) {
+    fn count_stage_drop(&mut self, service: ServiceId) {
         if let Some(s) = self.service_index(service).map(|si| &mut self.services[si]) {
             s.stats.drops.add(ServiceDrop::NoSession);
         }
@@ -151,7 +151,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
     /// Drops the staged datagrams of service `service` (a reload removed
     /// it), counted among the node's drops as [`ServiceDrop::NoSession`]:
     /// the service's own counters go with it.
-    pub(super) fn drop_staged_service(&mut self, service: u8) {
+    pub(super) fn drop_staged_service(&mut self, service: ServiceId) {
         for _ in 0..self.stage.len() {
             let Some(entry) = self.stage.pop_front() else {
                 break;

@@ -62,7 +62,7 @@ pub(super) struct Net {
     free_ports: [Vec<u16>; 2],
     in_flight: VecDeque<(usize, SocketAddr, Vec<u8>)>,
     pub delivered: Vec<Delivery>,
-    pub tun: Vec<(usize, u8, Vec<u8>)>,
+    pub tun: Vec<(usize, ServiceId, Vec<u8>)>,
     pub events: [Vec<NodeEvent>; 2],
     pub drops: [Vec<Dropped>; 2],
     /// Link frames as they went out, for snapshots: (from node, bytes).
@@ -406,7 +406,7 @@ impl Net {
     }
 
     /// An IP packet from node `i`'s TUN device of router service `service`.
-    pub fn tun_send(&mut self, i: usize, service: u8, packet: &[u8]) {
+    pub fn tun_send(&mut self, i: usize, service: ServiceId, packet: &[u8]) {
         let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
         buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
         let now = self.now;
@@ -462,11 +462,11 @@ impl Net {
         hit
     }
 
-    pub fn stats(&self, i: usize, service: u8) -> ServiceStats {
+    pub fn stats(&self, i: usize, service: ServiceId) -> ServiceStats {
         self.nodes[i].service_stats(service).unwrap()
     }
 
-    pub fn drop_count(&self, i: usize, service: u8, reason: ServiceDrop) -> u64 {
+    pub fn drop_count(&self, i: usize, service: ServiceId, reason: ServiceDrop) -> u64 {
         self.stats(i, service).drops.get(reason)
     }
 }
@@ -475,7 +475,12 @@ impl Net {
 
 /// A service with room for the test node's whole table.
 pub(super) fn service(id: u8, peers: Peers, role: Role) -> ServiceConfig {
-    with_limits(ServiceConfig::new(id, peers, role), 16, 60, 5)
+    with_limits(
+        ServiceConfig::new(ServiceId::new(id), peers, role),
+        16,
+        60,
+        5,
+    )
 }
 
 pub(super) fn forward_entry(id: u8, peer: PeerId, listen: &str) -> ServiceConfig {
@@ -557,7 +562,7 @@ fn an_old_format_probe_is_dropped_counted() {
 fn events_beyond_the_queue_are_counted() {
     let mut net = Net::new(60);
     let mut config = ServiceConfig::new(
-        5,
+        ServiceId::new(5),
         Peers::One(net.peer[X]),
         Role::PushEntry {
             listen: addr("127.0.0.1:5514"),
@@ -567,7 +572,7 @@ fn events_beyond_the_queue_are_counted() {
     net.service(X, config);
     let node = &mut net.nodes[X];
     for _ in 0..40 {
-        node.socket_failed(SocketId::Service(5));
+        node.socket_failed(SocketId::Service(ServiceId::new(5)));
     }
     assert_eq!(node.events_lost(), 8);
     let mut polled = 0;

@@ -58,7 +58,7 @@ pub use handshake::{
     ResponsePacket, ResponseRepr, INCARNATION_LEN, INITIATION_PAYLOAD_LEN, RESPONSE_PAYLOAD_LEN,
 };
 pub use probe::{ProbePacket, ProbeRepr};
-pub use service::ServiceHeaderRepr;
+pub use service::{ServiceHeaderRepr, ServiceId};
 
 /// A range of byte offsets inside a frame.
 type Field = core::ops::Range<usize>;

@@ -82,9 +82,56 @@
 //!
 //! [`DataPacket::OVERHEAD`]: super::DataPacket::OVERHEAD
 
+use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::WireError;
+
+/// A service's id on the wire, 0..=255: what both halves of the service
+/// configure alike and what every frame of the service carries in its
+/// header. It never changes while the service runs.
+///
+/// Not the service's position in the node's list
+/// ([`ServiceIndex`](crate::channel::ServiceIndex)), which a reload may
+/// shift: the two are distinct types so that one is never passed for the
+/// other. A `ServiceId` is made from a number only where the number is an
+/// id: a parsed configuration ([`ServiceId::new`]) or a frame's header
+/// ([`ServiceHeaderRepr::parse`]).
+///
+/// It prints, with `Display` and `Debug` alike, as the plain number (`3`),
+/// so logs, status output and snapshots show the id as configured.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(u8);
+
+impl ServiceId {
+    /// The service configured with id `id`.
+    pub const fn new(id: u8) -> ServiceId {
+        ServiceId(id)
+    }
+
+    /// The id as a number, as configured and as on the wire.
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+
+    /// The id as a position in a table with an entry for each of the 256
+    /// ids (the node's id-to-index map and its reported-unknown bits).
+    pub(crate) const fn slot(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 /// Bits of the flags byte, byte 0.
 mod flags {
@@ -127,7 +174,7 @@ const V6_DESTINATION_LEN: usize = 16 + 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceHeaderRepr {
     /// The service id.
-    pub service: u8,
+    pub service: ServiceId,
     /// `true` if the sender holds the entry half of the service, `false` if
     /// it holds the exit half.
     pub from_entry: bool,
@@ -176,9 +223,9 @@ impl ServiceHeaderRepr {
                 if id < flags::SERVICE_ESCAPE {
                     return Err(WireError::Malformed);
                 }
-                id
+                ServiceId(id)
             }
-            inline => inline,
+            inline => ServiceId(inline),
         };
 
         let channel = match channel_code {
@@ -228,7 +275,7 @@ impl ServiceHeaderRepr {
 
     /// The length of the emitted header, 1..=[`Self::MAX_LEN`] bytes.
     pub const fn buffer_len(&self) -> usize {
-        let service_len = if self.service > Self::MAX_INLINE_SERVICE {
+        let service_len = if self.service.0 > Self::MAX_INLINE_SERVICE {
             1
         } else {
             0
@@ -271,10 +318,10 @@ impl ServiceHeaderRepr {
             (Some(SocketAddr::V4(_)), None) => flags::DESTINATION_V4,
             (Some(SocketAddr::V6(_)), None) => flags::DESTINATION_V6,
         };
-        let inline_service = if self.service > Self::MAX_INLINE_SERVICE {
+        let inline_service = if self.service.0 > Self::MAX_INLINE_SERVICE {
             flags::SERVICE_ESCAPE
         } else {
-            self.service
+            self.service.0
         };
         let mut flag_byte = (channel_code << flags::CHANNEL_SHIFT)
             | (destination_code << flags::DESTINATION_SHIFT)
@@ -285,7 +332,7 @@ impl ServiceHeaderRepr {
         writer.put(&[flag_byte])?;
 
         if inline_service == flags::SERVICE_ESCAPE {
-            writer.put(&[self.service])?;
+            writer.put(&[self.service.0])?;
         }
 
         if let Some(value) = number {
@@ -432,7 +479,7 @@ mod tests {
             (
                 &DIRECT_BYTES,
                 ServiceHeaderRepr {
-                    service: 3,
+                    service: ServiceId::new(3),
                     from_entry: true,
                     channel: None,
                     destination: None,
@@ -442,7 +489,7 @@ mod tests {
             (
                 &ESCAPED_BYTES,
                 ServiceHeaderRepr {
-                    service: 200,
+                    service: ServiceId::new(200),
                     from_entry: false,
                     channel: None,
                     destination: None,
@@ -452,7 +499,7 @@ mod tests {
             (
                 &CHANNEL_1_BYTES,
                 ServiceHeaderRepr {
-                    service: 1,
+                    service: ServiceId::new(1),
                     from_entry: true,
                     channel: Some(42),
                     destination: None,
@@ -462,7 +509,7 @@ mod tests {
             (
                 &CHANNEL_2_V4_BYTES,
                 ServiceHeaderRepr {
-                    service: 2,
+                    service: ServiceId::new(2),
                     from_entry: false,
                     channel: Some(0x1234),
                     destination: v4(DOC_V4, 443),
@@ -472,7 +519,7 @@ mod tests {
             (
                 &MAX_BYTES,
                 ServiceHeaderRepr {
-                    service: 255,
+                    service: ServiceId::new(255),
                     from_entry: true,
                     channel: Some(0x1234_5678),
                     destination: v6(DOC_V6, 53),
@@ -525,7 +572,7 @@ mod tests {
     #[test]
     fn direct_service_frame_overhead_is_30_bytes() {
         let header = ServiceHeaderRepr {
-            service: 6,
+            service: ServiceId::new(6),
             from_entry: false,
             channel: None,
             destination: None,
@@ -563,7 +610,7 @@ mod tests {
                 for from_entry in [false, true] {
                     for service in services {
                         let repr = ServiceHeaderRepr {
-                            service,
+                            service: ServiceId::new(service),
                             from_entry,
                             channel,
                             destination,
@@ -603,7 +650,7 @@ mod tests {
         ];
         for (channel, bytes) in cases {
             let repr = ServiceHeaderRepr {
-                service: 0,
+                service: ServiceId::new(0),
                 from_entry: false,
                 channel: Some(channel),
                 destination: None,
@@ -643,7 +690,7 @@ mod tests {
         }
         // 7 is the smallest id that must be escaped.
         let (repr, len) = ServiceHeaderRepr::parse(&[0b0000_0111, 7]).unwrap();
-        assert_eq!((repr.service, len), (7, 2));
+        assert_eq!((repr.service, len), (ServiceId::new(7), 2));
     }
 
     #[test]
@@ -660,7 +707,7 @@ mod tests {
         assert_eq!(ServiceHeaderRepr::parse(&[0x30]), Err(WireError::Malformed));
     }
 
-    fn push(service: u8, from_entry: bool, sequence: u32) -> ServiceHeaderRepr {
+    fn push(service: ServiceId, from_entry: bool, sequence: u32) -> ServiceHeaderRepr {
         ServiceHeaderRepr {
             service,
             from_entry,
@@ -674,12 +721,12 @@ mod tests {
     #[test]
     fn push_sequence_and_acknowledgement() {
         let cases: [(&[u8], ServiceHeaderRepr); 4] = [
-            (&[0xba, 0x01, 0x2c], push(2, true, 300)),
-            (&[0xb2, 0x01, 0x2c], push(2, false, 300)),
-            (&[0x79, 0x00], push(1, true, 0)),
+            (&[0xba, 0x01, 0x2c], push(ServiceId::new(2), true, 300)),
+            (&[0xb2, 0x01, 0x2c], push(ServiceId::new(2), false, 300)),
+            (&[0x79, 0x00], push(ServiceId::new(1), true, 0)),
             (
                 &[0xff, 200, 0x01, 0x00, 0x00, 0x00],
-                push(200, true, 1 << 24),
+                push(ServiceId::new(200), true, 1 << 24),
             ),
         ];
         for (bytes, repr) in cases {
@@ -701,12 +748,12 @@ mod tests {
         let mut out = [0; ServiceHeaderRepr::MAX_LEN];
         let both = ServiceHeaderRepr {
             channel: Some(1),
-            ..push(1, true, 1)
+            ..push(ServiceId::new(1), true, 1)
         };
         assert_eq!(both.emit(&mut out), Err(WireError::Malformed));
         let routed = ServiceHeaderRepr {
             destination: Some("127.0.0.1:53".parse().unwrap()),
-            ..push(1, true, 1)
+            ..push(ServiceId::new(1), true, 1)
         };
         assert_eq!(routed.emit(&mut out), Err(WireError::Malformed));
     }
@@ -740,7 +787,7 @@ mod tests {
     #[test]
     fn ipv6_flowinfo_and_scope_id_are_not_sent() {
         let repr = ServiceHeaderRepr {
-            service: 0,
+            service: ServiceId::new(0),
             from_entry: true,
             channel: None,
             destination: Some(SocketAddr::V6(SocketAddrV6::new(DOC_V6, 53, 0x12345, 7))),
@@ -772,7 +819,7 @@ mod tests {
     fn any_repr() -> impl Strategy<Value = ServiceHeaderRepr> {
         (any::<u8>(), any::<bool>(), any_channel(), any_destination()).prop_map(
             |(service, from_entry, channel, destination)| ServiceHeaderRepr {
-                service,
+                service: ServiceId::new(service),
                 from_entry,
                 channel,
                 destination,

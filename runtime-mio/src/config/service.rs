@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use sdt_core::allow::AllowRule;
-use sdt_core::node::{ChannelLimits, MAX_ALLOW_RULES, MAX_PEER_ADDRESSES};
+use sdt_core::node::{ChannelLimits, ServiceId, MAX_ALLOW_RULES, MAX_PEER_ADDRESSES};
 use toml::Spanned;
 
 use super::{
@@ -167,13 +167,14 @@ impl Ctx<'_> {
 
     /// `id`: required, 0..=255 (one byte on the wire). Uniqueness is
     /// checked against the earlier services ([`Ctx::unique_service`]).
-    fn service_id(&self, raw: &Spanned<RawService>) -> Result<u8> {
+    fn service_id(&self, raw: &Spanned<RawService>) -> Result<ServiceId> {
         let id = raw
             .get_ref()
             .id
             .as_ref()
             .ok_or_else(|| self.missing(raw, "id", ""))?;
         u8::try_from(*id.get_ref())
+            .map(ServiceId::new)
             .map_err(|_| self.at(id, "id", "a service id is a number from 0 to 255"))
     }
 

@@ -145,7 +145,12 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
     assert_eq!(s.len(), 5);
     assert_eq!(
         (s[0].id, s[0].peer, s[0].mode, s[0].half),
-        (1, PeerRef::Named(0), Mode::Forward, Half::Entry)
+        (
+            ServiceId::new(1),
+            PeerRef::Named(0),
+            Mode::Forward,
+            Half::Entry
+        )
     );
     assert_eq!(s[0].listen, Some("127.0.0.1:5353".parse().unwrap()));
     assert_eq!(s[0].idle_timeout, Duration::from_secs(120));
@@ -171,7 +176,7 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
     let routes: Vec<String> = tun.routes.iter().map(ToString::to_string).collect();
     assert_eq!(routes, ["10.202.0.0/24", "2001:db8::/32"], "duplicates go");
     assert_eq!(tun.mtu, Some(1400));
-    assert_eq!((s[4].id, s[4].half), (255, Half::Exit));
+    assert_eq!((s[4].id, s[4].half), (ServiceId::new(255), Half::Exit));
     assert_eq!(
         s[4].allow,
         vec![

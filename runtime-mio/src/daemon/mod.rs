@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sdt_core::node::{HEADROOM, TAILROOM, TRANSMIT_BUFFER};
+use sdt_core::node::{ServiceId, HEADROOM, TAILROOM, TRANSMIT_BUFFER};
 use sdt_core::Instant;
 use tracing::{debug, info, warn};
 
@@ -82,9 +82,9 @@ pub enum RunError {
     /// The link socket could not be bound.
     LinkSocket(SocketAddr, io::Error),
     /// A service's socket could not be opened (port in use, ...).
-    ServiceSocket(u8, String),
+    ServiceSocket(ServiceId, String),
     /// A TUN device could not be opened.
-    Tun(u8, TunError),
+    Tun(ServiceId, TunError),
     /// The control socket could not be served: the node refuses to run
     /// without it (`sdt status` could not reach it).
     ControlSocket(PathBuf, control::BindError),
@@ -523,7 +523,7 @@ impl Loop {
         let started_from = config.path.clone();
         for spec in &config.services {
             info!(
-                service = spec.id,
+                service = spec.id.get(),
                 "{}: started",
                 service_label(&config, spec)
             );
@@ -583,7 +583,7 @@ impl Loop {
                 info!("stopping");
                 self.io.flush_drop_log();
                 for spec in &self.config.services {
-                    info!(service = spec.id, "service {}: stopped", spec.id);
+                    info!(service = spec.id.get(), "service {}: stopped", spec.id);
                 }
                 return Ok(());
             }

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 use sdt_core::link::LinkEvent;
-use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, ServiceDrop, SocketId};
+use sdt_core::node::{Dropped, Io, NodeEvent, OpenFailed, ServiceDrop, ServiceId, SocketId};
 use tracing::{debug, error, info, warn};
 
 use super::droplog::{self, DropLog, Limiter, WINDOW};
@@ -45,7 +45,7 @@ pub enum Origin {
     /// From a customer socket, from this address if known.
     Customer(SocketId, Option<SocketAddr>),
     /// From a router entry's TUN device, of this service.
-    Tun(u8),
+    Tun(ServiceId),
 }
 
 /// What the log last said of a peer's session, by peer id.
@@ -90,13 +90,13 @@ pub struct MioIo {
     next_token: usize,
     /// Router entries' and L3 exits' TUN devices, by the id of the service
     /// that opened them, with their tokens.
-    pub tuns: HashMap<u8, (Token, Tun)>,
+    pub tuns: HashMap<ServiceId, (Token, Tun)>,
     /// L3 exits sharing another service's TUN device: the id of the
     /// service in `tuns` that holds it.
-    pub tun_owner: HashMap<u8, u8>,
+    pub tun_owner: HashMap<ServiceId, ServiceId>,
     /// Services in `tuns` that are L3 exits (their packets go to
     /// `Node::handle_exit_tun_packet`).
-    pub exit_tuns: std::collections::HashSet<u8>,
+    pub exit_tuns: std::collections::HashSet<ServiceId>,
     /// Names of the peers, by peer id, for logs.
     pub peer_names: Vec<String>,
     /// Datagrams that could not be sent.
@@ -106,7 +106,7 @@ pub struct MioIo {
     /// Kernel drops on exit channel sockets already closed.
     pub closed_channel_drops: u64,
     /// Service sockets that could not be opened: (service, why).
-    pub service_open_errors: Vec<(u8, String)>,
+    pub service_open_errors: Vec<(ServiceId, String)>,
     /// While the daemon starts, a service socket that cannot be opened is
     /// only recorded: the start fails and reports it in one line.
     pub starting: bool,
@@ -241,6 +241,8 @@ impl MioIo {
             Origin::None => String::new(),
         };
         let from = from.as_ref().map(tracing::field::display);
+        // The id as a number field, as it always was in the log.
+        let service = service.map(ServiceId::get);
         if first {
             info!(
                 target: DROP,
@@ -365,7 +367,7 @@ impl MioIo {
 
     /// Kernel drops on the socket of service `id`, and on every exit
     /// channel socket (open and closed) together.
-    pub fn kernel_drops(&self) -> (Vec<(u8, u64)>, u64) {
+    pub fn kernel_drops(&self) -> (Vec<(ServiceId, u64)>, u64) {
         let mut services = Vec::new();
         let mut channels = self.closed_channel_drops;
         for (id, c) in &self.customers {
@@ -607,7 +609,7 @@ impl Io for MioIo {
         self.sent("to a customer", r);
     }
 
-    fn write_tun(&mut self, service: u8, packet: &[u8]) {
+    fn write_tun(&mut self, service: ServiceId, packet: &[u8]) {
         let owner = *self.tun_owner.get(&service).unwrap_or(&service);
         let r = match self.tuns.get_mut(&owner) {
             Some((_, tun)) => tun.write(packet),

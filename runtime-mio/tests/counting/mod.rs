@@ -17,6 +17,7 @@ use sdt::config::{Config, Half, Mode, PeerRef, PeerSpec, ServiceSpec};
 use sdt::daemon::{Daemon, Options};
 pub use sdt::loopback::localhost;
 use sdt_core::key::PrivateKey;
+use sdt_core::node::ServiceId;
 
 /// Counts every allocation of the process, on every thread.
 struct Counting;
@@ -47,7 +48,7 @@ pub fn allocations() -> u64 {
 }
 
 fn service(half: Half) -> ServiceSpec {
-    let mut s = ServiceSpec::new(1, PeerRef::Named(0), Mode::Forward, half);
+    let mut s = ServiceSpec::new(ServiceId::new(1), PeerRef::Named(0), Mode::Forward, half);
     s.max_channels = 64;
     s
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use sdt::status::{ServiceState, Status};
 use sdt_core::key::PrivateKey;
+use sdt_core::node::ServiceId;
 
 use super::net::{Netns, Pair};
 use super::{require_root, require_tool, run, temp_dir, wait_until, Proc, SDT};
@@ -156,7 +157,7 @@ impl Node {
     /// Service `id` as `sdt status --json` shows it.
     pub fn service(&self, id: u8) -> ServiceState {
         self.status()
-            .service(id)
+            .service(ServiceId::new(id))
             .cloned()
             .unwrap_or_else(|| panic!("{} has no service {id}", self.name))
     }

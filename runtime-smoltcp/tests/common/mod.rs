@@ -14,7 +14,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sdt_core::key::PrivateKey;
 use sdt_core::link::{PeerConfig, PeerId};
-use sdt_core::node::{Node, ServiceConfig, SocketId};
+use sdt_core::node::{Node, ServiceConfig, ServiceId, SocketId};
 use sdt_smoltcp::{SmolNode, Storage};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -152,7 +152,7 @@ pub struct Host {
 pub struct NodeHost {
     pub smol: TestSmol,
     pub device: QueueDevice,
-    pub tun: Option<(u8, QueueDevice)>,
+    pub tun: Option<(ServiceId, QueueDevice)>,
     pub peer: PeerId,
 }
 
@@ -276,7 +276,7 @@ impl World {
 
     /// Gives node `n` a router device for router entry `service`.
     pub fn tun(&mut self, n: usize, service: u8) {
-        self.nodes[n].tun = Some((service, QueueDevice::default()));
+        self.nodes[n].tun = Some((ServiceId::new(service), QueueDevice::default()));
     }
 
     /// Brings the link up, X initiating, and checks it is.
@@ -414,7 +414,11 @@ impl World {
 
     /// The service stats of node `n`.
     pub fn stats(&self, n: usize, service: u8) -> sdt_core::node::ServiceStats {
-        self.nodes[n].smol.node().service_stats(service).unwrap()
+        self.nodes[n]
+            .smol
+            .node()
+            .service_stats(ServiceId::new(service))
+            .unwrap()
     }
 
     /// Where node `n`'s customer socket `socket` is bound.

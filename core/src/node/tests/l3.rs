@@ -89,12 +89,12 @@ fn whole_packets_both_ways_in_both_mirror_images() {
             v6(47, "fd00:8::7", "fd00:9::1", 0),
         ];
         for p in &sent {
-            net.tun_send(entry, 5, p);
+            net.tun_send(entry, ServiceId::new(5), p);
         }
         let at_exit: Vec<_> = std::mem::take(&mut net.tun);
         assert_eq!(at_exit.len(), sent.len(), "{:?}", net.drops);
         for ((node, service, bytes), p) in at_exit.iter().zip(&sent) {
-            assert_eq!((*node, *service), (exit, 5));
+            assert_eq!((*node, *service), (exit, ServiceId::new(5)));
             assert_eq!(bytes, p, "carried whole, byte for byte");
         }
         // Replies from the kernel at the exit go back whole.
@@ -108,10 +108,13 @@ fn whole_packets_both_ways_in_both_mirror_images() {
         let at_entry: Vec<_> = std::mem::take(&mut net.tun);
         assert_eq!(at_entry.len(), 2, "{:?}", net.drops);
         for ((node, service, bytes), p) in at_entry.iter().zip(&replies) {
-            assert_eq!((*node, *service), (entry, 5));
+            assert_eq!((*node, *service), (entry, ServiceId::new(5)));
             assert_eq!(bytes, p);
         }
-        let (se, sx) = (net.stats(entry, 5), net.stats(exit, 5));
+        let (se, sx) = (
+            net.stats(entry, ServiceId::new(5)),
+            net.stats(exit, ServiceId::new(5)),
+        );
         assert_eq!((se.to_peer.datagrams, se.from_peer.datagrams), (4, 2));
         assert_eq!((sx.to_peer.datagrams, sx.from_peer.datagrams), (2, 4));
         assert_eq!(se.to_peer.bytes, sent.iter().map(|p| p.len() as u64).sum());
@@ -144,18 +147,27 @@ fn exit_checks_the_source_and_the_allow_list() {
     ];
     for (p, reason) in &cases {
         // Sent from the entry's TUN device: the entry carries any sane packet.
-        net.tun_send(X, 5, p);
+        net.tun_send(X, ServiceId::new(5), p);
         assert!(net.tun.is_empty(), "{reason:?}");
         assert_eq!(net.drops[Y].pop(), Some(Dropped::Service(*reason)));
     }
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::SourceNotAllowed), 2);
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::NotAllowed), 4);
-    assert_eq!(net.stats(X, 5).to_peer.datagrams, 6);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::SourceNotAllowed),
+        2
+    );
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::NotAllowed),
+        4
+    );
+    assert_eq!(net.stats(X, ServiceId::new(5)).to_peer.datagrams, 6);
     // Malformed packets go nowhere, at either end.
     let mut bad = v4(6, "10.8.0.2", "10.9.0.1", 80);
     bad.pop();
-    net.tun_send(X, 5, &bad);
-    assert_eq!(net.drop_count(X, 5, ServiceDrop::MalformedIp), 1);
+    net.tun_send(X, ServiceId::new(5), &bad);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(5), ServiceDrop::MalformedIp),
+        1
+    );
     net.exit_tun_send(Y, &bad);
     assert_eq!(net.nodes[Y].node_drops().get(ServiceDrop::MalformedIp), 1);
     assert!(net.tun.is_empty());
@@ -176,10 +188,13 @@ fn exit_tun_packets_go_to_the_peer_of_their_destination() {
     for (dst, service) in [("10.8.0.9", 5), ("10.8.1.9", 6), ("10.8.0.2", 5)] {
         net.exit_tun_send(Y, &v4(6, "10.9.0.1", dst, 40000));
         let (node, got, _) = net.tun.pop().expect("delivered");
-        assert_eq!((node, got), (X, service), "{dst}");
+        assert_eq!((node, got), (X, ServiceId::new(service)), "{dst}");
     }
     net.exit_tun_send(Y, &v6(6, "fd00:9::1", "fd00:8::5", 1));
-    assert_eq!(net.tun.pop().map(|t| (t.0, t.1)), Some((X, 6)));
+    assert_eq!(
+        net.tun.pop().map(|t| (t.0, t.1)),
+        Some((X, ServiceId::new(6)))
+    );
     net.exit_tun_send(Y, &v4(6, "10.9.0.1", "10.8.2.1", 40000));
     assert!(net.tun.is_empty());
     assert_eq!(
@@ -218,8 +233,11 @@ fn an_l3_half_with_a_socket_half_is_a_mode_mismatch() {
     net.service(X, service(5, Peers::One(px), Role::RouterTunEntry));
     net.service(Y, router_exit(5, py, &["ip://10.0.0.0/8"]));
     net.up();
-    net.tun_send(X, 5, &v4(17, "10.8.0.2", "10.9.0.1", 53));
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::ModeMismatch), 1);
+    net.tun_send(X, ServiceId::new(5), &v4(17, "10.8.0.2", "10.9.0.1", 53));
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::ModeMismatch),
+        1
+    );
     assert!(net.events[Y].iter().any(|e| matches!(
         e,
         NodeEvent::Mismatch {
@@ -234,8 +252,11 @@ fn an_l3_half_with_a_socket_half_is_a_mode_mismatch() {
     net.service(Y, l3_exit(5, py, &["ip://10.0.0.0/8"], &["10.8.0.0/24"]));
     net.up();
     let udp = super::router::packet(a("10.8.0.2:4000"), a("10.9.0.1:53"), b"q");
-    net.tun_send(X, 5, &udp);
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::ModeMismatch), 1);
+    net.tun_send(X, ServiceId::new(5), &udp);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::ModeMismatch),
+        1
+    );
     assert!(net.tun.is_empty() && net.delivered.is_empty());
 }
 
@@ -248,10 +269,13 @@ fn too_big_packets_are_answered_at_both_ends() {
     net.service(X, service(5, Peers::One(px), Role::RouterTunEntry));
     net.service(Y, l3_exit(5, py, &RULES, &["10.8.0.2/32"]));
     net.up();
-    let mtu = net.nodes[X].router_packet_mtu(5).unwrap();
-    assert_eq!(net.nodes[Y].router_packet_mtu(5), Some(mtu));
+    let mtu = net.nodes[X].router_packet_mtu(ServiceId::new(5)).unwrap();
+    assert_eq!(net.nodes[Y].router_packet_mtu(ServiceId::new(5)), Some(mtu));
     // The whole packet rides in the frame: the MTU is the largest payload.
-    assert_eq!(net.nodes[X].max_payload(5, None), Some(usize::from(mtu)));
+    assert_eq!(
+        net.nodes[X].max_payload(ServiceId::new(5), None),
+        Some(usize::from(mtu))
+    );
     let sized = |src: &str, dst: &str, len: usize| {
         let mut p = v4(6, src, dst, 80);
         p.resize(len, 0);
@@ -260,7 +284,11 @@ fn too_big_packets_are_answered_at_both_ends() {
         p
     };
     let big = |src: &str, dst: &str| sized(src, dst, usize::from(mtu) + 1);
-    net.tun_send(X, 5, &sized("10.8.0.2", "10.9.0.1", usize::from(mtu)));
+    net.tun_send(
+        X,
+        ServiceId::new(5),
+        &sized("10.8.0.2", "10.9.0.1", usize::from(mtu)),
+    );
     net.exit_tun_send(Y, &sized("10.9.0.1", "10.8.0.2", usize::from(mtu)));
     assert_eq!(
         net.tun
@@ -275,12 +303,12 @@ fn too_big_packets_are_answered_at_both_ends() {
         (Y, big("10.9.0.1", "10.8.0.2")),
     ] {
         if node == X {
-            net.tun_send(X, 5, &p);
+            net.tun_send(X, ServiceId::new(5), &p);
         } else {
             net.exit_tun_send(Y, &p);
         }
         let (at, service, icmp) = net.tun.pop().expect("an ICMP error");
-        assert_eq!((at, service), (node, 5));
+        assert_eq!((at, service), (node, ServiceId::new(5)));
         let info = crate::ip::l3::parse_packet(&icmp).unwrap();
         assert_eq!(info.protocol, 1);
         assert_eq!(
@@ -289,6 +317,9 @@ fn too_big_packets_are_answered_at_both_ends() {
         );
         assert_eq!(&icmp[20..22], &[3, 4], "Fragmentation Needed");
         assert_eq!(&icmp[26..28], &mtu.to_be_bytes());
-        assert_eq!(net.drop_count(node, 5, ServiceDrop::TooBig), 1);
+        assert_eq!(
+            net.drop_count(node, ServiceId::new(5), ServiceDrop::TooBig),
+            1
+        );
     }
 }

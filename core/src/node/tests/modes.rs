@@ -61,7 +61,10 @@ fn forward_both_mirror_images_keep_clients_apart() {
             }
         }
         assert!(net.delivered.is_empty());
-        let (se, sx) = (net.stats(entry, 1), net.stats(exit, 1));
+        let (se, sx) = (
+            net.stats(entry, ServiceId::new(1)),
+            net.stats(exit, ServiceId::new(1)),
+        );
         assert_eq!((se.to_peer.datagrams, se.from_peer.datagrams), (15, 15));
         assert_eq!((sx.to_peer.datagrams, sx.from_peer.datagrams), (15, 15));
         assert_eq!((se.channels_open, sx.channels_open), (5, 5));
@@ -118,7 +121,10 @@ fn forward_table_full_drops_then_evicts_idle_lru() {
     net.send(X, client(2), a(LISTEN), b"two");
     // Full, nobody idle for 5 s: the newcomer is dropped and counted.
     net.send(X, client(3), a(LISTEN), b"three");
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::TableFull), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::TableFull),
+        1
+    );
     let first = net.take_delivered_to(a(TARGET));
     assert_eq!(first.len(), 2);
     let client_1_port = first[0].from;
@@ -127,14 +133,14 @@ fn forward_table_full_drops_then_evicts_idle_lru() {
     net.send(X, client(2), a(LISTEN), b"two again");
     net.run_for(Duration::from_secs(2));
     net.send(X, client(3), a(LISTEN), b"three again");
-    let s = net.stats(X, 1);
+    let s = net.stats(X, ServiceId::new(1));
     assert_eq!(
         (s.channels_evicted, s.channels_open, s.channels_created),
         (1, 2, 3)
     );
     // The exit had room for the new number only after evicting too; its LRU
     // (client 1's channel) was idle long enough.
-    let sx = net.stats(Y, 1);
+    let sx = net.stats(Y, ServiceId::new(1));
     assert_eq!((sx.channels_evicted, sx.channels_open), (1, 2));
     // The evicted channel's socket is held, not closed: its port serves no
     // new channel while the target may still answer client 1.
@@ -146,7 +152,10 @@ fn forward_table_full_drops_then_evicts_idle_lru() {
     // A late reply to client 1's port reaches nobody and is counted.
     assert!(net.send_to_local(Y, client_1_port, a(TARGET), b"late for 1"));
     assert!(net.delivered.is_empty(), "{:?}", net.delivered);
-    assert_eq!(net.drop_count(Y, 1, ServiceDrop::LateReply), 1);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(1), ServiceDrop::LateReply),
+        1
+    );
 }
 
 /// The hazard the port rule exists for, shown with the rule switched off:
@@ -181,7 +190,10 @@ fn a_late_reply_reaches_the_next_client_only_without_a_port_hold() {
             assert_ne!(second[0].from, port, "the held port is not reused");
             assert!(answered, "the held socket still takes the reply");
             assert!(to_2.is_empty());
-            assert_eq!(net.drop_count(Y, 1, ServiceDrop::LateReply), 1);
+            assert_eq!(
+                net.drop_count(Y, ServiceId::new(1), ServiceDrop::LateReply),
+                1
+            );
         }
     }
 }
@@ -198,20 +210,23 @@ fn forward_idle_channels_expire_at_the_configured_time() {
         Some(true)
     );
     net.run_for(Duration::from_millis(9_999));
-    assert_eq!(net.stats(X, 1).channels_open, 1);
-    assert_eq!(net.stats(Y, 1).channels_open, 1);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 1);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_open, 1);
     net.run_for(Duration::from_millis(1));
-    assert_eq!(net.stats(X, 1).channels_open, 0);
-    assert_eq!(net.stats(Y, 1).channels_open, 0);
-    assert_eq!(net.stats(X, 1).channels_expired, 1);
-    assert_eq!(net.stats(Y, 1).channels_expired, 1);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 0);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_open, 0);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_expired, 1);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_expired, 1);
     // The exit's socket is held until port_hold after the channel's last
     // datagram, so its port serves no other channel before then.
     let hold = ChannelLimits::DEFAULT_PORT_HOLD;
-    assert_eq!(net.stats(Y, 1).ports_held, 1);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).ports_held, 1);
     let (held, _) = net.connected_to(Y, a(TARGET))[0];
     net.send_on(Y, held, a(TARGET), b"late reply");
-    assert_eq!(net.drop_count(Y, 1, ServiceDrop::LateReply), 1);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(1), ServiceDrop::LateReply),
+        1
+    );
     assert!(net.take_delivered_to(client(1)).is_empty());
     net.run_for(hold - Duration::from_secs(10) - Duration::from_millis(1));
     assert_eq!(net.connected_to(Y, a(TARGET)).len(), 1, "released early");
@@ -220,7 +235,7 @@ fn forward_idle_channels_expire_at_the_configured_time() {
         net.connected_to(Y, a(TARGET)).is_empty(),
         "the exit socket was closed when its hold ended"
     );
-    assert_eq!(net.stats(Y, 1).ports_held, 0);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).ports_held, 0);
 }
 
 /// With `port_hold` zero, an ended channel's socket closes at once.
@@ -237,7 +252,7 @@ fn without_a_port_hold_the_exit_socket_closes_with_its_channel() {
     net.up();
     net.send(X, client(1), a(LISTEN), b"hello");
     net.run_for(Duration::from_secs(10));
-    assert_eq!(net.stats(Y, 1).channels_expired, 1);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_expired, 1);
     assert!(net.connected_to(Y, a(TARGET)).is_empty());
 }
 
@@ -251,7 +266,7 @@ fn traffic_in_either_direction_refreshes_a_channel() {
         net.send_on(Y, socket, a(TARGET), b"unsolicited reply");
     }
     assert_eq!(net.take_delivered_to(client(1)).len(), 5);
-    assert_eq!(net.stats(X, 1).channels_expired, 0);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_expired, 0);
 }
 
 #[test]
@@ -270,13 +285,16 @@ fn reply_after_entry_expiry_reaches_no_one() {
     net.send(X, client(1), a(LISTEN), b"first");
     let (socket, _) = net.connected_to(Y, a(TARGET))[0];
     net.run_for(Duration::from_secs(6));
-    assert_eq!(net.stats(X, 1).channels_open, 0);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 0);
     // A new client now; then the target answers the old channel.
     net.send(X, client(2), a(LISTEN), b"second");
     net.send_on(Y, socket, a(TARGET), b"late answer for client 1");
     assert!(net.take_delivered_to(client(2)).is_empty());
     assert!(net.take_delivered_to(client(1)).is_empty());
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::UnknownChannel), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::UnknownChannel),
+        1
+    );
 }
 
 #[test]
@@ -305,11 +323,11 @@ fn restart_of_either_node_drops_the_old_channels() {
             net.events[survivor]
         );
         assert_eq!(
-            net.stats(survivor, 1).channels_open,
+            net.stats(survivor, ServiceId::new(1)).channels_open,
             0,
             "restarted {restarted}"
         );
-        assert_eq!(net.stats(survivor, 1).channels_closed, 1);
+        assert_eq!(net.stats(survivor, ServiceId::new(1)).channels_closed, 1);
         // A new client after the restart; a late reply on the old exit socket
         // (if the exit survived, the runtime may still deliver one) is stale.
         net.send(X, client(2), a(LISTEN), b"after");
@@ -317,8 +335,11 @@ fn restart_of_either_node_drops_the_old_channels() {
             // Held under the port rule: dropped as late, counted on the
             // service.
             net.send_on(Y, old_exit_socket, a(TARGET), b"late");
-            assert_eq!(net.drop_count(Y, 1, ServiceDrop::LateReply), 1);
-            assert_eq!(net.stats(Y, 1).ports_held, 1);
+            assert_eq!(
+                net.drop_count(Y, ServiceId::new(1), ServiceDrop::LateReply),
+                1
+            );
+            assert_eq!(net.stats(Y, ServiceId::new(1)).ports_held, 1);
         }
         target_echoes(&mut net, Y);
         let to_new = net.take_delivered_to(client(2));
@@ -338,7 +359,7 @@ fn direct_carries_only_the_two_fixed_customers_both_ways() {
     net.service(
         X,
         ServiceConfig::new(
-            3,
+            ServiceId::new(3),
             Peers::One(px),
             Role::Direct {
                 listen: ax,
@@ -349,7 +370,7 @@ fn direct_carries_only_the_two_fixed_customers_both_ways() {
     net.service(
         Y,
         ServiceConfig::new(
-            3,
+            ServiceId::new(3),
             Peers::One(py),
             Role::Direct {
                 listen: ay,
@@ -383,7 +404,10 @@ fn direct_carries_only_the_two_fixed_customers_both_ways() {
         }]
     );
     assert!(net.delivered.is_empty());
-    assert_eq!(net.drop_count(X, 3, ServiceDrop::Stranger), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(3), ServiceDrop::Stranger),
+        1
+    );
     // Overhead of a direct frame: 30 bytes.
     let data: Vec<_> = net
         .wire
@@ -407,11 +431,15 @@ fn push_is_one_way_in_both_mirror_images() {
         let (listen, target) = (a("127.0.0.1:5514"), a("127.0.0.1:514"));
         net.service(
             entry,
-            ServiceConfig::new(2, Peers::One(pe), Role::PushEntry { listen }),
+            ServiceConfig::new(
+                ServiceId::new(2),
+                Peers::One(pe),
+                Role::PushEntry { listen },
+            ),
         );
         net.service(
             exit,
-            ServiceConfig::new(2, Peers::One(px), Role::PushExit { target }),
+            ServiceConfig::new(ServiceId::new(2), Peers::One(px), Role::PushExit { target }),
         );
         net.up();
         for i in 0..20u16 {
@@ -435,9 +463,12 @@ fn push_is_one_way_in_both_mirror_images() {
         let sock = net.socket_at(exit, got[0].from);
         net.send_on(exit, sock, target, b"reply?");
         assert!(net.delivered.is_empty());
-        assert_eq!(net.drop_count(exit, 2, ServiceDrop::WrongDirection), 1);
-        assert_eq!(net.stats(exit, 2).from_peer.datagrams, 20);
-        assert_eq!(net.stats(entry, 2).to_peer.datagrams, 20);
+        assert_eq!(
+            net.drop_count(exit, ServiceId::new(2), ServiceDrop::WrongDirection),
+            1
+        );
+        assert_eq!(net.stats(exit, ServiceId::new(2)).from_peer.datagrams, 20);
+        assert_eq!(net.stats(entry, ServiceId::new(2)).to_peer.datagrams, 20);
     }
 }
 
@@ -452,7 +483,10 @@ fn half_mismatch_is_dropped_counted_and_reported_once() {
         net.send(X, client(i), a(LISTEN), b"both think they are the entry");
     }
     assert!(net.delivered.is_empty());
-    assert_eq!(net.drop_count(Y, 1, ServiceDrop::HalfMismatch), 3);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(1), ServiceDrop::HalfMismatch),
+        3
+    );
     let reports: Vec<_> = net.events[Y]
         .iter()
         .filter(|e| matches!(e, NodeEvent::Mismatch { .. }))
@@ -460,7 +494,7 @@ fn half_mismatch_is_dropped_counted_and_reported_once() {
     assert_eq!(
         reports,
         vec![&NodeEvent::Mismatch {
-            service: 1,
+            service: ServiceId::new(1),
             peer: py,
             problem: ServiceDrop::HalfMismatch
         }]
@@ -475,7 +509,7 @@ fn mode_mismatch_and_unknown_service_are_dropped_and_reported_once() {
     net.service(
         X,
         ServiceConfig::new(
-            4,
+            ServiceId::new(4),
             Peers::One(px),
             Role::PushEntry {
                 listen: a("127.0.0.1:5600"),
@@ -484,14 +518,21 @@ fn mode_mismatch_and_unknown_service_are_dropped_and_reported_once() {
     );
     net.service(
         Y,
-        ServiceConfig::new(1, Peers::One(py), Role::PushExit { target: a(TARGET) }),
+        ServiceConfig::new(
+            ServiceId::new(1),
+            Peers::One(py),
+            Role::PushExit { target: a(TARGET) },
+        ),
     );
     net.up();
     net.send(X, client(1), a(LISTEN), b"forward frame to a push exit");
     net.send(X, client(1), a("127.0.0.1:5600"), b"service 4 unknown at y");
     net.send(X, client(1), a("127.0.0.1:5600"), b"again");
     assert!(net.delivered.is_empty());
-    assert_eq!(net.drop_count(Y, 1, ServiceDrop::ModeMismatch), 1);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(1), ServiceDrop::ModeMismatch),
+        1
+    );
     assert_eq!(
         net.nodes[Y].node_drops().get(ServiceDrop::UnknownService),
         2
@@ -503,7 +544,7 @@ fn mode_mismatch_and_unknown_service_are_dropped_and_reported_once() {
     assert_eq!(
         unknown,
         vec![&NodeEvent::UnknownService {
-            service: 4,
+            service: ServiceId::new(4),
             peer: py
         }]
     );
@@ -520,7 +561,7 @@ fn datagrams_before_the_link_is_up_wait_for_the_handshake() {
     net.send(X, client(2), a(LISTEN), b"second");
     assert!(net.take_delivered_to(a(TARGET)).is_empty());
     assert_eq!(
-        net.stats(X, 1).to_peer.datagrams,
+        net.stats(X, ServiceId::new(1)).to_peer.datagrams,
         0,
         "counted when sent, not when staged"
     );
@@ -531,8 +572,8 @@ fn datagrams_before_the_link_is_up_wait_for_the_handshake() {
     let got = net.take_delivered_to(a(TARGET));
     let payloads: Vec<_> = got.iter().map(|d| d.payload.clone()).collect();
     assert_eq!(payloads, vec![b"first".to_vec(), b"second".to_vec()]);
-    assert_eq!(net.stats(X, 1).to_peer.datagrams, 2);
-    assert_eq!(net.stats(X, 1).drops.total(), 0);
+    assert_eq!(net.stats(X, ServiceId::new(1)).to_peer.datagrams, 2);
+    assert_eq!(net.stats(X, ServiceId::new(1)).drops.total(), 0);
 }
 
 #[test]
@@ -549,11 +590,14 @@ fn the_stage_is_bounded_and_gives_up_with_the_handshake() {
     }
     // Too large to stage: dropped at once.
     net.send(X, client(0), a(LISTEN), &[0u8; STAGE_BYTES]);
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 3);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::NoSession),
+        3
+    );
     // The handshake gives up after REKEY_ATTEMPT_TIME: the rest go too.
     net.run_for(REKEY_ATTEMPT_TIME + REKEY_TIMEOUT + MAX_JITTER);
     assert_eq!(
-        net.drop_count(X, 1, ServiceDrop::NoSession),
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::NoSession),
         3 + STAGE_SLOTS as u64
     );
     assert!(net.events[X].contains(&NodeEvent::Link(LinkEvent::HandshakeTimedOut(px))));
@@ -574,15 +618,18 @@ fn the_largest_datagram_of_a_default_link_is_staged() {
     net.service(X, forward_entry(1, px, LISTEN));
     net.service(Y, forward_exit(1, Peers::One(py), TARGET));
     let largest = net.nodes[X]
-        .max_payload(1, None)
+        .max_payload(ServiceId::new(1), None)
         .expect("a forward entry's limit");
     let payload = vec![0x5a; largest];
     // No session yet: the datagram starts the handshake and waits for it.
     net.send(X, client(0), a(LISTEN), &payload);
     let got = net.take_delivered_to(a(TARGET));
-    assert_eq!(got.len(), 1, "{:?}", net.stats(X, 1).drops);
+    assert_eq!(got.len(), 1, "{:?}", net.stats(X, ServiceId::new(1)).drops);
     assert_eq!(got[0].payload, payload);
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 0);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::NoSession),
+        0
+    );
 }
 
 #[test]
@@ -628,8 +675,11 @@ fn a_failed_exit_socket_drops_its_channel() {
     net.send(X, client(1), a(LISTEN), b"x");
     let (socket, _) = net.connected_to(Y, a(TARGET))[0];
     net.nodes[Y].socket_failed(socket);
-    assert_eq!(net.stats(Y, 1).channels_open, 0);
-    assert_eq!(net.drop_count(Y, 1, ServiceDrop::SocketFailed), 1);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_open, 0);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(1), ServiceDrop::SocketFailed),
+        1
+    );
 }
 
 #[test]
@@ -638,11 +688,14 @@ fn channel_number_exhaustion_renews_the_incarnation_and_keeps_clients_apart() {
     net.send(X, client(1), a(LISTEN), b"old client");
     net.nodes[X].services[0].next_number = u32::MAX;
     net.send(X, client(2), a(LISTEN), b"needs a number");
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::NoSession), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::NoSession),
+        1
+    );
     net.run_for(Duration::from_millis(10));
     assert!(net.events[Y].contains(&NodeEvent::Link(LinkEvent::PeerRestarted(net.peer[Y]))));
-    assert_eq!(net.stats(Y, 1).channels_open, 0);
-    assert_eq!(net.stats(X, 1).channels_open, 0);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_open, 0);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 0);
     net.take_delivered_to(a(TARGET));
     // Numbering restarted at 0: client 2 gets number 0, which client 1 had.
     net.send(X, client(2), a(LISTEN), b"new client");
@@ -663,13 +716,16 @@ fn channel_creation_is_rate_limited_at_the_entry_and_per_peer_at_the_exit() {
     for c in 0..6 {
         net.send(X, client(c), a(LISTEN), b"hi");
     }
-    assert_eq!(net.stats(X, 1).channels_created, 3);
-    assert_eq!(net.drop_count(X, 1, ServiceDrop::ChannelRateLimited), 3);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_created, 3);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(1), ServiceDrop::ChannelRateLimited),
+        3
+    );
     // Known clients are not limited; new ones get through as time passes.
     net.send(X, client(0), a(LISTEN), b"again");
     net.run_for(Duration::from_millis(400));
     net.send(X, client(7), a(LISTEN), b"later");
-    assert_eq!(net.stats(X, 1).channels_created, 4);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_created, 4);
     assert_eq!(net.take_delivered_to(a(TARGET)).len(), 5);
 
     // Exit: the peer's channel creation, whatever the entry allows.
@@ -682,8 +738,11 @@ fn channel_creation_is_rate_limited_at_the_entry_and_per_peer_at_the_exit() {
     for c in 0..5 {
         net.send(X, client(c), a(LISTEN), b"hi");
     }
-    assert_eq!(net.stats(Y, 1).channels_created, 2);
-    assert_eq!(net.drop_count(Y, 1, ServiceDrop::ChannelRateLimited), 3);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).channels_created, 2);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(1), ServiceDrop::ChannelRateLimited),
+        3
+    );
     assert_eq!(net.connected_to(Y, a(TARGET)).len(), 2);
 }
 
@@ -741,17 +800,17 @@ fn forward_turns_over_one_query_clients_at_any_rate() {
         }
         let refused = |i| {
             [ServiceDrop::TableFull, ServiceDrop::PortsHeld]
-                .map(|r| net.drop_count(i, 1, r))
+                .map(|r| net.drop_count(i, ServiceId::new(1), r))
                 .iter()
                 .sum::<u64>()
         };
         if answered_hold < ChannelLimits::DEFAULT_PORT_HOLD {
             assert_eq!(answered, 2000);
             assert_eq!((refused(X), refused(Y)), (0, 0));
-            assert!(net.stats(X, 1).channels_evicted >= 1990);
+            assert!(net.stats(X, ServiceId::new(1)).channels_evicted >= 1990);
             // The stuck queries' channels are still there on both sides.
-            assert_eq!(net.stats(X, 1).channels_open, 4);
-            assert!(net.stats(Y, 1).ports_held <= 6);
+            assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 4);
+            assert!(net.stats(Y, ServiceId::new(1)).ports_held <= 6);
         } else {
             // 16 slots: 4 live and 12 held for 30 s, then the exit refuses
             // new channels, their queries stay unanswered and fill the

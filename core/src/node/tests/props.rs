@@ -101,14 +101,14 @@ proptest! {
                 prop_assert_eq!(d.from, a(LISTEN));
             }
             for i in [X, Y] {
-                prop_assert!(net.stats(i, 1).channels_open <= 4);
+                prop_assert!(net.stats(i, ServiceId::new(1)).channels_open <= 4);
                 prop_assert!(net.nodes[i].channels().len() <= 4);
             }
         }
         // Conservation, direction by direction: every datagram reached its
         // customer or was dropped with a counted reason (nothing is lost on
         // this network). Client to target:
-        let (se, sx) = (net.stats(entry, 1), net.stats(exit, 1));
+        let (se, sx) = (net.stats(entry, ServiceId::new(1)), net.stats(exit, ServiceId::new(1)));
         let unknown = se.drops.get(ServiceDrop::UnknownChannel);
         prop_assert_eq!(se.to_peer.datagrams + se.drops.total() - unknown, sent);
         let no_room = sx.drops.get(ServiceDrop::TableFull) + sx.drops.get(ServiceDrop::PortsHeld);

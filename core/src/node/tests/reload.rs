@@ -55,7 +55,7 @@ fn removing_a_service_keeps_the_others_channels_and_traffic() {
         net.send(X, client(c), a("127.0.0.1:5001"), b"one");
         net.send(X, client(c), a("127.0.0.1:5002"), b"two");
     }
-    assert_eq!(net.stats(Y, 2).channels_open, 3);
+    assert_eq!(net.stats(Y, ServiceId::new(2)).channels_open, 3);
     assert_eq!(net.take_payloads_to(a("127.0.0.9:54")).len(), 3);
     // Y drops service 1 (first in its list, so service 2 moves into its
     // place) and adds a push exit 3; services are named by position in the
@@ -82,16 +82,16 @@ fn removing_a_service_keeps_the_others_channels_and_traffic() {
     );
     // Service 1's three channel sockets closed, service 3's socket opened.
     assert_eq!(net.open_sockets(Y), sockets_before - 3 + 1);
-    assert!(net.nodes[Y].service_stats(1).is_none());
+    assert!(net.nodes[Y].service_stats(ServiceId::new(1)).is_none());
     // Service 2 kept its channels and carries on both ways, nothing lost.
-    assert_eq!(net.stats(Y, 2).channels_open, 3);
+    assert_eq!(net.stats(Y, ServiceId::new(2)).channels_open, 3);
     for c in 0..3 {
         net.send(X, client(c), a("127.0.0.1:5002"), b"again");
     }
     let got = net.take_delivered_to(a("127.0.0.9:54"));
     assert_eq!(got.len(), 3);
     assert_eq!(
-        net.stats(Y, 2).channels_created,
+        net.stats(Y, ServiceId::new(2)).channels_created,
         3,
         "no channel opened anew"
     );
@@ -103,7 +103,8 @@ fn removing_a_service_keeps_the_others_channels_and_traffic() {
         assert_eq!(net.take_delivered_to(client(c)).len(), 1);
     }
     assert_eq!(
-        net.stats(X, 2).drops.total() + net.stats(Y, 2).drops.total(),
+        net.stats(X, ServiceId::new(2)).drops.total()
+            + net.stats(Y, ServiceId::new(2)).drops.total(),
         0
     );
     // The removed service's frames are now unknown on Y.
@@ -149,7 +150,7 @@ fn an_invalid_configuration_changes_nothing() {
         net.nodes[X].reload(now, &other_key, &peers, &[]),
         Err(ReloadError::OwnKeyChanged)
     );
-    assert_eq!(net.stats(X, 1).channels_open, 1);
+    assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 1);
     assert_eq!(net.nodes[X].services().count(), 2);
     // The same configuration again changes nothing at all.
     let summary = reload(&mut net, X, &peers, &entries).unwrap();
@@ -188,7 +189,11 @@ fn a_new_preshared_key_handshakes_again_and_keeps_channels() {
         .stats;
     assert!(after.handshakes_completed > handshakes.handshakes_completed);
     assert_eq!(net.take_payloads_to(a(TARGET)).len(), 2);
-    assert_eq!(net.stats(Y, 1).channels_created, 1, "the channel was kept");
+    assert_eq!(
+        net.stats(Y, ServiceId::new(1)).channels_created,
+        1,
+        "the channel was kept"
+    );
 }
 
 #[test]

@@ -97,7 +97,7 @@ fn router_carries_udp_both_mirror_images_v4_and_v6() {
         for (i, (client, dest)) in cases.iter().enumerate() {
             net.tun_send(
                 entry,
-                5,
+                ServiceId::new(5),
                 &packet(*client, *dest, format!("q{i}").as_bytes()),
             );
         }
@@ -115,7 +115,7 @@ fn router_carries_udp_both_mirror_images_v4_and_v6() {
         destinations_echo(&mut net, exit);
         assert_eq!(net.tun.len(), 4);
         for (i, (node, service, bytes)) in net.tun.iter().enumerate() {
-            assert_eq!((*node, *service), (entry, 5));
+            assert_eq!((*node, *service), (entry, ServiceId::new(5)));
             let (src, dst, payload) = parse_with_smoltcp(bytes);
             assert_eq!(
                 (src, dst),
@@ -127,7 +127,10 @@ fn router_carries_udp_both_mirror_images_v4_and_v6() {
             let udp = ip::parse_udp(bytes).unwrap();
             assert_eq!((udp.source, udp.destination), (src, dst));
         }
-        let (se, sx) = (net.stats(entry, 5), net.stats(exit, 5));
+        let (se, sx) = (
+            net.stats(entry, ServiceId::new(5)),
+            net.stats(exit, ServiceId::new(5)),
+        );
         assert_eq!(
             (
                 se.to_peer.datagrams,
@@ -151,26 +154,48 @@ fn router_carries_udp_both_mirror_images_v4_and_v6() {
 fn router_exit_enforces_the_allow_list() {
     let mut net = router_net(21, X, &["10.0.0.0/8:53"]);
     let client = a("10.99.0.2:40000");
-    net.tun_send(X, 5, &packet(client, a("10.1.1.1:53"), b"allowed"));
-    net.tun_send(X, 5, &packet(client, a("10.1.1.1:54"), b"wrong port"));
-    net.tun_send(X, 5, &packet(client, a("192.0.2.1:53"), b"wrong network"));
     net.tun_send(
         X,
-        5,
+        ServiceId::new(5),
+        &packet(client, a("10.1.1.1:53"), b"allowed"),
+    );
+    net.tun_send(
+        X,
+        ServiceId::new(5),
+        &packet(client, a("10.1.1.1:54"), b"wrong port"),
+    );
+    net.tun_send(
+        X,
+        ServiceId::new(5),
+        &packet(client, a("192.0.2.1:53"), b"wrong network"),
+    );
+    net.tun_send(
+        X,
+        ServiceId::new(5),
         &packet(a("[fd00::2]:1"), a("[2001:db8::1]:53"), b"v6 not allowed"),
     );
     assert_eq!(net.delivered.len(), 1);
     assert_eq!(net.delivered[0].to, a("10.1.1.1:53"));
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::NotAllowed), 3);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::NotAllowed),
+        3
+    );
     assert_eq!(net.open_sockets(Y), 1);
 }
 
 #[test]
 fn empty_allow_list_allows_nothing() {
     let mut net = router_net(22, X, &[]);
-    net.tun_send(X, 5, &packet(a("10.99.0.2:40000"), a("10.1.1.1:53"), b"x"));
+    net.tun_send(
+        X,
+        ServiceId::new(5),
+        &packet(a("10.99.0.2:40000"), a("10.1.1.1:53"), b"x"),
+    );
     assert!(net.delivered.is_empty());
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::NotAllowed), 1);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::NotAllowed),
+        1
+    );
 }
 
 #[test]
@@ -183,16 +208,22 @@ fn router_entry_drops_what_is_not_udp() {
         p.set_next_header(IpProtocol::Tcp);
         p.fill_checksum();
     }
-    net.tun_send(X, 5, &tcp);
-    net.tun_send(X, 5, &[0x45, 0, 0]);
+    net.tun_send(X, ServiceId::new(5), &tcp);
+    net.tun_send(X, ServiceId::new(5), &[0x45, 0, 0]);
     let mut corrupt = packet(a("10.99.0.2:40000"), a("10.1.1.1:53"), b"payload");
     let last = corrupt.len() - 1;
     corrupt[last] ^= 1;
-    net.tun_send(X, 5, &corrupt);
+    net.tun_send(X, ServiceId::new(5), &corrupt);
     assert!(net.delivered.is_empty());
-    assert_eq!(net.drop_count(X, 5, ServiceDrop::NotUdp), 1);
-    assert_eq!(net.drop_count(X, 5, ServiceDrop::MalformedIp), 1);
-    assert_eq!(net.drop_count(X, 5, ServiceDrop::BadChecksum), 1);
+    assert_eq!(net.drop_count(X, ServiceId::new(5), ServiceDrop::NotUdp), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(5), ServiceDrop::MalformedIp),
+        1
+    );
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(5), ServiceDrop::BadChecksum),
+        1
+    );
 }
 
 #[test]
@@ -201,7 +232,11 @@ fn replies_never_cross_between_router_clients() {
     let dest = a("10.1.1.1:53");
     for c in 0..6u16 {
         let client = SocketAddr::new([10, 99, 0, 2].into(), 50000 + c);
-        net.tun_send(X, 5, &packet(client, dest, &c.to_be_bytes()));
+        net.tun_send(
+            X,
+            ServiceId::new(5),
+            &packet(client, dest, &c.to_be_bytes()),
+        );
     }
     destinations_echo(&mut net, Y);
     assert_eq!(net.tun.len(), 6);
@@ -255,7 +290,7 @@ fn ping_through_the_exit_reaches_only_its_pinger() {
         for (k, (src, dst, ident)) in cases.iter().enumerate() {
             net.tun_send(
                 entry,
-                5,
+                ServiceId::new(5),
                 &echo_request(*src, *dst, *ident, k as u16, b"ping!"),
             );
         }
@@ -319,7 +354,7 @@ fn ping_through_the_exit_reaches_only_its_pinger() {
                 "reply {k}"
             );
         }
-        assert_eq!(net.stats(exit, 5).drops.total(), 0);
+        assert_eq!(net.stats(exit, ServiceId::new(5)).drops.total(), 0);
     }
 }
 
@@ -328,12 +363,19 @@ fn udp_rules_allow_no_ping_and_icmp_rules_no_udp() {
     let mut net = router_net(26, X, &["10.0.0.0/8", "icmp://192.0.2.0/24"]);
     net.tun_send(
         X,
-        5,
+        ServiceId::new(5),
         &echo_request(ip("10.99.0.2"), ip("10.1.1.1"), 1, 1, b"x"),
     );
-    net.tun_send(X, 5, &packet(a("10.99.0.2:40000"), a("192.0.2.1:53"), b"x"));
+    net.tun_send(
+        X,
+        ServiceId::new(5),
+        &packet(a("10.99.0.2:40000"), a("192.0.2.1:53"), b"x"),
+    );
     assert!(net.delivered.is_empty());
-    assert_eq!(net.drop_count(Y, 5, ServiceDrop::NotAllowed), 2);
+    assert_eq!(
+        net.drop_count(Y, ServiceId::new(5), ServiceDrop::NotAllowed),
+        2
+    );
     assert_eq!(net.open_sockets(Y), 0);
 }
 
@@ -342,13 +384,13 @@ fn a_refused_destination_is_answered_to_its_own_client_only() {
     let mut net = router_net(27, X, &["10.0.0.0/8"]);
     let dest = a("10.1.1.1:53");
     let (c1, c2) = (a("10.99.0.2:40000"), a("10.99.0.2:40001"));
-    net.tun_send(X, 5, &packet(c1, dest, b"one"));
-    net.tun_send(X, 5, &packet(c2, dest, b"two"));
+    net.tun_send(X, ServiceId::new(5), &packet(c1, dest, b"one"));
+    net.tun_send(X, ServiceId::new(5), &packet(c2, dest, b"two"));
     let sent = std::mem::take(&mut net.delivered);
     let second = net.socket_at(Y, sent[1].from);
     net.refused(Y, second);
-    assert_eq!(net.stats(Y, 5).target_unreachable, 1);
-    assert_eq!(net.stats(X, 5).target_unreachable, 1);
+    assert_eq!(net.stats(Y, ServiceId::new(5)).target_unreachable, 1);
+    assert_eq!(net.stats(X, ServiceId::new(5)).target_unreachable, 1);
     assert_eq!(net.tun.len(), 1);
     let p = &net.tun[0].2;
     // ICMP port unreachable from the destination to the second client,
@@ -357,7 +399,7 @@ fn a_refused_destination_is_answered_to_its_own_client_only() {
     assert_eq!(&p[12..16], &[10, 1, 1, 1]);
     assert_eq!(&p[16..20], &[10, 99, 0, 2]);
     assert_eq!(&p[48..50], &40001u16.to_be_bytes());
-    assert_eq!(net.stats(X, 5).icmp_errors_sent, 1);
+    assert_eq!(net.stats(X, ServiceId::new(5)).icmp_errors_sent, 1);
 }
 
 #[test]
@@ -367,7 +409,7 @@ fn forged_icmp_errors_are_rate_limited() {
     for c in 0..10u16 {
         net.tun_send(
             X,
-            5,
+            ServiceId::new(5),
             &packet(SocketAddr::new(ip("10.99.0.2"), 40000 + c), dest, b"q"),
         );
     }
@@ -378,7 +420,7 @@ fn forged_icmp_errors_are_rate_limited() {
             net.refused(Y, socket);
         }
     }
-    let s = net.stats(X, 5);
+    let s = net.stats(X, ServiceId::new(5));
     assert_eq!(s.target_unreachable, 30);
     let burst = u64::from(super::super::router::ICMP_ERRORS_BURST);
     assert_eq!(s.icmp_errors_sent, burst);
@@ -388,7 +430,7 @@ fn forged_icmp_errors_are_rate_limited() {
     net.now += Duration::from_secs(1);
     let d = net.connected_to(Y, dest);
     net.refused(Y, d[0].0);
-    assert_eq!(net.stats(X, 5).icmp_errors_sent, burst + 1);
+    assert_eq!(net.stats(X, ServiceId::new(5)).icmp_errors_sent, burst + 1);
 }
 
 #[test]
@@ -402,9 +444,9 @@ fn a_dead_forward_target_is_counted_on_both_nodes() {
     let d = std::mem::take(&mut net.delivered);
     let socket = net.socket_at(Y, d[0].from);
     net.refused(Y, socket);
-    assert_eq!(net.stats(Y, 1).target_unreachable, 1);
-    assert_eq!(net.stats(X, 1).target_unreachable, 1);
-    assert_eq!(net.stats(X, 1).drops.total(), 0);
+    assert_eq!(net.stats(Y, ServiceId::new(1)).target_unreachable, 1);
+    assert_eq!(net.stats(X, ServiceId::new(1)).target_unreachable, 1);
+    assert_eq!(net.stats(X, ServiceId::new(1)).drops.total(), 0);
     assert!(net.tun.is_empty());
 }
 

@@ -42,7 +42,7 @@ fn too_big_events(net: &Net, i: usize) -> Vec<NodeEvent> {
 fn at_and_over(
     net: &mut Net,
     from: usize,
-    service: u8,
+    service: ServiceId,
     max: usize,
     mut send: impl FnMut(&mut Net, &[u8]),
     mut received: impl FnMut(&mut Net) -> Vec<Vec<u8>>,
@@ -86,7 +86,11 @@ fn direct_both_ways_v4_and_v6() {
         let mut net = Net::with_link(40, link, 1500);
         let (px, py) = (net.peer[X], net.peer[Y]);
         let direct = |peer, listen, customer| {
-            ServiceConfig::new(3, Peers::One(peer), Role::Direct { listen, customer })
+            ServiceConfig::new(
+                ServiceId::new(3),
+                Peers::One(peer),
+                Role::Direct { listen, customer },
+            )
         };
         net.service(X, direct(px, ax, cx));
         net.service(Y, direct(py, ay, cy));
@@ -95,7 +99,7 @@ fn direct_both_ways_v4_and_v6() {
             let frame = at_and_over(
                 &mut net,
                 from,
-                3,
+                ServiceId::new(3),
                 max,
                 |net, p| net.send(from, customer, listen, p),
                 |net| net.take_payloads_to(to),
@@ -114,17 +118,21 @@ fn push_v4_and_v6() {
         let (px, py) = (net.peer[X], net.peer[Y]);
         net.service(
             X,
-            ServiceConfig::new(2, Peers::One(px), Role::PushEntry { listen }),
+            ServiceConfig::new(
+                ServiceId::new(2),
+                Peers::One(px),
+                Role::PushEntry { listen },
+            ),
         );
         net.service(
             Y,
-            ServiceConfig::new(2, Peers::One(py), Role::PushExit { target }),
+            ServiceConfig::new(ServiceId::new(2), Peers::One(py), Role::PushExit { target }),
         );
         net.up();
         let frame = at_and_over(
             &mut net,
             X,
-            2,
+            ServiceId::new(2),
             max,
             |net, p| net.send(X, a("127.0.0.1:40000"), listen, p),
             |net| net.take_payloads_to(target),
@@ -147,25 +155,25 @@ fn forward_both_ways_v4_and_v6_and_no_channel_for_what_is_too_big() {
         let frame = at_and_over(
             &mut net,
             X,
-            1,
+            ServiceId::new(1),
             max,
             |net, p| net.send(X, client, listen, p),
             |net| net.take_payloads_to(target),
         );
         // Channel number 0 takes 1 byte, not the 4 the limit keeps for it.
         assert_eq!(link_headers(link) + frame + 3, 1500);
-        assert_eq!(net.stats(X, 1).channels_created, 1);
+        assert_eq!(net.stats(X, ServiceId::new(1)).channels_created, 1);
         // A new client whose first datagram is too big opens no channel.
         net.send(X, a("198.51.100.8:10000"), listen, &vec![1; max + 1]);
-        assert_eq!(net.stats(X, 1).channels_created, 1);
-        assert_eq!(net.stats(X, 1).channels_open, 1);
+        assert_eq!(net.stats(X, ServiceId::new(1)).channels_created, 1);
+        assert_eq!(net.stats(X, ServiceId::new(1)).channels_open, 1);
 
         // Replies: the exit's limit is the same.
         let (socket, _) = net.connected_to(Y, target)[0];
         at_and_over(
             &mut net,
             Y,
-            1,
+            ServiceId::new(1),
             max,
             |net, p| net.send_on(Y, socket, target, p),
             |net| net.take_payloads_to(client),
@@ -191,19 +199,19 @@ fn router_both_destination_families_and_replies_v4_and_v6_links() {
             (a("[fd00::2]:40000"), a("[2001:db8::53]:53"), max6),
         ];
         for (client, dest, max) in cases {
-            let before = net.drop_count(X, 5, ServiceDrop::TooBig);
+            let before = net.drop_count(X, ServiceId::new(5), ServiceDrop::TooBig);
             let at: Vec<u8> = (0..max).map(|i| i as u8).collect();
-            net.tun_send(X, 5, &packet(client, dest, &at));
+            net.tun_send(X, ServiceId::new(5), &packet(client, dest, &at));
             let got = std::mem::take(&mut net.delivered);
             assert_eq!(got.len(), 1);
             assert_eq!((got[0].to, &got[0].payload), (dest, &at));
             // The frame's service header: 1 + 1 (channel 0) + destination.
             assert_eq!(link_headers(link) + last_frame(&net, X) + 3, 1500);
-            let created = net.stats(X, 5).channels_created;
+            let created = net.stats(X, ServiceId::new(5)).channels_created;
             let other_client = SocketAddr::new(client.ip(), 40001);
             let answered = net.tun.len();
             for c in [client, other_client] {
-                net.tun_send(X, 5, &packet(c, dest, &vec![0xab; max + 1]));
+                net.tun_send(X, ServiceId::new(5), &packet(c, dest, &vec![0xab; max + 1]));
             }
             assert!(net.delivered.is_empty());
             // Each is answered with Fragmentation Needed / Packet Too Big,
@@ -225,15 +233,18 @@ fn router_both_destination_families_and_replies_v4_and_v6_links() {
                 assert!(matches!((icmp[0], icmp[1]), (3, 4) | (2, 0)), "{icmp:?}");
                 assert_eq!(to.ip(), c.ip());
             }
-            assert_eq!(net.drop_count(X, 5, ServiceDrop::TooBig), before + 2);
-            assert_eq!(net.stats(X, 5).channels_created, created);
+            assert_eq!(
+                net.drop_count(X, ServiceId::new(5), ServiceDrop::TooBig),
+                before + 2
+            );
+            assert_eq!(net.stats(X, ServiceId::new(5)).channels_created, created);
         }
         // Reported once, for the first: the IPv4 destination.
         let peer = net.peer[X];
         assert_eq!(
             too_big_events(&net, X),
             vec![NodeEvent::TooBig {
-                service: 5,
+                service: ServiceId::new(5),
                 peer,
                 len: max4 + 1,
                 max: max4
@@ -246,7 +257,7 @@ fn router_both_destination_families_and_replies_v4_and_v6_links() {
         at_and_over(
             &mut net,
             Y,
-            5,
+            ServiceId::new(5),
             max_reply,
             |net, p| net.send_on(Y, socket, dest, p),
             |net| {
@@ -272,7 +283,11 @@ fn a_configured_mtu_sets_the_limit_and_the_range_is_checked() {
         let mut net = Net::with_link(44, V4_LINK, mtu);
         let (px, py) = (net.peer[X], net.peer[Y]);
         let direct = |peer, listen, customer| {
-            ServiceConfig::new(3, Peers::One(peer), Role::Direct { listen, customer })
+            ServiceConfig::new(
+                ServiceId::new(3),
+                Peers::One(peer),
+                Role::Direct { listen, customer },
+            )
         };
         net.service(X, direct(px, ax, cx));
         net.service(Y, direct(py, ay, cy));
@@ -280,7 +295,7 @@ fn a_configured_mtu_sets_the_limit_and_the_range_is_checked() {
         let frame = at_and_over(
             &mut net,
             X,
-            3,
+            ServiceId::new(3),
             max,
             |net, p| net.send(X, cx, ax, p),
             |net| net.take_payloads_to(cy),
@@ -311,21 +326,31 @@ fn too_big_is_dropped_at_once_before_the_link_is_up() {
     let (px, py) = (net.peer[X], net.peer[Y]);
     net.service(
         X,
-        ServiceConfig::new(2, Peers::One(px), Role::PushEntry { listen }),
+        ServiceConfig::new(
+            ServiceId::new(2),
+            Peers::One(px),
+            Role::PushEntry { listen },
+        ),
     );
     net.service(
         Y,
-        ServiceConfig::new(2, Peers::One(py), Role::PushExit { target }),
+        ServiceConfig::new(ServiceId::new(2), Peers::One(py), Role::PushExit { target }),
     );
     // No session yet: too big is too big, not staged and not no_session.
     net.send(X, a("127.0.0.1:40000"), listen, &[0; 1439]);
-    assert_eq!(net.drop_count(X, 2, ServiceDrop::TooBig), 1);
-    assert_eq!(net.drop_count(X, 2, ServiceDrop::NoSession), 0);
+    assert_eq!(net.drop_count(X, ServiceId::new(2), ServiceDrop::TooBig), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(2), ServiceDrop::NoSession),
+        0
+    );
     // The limit itself is not too big, and it waits for the session as
     // any datagram does (the stage holds a whole default frame).
     net.send(X, a("127.0.0.1:40000"), listen, &[0; 1438]);
-    assert_eq!(net.drop_count(X, 2, ServiceDrop::TooBig), 1);
-    assert_eq!(net.drop_count(X, 2, ServiceDrop::NoSession), 0);
+    assert_eq!(net.drop_count(X, ServiceId::new(2), ServiceDrop::TooBig), 1);
+    assert_eq!(
+        net.drop_count(X, ServiceId::new(2), ServiceDrop::NoSession),
+        0
+    );
     net.up();
     net.send(X, a("127.0.0.1:40000"), listen, &[0; 1438]);
     assert_eq!(net.take_delivered_to(target).len(), 2);
@@ -345,7 +370,7 @@ fn max_payload_names_each_services_limit() {
         net.service(
             X,
             ServiceConfig::new(
-                3,
+                ServiceId::new(3),
                 Peers::One(px),
                 Role::Direct {
                     listen: ax,
@@ -361,7 +386,7 @@ fn max_payload_names_each_services_limit() {
         net.service(
             Y,
             ServiceConfig::new(
-                9,
+                ServiceId::new(9),
                 Peers::One(py),
                 Role::PushExit {
                     target: a("127.0.0.1:514"),
@@ -371,15 +396,23 @@ fn max_payload_names_each_services_limit() {
         // Y learns X's endpoint from its handshake.
         net.up();
         let (x, y) = (&net.nodes[X], &net.nodes[Y]);
-        assert_eq!(x.max_payload(3, None), Some(direct));
-        assert_eq!(x.max_payload(1, None), Some(forward));
-        assert_eq!(y.max_payload(1, None), Some(forward));
-        assert_eq!(x.max_payload(5, dst4), Some(router4));
-        assert_eq!(x.max_payload(5, dst6), Some(router6));
-        assert_eq!(x.max_payload(5, None), None);
-        assert_eq!(y.max_payload(5, None), Some(forward), "router replies");
-        assert_eq!(y.max_payload(2, None), None, "any peer");
-        assert_eq!(y.max_payload(9, None), None, "push exit");
-        assert_eq!(y.max_payload(77, None), None, "no such service");
+        assert_eq!(x.max_payload(ServiceId::new(3), None), Some(direct));
+        assert_eq!(x.max_payload(ServiceId::new(1), None), Some(forward));
+        assert_eq!(y.max_payload(ServiceId::new(1), None), Some(forward));
+        assert_eq!(x.max_payload(ServiceId::new(5), dst4), Some(router4));
+        assert_eq!(x.max_payload(ServiceId::new(5), dst6), Some(router6));
+        assert_eq!(x.max_payload(ServiceId::new(5), None), None);
+        assert_eq!(
+            y.max_payload(ServiceId::new(5), None),
+            Some(forward),
+            "router replies"
+        );
+        assert_eq!(y.max_payload(ServiceId::new(2), None), None, "any peer");
+        assert_eq!(y.max_payload(ServiceId::new(9), None), None, "push exit");
+        assert_eq!(
+            y.max_payload(ServiceId::new(77), None),
+            None,
+            "no such service"
+        );
     }
 }

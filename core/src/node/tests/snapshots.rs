@@ -64,7 +64,7 @@ fn first_frame_and_reply_of_each_mode() {
     net.service(
         X,
         ServiceConfig::new(
-            2,
+            ServiceId::new(2),
             Peers::One(net.peer[X]),
             Role::PushEntry {
                 listen: a("127.0.0.1:5514"),
@@ -74,7 +74,7 @@ fn first_frame_and_reply_of_each_mode() {
     net.service(
         Y,
         ServiceConfig::new(
-            2,
+            ServiceId::new(2),
             Peers::Any,
             Role::PushExit {
                 target: a("127.0.0.1:514"),
@@ -98,7 +98,7 @@ fn first_frame_and_reply_of_each_mode() {
     net.service(
         X,
         ServiceConfig::new(
-            3,
+            ServiceId::new(3),
             Peers::One(net.peer[X]),
             Role::Direct {
                 listen: ax,
@@ -109,7 +109,7 @@ fn first_frame_and_reply_of_each_mode() {
     net.service(
         Y,
         ServiceConfig::new(
-            3,
+            ServiceId::new(3),
             Peers::One(net.peer[Y]),
             Role::Direct {
                 listen: ay,
@@ -135,7 +135,7 @@ fn first_frame_and_reply_of_each_mode() {
     let mut packet = vec![0u8; 28 + 5];
     packet[28..].copy_from_slice(b"query");
     crate::ip::forge_udp(&mut packet, 28..33, client, dest).unwrap();
-    net.tun_send(X, 5, &packet);
+    net.tun_send(X, ServiceId::new(5), &packet);
     let (socket, _) = net.connected_to(Y, dest)[0];
     net.send_on(Y, socket, dest, b"answer");
     assert_eq!((net.delivered.len(), net.tun.len()), (1, 1));
@@ -162,7 +162,7 @@ fn first_frame_and_reply_of_each_mode() {
     let mut packet = vec![0u8; 28 + 5];
     packet[28..].copy_from_slice(b"query");
     crate::ip::forge_udp(&mut packet, 28..33, client, dest).unwrap();
-    net.tun_send(X, 6, &packet);
+    net.tun_send(X, ServiceId::new(6), &packet);
     let mut reply = vec![0u8; 28 + 6];
     reply[28..].copy_from_slice(b"answer");
     crate::ip::forge_udp(&mut reply, 28..34, dest, client).unwrap();

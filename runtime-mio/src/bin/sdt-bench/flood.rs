@@ -15,8 +15,9 @@ use sdt::loopback::{free_port, localhost, micros, node_config, percentile, servi
 use sdt::status::Status;
 use sdt_core::key::PrivateKey;
 use sdt_core::link::{Link, PeerConfig, MIN_TRANSMIT_BUFFER};
+use sdt_core::node::ServiceId;
 
-const FORWARD: u8 = 1;
+const FORWARD: ServiceId = ServiceId::new(1);
 /// Flooding threads and the source ports each sends from.
 const THREADS: usize = 2;
 const PORTS_PER_THREAD: usize = 64;

@@ -42,10 +42,11 @@ use sdt::loopback::{
     wait_for, Echo, Throughput,
 };
 use sdt_core::key::PrivateKey;
+use sdt_core::node::ServiceId;
 
 mod flood;
 
-const FORWARD: u8 = 1;
+const FORWARD: ServiceId = ServiceId::new(1);
 const SIZES: [usize; 2] = [64, 1400];
 /// Client sockets that send their one datagram before the child waits for
 /// their echoes: few enough for the service socket's receive buffer.

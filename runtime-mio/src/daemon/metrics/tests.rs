@@ -1,10 +1,52 @@
 use super::*;
 use crate::status::{DataPath, PeerState, ServiceState};
 use mio::{Events, Poll, Token};
+use sdt_core::node::ServiceId;
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+
+/// Service `id` with every counter at zero and nothing optional set.
+fn service_state(id: u8) -> ServiceState {
+    ServiceState {
+        id: ServiceId::new(id),
+        mode: String::new(),
+        half: String::new(),
+        peer: String::new(),
+        listen: None,
+        target: None,
+        tun_address: None,
+        allow: Vec::new(),
+        exit: None,
+        peer_addresses: Vec::new(),
+        to_peer_datagrams: 0,
+        to_peer_bytes: 0,
+        from_peer_datagrams: 0,
+        from_peer_bytes: 0,
+        to_peer_rate: None,
+        from_peer_rate: None,
+        channels_open: 0,
+        channels_created: 0,
+        channels_expired: 0,
+        channels_evicted: 0,
+        channels_closed: 0,
+        ports_held: 0,
+        target_unreachable: 0,
+        icmp_errors_sent: 0,
+        icmp_errors_rate_limited: 0,
+        lost_in_transit: 0,
+        reordered: 0,
+        unconfirmed: 0,
+        buffer: None,
+        buffered_datagrams: 0,
+        buffered_bytes: 0,
+        max_payload: None,
+        max_payload_v6_destination: None,
+        tun: None,
+        drops: Vec::new(),
+    }
+}
 
 fn status() -> Status {
     Status {
@@ -49,7 +91,6 @@ fn status() -> Status {
             },
         ],
         services: vec![ServiceState {
-            id: 7,
             mode: "forward".into(),
             half: "entry".into(),
             to_peer_datagrams: 5,
@@ -69,7 +110,7 @@ fn status() -> Status {
             max_payload_v6_destination: None,
             tun: None,
             drops: vec![("too_big".into(), 2), ("channel_rate_limited".into(), 9)],
-            ..ServiceState::default()
+            ..service_state(7)
         }],
         unattributed_drops: vec![("unknown_peer".into(), 8)],
         node_drops: vec![],
@@ -88,7 +129,7 @@ fn status() -> Status {
             link_send_buffer: 8192,
             buffers_forced: false,
             kernel_drops_link: 13,
-            kernel_drops_services: vec![(7, 14)],
+            kernel_drops_services: vec![(ServiceId::new(7), 14)],
             kernel_drops_channels: 15,
             truncated: 0,
         },
@@ -111,6 +152,21 @@ fn value(text: &str, series: &str) -> Option<String> {
         .into_iter()
         .find(|(s, _)| s == series)
         .map(|(_, v)| v)
+}
+
+/// The status JSON (`sdt status --json`, and what the CLI reads back)
+/// writes a service id as the plain number it is in the configuration.
+#[test]
+fn status_json_writes_service_ids_as_numbers() {
+    let st = status();
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["services"][0]["id"], serde_json::json!(7));
+    assert_eq!(
+        json["data_path"]["kernel_drops_services"],
+        serde_json::json!([[7, 14]])
+    );
+    let back: Status = serde_json::from_value(json).unwrap();
+    assert_eq!(back, st);
 }
 
 #[test]
@@ -200,28 +256,25 @@ fn push_services_render_their_sequence_and_buffer() {
     let mut st = status();
     st.services = vec![
         ServiceState {
-            id: 3,
             mode: "push".into(),
             half: "entry".into(),
             unconfirmed: 4,
             buffer: Some(4 << 20),
             buffered_datagrams: 10,
             buffered_bytes: 1020,
-            ..ServiceState::default()
+            ..service_state(3)
         },
         ServiceState {
-            id: 4,
             mode: "push".into(),
             half: "exit".into(),
             lost_in_transit: 6,
             reordered: 2,
-            ..ServiceState::default()
+            ..service_state(4)
         },
         ServiceState {
-            id: 5,
             mode: "push".into(),
             half: "entry".into(),
-            ..ServiceState::default()
+            ..service_state(5)
         },
     ];
     let text = render(&st);
