@@ -196,6 +196,16 @@ fn push_clock_step_back_of_the_only_initiator() {
     recover("push-clock-back-x", 0..1);
 }
 
+/// Regression (sim/README.md, finding 8, fixed): seed 127 of the
+/// 10,000-seed sweep. Y reached out, and X's stale resend, sent before Y's
+/// initiation arrived, renewed it; X's answer to the first then met no
+/// pending handshake, and X's next run ignored the renewed one as a race:
+/// 5.1 s against a bound of 2.8 s.
+#[test]
+fn clock_step_back_reach_out_is_not_renewed_by_a_crossing_resend() {
+    recover("push-clock-back-x", 127..128);
+}
+
 #[test]
 fn clock_step_back_on_a_new_port_within_the_step_plus_the_bound() {
     // Y initiates, but to X's old port: only X can bring the link up.

@@ -1207,7 +1207,12 @@ fn note_incarnation(p: &mut Peer, incarnation: u64) {
 /// the next fresh one. If the stale initiation only crossed ours in flight,
 /// the peer may have answered ours already: that response is then
 /// unexpected and the fresh initiation is answered instead, one round trip
-/// later.
+/// later. So the renewal waits until ours has been pending for
+/// [`FIRST_RESEND`], the least gap between two of the peer's copies
+/// (finding 8): a stale copy that comes sooner was sent before ours
+/// arrived, says nothing of whether the peer answered it, and renewing on it
+/// turned the peer's answer into an unexpected response and our fresh
+/// initiation into the race its next run ignores (5.1 s to come back).
 fn reach_out(p: &mut Peer, now: Instant, incarnation: u64, timestamp: Tai64N) {
     if p.stale
         .is_none_or(|(i, t)| i != incarnation || t < timestamp)
@@ -1216,7 +1221,10 @@ fn reach_out(p: &mut Peer, now: Instant, incarnation: u64, timestamp: Tai64N) {
     }
     match p.reached_out {
         Some(t) if now - t < REKEY_TIMEOUT => {
-            let ours = p.pending.as_ref().is_some_and(|h| h.sent_at >= t);
+            let ours = p
+                .pending
+                .as_ref()
+                .is_some_and(|h| h.sent_at >= t && now - h.sent_at >= FIRST_RESEND);
             if !ours || p.reach_out_renewed {
                 return;
             }
