@@ -207,6 +207,49 @@ impl Role {
     pub const fn is_l3(&self) -> bool {
         matches!(self, Role::RouterTunEntry | Role::RouterTunExit { .. })
     }
+
+    /// Whether frames of this mode carry a per-service sequence number
+    /// (push: the exit counts what was lost in transit and acknowledges).
+    pub const fn has_sequences(&self) -> bool {
+        matches!(self.mode(), Mode::Push)
+    }
+
+    /// Whether the peer's exit may tell this half that a target refused a
+    /// datagram: a notice frame, empty, naming the channel and the
+    /// destination. Entries of services whose exit sends from a socket per
+    /// channel (forward, socket router) hear them; an L3 exit's kernel
+    /// answers with ICMP itself.
+    pub const fn hears_refusals(&self) -> bool {
+        matches!(self, Role::ForwardEntry { .. } | Role::RouterEntry)
+    }
+
+    /// The socket a service of this role has of its own, which the node
+    /// asks the runtime for when the service starts (`Action::Bind` or
+    /// `Action::Connect`) and closes when it is removed. Exits of forward
+    /// and router open a socket per channel instead, and router entries
+    /// read a TUN device the runtime owns.
+    pub(crate) const fn own_socket(&self) -> Option<OwnSocket> {
+        match *self {
+            Role::Direct { listen, .. }
+            | Role::ForwardEntry { listen }
+            | Role::PushEntry { listen } => Some(OwnSocket::Bind(listen)),
+            Role::PushExit { target } => Some(OwnSocket::Connect(target)),
+            Role::ForwardExit { .. }
+            | Role::RouterEntry
+            | Role::RouterExit { .. }
+            | Role::RouterTunEntry
+            | Role::RouterTunExit { .. } => None,
+        }
+    }
+}
+
+/// A service's own socket ([`Role::own_socket`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnSocket {
+    /// Bound to this local address, for the service's customers.
+    Bind(SocketAddr),
+    /// Connected to the service's one target.
+    Connect(SocketAddr),
 }
 
 /// Which peers a service talks to.

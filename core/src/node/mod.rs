@@ -86,6 +86,7 @@ use crate::outbox::Storage;
 use crate::rate::TokenBucket;
 use crate::time::Instant;
 use crate::wire::{DataPacket, ServiceHeaderRepr};
+use config::OwnSocket;
 
 pub use crate::wire::ServiceId;
 pub use config::{
@@ -308,18 +309,6 @@ fn addresses_overlap(a: &ServiceConfig, b: &ServiceConfig) -> bool {
     x.iter().any(|n| y.iter().any(|m| n.overlaps(m)))
 }
 
-/// Whether a service of `role` has a socket of its own, bound or connected
-/// at start (router entries read a TUN device the runtime owns).
-fn has_own_socket(role: &Role) -> bool {
-    matches!(
-        role,
-        Role::Direct { .. }
-            | Role::ForwardEntry { .. }
-            | Role::PushEntry { .. }
-            | Role::PushExit { .. }
-    )
-}
-
 /// One service's state on this node.
 #[derive(Debug)]
 struct Service<B> {
@@ -464,7 +453,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         {
             return Err(ServiceError::OverlappingPeerAddresses);
         }
-        let socket_pending = has_own_socket(&config.role);
+        let socket_pending = config.role.own_socket().is_some();
         let id = config.id;
         self.services
             .push(Service {
@@ -864,18 +853,9 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
             s.socket_pending = false;
             self.sockets_pending -= 1;
             let socket = SocketId::Service(s.config.id);
-            return match s.config.role {
-                Role::Direct { listen, .. }
-                | Role::ForwardEntry { listen }
-                | Role::PushEntry { listen } => Some(Action::Bind {
-                    socket,
-                    local: listen,
-                }),
-                Role::PushExit { target } => Some(Action::Connect {
-                    socket,
-                    remote: target,
-                }),
-                _ => None,
+            return match s.config.role.own_socket()? {
+                OwnSocket::Bind(local) => Some(Action::Bind { socket, local }),
+                OwnSocket::Connect(remote) => Some(Action::Connect { socket, remote }),
             };
         }
         self.opens.pop_front()
@@ -921,11 +901,11 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         } {
             Some(ServiceDrop::HalfMismatch)
         } else if header.channel.is_some() != role.has_channels()
-            || header.sequence.is_some() != (role.mode() == Mode::Push)
+            || header.sequence.is_some() != role.has_sequences()
             || (header.destination.is_some()
                 != matches!(role, Role::RouterExit { .. })
                 // An exit's notice that the target refused names it.
-                && !matches!(role, Role::RouterEntry | Role::ForwardEntry { .. }))
+                && !role.hears_refusals())
         {
             Some(ServiceDrop::ModeMismatch)
         } else {
@@ -969,9 +949,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
                 _ => Err(ServiceDrop::WrongDirection),
             };
         }
-        if header.destination.is_some()
-            && matches!(s.config.role, Role::RouterEntry | Role::ForwardEntry { .. })
-        {
+        if header.destination.is_some() && s.config.role.hears_refusals() {
             let (Some(number), Some(destination)) = (header.channel, header.destination) else {
                 return Err(ServiceDrop::ModeMismatch);
             };

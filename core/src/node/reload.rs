@@ -329,7 +329,7 @@ impl<R: RngCore + CryptoRng, const P: usize, const S: usize, const C: usize, B: 
         let id = service.config.id;
         if service.socket_pending {
             self.sockets_pending -= 1;
-        } else if super::has_own_socket(&service.config.role) {
+        } else if service.config.role.own_socket().is_some() {
             self.service_closes.push_back(SocketId::Service(id)).ok();
         }
         // The outbox's storage goes with the service (datagrams still in it

@@ -17,6 +17,7 @@ mod modes;
 mod props;
 mod push;
 mod reload;
+mod roles;
 mod router;
 mod size;
 mod snapshots;
