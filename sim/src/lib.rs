@@ -16,6 +16,7 @@
 pub mod attacker;
 pub mod check;
 pub mod customer;
+pub mod daemon_config;
 pub mod driver;
 pub mod payload;
 pub mod scenario;
@@ -280,7 +281,6 @@ fn node_key(seed: u64, i: usize) -> PrivateKey {
     PrivateKey::generate(&mut ChaCha20Rng::seed_from_u64(mix(seed, "key", i as u64)))
 }
 
-/// The two nodes' configurations.
 /// The nodes' configurations: as they boot, or (`reloaded`) as a
 /// [`Reload`](scenario::Reload) makes them.
 fn node_specs(
@@ -401,24 +401,27 @@ fn node_specs(
         py.preshared_key = Some(psk);
     }
     let key = |i| node_key(setup.seed, i).to_bytes();
-    [
+    let link = SocketAddr::new(setup.unspecified(), LINK_PORT);
+    // What the daemon would build from each node's file (daemon_config).
+    let spec = |index: usize, peer: PeerConfig, services: Vec<ServiceConfig>| {
+        let key = key(index);
+        let intended = daemon_config::Intended {
+            key: &key,
+            link,
+            peer: &peer,
+            services: &services,
+        };
+        let (peer, services) = daemon_config::through_the_daemon(&intended, NODE_NAMES[index]);
         NodeSpec {
-            index: X,
-            key: key(X),
-            peer: px,
-            services: sx,
+            index,
+            key,
+            peer,
+            services,
             connect: false,
             duplicate: setup.faults.duplicate,
-        },
-        NodeSpec {
-            index: Y,
-            key: key(Y),
-            peer: py,
-            services: sy,
-            connect: false,
-            duplicate: setup.faults.duplicate,
-        },
-    ]
+        }
+    };
+    [spec(X, px, sx), spec(Y, py, sy)]
 }
 
 /// A fault the harness applies at a time.
