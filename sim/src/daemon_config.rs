@@ -26,8 +26,10 @@ use sdt_core::key::PrivateKey;
 use sdt_core::link::PeerConfig;
 use sdt_core::node::{Peers, Role, ServiceConfig};
 
-/// The name the node's one peer has in its file.
-const PEER_NAME: &str = "peer";
+/// The name peer `i` has in the node's file.
+fn peer_name(i: usize) -> String {
+    format!("peer-{i}")
+}
 
 /// What a node runs, in core's types.
 #[derive(Debug, Clone)]
@@ -36,8 +38,8 @@ pub struct Intended<'a> {
     pub key: &'a [u8; 32],
     /// The link socket's address (`listen` at the top level).
     pub link: SocketAddr,
-    /// Its one peer.
-    pub peer: &'a PeerConfig,
+    /// Its peers, in the order core numbers them ([`PeerId`](sdt_core::link::PeerId) 0, 1, ..).
+    pub peers: &'a [PeerConfig],
     /// Its services.
     pub services: &'a [ServiceConfig],
 }
@@ -49,22 +51,23 @@ pub fn config_text(node: &Intended) -> String {
     let _ = writeln!(t, "private_key = \"{key}\"");
     let _ = writeln!(t, "listen = \"{}\"", node.link);
     let _ = writeln!(t, "control_socket = false");
-    let _ = writeln!(t, "\n[[peer]]\nname = \"{PEER_NAME}\"");
-    let p = node.peer;
-    let _ = writeln!(t, "public_key = \"{}\"", p.public_key);
-    if let Some(e) = p.endpoint {
-        let _ = writeln!(t, "endpoint = \"{e}\"");
+    for (i, p) in node.peers.iter().enumerate() {
+        let _ = writeln!(t, "\n[[peer]]\nname = \"{}\"", peer_name(i));
+        let _ = writeln!(t, "public_key = \"{}\"", p.public_key);
+        if let Some(e) = p.endpoint {
+            let _ = writeln!(t, "endpoint = \"{e}\"");
+        }
+        if let Some(psk) = &p.preshared_key {
+            let _ = writeln!(t, "preshared_key = \"{psk}\"");
+        }
+        if let Some(k) = p.persistent_keepalive {
+            let _ = writeln!(t, "persistent_keepalive = \"{}\"", duration(k));
+        }
+        if p.keep_up {
+            let _ = writeln!(t, "keep_up = true");
+        }
+        let _ = writeln!(t, "mtu = {}", p.mtu);
     }
-    if let Some(psk) = &p.preshared_key {
-        let _ = writeln!(t, "preshared_key = \"{psk}\"");
-    }
-    if let Some(k) = p.persistent_keepalive {
-        let _ = writeln!(t, "persistent_keepalive = \"{}\"", duration(k));
-    }
-    if p.keep_up {
-        let _ = writeln!(t, "keep_up = true");
-    }
-    let _ = writeln!(t, "mtu = {}", p.mtu);
     for s in node.services {
         service_text(&mut t, s);
     }
@@ -73,8 +76,8 @@ pub fn config_text(node: &Intended) -> String {
 
 fn service_text(t: &mut String, s: &ServiceConfig) {
     let peer = match s.peers {
-        Peers::One(_) => PEER_NAME,
-        Peers::Any => "*",
+        Peers::One(p) => peer_name(usize::from(p.0)),
+        Peers::Any => "*".into(),
     };
     let _ = writeln!(t, "\n[[service]]\nid = {}\npeer = \"{peer}\"", s.id.get());
     let mode = match s.role.mode() {
@@ -155,38 +158,35 @@ fn duration(d: Duration) -> String {
     }
 }
 
-/// `node`'s peer and services as the daemon builds them from its file.
+/// `node`'s peers and services as the daemon builds them from its file.
 ///
 /// # Panics
 /// When the daemon refuses the file, or gives back other than `node`
 /// asked for (the two paths disagree; see the module's doc).
-pub fn through_the_daemon(node: &Intended, name: &str) -> (PeerConfig, Vec<ServiceConfig>) {
+pub fn through_the_daemon(node: &Intended, name: &str) -> (Vec<PeerConfig>, Vec<ServiceConfig>) {
     let text = config_text(node);
     let config = Config::parse(&text, Path::new(&format!("{name}.toml")))
         .unwrap_or_else(|e| panic!("the daemon refuses {name}'s configuration: {e}\n{text}"));
-    assert_eq!(
-        config.peers.len(),
-        1,
-        "{name}: one peer, as written\n{text}"
-    );
-    let peer = peer_config(&config.peers[0]);
+    let peers: Vec<PeerConfig> = config.peers.iter().map(peer_config).collect();
     let services: Vec<ServiceConfig> = config.services.iter().map(service_config).collect();
-    let same_peer = peer.public_key == node.peer.public_key
-        && peer.endpoint == node.peer.endpoint
-        && peer.preshared_key == node.peer.preshared_key
-        && peer.persistent_keepalive == node.peer.persistent_keepalive
-        && peer.keep_up == node.peer.keep_up
-        && peer.mtu == node.peer.mtu;
+    let same = |a: &PeerConfig, b: &PeerConfig| {
+        a.public_key == b.public_key
+            && a.endpoint == b.endpoint
+            && a.preshared_key == b.preshared_key
+            && a.persistent_keepalive == b.persistent_keepalive
+            && a.keep_up == b.keep_up
+            && a.mtu == b.mtu
+    };
     assert!(
-        same_peer,
-        "{name}: the daemon builds another peer than the scenario's:\n{:?}\nagainst\n{:?}\nfrom\n{text}",
-        peer, node.peer
+        peers.len() == node.peers.len() && peers.iter().zip(node.peers).all(|(a, b)| same(a, b)),
+        "{name}: the daemon builds other peers than the scenario's:\n{:?}\nagainst\n{:?}\nfrom\n{text}",
+        peers, node.peers
     );
     assert_eq!(
         services, node.services,
         "{name}: the daemon builds other services than the scenario's, from\n{text}"
     );
-    (peer, services)
+    (peers, services)
 }
 
 #[cfg(test)]
@@ -219,13 +219,13 @@ mod tests {
         let node = Intended {
             key: &key(1),
             link: "0.0.0.0:7000".parse().unwrap(),
-            peer: &peer,
-            services: &[service.clone()],
+            peers: std::slice::from_ref(&peer),
+            services: std::slice::from_ref(&service),
         };
         let (p, s) = through_the_daemon(&node, "x");
-        assert_eq!(p.endpoint, peer.endpoint);
-        assert_eq!(s, vec![service]);
+        assert_eq!(p[0].endpoint, peer.endpoint);
         assert!(config_text(&node).contains("idle_timeout = \"1500ms\""));
+        assert_eq!(s, vec![service]);
     }
 
     #[test]
@@ -244,7 +244,7 @@ mod tests {
         let node = Intended {
             key: &key(1),
             link: "0.0.0.0:7000".parse().unwrap(),
-            peer: &peer,
+            peers: std::slice::from_ref(&peer),
             services: &[service],
         };
         through_the_daemon(&node, "x");

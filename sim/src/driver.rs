@@ -67,7 +67,7 @@ pub fn core_now(sim: Duration) -> Instant {
 }
 
 /// Polls a future that completes without waiting (turmoil's socket set-up).
-fn ready<F: Future>(f: F) -> F::Output {
+pub(crate) fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => v,

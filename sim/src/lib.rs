@@ -7,7 +7,10 @@
 //! [`driver`]). Each [`scenario`] picks a mode, a cast, traffic and faults
 //! from its seed; [`run`] plays it and checks the invariants listed in the
 //! crate's README, returning an [`Outcome`] with the violations found, the
-//! measured recovery times and a hash of the trace.
+//! measured recovery times and a hash of the trace. Every node's
+//! configuration is first read and built by the daemon's own code
+//! ([`daemon_config`]). A collector, a hundred push entries into one exit,
+//! has a harness of its own ([`collector`]).
 //!
 //! The same seed gives the same run: turmoil's RNG, every node's
 //! `ChaCha20Rng`, every customer's and the attacker's RNG are all derived
@@ -15,6 +18,7 @@
 
 pub mod attacker;
 pub mod check;
+pub mod collector;
 pub mod customer;
 pub mod daemon_config;
 pub mod driver;
@@ -408,14 +412,14 @@ fn node_specs(
         let intended = daemon_config::Intended {
             key: &key,
             link,
-            peer: &peer,
+            peers: std::slice::from_ref(&peer),
             services: &services,
         };
-        let (peer, services) = daemon_config::through_the_daemon(&intended, NODE_NAMES[index]);
+        let (mut peers, services) = daemon_config::through_the_daemon(&intended, NODE_NAMES[index]);
         NodeSpec {
             index,
             key,
-            peer,
+            peer: peers.remove(0),
             services,
             connect: false,
             duplicate: setup.faults.duplicate,

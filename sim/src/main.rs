@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use sim::collector::{find_collector, run_collector, CollectorScenario, COLLECTORS};
 use sim::{find, run_setup, Options, SCENARIOS};
 
 #[derive(Parser, Debug)]
@@ -56,17 +57,28 @@ fn main() -> ExitCode {
         for s in SCENARIOS {
             println!("{:<20} {}", s.name, s.about);
         }
+        for s in COLLECTORS {
+            println!("{:<20} {}", s.name, s.about);
+        }
         return ExitCode::SUCCESS;
     }
+    let mut collectors: Vec<&CollectorScenario> = Vec::new();
     let scenarios: Vec<_> = match (&args.scenario, args.all) {
         (Some(name), false) => match find(name) {
             Some(s) => vec![s],
+            None if find_collector(name).is_some() => {
+                collectors.extend(find_collector(name));
+                Vec::new()
+            }
             None => {
                 eprintln!("no scenario {name}; --list shows them");
                 return ExitCode::FAILURE;
             }
         },
-        (None, true) => SCENARIOS.iter().collect(),
+        (None, true) => {
+            collectors.extend(COLLECTORS);
+            SCENARIOS.iter().collect()
+        }
         _ => {
             eprintln!("give --scenario NAME or --all (and --seed N or --seeds A..B)");
             return ExitCode::FAILURE;
@@ -151,6 +163,37 @@ fn main() -> ExitCode {
                 } else {
                     format!("; recovery: {}", rec.join(", "))
                 }
+            );
+        }
+        if args.fail_fast && !failures.is_empty() {
+            break;
+        }
+    }
+    // The collector scenarios have their own harness (sim::collector).
+    for scenario in collectors {
+        let t = Instant::now();
+        let mut worst = Duration::ZERO;
+        for &seed in &seeds {
+            let outcome = run_collector(scenario.setup(seed));
+            runs += 1;
+            worst = worst.max(outcome.worst_recovery.unwrap_or_default());
+            if seeds.len() == 1 || !outcome.passed() {
+                print!("{}", outcome.summary());
+            }
+            if !outcome.passed() {
+                failures.push(outcome.setup.reproduce());
+                if args.fail_fast {
+                    break;
+                }
+            }
+        }
+        if seeds.len() > 1 {
+            println!(
+                "{:<20} {} seeds in {:.1}s; recovery max {:.3}s",
+                scenario.name,
+                seeds.len(),
+                t.elapsed().as_secs_f64(),
+                worst.as_secs_f64()
             );
         }
         if args.fail_fast && !failures.is_empty() {
