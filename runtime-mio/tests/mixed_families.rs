@@ -12,39 +12,15 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use sdt::loopback::{free_port, Echo};
 use sdt::status::Status;
-use support::node::{write_private, Keys};
-use support::{wait_until, Proc, SDT};
+use support::node::{start_local, Keys, LocalNode};
+use support::SDT;
 
-struct Node {
-    proc: Proc,
-    socket: PathBuf,
-}
-
-fn start(dir: &Path, name: &str, text: &str) -> Node {
-    let config = dir.join(format!("{name}.toml"));
-    let socket = dir.join(format!("{name}.sock"));
-    write_private(
-        &config,
-        &format!("control_socket = \"{}\"\n{text}", socket.display()),
-    );
-    let mut cmd = Command::new(SDT);
-    cmd.args(["run", "-c"]).arg(&config).env_remove("RUST_LOG");
-    support::die_with_parent(&mut cmd);
-    let mut proc = Proc::spawn(name, dir, &mut cmd, false);
-    let up = wait_until(Duration::from_secs(10), || {
-        proc.exited().is_none() && sdt::daemon::query_status(&socket, false).is_ok()
-    });
-    assert!(up, "node {name} did not come up: {}", proc.describe());
-    Node { proc, socket }
-}
-
-fn status(node: &Node) -> Status {
+fn status(node: &LocalNode) -> Status {
     let out = support::run(
         Command::new(SDT)
             .args(["status", "--json", "--socket"])
@@ -112,7 +88,7 @@ fn one_node_serves_an_ipv4_and_an_ipv6_peer_on_one_link_socket() {
     let a_entry = free_port().unwrap();
     let b_entry_1 = free_port().unwrap();
     let b_entry_2 = UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
-    let c = start(
+    let c = start_local(
         dir.path(),
         "c",
         &format!(
@@ -124,7 +100,7 @@ fn one_node_serves_an_ipv4_and_an_ipv6_peer_on_one_link_socket() {
             kc.private, ka.public, kb.public, echo4.addr, echo6.addr
         ),
     );
-    let a = start(
+    let a = start_local(
         dir.path(),
         "a",
         &format!(
@@ -134,7 +110,7 @@ fn one_node_serves_an_ipv4_and_an_ipv6_peer_on_one_link_socket() {
             ka.private, kc.public
         ),
     );
-    let b = start(
+    let b = start_local(
         dir.path(),
         "b",
         &format!(

@@ -7,7 +7,7 @@
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use std::time::Duration;
 use sdt::loopback::{free_port, Echo};
 use sdt::status::Status;
 use sdt_core::node::ServiceId;
-use support::node::{write_private, Keys};
-use support::{run, wait_until, Proc, SDT};
+use support::node::{start_local, Keys};
+use support::{run, wait_until, SDT};
 
 /// `sdt status --socket SOCKET ARGS...`, which must succeed.
 fn status(socket: &Path, args: &[&str]) -> String {
@@ -37,29 +37,6 @@ fn status_json(socket: &Path, args: &[&str]) -> Status {
     all.extend_from_slice(args);
     let text = status(socket, &all);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-struct Node {
-    proc: Proc,
-    socket: PathBuf,
-}
-
-fn start(dir: &Path, name: &str, text: &str) -> Node {
-    let config = dir.join(format!("{name}.toml"));
-    let socket = dir.join(format!("{name}.sock"));
-    write_private(
-        &config,
-        &format!("control_socket = \"{}\"\n{text}", socket.display()),
-    );
-    let mut cmd = Command::new(SDT);
-    cmd.args(["run", "-c"]).arg(&config).env_remove("RUST_LOG");
-    support::die_with_parent(&mut cmd);
-    let mut proc = Proc::spawn(name, dir, &mut cmd, false);
-    let up = wait_until(Duration::from_secs(10), || {
-        proc.exited().is_none() && sdt::daemon::query_status(&socket, false).is_ok()
-    });
-    assert!(up, "node {name} did not come up: {}", proc.describe());
-    Node { proc, socket }
 }
 
 /// Sends a datagram to `to` every 5 ms until `stop`.
@@ -83,7 +60,7 @@ fn status_shows_settings_rates_and_a_dead_peer_as_stale() {
         free_port().unwrap(),
         free_port().unwrap(),
     );
-    let mut y = start(
+    let mut y = start_local(
         dir.path(),
         "y",
         &format!(
@@ -93,7 +70,7 @@ fn status_shows_settings_rates_and_a_dead_peer_as_stale() {
             ky.private, kx.public, echo.addr
         ),
     );
-    let mut x = start(
+    let mut x = start_local(
         dir.path(),
         "x",
         &format!(

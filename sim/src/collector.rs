@@ -222,7 +222,7 @@ pub const COLLECTORS: &[CollectorScenario] = &[
     },
     CollectorScenario {
         name: "collector-restarts",
-        about: "collector, 10 entries restart (0.5-3 s down) and the collector once (1-2 s); recovery bounded",
+        about: "collector, up to 10 entries restart (0.5-3 s down) and the collector once (1-2 s); recovery bounded",
         draw: |rng, s| {
             for _ in 0..10 {
                 let n = (rng.next_u64() % s.entries as u64) as usize;

@@ -79,6 +79,33 @@ pub fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// A node run on the host's own loopback (no namespace): `sdt run` on a
+/// file of `text` with a control socket in `dir`, up once its status
+/// answers.
+pub struct LocalNode {
+    pub proc: Proc,
+    pub socket: PathBuf,
+}
+
+/// Starts [`LocalNode`] `name`.
+pub fn start_local(dir: &Path, name: &str, text: &str) -> LocalNode {
+    let config = dir.join(format!("{name}.toml"));
+    let socket = dir.join(format!("{name}.sock"));
+    write_private(
+        &config,
+        &format!("control_socket = \"{}\"\n{text}", socket.display()),
+    );
+    let mut cmd = Command::new(SDT);
+    cmd.args(["run", "-c"]).arg(&config).env_remove("RUST_LOG");
+    super::die_with_parent(&mut cmd);
+    let mut proc = Proc::spawn(name, dir, &mut cmd, false);
+    let up = wait_until(Duration::from_secs(10), || {
+        proc.exited().is_none() && sdt::daemon::query_status(&socket, false).is_ok()
+    });
+    assert!(up, "node {name} did not come up: {}", proc.describe());
+    LocalNode { proc, socket }
+}
+
 /// A running `sdt run`, stopped when dropped.
 pub struct Node {
     pub name: String,
