@@ -3,10 +3,13 @@
 //! [`crate::payload`]), recorded in the ledger when sent and checked when
 //! delivered.
 //!
-//! In router mode the alices have no sockets: they forge IP packets from
-//! their addresses on X's TUN side (`10.1.0.N+1:4000`) to a bob and put them
-//! in X's TUN queue; what X writes to its TUN device is parsed back and
-//! delivered to the alice it is addressed to, by the X driver.
+//! In router mode the clients have no sockets: they forge IP packets from
+//! their addresses on the entry's TUN side (X's `10.1.0.N+1:4000` for the
+//! alices; in the mirror image Y's `10.2.0.N+1:9000` for the bobs) to a
+//! target and put them in the entry's TUN queue; what the entry writes to
+//! its TUN device is parsed back and delivered to the client it is
+//! addressed to, by the entry's driver. The targets are ordinary customers
+//! with a socket, as in forward mode.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -17,19 +20,25 @@ use sdt_core::ip::{forge_udp, udp_header_len};
 use turmoil::net::UdpSocket;
 
 use crate::payload::{MsgId, Payload};
-use crate::scenario::{Mode, Traffic, ALICE_PORT, BOB_CLOSED_PORT, BOB_PORT, LISTEN_PORT};
+use crate::scenario::{Mode, Traffic, ALICE_PORT, BOB_PORT, LISTEN_PORT, X};
 use crate::trace::mix;
 use crate::world::{sim_now, SharedRef};
 
-/// A customer's address on X's TUN side in router mode: `10.1.0.N+1`, or
-/// `fd00::1:N+1` over IPv6.
-pub fn tun_client_addr(index: usize, ipv6: bool) -> SocketAddr {
-    let ip = if ipv6 {
-        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 1, index as u16 + 1))
+/// Client `index`'s address on the TUN side of `entry` in router mode:
+/// X's are `10.1.0.N+1:4000` (`fd00::1:N+1` over IPv6), Y's, in the mirror
+/// image, `10.2.0.N+1:9000` (`fd00::2:N+1`).
+pub fn tun_client_addr(index: usize, ipv6: bool, entry: usize) -> SocketAddr {
+    let (net, port) = if entry == X {
+        (1, ALICE_PORT)
     } else {
-        IpAddr::V4(Ipv4Addr::new(10, 1, 0, index as u8 + 1))
+        (2, BOB_PORT)
     };
-    SocketAddr::new(ip, ALICE_PORT)
+    let ip = if ipv6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, net, index as u16 + 1))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, net as u8, 0, index as u8 + 1))
+    };
+    SocketAddr::new(ip, port)
 }
 
 /// A time far beyond any run.
@@ -198,8 +207,8 @@ impl Customer {
 }
 
 /// `alice-N` in direct, forward and push modes: a client of X (sends
-/// requests to X's listen socket), or in the mirror image a target behind
-/// X; answers every request it receives.
+/// requests to X's listen socket), or in the mirror image (router's too) a
+/// target behind X; answers every request it receives.
 pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
     let (setup, x) = {
         let s = shared.borrow();
@@ -222,8 +231,9 @@ pub async fn alice(shared: SharedRef, index: usize) -> turmoil::Result {
     .await
 }
 
-/// `bob-N`: a target behind Y, or in the mirror image a client of Y; in
-/// direct mode bob-0 is the fixed customer and sends too. Answers every
+/// `bob-N`: a target behind Y, or in the mirror image a client of Y (of
+/// forward or push; router's clients are [`router_client`]s); in direct
+/// mode bob-0 is the fixed customer and sends too. Answers every
 /// request it receives, to where it came from (in push mode too: push must
 /// not carry the answer back).
 pub async fn bob(shared: SharedRef, index: usize) -> turmoil::Result {
@@ -280,18 +290,22 @@ async fn customer(
     }
 }
 
-/// `alice-N` in router mode: forges IP packets to the bobs (now and then to
-/// one the allow-list refuses) into X's TUN queue.
-pub async fn router_alice(shared: SharedRef, index: usize) -> turmoil::Result {
-    let mut me = Customer::new(&shared, format!("alice-{index}"));
-    let (setup, bobs) = {
+/// A client in router mode (`alice-N`, or `bob-N` in the mirror image):
+/// forges IP packets to the targets (now and then to one the allow-list
+/// refuses, or to a port it does not admit) into the entry's TUN queue.
+pub async fn router_client(shared: SharedRef, index: usize) -> turmoil::Result {
+    let (setup, roles) = {
         let s = shared.borrow();
-        let bobs: Vec<IpAddr> = (0..s.setup.bobs)
-            .map(|b| s.ip(&format!("bob-{b}")))
-            .collect();
-        (s.setup.clone(), bobs)
+        (s.setup.clone(), s.setup.roles())
     };
-    let src = tun_client_addr(index, setup.ipv6);
+    let mut me = Customer::new(&shared, format!("{}{index}", roles.clients));
+    let targets: Vec<IpAddr> = {
+        let s = shared.borrow();
+        (0..setup.targets())
+            .map(|t| s.ip(&format!("{}{t}", roles.targets)))
+            .collect()
+    };
+    let src = tun_client_addr(index, setup.ipv6, roles.entry);
     let mut schedule = Schedule::new(&setup.traffic, &mut me.rng);
     loop {
         wait(None, schedule.next()).await;
@@ -299,13 +313,13 @@ pub async fn router_alice(shared: SharedRef, index: usize) -> turmoil::Result {
             continue;
         }
         let roll = me.rng.next_u64() % 20;
-        let allowed = bobs.len() - 1;
+        let allowed = targets.len() - 1;
         let dst = match roll {
-            // Not on the allow-list: the last bob.
-            0 => SocketAddr::new(bobs[allowed], BOB_PORT),
+            // Not on the allow-list: the last target.
+            0 => SocketAddr::new(targets[allowed], roles.target_port),
             // An allowed host, but a port the list does not admit.
-            1 => SocketAddr::new(bobs[0], BOB_CLOSED_PORT),
-            _ => SocketAddr::new(bobs[(roll as usize) % allowed], BOB_PORT),
+            1 => SocketAddr::new(targets[0], roles.target_closed_port),
+            _ => SocketAddr::new(targets[(roll as usize) % allowed], roles.target_port),
         };
         let payload = me.payload(None, dst);
         let head = udp_header_len(&dst);

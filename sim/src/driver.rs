@@ -226,6 +226,22 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         }
         node.add_service(s).map_err(|e| e.to_string())?;
     }
+    // Core decides keep-up from the services (no `keep_up` in the peer
+    // configs here): a node keeps the link up where it knows the peer's
+    // endpoint and holds a half the peer may send first in, an exit or a
+    // direct service. That is X in a mirror image (forward, push or
+    // router: the entry on Y, which cannot reach X) and both nodes in
+    // direct mode; never Y otherwise, which knows no endpoint.
+    let keeps_up = node.link().peer(peer, now).is_some_and(|p| p.keep_up);
+    let wants_up = {
+        let setup = &ctx.shared.borrow().setup;
+        setup.mode == Mode::Direct || (setup.reverse && i == X)
+    };
+    if keeps_up != wants_up {
+        ctx.shared.borrow_mut().violate(format!(
+            "{name}: keeps the link up: {keeps_up}; its services call for {wants_up}"
+        ));
+    }
     let link_port = ctx.shared.borrow().link_port[i];
     let any = ctx.shared.borrow().setup.unspecified();
     let link = UdpSocket::bind((any, link_port)).await?;
@@ -244,6 +260,10 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         rng: ChaCha8Rng::seed_from_u64(mix(ctx.seed, &format!("{name}-dup"), boot)),
         duplicate: ctx.spec.duplicate,
         mode: ctx.shared.borrow().setup.mode,
+        tun: {
+            let setup = &ctx.shared.borrow().setup;
+            setup.mode == Mode::Router && setup.roles().entry == i
+        },
         sabotage: ctx.shared.borrow().sabotage,
         outputs: 0,
         result_drop_pending: false,
@@ -292,6 +312,9 @@ struct SimIo {
     rng: ChaCha8Rng,
     duplicate: f64,
     mode: Mode,
+    /// Router mode's entry: the node with the TUN device the clients'
+    /// packets come from (X, or Y in the mirror image).
+    tun: bool,
     sabotage: Option<Sabotage>,
     outputs: u64,
     /// The next `Io::dropped` is the handle call's own result, counted
@@ -376,7 +399,7 @@ impl SimIo {
             }
             Mode::Direct if self.i == X => index("alice-") == Some(0) && to.port() == ALICE_PORT,
             Mode::Direct => index("bob-") == Some(0) && to.port() == BOB_PORT,
-            Mode::Router => self.i == Y && router_allows(setup, host, to.port()),
+            Mode::Router => self.i == setup.roles().exit && router_allows(setup, host, to.port()),
         }
     }
 
@@ -406,7 +429,7 @@ impl SimIo {
             }
             node.flush(self, now, scratch);
         }
-        if self.i == X && self.mode == Mode::Router {
+        if self.tun {
             loop {
                 let Some(packet) = self.shared.borrow_mut().tun_in.pop_front() else {
                     break;
@@ -783,7 +806,10 @@ impl Io for SimIo {
             match self.sabotage {
                 Some(Sabotage::DeliverTwice) => copies = 2,
                 Some(Sabotage::LoseOutputs) if self.outputs.is_multiple_of(10) => copies = 0,
-                Some(Sabotage::Misroute) => {
+                // Router mode misroutes through the entry's TUN device
+                // instead (`write_tun`), so that requests reach the targets
+                // and their answers come back to be misrouted.
+                Some(Sabotage::Misroute) if self.mode != Mode::Router => {
                     let shared = self.shared.borrow();
                     let me = shared.names.get(&dest.ip()).cloned().unwrap_or_default();
                     let n: usize = me
@@ -810,6 +836,11 @@ impl Io for SimIo {
 
     fn write_tun(&mut self, service: ServiceId, packet: &[u8]) {
         self.shared.borrow_mut().count(self.i, |c| c.outputs += 1);
+        if !self.tun {
+            self.violate(format!(
+                "wrote a packet to TUN for service {service}, but it is not router mode's entry and has no TUN device"
+            ));
+        }
         let parsed = parse_udp(packet);
         let Ok(d) = parsed else {
             self.violate(format!(
@@ -830,12 +861,21 @@ impl Io for SimIo {
             ),
             packet,
         );
-        let receiver = self
+        let mut receiver = self
             .shared
             .borrow()
             .tun_clients
             .get(&d.destination)
             .cloned();
+        if self.sabotage == Some(Sabotage::Misroute) {
+            // To the next client of the entry's TUN side instead.
+            let shared = self.shared.borrow();
+            let clients: Vec<&String> = shared.tun_clients.values().collect();
+            receiver = receiver.map(|r| {
+                let k = clients.iter().position(|c| **c == r).unwrap_or(0);
+                clients[(k + 1) % clients.len()].clone()
+            });
+        }
         match receiver {
             Some(r) => self.shared.borrow_mut().deliver(&r, d.source, payload),
             None => {

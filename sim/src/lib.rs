@@ -115,7 +115,10 @@ pub struct Options {
 pub enum Sabotage {
     /// X's runtime sends every customer output twice.
     DeliverTwice,
-    /// X's runtime sends customer outputs to the next client instead.
+    /// X's runtime sends customer outputs to the next client instead; in
+    /// router mode, the entry's runtime (X's, or Y's in the mirror image)
+    /// hands what it writes to TUN to the next client, and customer
+    /// outputs go where core says.
     Misroute,
     /// The runtimes never run the node's timers.
     NoTimers,
@@ -309,7 +312,8 @@ fn node_specs(
         c.limits = setup.limits;
         c
     };
-    // (entry half, exit half) for forward and push; (X, Y) otherwise.
+    // (entry half, exit half) for forward, push and router; (X, Y) for
+    // direct.
     let (first, second): (Vec<ServiceConfig>, Vec<ServiceConfig>) = match setup.mode {
         Mode::Direct => (
             vec![ServiceConfig::new(
@@ -359,11 +363,13 @@ fn node_specs(
             )],
         ),
         Mode::Router => {
+            // The exit's allow-list: every target but the last, on the
+            // targets' port (the bobs, or the alices in the mirror image).
             let mut allow = AllowList::new();
-            for b in 0..setup.bobs - 1 {
-                let rule = match bob(b).ip() {
-                    IpAddr::V4(ip) => format!("{ip}/32:{BOB_PORT}"),
-                    IpAddr::V6(ip) => format!("[{ip}]/128:{BOB_PORT}"),
+            for t in 0..setup.targets() - 1 {
+                let rule = match target(t).ip() {
+                    IpAddr::V4(ip) => format!("{ip}/32:{}", roles.target_port),
+                    IpAddr::V6(ip) => format!("[{ip}]/128:{}", roles.target_port),
                 };
                 allow
                     .push(rule.parse().expect("allow rule"))
@@ -508,10 +514,11 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
             s.addrs.insert(h.clone(), ip);
         }
         if setup.mode == Mode::Router {
-            for a in 0..setup.alices {
+            let roles = setup.roles();
+            for c in 0..setup.clients() {
                 s.tun_clients.insert(
-                    customer::tun_client_addr(a, setup.ipv6),
-                    format!("alice-{a}"),
+                    customer::tun_client_addr(c, setup.ipv6, roles.entry),
+                    format!("{}{c}", roles.clients),
                 );
             }
         }
@@ -531,15 +538,24 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
         });
         sim.host(NODE_NAMES[i], move || driver::run(ctx.clone()));
     }
+    // Router clients (the alices, or the bobs in the mirror image) live
+    // behind the entry's TUN device; every other customer has a socket.
+    let router_clients = (setup.mode == Mode::Router).then(|| setup.roles().clients);
     for b in 0..setup.bobs {
         let s = shared.clone();
-        sim.host(format!("bob-{b}"), move || customer::bob(s.clone(), b));
+        if router_clients == Some("bob-") {
+            sim.host(format!("bob-{b}"), move || {
+                customer::router_client(s.clone(), b)
+            });
+        } else {
+            sim.host(format!("bob-{b}"), move || customer::bob(s.clone(), b));
+        }
     }
     for a in 0..setup.alices {
         let s = shared.clone();
-        if setup.mode == Mode::Router {
+        if router_clients == Some("alice-") {
             sim.host(format!("alice-{a}"), move || {
-                customer::router_alice(s.clone(), a)
+                customer::router_client(s.clone(), a)
             });
         } else {
             sim.host(format!("alice-{a}"), move || customer::alice(s.clone(), a));

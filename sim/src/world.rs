@@ -14,7 +14,7 @@ use std::time::Duration;
 use sdt_core::wire::MessageType;
 
 use crate::payload::{describe, MsgId, Payload};
-use crate::scenario::{Mode, Replays, Setup, BOB_PORT, LISTEN_PORT, NODE_NAMES, X, Y};
+use crate::scenario::{Mode, Replays, Setup, LISTEN_PORT, NODE_NAMES, X, Y};
 use crate::stance::Stance;
 use crate::trace::Trace;
 
@@ -148,9 +148,10 @@ pub struct Shared {
     /// Handshake messages that arrived at the nodes from each other (the
     /// most interesting to replay), newest last.
     pub captured_handshakes: VecDeque<Captured>,
-    /// Router mode: IP packets from the customers to X's TUN device.
+    /// Router mode: IP packets from the clients to the entry's TUN device
+    /// (X's, or Y's in the mirror image).
     pub tun_in: VecDeque<Vec<u8>>,
-    /// Router mode: the customers' addresses on X's TUN side.
+    /// Router mode: the clients' addresses on the entry's TUN side.
     pub tun_clients: BTreeMap<SocketAddr, String>,
     /// Per node driver counts.
     pub counts: [DriverCounts; 2],
@@ -379,15 +380,22 @@ impl Shared {
                 }
             }
             Mode::Router => {
+                let roles = setup.roles();
+                let exit = NODE_NAMES[roles.exit];
+                if !sender.starts_with(roles.clients) {
+                    return Err("was not sent by a client through the entry's TUN device".into());
+                }
                 let target = self.names.get(&sent.to.ip());
-                if target.map(String::as_str) != Some(receiver) || sent.to.port() != BOB_PORT {
+                if target.map(String::as_str) != Some(receiver)
+                    || sent.to.port() != roles.target_port
+                {
                     return Err(format!("it was addressed to {}", self.name_addr(sent.to)));
                 }
                 if !router_allows(setup, receiver, sent.to.port()) {
-                    return Err("the destination is not on y's allow-list".into());
+                    return Err(format!("the destination is not on {exit}'s allow-list"));
                 }
-                if from.ip() != y {
-                    return Err("must come from y".into());
+                if from.ip() != self.ip(exit) {
+                    return Err(format!("must come from {exit}"));
                 }
             }
         }
@@ -424,13 +432,16 @@ impl Shared {
     }
 }
 
-/// Whether router mode's allow-list on Y admits `bob:port`: bob-0 and
-/// bob-1 on [`BOB_PORT`]; the last bob is never allowed.
-pub fn router_allows(setup: &Setup, bob: &str, port: u16) -> bool {
-    let allowed = setup.bobs.saturating_sub(1);
-    port == BOB_PORT
-        && bob
-            .strip_prefix("bob-")
+/// Whether router mode's allow-list on the exit admits `host:port`: Y's
+/// admits bob-0 and bob-1 on [`BOB_PORT`]; in the mirror image X's admits
+/// alice-0 and alice-1 on [`ALICE_PORT`](crate::scenario::ALICE_PORT). The
+/// last target is never allowed.
+pub fn router_allows(setup: &Setup, host: &str, port: u16) -> bool {
+    let roles = setup.roles();
+    let allowed = setup.targets().saturating_sub(1);
+    port == roles.target_port
+        && host
+            .strip_prefix(roles.targets)
             .and_then(|n| n.parse::<usize>().ok())
             .is_some_and(|n| n < allowed)
 }

@@ -13,8 +13,12 @@ pub const Y: usize = 1;
 pub const NODE_NAMES: [&str; 2] = ["x", "y"];
 /// The nodes' link port (X's moves when it roams).
 pub const LINK_PORT: u16 = 51820;
-/// Where customers in front of X send from.
+/// Where customers in front of X send from (and, as the targets of a
+/// mirror image, listen).
 pub const ALICE_PORT: u16 = 4000;
+/// A port on the alices' hosts nobody listens on and no allow-list admits
+/// (the targets' closed port in router mode's mirror image).
+pub const ALICE_CLOSED_PORT: u16 = 4001;
 /// Where targets behind Y listen.
 pub const BOB_PORT: u16 = 9000;
 /// A port on the targets' hosts nobody listens on and no allow-list admits.
@@ -31,7 +35,8 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// alice-0 <-> bob-0 with alice-1 a stranger; forward is alice-N ->
 /// x:7000+s -> bob-s with answers back; push is alice-N -> x:7000 -> bob-0,
 /// one way; router is alice-N's IP packets to any bob through X's TUN, the
-/// last bob not on Y's allow-list.
+/// last bob not on Y's allow-list (in the mirror image, bob-N's packets to
+/// any alice through Y's TUN, the last alice not on X's allow-list).
 pub use sdt_core::node::Mode;
 
 /// The capacity of each simulated node's channel table (live and held

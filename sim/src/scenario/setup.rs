@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sdt_core::node::ChannelLimits;
 
-use super::cast::{Mode, ALICE_PORT, BOB_PORT, X, Y};
+use super::cast::{Mode, ALICE_CLOSED_PORT, ALICE_PORT, BOB_CLOSED_PORT, BOB_PORT, X, Y};
 use super::faults::Faults;
 
 /// When customers send.
@@ -62,10 +62,12 @@ pub struct Setup {
     /// Whether the network loses and duplicates nothing, so counters must
     /// add up exactly (see `check`).
     pub exact_counters: bool,
-    /// The mirror image (forward and push): the entry half is on Y, where
-    /// the bobs are the clients, and the exit on X, whose targets are the
-    /// alices. Y does not know X's endpoint; X keeps the link up
-    /// (`keep_up`), as the design asks of a node whose peer holds the entry.
+    /// The mirror image (forward, push and router): the entry half is on Y,
+    /// where the bobs are the clients (in router mode, behind Y's TUN
+    /// device), and the exit on X, whose targets are the alices (in router
+    /// mode, on X's allow-list). Y does not know X's endpoint; X keeps the
+    /// link up (`keep_up`), as the design asks of a node whose peer holds
+    /// the entry.
     pub reverse: bool,
     /// Run the network over IPv6 (turmoil's fe80::/64), the TUN side of
     /// router mode too.
@@ -122,7 +124,7 @@ impl Setup {
     }
 }
 
-/// Who starts and who answers in a forward or push service.
+/// Who starts and who answers in a forward, push or router service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
     /// Host name prefix of the clients (`alice-` or `bob-`).
@@ -133,12 +135,19 @@ pub struct Roles {
     pub targets: &'static str,
     /// The targets' port.
     pub target_port: u16,
-    /// The node with the entry half ([`X`] or [`Y`]).
+    /// A port on the targets' hosts nobody listens on and no allow-list
+    /// admits (router clients send to it now and then).
+    pub target_closed_port: u16,
+    /// The node with the entry half ([`X`] or [`Y`]): in router mode, the
+    /// node with the TUN device.
     pub entry: usize,
+    /// The node with the exit half.
+    pub exit: usize,
 }
 
 impl Setup {
-    /// The roles of forward and push services.
+    /// The roles of forward, push and router services (direct mode has
+    /// the roles of the image it is not: alice-0 and bob-0 both send).
     pub fn roles(&self) -> Roles {
         if self.reverse {
             Roles {
@@ -146,7 +155,9 @@ impl Setup {
                 client_port: BOB_PORT,
                 targets: "alice-",
                 target_port: ALICE_PORT,
+                target_closed_port: ALICE_CLOSED_PORT,
                 entry: Y,
+                exit: X,
             }
         } else {
             Roles {
@@ -154,8 +165,30 @@ impl Setup {
                 client_port: ALICE_PORT,
                 targets: "bob-",
                 target_port: BOB_PORT,
+                target_closed_port: BOB_CLOSED_PORT,
                 entry: X,
+                exit: Y,
             }
+        }
+    }
+
+    /// How many clients there are: the alices, or the bobs in a mirror
+    /// image.
+    pub fn clients(&self) -> usize {
+        if self.reverse {
+            self.bobs
+        } else {
+            self.alices
+        }
+    }
+
+    /// How many targets there are: the bobs, or the alices in a mirror
+    /// image.
+    pub fn targets(&self) -> usize {
+        if self.reverse {
+            self.alices
+        } else {
+            self.bobs
         }
     }
 }
