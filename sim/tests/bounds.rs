@@ -1,6 +1,6 @@
 //! The bounds of issue 13, shown for every mode and mirror image the
 //! simulation runs: direct, forward, push, router, and the mirror images
-//! of forward and push (router has none here; direct is its own).
+//! of forward, push and router (direct is its own).
 //!
 //! - Start order (`MODE-start-order`): Y starts from 8 s before to 8 s after
 //!   X, in steps of 0.1 s (seed `n` takes offset `n % 161`), with customers
@@ -54,13 +54,14 @@ fn seeds(count: u64, stride: usize) -> Vec<u64> {
 }
 
 /// The configurations, as scenario-name prefixes.
-const CONFIGS: [&str; 6] = [
+const CONFIGS: [&str; 7] = [
     "direct",
     "forward",
     "push",
     "router",
     "forward-reverse",
     "push-reverse",
+    "router-reverse",
 ];
 
 /// Runs `name` for `seeds`; checks each run passed and that the heal whose
@@ -204,4 +205,5 @@ bounds! {
     router_start_order router_restart_x router_restart_y: "router";
     forward_reverse_start_order forward_reverse_restart_x forward_reverse_restart_y: "forward-reverse";
     push_reverse_start_order push_reverse_restart_x push_reverse_restart_y: "push-reverse";
+    router_reverse_start_order router_reverse_restart_x router_reverse_restart_y: "router-reverse";
 }

@@ -35,6 +35,18 @@ fn misrouted_answers_are_caught() {
     assert!(any(&v, "the answer belongs to alice-"), "{v:#?}");
 }
 
+/// The same through a TUN device, in both images: the router entry's
+/// runtime hands what core writes to TUN to the next client. In the mirror
+/// image that is Y's TUN and the bobs.
+#[test]
+fn misrouted_tun_answers_are_caught() {
+    for (scenario, client) in [("router", "alice-"), ("router-reverse", "bob-")] {
+        let v = sabotaged(scenario, 1, Sabotage::Misroute);
+        let needle = format!("the answer belongs to {client}");
+        assert!(any(&v, &needle), "{scenario}: {v:#?}");
+    }
+}
+
 #[test]
 fn answering_the_attacker_is_caught() {
     let v = sabotaged("forward-attack", 1, Sabotage::EchoAttacker);

@@ -171,6 +171,20 @@ fn forward_mirror_image_restart_of_the_entry() {
 }
 
 #[test]
+fn router_mirror_image_restart_of_the_exit() {
+    // X holds the router exit and keeps the link up: it initiates at boot.
+    recover("router-reverse-restart-x", 0..2);
+}
+
+#[test]
+fn router_mirror_image_restart_of_the_entry() {
+    // Y holds the TUN entry and knows no endpoint for X: X's answers to
+    // the bobs go unanswered (or, idle, the kept-up link is silent), X
+    // probes and handshakes.
+    recover("router-reverse-restart-y", 0..2);
+}
+
+#[test]
 fn forward_clock_steps_ahead_at_restarts() {
     // Both nodes, in turn: a clock ahead only makes timestamps newer.
     recover("forward-clock-forward", 0..2);

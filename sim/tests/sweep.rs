@@ -54,6 +54,8 @@ macro_rules! sweeps {
                 "forward-roam",
                 "forward-reverse-restart-x",
                 "forward-reverse-restart-y",
+                "router-reverse-restart-x",
+                "router-reverse-restart-y",
                 "forward-clock-forward",
                 "forward-clock-back-x",
                 "forward-clock-back-y",
@@ -89,6 +91,9 @@ sweeps! {
     push_reverse: "push-reverse", 0..3;
     forward_reverse_chaos: "forward-reverse-chaos", 0..2;
     forward_reverse_attack: "forward-reverse-attack", 0..2;
+    router_reverse: "router-reverse", 0..3;
+    router_reverse_attack: "router-reverse-attack", 0..2;
+    router_reverse_ipv6: "router-reverse-ipv6", 0..2;
     direct_ipv6: "direct-ipv6", 0..2;
     forward_ipv6: "forward-ipv6", 0..2;
     router_ipv6: "router-ipv6", 0..2;

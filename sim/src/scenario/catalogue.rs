@@ -133,6 +133,43 @@ pub const SCENARIOS: &[Scenario] = &[
         }
     ),
     scenario!(
+        "router-reverse",
+        "router, mirror image: TUN entry on Y (bobs' packets), exit on X to the alices, X keeps the link up; counters exact",
+        |d, s| reverse(d, s, Mode::Router)
+    ),
+    scenario!(
+        "router-reverse-restart-x",
+        "router mirror image, X (exit, keeps the link up) restarts; recovery bounded",
+        |d, s| {
+            restart(d, s, Mode::Router, Some(X));
+            mirror(s);
+        }
+    ),
+    scenario!(
+        "router-reverse-restart-y",
+        "router mirror image, Y (TUN entry, cannot reach X) restarts; recovery bounded",
+        |d, s| {
+            restart(d, s, Mode::Router, Some(Y));
+            mirror(s);
+        }
+    ),
+    scenario!(
+        "router-reverse-attack",
+        "router mirror image, attacker; counters exact",
+        |d, s| {
+            attack(d, s, Mode::Router);
+            mirror(s);
+        }
+    ),
+    scenario!(
+        "router-reverse-ipv6",
+        "router mirror image over IPv6 (IPv6 packets on Y's TUN side), jitter only; counters exact",
+        |d, s| {
+            reverse(d, s, Mode::Router);
+            s.ipv6 = true;
+        }
+    ),
+    scenario!(
         "direct-ipv6",
         "direct mode over IPv6, jitter only; counters exact",
         |d, s| {
@@ -364,6 +401,11 @@ pub const SCENARIOS: &[Scenario] = &[
         |d, s| start_order(d, s, Mode::Push, true)
     ),
     scenario!(
+        "router-reverse-start-order",
+        "router-reverse, Y starts -8 s to +8 s after X (seed % 161, steps of 0.1 s); first datagram within the start bound",
+        |d, s| start_order(d, s, Mode::Router, true)
+    ),
+    scenario!(
         "direct-restart-phase-x",
         "direct, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
         |d, s| restart_phase(d, s, Mode::Direct, false, X)
@@ -422,6 +464,16 @@ pub const SCENARIOS: &[Scenario] = &[
         "push-reverse-restart-phase-y",
         "push-reverse, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
         |d, s| restart_phase(d, s, Mode::Push, true, Y)
+    ),
+    scenario!(
+        "router-reverse-restart-phase-x",
+        "router-reverse, X restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Router, true, X)
+    ),
+    scenario!(
+        "router-reverse-restart-phase-y",
+        "router-reverse, Y restarts at one of 20 phases (seed % 20) while 100 datagrams/s flow, attacker on; recovery within the restart bound",
+        |d, s| restart_phase(d, s, Mode::Router, true, Y)
     ),
     scenario!(
         "forward-long",

@@ -107,11 +107,17 @@ pub(super) fn clean(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
 }
 
-/// The mirror image of `mode` (forward or push): clients behind Y.
+/// The mirror image of `mode` (forward, push or router): clients behind
+/// Y (in router mode, behind Y's TUN device), targets behind X.
 pub(super) fn reverse(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
+    mirror(s);
+}
+
+/// Makes `s` its mirror image: the entry on Y, the clients the bobs, the
+/// targets the alices (router: the last alice not on X's allow-list).
+pub(super) fn mirror(s: &mut Setup) {
     s.reverse = true;
-    // The clients are the bobs, the targets the alices.
     std::mem::swap(&mut s.alices, &mut s.bobs);
 }
 
