@@ -12,6 +12,7 @@
 //! IPv6 socket addresses carry no flow information or scope here: parsed
 //! addresses have both set to 0, and [`forge_udp`] ignores them.
 
+pub mod gro;
 pub mod gso;
 pub mod icmp;
 pub mod l3;
