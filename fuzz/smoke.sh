@@ -18,7 +18,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(link_datagram handshake_responder ip_packet config)
+  targets=(link_datagram handshake_responder ip_packet tun_offload config)
 fi
 
 nonet=()
