@@ -53,8 +53,8 @@
 //! |---|---|---|
 //! | forward, push | `listen` | `target` |
 //! | direct | both `listen` (this node's customer-facing socket) and `target` (the one fixed customer) on each node: [`Half::Both`] | |
-//! | router | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `allow` (an empty list allows nothing; `10.0.0.0/8:53` for UDP, `icmp://10.0.0.0/8` for ping) |
-//! | router, `exit = "tun"` on both halves (an L3 exit) | `tun` (and optionally `address`, `routes`, `tun_mtu`) | `tun` (the same keys), `allow` (also `tcp://10.0.0.0/8:443`, `ip://10.0.0.0/8`) and `peer_addresses` (the entry's ranges) |
+//! | router | `tun` (and optionally `address`, `routes`, `tun_mtu`, `tun_offload`) | `allow` (an empty list allows nothing; `10.0.0.0/8:53` for UDP, `icmp://10.0.0.0/8` for ping) |
+//! | router, `exit = "tun"` on both halves (an L3 exit) | `tun` (and optionally `address`, `routes`, `tun_mtu`, `tun_offload`) | `tun` (the same keys), `allow` (also `tcp://10.0.0.0/8:443`, `ip://10.0.0.0/8`) and `peer_addresses` (the entry's ranges) |
 //!
 //! Durations are written like `"25s"`, `"500ms"`, `"2m"` or `"1h 30m"` and
 //! must not be zero. Relative paths (key files, the control socket) are
@@ -249,7 +249,16 @@ pub struct TunSpec {
     /// The device's MTU (`tun_mtu`); `None` for the default, the largest IP
     /// packet one link frame carries ([`sdt_core::mtu::router_packet_mtu`]).
     pub mtu: Option<u16>,
+    /// Whether to use the kernel's offloads on the device (`tun_offload`);
+    /// `None` for the default, [`DEFAULT_TUN_OFFLOAD`].
+    pub offload: Option<bool>,
 }
+
+/// Whether a TUN device uses offloads when `tun_offload` is not given:
+/// checksum and segmentation offloads, so the kernel hands over TCP
+/// super-packets that the daemon splits (`runtime-mio/src/daemon/tun.rs`,
+/// docs/performance.md).
+pub const DEFAULT_TUN_OFFLOAD: bool = true;
 
 /// One `[[service]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -627,6 +636,7 @@ struct RawService {
     address: Option<Spanned<String>>,
     routes: Option<Spanned<Vec<Spanned<String>>>>,
     tun_mtu: Option<Spanned<i64>>,
+    tun_offload: Option<Spanned<bool>>,
     allow: Option<Spanned<Vec<Spanned<String>>>>,
     exit: Option<Spanned<String>>,
     peer_addresses: Option<Spanned<Vec<Spanned<String>>>>,

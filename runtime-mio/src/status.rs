@@ -347,6 +347,20 @@ pub struct TunState {
     pub mtu: u16,
     /// The routes sdt installed into it.
     pub routes: Vec<String>,
+    /// The kernel offloads it uses (`csum+tso4+tso6+uso4+uso6`), or `off`
+    /// and why.
+    #[serde(default)]
+    pub offload: String,
+    /// Super-packets the device handed over and sdt split into packets.
+    #[serde(default)]
+    pub super_packets: u64,
+    /// Super-packets sdt wrote to the device, coalesced from TCP segments
+    /// out of the tunnel.
+    #[serde(default)]
+    pub coalesced: u64,
+    /// Packets dropped for their offload header or lengths, by reason.
+    #[serde(default)]
+    pub offload_drops: Vec<(String, u64)>,
 }
 
 impl Status {
@@ -789,6 +803,18 @@ impl fmt::Display for Status {
                     let _ = write!(out, ", routes {}", t.routes.join(" "));
                 }
                 let _ = writeln!(out);
+                if !t.offload.is_empty() {
+                    let _ = write!(
+                        out,
+                        "  TUN offloads: {}, {} super-packets read and split, {} coalesced \
+                         and written",
+                        t.offload, t.super_packets, t.coalesced
+                    );
+                    for (reason, n) in &t.offload_drops {
+                        let _ = write!(out, ", {n} {reason}");
+                    }
+                    let _ = writeln!(out);
+                }
             }
             if s.mode == "forward" || s.mode == "router" {
                 let _ = writeln!(

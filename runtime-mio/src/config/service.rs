@@ -23,13 +23,14 @@ use super::{
 /// The keys that tell modes and halves apart, in the order they are
 /// checked: a key given to a mode that does not use it is refused as the
 /// first of these, so a service is told about them in a stable order.
-const MODE_KEYS: [&str; 9] = [
+const MODE_KEYS: [&str; 10] = [
     "listen",
     "target",
     "tun",
     "address",
     "routes",
     "tun_mtu",
+    "tun_offload",
     "allow",
     "exit",
     "peer_addresses",
@@ -45,6 +46,7 @@ fn keys_used(mode: Mode, exit: RouterExit) -> (&'static [&'static str], &'static
         "address",
         "routes",
         "tun_mtu",
+        "tun_offload",
         "allow",
         "exit",
         "peer_addresses",
@@ -78,6 +80,7 @@ impl RawService {
             "address" => text(&self.address),
             "routes" => list(&self.routes),
             "tun_mtu" => self.tun_mtu.as_ref().map(Spanned::span),
+            "tun_offload" => self.tun_offload.as_ref().map(Spanned::span),
             "allow" => list(&self.allow),
             "exit" => text(&self.exit),
             "peer_addresses" => list(&self.peer_addresses),
@@ -351,7 +354,7 @@ impl Ctx<'_> {
         match (&s.tun, s.span_of("allow")) {
             (Some(_), None) => Ok(Half::Entry),
             (None, Some(_)) => {
-                for key in ["address", "routes", "tun_mtu"] {
+                for key in ["address", "routes", "tun_mtu", "tun_offload"] {
                     if let Some(span) = s.span_of(key) {
                         return Err(self.invalid(
                             Some(span),
@@ -445,7 +448,7 @@ impl Ctx<'_> {
         Ok(Some(addr))
     }
 
-    /// `tun` with `address`, `routes` and `tun_mtu`: a device name Linux
+    /// `tun` with `address`, `routes`, `tun_mtu` and `tun_offload`: a device name Linux
     /// accepts, free or already a TUN device ([`Ctx::tun_device_free`]);
     /// duplicate routes are kept once. Which halves may share a device is
     /// checked across services ([`Ctx::unique_service`]).
@@ -505,6 +508,7 @@ impl Ctx<'_> {
             address,
             routes,
             mtu,
+            offload: s.tun_offload.as_ref().map(|o| *o.get_ref()),
         }))
     }
 
@@ -791,14 +795,16 @@ impl Ctx<'_> {
                 let theirs = first.tun.as_ref().unwrap_or(tun);
                 let differs = tun.address.is_some_and(|a| Some(a) != theirs.address)
                     || !tun.routes.is_empty() && tun.routes != theirs.routes
-                    || tun.mtu.is_some_and(|m| Some(m) != theirs.mtu);
+                    || tun.mtu.is_some_and(|m| Some(m) != theirs.mtu)
+                    || tun.offload.is_some_and(|o| Some(o) != theirs.offload);
                 if differs {
                     return Err(self.at(
                         t,
                         "tun",
                         format!(
                             "TUN device {} is set up by the [[service]] on line {}: give its \
-                             address, routes and tun_mtu there, and here the same or none",
+                             address, routes, tun_mtu and tun_offload there, and here the same \
+                             or none",
                             tun.name,
                             line_of(span)
                         ),

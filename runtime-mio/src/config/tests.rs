@@ -110,6 +110,7 @@ tun = "sdt0"
 address = "10.99.0.1/24"
 routes = ["10.202.0.0/24", "2001:db8::/32", "10.202.0.0/24"]
 tun_mtu = 1400
+tun_offload = false
 
 [[service]]
 id = 255
@@ -176,6 +177,7 @@ allow = ["10.0.0.0/8:53", "[2001:db8::]/32:53"]
     let routes: Vec<String> = tun.routes.iter().map(ToString::to_string).collect();
     assert_eq!(routes, ["10.202.0.0/24", "2001:db8::/32"], "duplicates go");
     assert_eq!(tun.mtu, Some(1400));
+    assert_eq!(tun.offload, Some(false));
     assert_eq!((s[4].id, s[4].half), (ServiceId::new(255), Half::Exit));
     assert_eq!(
         s[4].allow,
@@ -769,6 +771,15 @@ fn refuses_bad_router_values() {
         "tun_mtu",
         "a forward service does not use tun_mtu",
     );
+    let text = service("allow = [\"10.0.0.0/8\"]\ntun_offload = false\n");
+    refused(
+        &text,
+        "false",
+        "tun_offload",
+        "tun_offload belongs to the entry half, with tun",
+    );
+    let text = service("tun = \"sdt0\"\ntun_offload = \"no\"\n");
+    refused(&text, "\"no\"", "tun_offload", "");
 }
 
 #[cfg(unix)]

@@ -401,15 +401,17 @@ impl Loop {
                     address: t.address,
                     routes: &t.routes,
                     mtu,
+                    offload: t.offload.unwrap_or(crate::config::DEFAULT_TUN_OFFLOAD),
                 })
                 .map_err(|e| RunError::Tun(spec.id, e))?;
                 let token = Token(FIRST_TUN + i);
                 tun.register(poll.registry(), token)
                     .map_err(RunError::Poll)?;
                 info!(
-                    "service {}: TUN device {} up, MTU {mtu}{}",
+                    "service {}: TUN device {} up, MTU {mtu}, offloads {}{}",
                     spec.id,
                     tun.name(),
+                    tun.offload(),
                     if tun.routes().is_empty() {
                         String::new()
                     } else {
@@ -608,6 +610,8 @@ impl Loop {
             } else {
                 Some(Duration::ZERO)
             };
+            // Nothing waits for coalescing while the loop sleeps.
+            self.io.flush_tuns();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -765,6 +769,7 @@ impl Loop {
         self.send_batch();
         let now = self.now();
         self.node.flush(&mut self.io, now, &mut self.scratch);
+        self.io.flush_tuns();
         self.io.bury();
         self.io.origin = Origin::None;
         more
@@ -894,6 +899,14 @@ impl Loop {
                     name: tun.name().to_owned(),
                     mtu: tun.mtu(),
                     routes: tun.routes().iter().map(ToString::to_string).collect(),
+                    offload: tun.offload().to_owned(),
+                    super_packets: tun.super_packets(),
+                    coalesced: tun.coalesced(),
+                    offload_drops: tun
+                        .offload_drops()
+                        .into_iter()
+                        .map(|(r, n)| (r.to_owned(), n))
+                        .collect(),
                 });
             }
         }

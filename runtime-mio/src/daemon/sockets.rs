@@ -482,6 +482,20 @@ impl MioIo {
         OpenFailed
     }
 
+    /// Writes what the TUN devices hold for coalescing ([`Tun::flush`]):
+    /// once a batch has been handled, so that nothing waits past it.
+    pub fn flush_tuns(&mut self) {
+        // Out of the map while flushing, so that `sent` may borrow self
+        // (an empty map does not allocate).
+        let mut tuns = std::mem::take(&mut self.tuns);
+        for (_, tun) in tuns.values_mut() {
+            if let Some(r) = tun.flush() {
+                self.sent("to the TUN device", r);
+            }
+        }
+        self.tuns = tuns;
+    }
+
     fn sent(&mut self, what: &str, r: io::Result<usize>) {
         if let Err(e) = r {
             self.send_errors += 1;

@@ -20,15 +20,36 @@
 //! entry would read and count as `not_udp` drops with no user traffic.
 //! With `addrgenmode none` the device stays silent; IPv6 still works on it
 //! (routes to IPv6 networks, and an IPv6 `address` if configured).
+//!
+//! Offloads (`tun_offload`, on unless switched off): the device is opened
+//! with `IFF_VNET_HDR` and offered checksum, TCP and UDP segmentation
+//! offloads (`TUNSETOFFLOAD` with `TUN_F_CSUM`, `TUN_F_TSO4`, `TUN_F_TSO6`,
+//! and `TUN_F_USO4`, `TUN_F_USO6` where the kernel has them, Linux 6.2). The
+//! kernel then hands over a local TCP sender's data as super-packets of up
+//! to 64 KiB, each behind a `virtio_net_hdr`, and leaves TCP and UDP
+//! checksums partial: [`Tun::read`] splits each super-packet into packets
+//! of the device's MTU with `sdt_core::ip::gso` and completes the
+//! checksums, so the node sees packets as without offloads, one system
+//! call per super-packet instead of per packet. [`Tun::write`] holds TCP
+//! segments that continue one another (`sdt_core::ip::gro`) and writes
+//! each run as one super-packet, with a header asking the kernel to split
+//! it where it must ([`Tun::flush`] at the end of each batch); every other
+//! packet carries a zeroed header (no offload asked). A kernel that refuses `TUNSETOFFLOAD`
+//! gets the device reopened without the header, and says why
+//! ([`Tun::offload`]). What the header or the packet gets wrong is counted
+//! by reason and dropped ([`Tun::offload_drops`]), never trusted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+
+use sdt_core::ip::gro::{Coalescer, Push};
+use sdt_core::ip::gso::{self, Gso, Offload, OffloadError, Segments};
 
 use crate::addr::{InterfaceAddress, Route};
 
@@ -43,6 +64,8 @@ pub struct TunSetup<'a> {
     pub routes: &'a [Route],
     /// Its MTU.
     pub mtu: u16,
+    /// Whether to ask for offloads (`tun_offload`).
+    pub offload: bool,
 }
 
 /// Why a TUN device could not be set up.
@@ -91,6 +114,64 @@ pub struct Tun {
     /// Routes this process installed, removed when the device is dropped.
     routes: Vec<Route>,
     mtu: u16,
+    /// With offloads: the super-packet being split, and counters.
+    offload: Option<Box<Offloaded>>,
+    /// With offloads: the TCP segments being coalesced for one write.
+    coalescer: Option<Coalescer<Box<[u8]>>>,
+    /// Super-packets written (more than one segment each).
+    coalesced: u64,
+    /// What [`Tun::offload`] says.
+    offload_state: String,
+}
+
+/// The size of `struct virtio_net_hdr` (without `num_buffers`, the
+/// kernel's default `TUNSETVNETHDRSZ`).
+const VNET_HDR_LEN: usize = 10;
+const VNET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VNET_HDR_GSO_NONE: u8 = 0;
+const VNET_HDR_GSO_TCPV4: u8 = 1;
+const VNET_HDR_GSO_TCPV6: u8 = 4;
+const VNET_HDR_GSO_UDP_L4: u8 = 5;
+const VNET_HDR_GSO_ECN: u8 = 0x80;
+/// A zeroed header in front of every write: no checksum or segmentation
+/// asked of the kernel.
+const VNET_HDR_NONE: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+
+/// The read side of a device with offloads: one super-packet, its
+/// description and how far it has been handed out.
+#[derive(Debug)]
+struct Offloaded {
+    buf: Box<[u8]>,
+    /// The length of the super-packet in `buf`.
+    len: usize,
+    /// The header of the packet in `buf`.
+    offload: Offload,
+    /// The next segment to hand out, and how many there are; `next ==
+    /// count` when there is none.
+    next: usize,
+    count: usize,
+    /// Super-packets split.
+    super_packets: u64,
+    /// Packets dropped, by reason (index: [`DROP_REASONS`]).
+    drops: [u64; DROP_REASONS.len()],
+    /// Reasons already logged (once each).
+    logged: [bool; DROP_REASONS.len()],
+}
+
+/// Why [`Tun::read`] dropped a packet with offloads.
+const DROP_REASONS: [&str; 4] = [
+    "offload_malformed",
+    "offload_unsupported",
+    "offload_too_big",
+    "offload_short_header",
+];
+
+fn drop_index(e: OffloadError) -> usize {
+    match e {
+        OffloadError::Unsupported => 1,
+        OffloadError::BufferTooSmall => 2,
+        _ => 0,
+    }
 }
 
 #[repr(C)]
@@ -121,52 +202,54 @@ impl Tun {
         if let Some(what) = not_a_tun(name) {
             return Err(TunError::NotTun(name.to_owned(), what));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::PermissionDenied => TunError::NotPermitted(name.to_owned()),
-                _ => TunError::Other("opening /dev/net/tun".into(), e),
-            })?;
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
-            _pad: [0; 22],
-        };
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Err(TunError::Other(
                 format!("TUN device name `{name}`"),
                 io::Error::from(io::ErrorKind::InvalidInput),
             ));
         }
-        for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        // SAFETY: `file` is an open /dev/net/tun descriptor and `req` is a
-        // properly sized, initialised `struct ifreq` that outlives the call.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => TunError::NotPermitted(name.to_owned()),
-                Some(libc::EBUSY) => TunError::Busy(name.to_owned()),
-                // The interface appeared since the look-up above, or the
-                // kernel refuses it for a reason /sys does not show.
-                Some(libc::EINVAL) => TunError::NotTun(
-                    name.to_owned(),
-                    not_a_tun(name).unwrap_or("cannot be attached to as a TUN device"),
-                ),
-                _ => TunError::Other(format!("creating TUN device {name}"), e),
-            });
-        }
+        let (file, offload_state, offload) = if setup.offload {
+            let file = attach(name, libc::IFF_VNET_HDR)?;
+            match set_offload(file.as_raw_fd()) {
+                Ok(features) => {
+                    let read = Offloaded {
+                        buf: vec![0u8; 65_535].into_boxed_slice(),
+                        len: 0,
+                        offload: Offload::NONE,
+                        next: 0,
+                        count: 0,
+                        super_packets: 0,
+                        drops: [0; DROP_REASONS.len()],
+                        logged: [false; DROP_REASONS.len()],
+                    };
+                    (file, features.to_owned(), Some(Box::new(read)))
+                }
+                Err(e) => {
+                    // The header cannot be switched off on an attached
+                    // descriptor: attach again without it.
+                    drop(file);
+                    let why = format!("off (TUNSETOFFLOAD refused: {e})");
+                    (attach(name, 0)?, why, None)
+                }
+            }
+        } else {
+            (
+                attach(name, 0)?,
+                "off (tun_offload = false)".to_owned(),
+                None,
+            )
+        };
         let mut tun = Tun {
             file,
             name: name.to_owned(),
             routes: Vec::new(),
             mtu: setup.mtu,
+            coalescer: offload
+                .is_some()
+                .then(|| Coalescer::new(vec![0u8; 65_535].into_boxed_slice())),
+            offload,
+            offload_state,
+            coalesced: 0,
         };
         let mtu = setup.mtu.to_string();
         ip(&["link", "set", "dev", name, "mtu", &mtu])?;
@@ -216,14 +299,241 @@ impl Tun {
         )
     }
 
-    /// Reads one packet; `WouldBlock` when there is none.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
+    /// What offloads the device uses, or why none (for `sdt status`):
+    /// `csum+tso4+tso6+uso4+uso6`, `off (tun_offload = false)`, ...
+    pub fn offload(&self) -> &str {
+        &self.offload_state
     }
 
-    /// Writes one packet.
+    /// Super-packets split into packets so far.
+    pub fn super_packets(&self) -> u64 {
+        self.offload.as_ref().map_or(0, |o| o.super_packets)
+    }
+
+    /// Packets from the device dropped for their offload header, by
+    /// reason; reasons not seen are left out.
+    pub fn offload_drops(&self) -> Vec<(&'static str, u64)> {
+        let Some(o) = &self.offload else {
+            return Vec::new();
+        };
+        DROP_REASONS
+            .iter()
+            .zip(o.drops)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (*r, n))
+            .collect()
+    }
+
+    /// Reads one packet into `buf`; `WouldBlock` when there is none. With
+    /// offloads, the next segment of the super-packet read last, or the
+    /// next packet from the device, its checksum completed; a packet whose
+    /// header or lengths are wrong is counted and dropped, and the next
+    /// one read.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(o) = self.offload.as_deref_mut() else {
+            return self.file.read(buf);
+        };
+        loop {
+            if o.next < o.count {
+                let index = o.next;
+                o.next += 1;
+                // Checked when it was read; Segments::new is cheap.
+                let r =
+                    Segments::new(&o.buf[..o.len], &o.offload).and_then(|s| s.write(index, buf));
+                match r {
+                    Ok(n) => return Ok(n),
+                    Err(e) => {
+                        o.next = o.count;
+                        o.dropped(&self.name, drop_index(e));
+                        continue;
+                    }
+                }
+            }
+            // The header apart, the packet straight into `buf`: only a
+            // super-packet is copied (to be split from `o.buf`).
+            let mut header = [0u8; VNET_HDR_LEN];
+            let n = read_vnet(self.file.as_raw_fd(), &mut header, buf)?;
+            let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
+                o.dropped(&self.name, 3);
+                continue;
+            };
+            let (flags, gso_type) = (header[0], header[1]);
+            let ne16 = |at: usize| u16::from_ne_bytes([header[at], header[at + 1]]);
+            let partial_checksum = (flags & VNET_HDR_F_NEEDS_CSUM != 0).then(|| (ne16(6), ne16(8)));
+            let gso = match gso_type & !VNET_HDR_GSO_ECN {
+                VNET_HDR_GSO_NONE => Gso::None,
+                VNET_HDR_GSO_TCPV4 => Gso::TcpV4,
+                VNET_HDR_GSO_TCPV6 => Gso::TcpV6,
+                VNET_HDR_GSO_UDP_L4 => Gso::Udp,
+                _ => {
+                    o.dropped(&self.name, drop_index(OffloadError::Unsupported));
+                    continue;
+                }
+            };
+            let offload = Offload {
+                gso,
+                segment_size: ne16(4),
+                partial_checksum,
+            };
+            let len = len.min(buf.len());
+            let packet = &mut buf[..len];
+            if gso != Gso::None {
+                match Segments::new(packet, &offload) {
+                    Ok(s) => {
+                        let Some(keep) = o.buf.get_mut(..len) else {
+                            o.dropped(&self.name, drop_index(OffloadError::BufferTooSmall));
+                            continue;
+                        };
+                        keep.copy_from_slice(packet);
+                        o.count = s.count();
+                        o.len = len;
+                        o.offload = offload;
+                        o.next = 0;
+                        o.super_packets += 1;
+                    }
+                    Err(e) => o.dropped(&self.name, drop_index(e)),
+                }
+                continue;
+            }
+            if let Some((start, offset)) = partial_checksum {
+                if let Err(e) = gso::complete_checksum(packet, start, offset) {
+                    o.dropped(&self.name, drop_index(e));
+                    continue;
+                }
+            }
+            return Ok(packet.len());
+        }
+    }
+
+    /// Super-packets written, coalesced from packets out of the tunnel.
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced
+    }
+
+    /// Writes one packet. With offloads, a TCP segment that continues the
+    /// one before is held to go with it as one super-packet (written by
+    /// [`Tun::flush`], or by the first write it cannot join); every other
+    /// packet goes at once, behind a zeroed header, after what is held. An
+    /// error is that of the write that failed, which may be the held one's.
     pub fn write(&mut self, packet: &[u8]) -> io::Result<usize> {
-        self.file.write(packet)
+        let fd = self.file.as_raw_fd();
+        let Some(c) = self.coalescer.as_mut() else {
+            return self.file.write(packet);
+        };
+        loop {
+            match c.push(packet) {
+                Push::Held => return Ok(packet.len()),
+                Push::TakeFirst => {
+                    if let Some((o, p)) = c.take() {
+                        self.coalesced += u64::from(o.gso != Gso::None);
+                        write_vnet(fd, &o, p)?;
+                    }
+                }
+                Push::Alone => {
+                    if let Some((o, p)) = c.take() {
+                        self.coalesced += u64::from(o.gso != Gso::None);
+                        write_vnet(fd, &o, p)?;
+                    }
+                    return write_vnet(fd, &Offload::NONE, packet);
+                }
+            }
+        }
+    }
+
+    /// Writes what [`Tun::write`] holds, if anything: at the end of each
+    /// batch, so that nothing waits longer.
+    pub fn flush(&mut self) -> Option<io::Result<usize>> {
+        let fd = self.file.as_raw_fd();
+        let (o, p) = self.coalescer.as_mut()?.take()?;
+        self.coalesced += u64::from(o.gso != Gso::None);
+        Some(write_vnet(fd, &o, p))
+    }
+}
+
+/// Reads one packet from the device `fd` (opened with `IFF_VNET_HDR`): its
+/// `virtio_net_hdr` into `header`, the packet into `buf`. Returns the bytes
+/// read, header included.
+fn read_vnet(fd: RawFd, header: &mut [u8; VNET_HDR_LEN], buf: &mut [u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: header.as_mut_ptr().cast(),
+            iov_len: VNET_HDR_LEN,
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live, writable buffers of the lengths
+    // given, borrowed mutably for the call; `fd` is an open TUN descriptor.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Writes `packet` to the device `fd` (opened with `IFF_VNET_HDR`) behind
+/// the `virtio_net_hdr` that asks the kernel for `offload`: segmentation
+/// into `segment_size` pieces and the partial checksum completed.
+fn write_vnet(fd: RawFd, offload: &Offload, packet: &[u8]) -> io::Result<usize> {
+    let mut header = VNET_HDR_NONE;
+    if let Some((start, offset)) = offload.partial_checksum {
+        let gso_type = match offload.gso {
+            Gso::TcpV4 => VNET_HDR_GSO_TCPV4,
+            Gso::TcpV6 => VNET_HDR_GSO_TCPV6,
+            Gso::Udp => VNET_HDR_GSO_UDP_L4,
+            _ => VNET_HDR_GSO_NONE,
+        };
+        // hdr_len: the headers every segment repeats (a hint to the
+        // kernel, which finds them itself).
+        let l4_len = match offload.gso {
+            Gso::Udp => 8,
+            _ => packet
+                .get(usize::from(start) + 12)
+                .map_or(0, |b| usize::from(b >> 4) * 4),
+        };
+        let hdr_len = (usize::from(start) + l4_len) as u16;
+        header[0] = VNET_HDR_F_NEEDS_CSUM;
+        header[1] = gso_type;
+        header[2..4].copy_from_slice(&hdr_len.to_ne_bytes());
+        header[4..6].copy_from_slice(&offload.segment_size.to_ne_bytes());
+        header[6..8].copy_from_slice(&start.to_ne_bytes());
+        header[8..10].copy_from_slice(&offset.to_ne_bytes());
+    }
+    let iov = [
+        libc::iovec {
+            iov_base: header.as_ptr() as *mut libc::c_void,
+            iov_len: VNET_HDR_LEN,
+        },
+        libc::iovec {
+            iov_base: packet.as_ptr() as *mut libc::c_void,
+            iov_len: packet.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live buffers of the lengths given, which
+    // the kernel only reads; `fd` is an open TUN descriptor.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+}
+
+impl Offloaded {
+    /// Counts a drop for `reason` (an index into [`DROP_REASONS`]) and logs
+    /// the first of each reason.
+    fn dropped(&mut self, device: &str, reason: usize) {
+        self.drops[reason] += 1;
+        if !std::mem::replace(&mut self.logged[reason], true) {
+            tracing::warn!(
+                "TUN device {device}: dropped a packet the kernel handed over with offloads: \
+                 {} (counted in sdt status; further ones are not logged)",
+                DROP_REASONS[reason]
+            );
+        }
     }
 }
 
@@ -245,6 +555,70 @@ impl Drop for Tun {
                 tracing::debug!("TUN device {}: removing route {route}: {e}", self.name);
             }
         }
+    }
+}
+
+/// Opens /dev/net/tun and attaches it to the TUN device `name` (created
+/// if needed) with `flags` beside `IFF_TUN | IFF_NO_PI`.
+fn attach(name: &str, flags: libc::c_int) -> Result<File, TunError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => TunError::NotPermitted(name.to_owned()),
+            _ => TunError::Other("opening /dev/net/tun".into(), e),
+        })?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: (libc::IFF_TUN | libc::IFF_NO_PI | flags) as libc::c_short,
+        _pad: [0; 22],
+    };
+    for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `file` is an open /dev/net/tun descriptor and `req` is a
+    // properly sized, initialised `struct ifreq` that outlives the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => TunError::NotPermitted(name.to_owned()),
+            Some(libc::EBUSY) => TunError::Busy(name.to_owned()),
+            // The interface appeared since the look-up above, or the
+            // kernel refuses it for a reason /sys does not show.
+            Some(libc::EINVAL) => TunError::NotTun(
+                name.to_owned(),
+                not_a_tun(name).unwrap_or("cannot be attached to as a TUN device"),
+            ),
+            _ => TunError::Other(format!("creating TUN device {name}"), e),
+        });
+    }
+    Ok(file)
+}
+
+/// Offers the kernel checksum and segmentation offloads: TCP over IPv4 and
+/// IPv6, and UDP where it has it. Says which it took.
+fn set_offload(fd: RawFd) -> io::Result<&'static str> {
+    let tcp = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    let udp = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+    let offer = |flags: libc::c_uint| {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is an
+        // open TUN descriptor.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, flags as libc::c_ulong) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // Kernels before 6.2 refuse the UDP flags (EINVAL): TCP alone then.
+    match offer(tcp | udp) {
+        Ok(()) => Ok("csum+tso4+tso6+uso4+uso6"),
+        Err(_) => offer(tcp).map(|()| "csum+tso4+tso6"),
     }
 }
 
