@@ -10,7 +10,7 @@ use sdt_core::link::{MAX_JITTER, REKEY_AFTER_TIME, REKEY_TIMEOUT};
 
 use crate::driver::NodeStats;
 use crate::scenario::{ClockStep, Setup, NODE_NAMES, X, Y};
-use crate::world::Shared;
+use crate::world::{icmp_answer_id, router_allows, router_allows_echo, SentKind, Shared};
 
 /// Counters of a node summed over its incarnations.
 #[derive(Debug, Default, Clone)]
@@ -31,6 +31,9 @@ pub struct Totals {
     pub channels: (u64, u64, u64, u64),
     /// Incarnations.
     pub incarnations: usize,
+    /// Refusals counted (`target_unreachable`), ICMP errors forged, and
+    /// ICMP errors the rate limit held back (router mode).
+    pub icmp: (u64, u64, u64),
 }
 
 fn sum(m: &BTreeMap<&'static str, u64>) -> u64 {
@@ -55,6 +58,9 @@ impl Totals {
                 t.channels.1 += st.channels_expired;
                 t.channels.2 += st.channels_evicted;
                 t.channels.3 += st.channels_closed;
+                t.icmp.0 += st.target_unreachable;
+                t.icmp.1 += st.icmp_errors_sent;
+                t.icmp.2 += st.icmp_errors_rate_limited;
             }
             for (r, n) in s.node_drops.iter() {
                 *t.node_drops.entry(r.as_str()).or_default() += n;
@@ -83,6 +89,13 @@ impl Totals {
         );
         if self.incarnations > 1 {
             let _ = write!(s, " incarnations {}", self.incarnations);
+        }
+        if self.icmp != (0, 0, 0) {
+            let _ = write!(
+                s,
+                " refused {} icmp errors {} (rate limited {})",
+                self.icmp.0, self.icmp.1, self.icmp.2
+            );
         }
         for (label, m) in [
             ("service drops", &self.service_drops),
@@ -265,7 +278,9 @@ pub fn counters(shared: &mut Shared, stats: &[Vec<NodeStats>; 2]) -> [Totals; 2]
         }
         let mut accounted = cx.outputs + cy.outputs + cx.peer_data_dropped + cy.peer_data_dropped;
         for t in &totals {
-            accounted += sum(&t.service_drops) + sum(&t.node_drops);
+            // A refusal whose ICMP error the rate limit held back is
+            // counted there, not dropped.
+            accounted += sum(&t.service_drops) + sum(&t.node_drops) + t.icmp.2;
         }
         if customer_in != accounted {
             problems.push(format!(
@@ -373,4 +388,85 @@ pub fn reload(shared: &mut Shared) {
             sent_on[&service]
         ));
     }
+}
+
+/// What the clients of an ICMP scenario got back: echo requests to a host
+/// the allow-list admits echo to, and their replies delivered; datagrams
+/// to an admitted refusing port, and their port unreachables delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpTally {
+    /// Admitted echo requests sent.
+    pub pings: u64,
+    /// Of those, answered.
+    pub replies: u64,
+    /// Admitted datagrams to a refusing port sent.
+    pub refused: u64,
+    /// Of those, answered with a port unreachable.
+    pub unreachables: u64,
+}
+
+/// In an ICMP scenario ([`Setup::icmp`]), tallies the echoes and refusals;
+/// where counters are exact, every admitted ping must have been answered
+/// and every admitted datagram to a refusing port answered with a port
+/// unreachable (unless the node counted the error as rate limited), and
+/// the entry's count of forged errors must be what its clients received.
+pub fn icmp(shared: &mut Shared, totals: &[Totals; 2]) -> Option<IcmpTally> {
+    let setup = shared.setup.clone();
+    if !setup.icmp {
+        return None;
+    }
+    let roles = setup.roles();
+    let mut t = IcmpTally::default();
+    let mut missing = Vec::new();
+    for (id, rec) in &shared.ledger.sent {
+        let Some(host) = shared.names.get(&rec.to.ip()) else {
+            continue;
+        };
+        let kind = match rec.kind {
+            SentKind::Echo { .. } if router_allows_echo(&setup, host) => SentKind::EchoReply,
+            SentKind::Datagram
+                if rec.answers.is_none()
+                    && rec.to.port() == roles.target_refusing_port
+                    && router_allows(&setup, host, rec.to.port()) =>
+            {
+                SentKind::PortUnreachable
+            }
+            _ => continue,
+        };
+        let answered = shared
+            .ledger
+            .delivered
+            .contains_key(&icmp_answer_id(kind, id));
+        let (sent, got) = if kind == SentKind::EchoReply {
+            (&mut t.pings, &mut t.replies)
+        } else {
+            (&mut t.refused, &mut t.unreachables)
+        };
+        *sent += 1;
+        *got += u64::from(answered);
+        if !answered && missing.len() < 5 {
+            missing.push(format!("{id} ({kind:?})"));
+        }
+    }
+    if setup.exact_counters {
+        let entry = &totals[roles.entry];
+        let limited = entry.icmp.2;
+        if t.replies != t.pings || t.unreachables + limited != t.refused {
+            shared.violate(format!(
+                "icmp: {} of {} admitted pings answered, {} of {} refused datagrams answered with port unreachable ({limited} rate limited); unanswered: {}",
+                t.replies,
+                t.pings,
+                t.unreachables,
+                t.refused,
+                missing.join(", ")
+            ));
+        }
+        if entry.icmp.1 != t.unreachables {
+            shared.violate(format!(
+                "icmp: {} forged {} ICMP errors, its clients received {} port unreachables",
+                NODE_NAMES[roles.entry], entry.icmp.1, t.unreachables
+            ));
+        }
+    }
+    Some(t)
 }

@@ -19,10 +19,12 @@ use rand_core::{RngCore, SeedableRng};
 use sdt_core::ip::{forge_udp, udp_header_len};
 use turmoil::net::UdpSocket;
 
+use crate::icmp;
 use crate::payload::{MsgId, Payload};
 use crate::scenario::{Mode, Traffic, ALICE_PORT, BOB_PORT, LISTEN_PORT, X};
+use crate::scenario::{Roles, ICMP_PORT};
 use crate::trace::mix;
-use crate::world::{sim_now, SharedRef};
+use crate::world::{sim_now, SentKind, SharedRef};
 
 /// Client `index`'s address on the TUN side of `entry` in router mode:
 /// X's are `10.1.0.N+1:4000` (`fd00::1:N+1` over IPv6), Y's, in the mirror
@@ -121,12 +123,27 @@ async fn wait(sock: Option<&UdpSocket>, at: Duration) {
     }
 }
 
+/// [`wait`] for a host with an emulated kernel: its sockets wake it too.
+async fn wait_kernel(sock: &UdpSocket, kernel: &Kernel, at: Duration) {
+    let now = sim_now();
+    let sleep = tokio::time::sleep(at.saturating_sub(now).min(NEVER));
+    tokio::select! {
+        biased;
+        _ = sock.readable() => {}
+        _ = kernel.icmp.readable() => {}
+        _ = kernel.refusing.readable() => {}
+        _ = sleep => {}
+    }
+}
+
 struct Customer {
     name: String,
     shared: SharedRef,
     rng: ChaCha8Rng,
     seq: u32,
     pad_max: usize,
+    /// ICMP sequence numbers used so far (router clients' pings).
+    pings: u16,
 }
 
 impl Customer {
@@ -141,12 +158,22 @@ impl Customer {
             shared: shared.clone(),
             seq: 0,
             pad_max,
+            pings: 0,
         }
     }
 
     /// The next payload from this customer: a request, or an answer to
     /// `answers`. Recorded as sent to `to`.
     fn payload(&mut self, answers: Option<MsgId>, to: SocketAddr) -> Vec<u8> {
+        self.payload_with(answers, to, SentKind::Datagram)
+    }
+
+    /// A request sent as `kind` (an echo request's data), to `to`.
+    fn payload_as(&mut self, to: SocketAddr, kind: SentKind) -> Vec<u8> {
+        self.payload_with(None, to, kind)
+    }
+
+    fn payload_with(&mut self, answers: Option<MsgId>, to: SocketAddr, kind: SentKind) -> Vec<u8> {
         self.seq += 1;
         let p = Payload {
             id: MsgId {
@@ -158,9 +185,15 @@ impl Customer {
         let pad = (self.rng.next_u64() % (self.pad_max as u64 + 1)) as usize;
         let bytes = p.encode(pad);
         let mut shared = self.shared.borrow_mut();
-        let what = format!("-> {} {p}", shared.name_addr(to));
+        let what = match kind {
+            SentKind::Echo { ident, seq } => format!(
+                "-> {} echo request id {ident} seq {seq} {p}",
+                shared.name_addr(to)
+            ),
+            _ => format!("-> {} {p}", shared.name_addr(to)),
+        };
         shared.log(&self.name, &what, &bytes);
-        shared.sent(&p, to);
+        shared.sent_as(&p, to, kind);
         bytes
     }
 
@@ -264,6 +297,14 @@ async fn customer(
     let mut me = Customer::new(&shared, name);
     let any = shared.borrow().setup.unspecified();
     let sock = UdpSocket::bind((any, port)).await?;
+    let kernel = {
+        let setup = &shared.borrow().setup;
+        setup.icmp && setup.mode == Mode::Router && me.name.starts_with(setup.roles().targets)
+    };
+    let mut kernel = match kernel {
+        true => Some(Kernel::new(&shared, &me.name).await?),
+        false => None,
+    };
     let mut schedule = Schedule::new(&traffic, &mut me.rng);
     let mut buf = vec![0u8; 4096];
     // Answers held back by `answer_delay_ms`: (due, request, to).
@@ -275,7 +316,13 @@ async fn customer(
             NEVER
         };
         let next = later.iter().map(|l| l.0).fold(next, Duration::min);
-        wait(Some(&sock), next).await;
+        match &mut kernel {
+            None => wait(Some(&sock), next).await,
+            Some(k) => {
+                wait_kernel(&sock, k, next).await;
+                k.receive(&mut buf);
+            }
+        }
         me.receive(&sock, &mut buf, traffic.answer_delay_ms, &mut later);
         let now = sim_now();
         while let Some(k) = later.iter().position(|l| l.0 <= now) {
@@ -314,6 +361,12 @@ pub async fn router_client(shared: SharedRef, index: usize) -> turmoil::Result {
         }
         let roll = me.rng.next_u64() % 20;
         let allowed = targets.len() - 1;
+        if setup.icmp {
+            if let Some(packet) = icmp_scenario_packet(&mut me, roll, &targets, src, &roles) {
+                shared.borrow_mut().tun_in.push_back(packet);
+                continue;
+            }
+        }
         let dst = match roll {
             // Not on the allow-list: the last target.
             0 => SocketAddr::new(targets[allowed], roles.target_port),
@@ -328,5 +381,184 @@ pub async fn router_client(shared: SharedRef, index: usize) -> turmoil::Result {
         let range = forge_udp(&mut packet, head..head + payload.len(), src, dst)
             .map_err(|e| e.to_string())?;
         shared.borrow_mut().tun_in.push_back(packet[range].to_vec());
+    }
+}
+
+/// The identifiers router clients ping with: two ping processes, the same
+/// two on every client, so echo flows of different clients share an
+/// identifier (core keys them by the pinger's address and identifier).
+pub const PING_IDENTS: [u16; 2] = [0x5d5d, 0x5d5e];
+
+/// In an ICMP scenario, what a router client sends on `roll` besides the
+/// UDP of the other scenarios: echo requests (4 in 20: to the first
+/// target, which the allow-list admits echo to, three times as often as to
+/// one it does not) and datagrams to an admitted target's refusing port (2
+/// in 20). `None`: the UDP of [`router_client`].
+fn icmp_scenario_packet(
+    me: &mut Customer,
+    roll: u64,
+    targets: &[IpAddr],
+    src: SocketAddr,
+    roles: &Roles,
+) -> Option<Vec<u8>> {
+    let allowed = targets.len() - 1;
+    match roll {
+        2 | 3 => {
+            let dst = SocketAddr::new(targets[roll as usize % allowed], roles.target_refusing_port);
+            let payload = me.payload(None, dst);
+            let head = udp_header_len(&dst);
+            let mut packet = vec![0u8; head + payload.len()];
+            packet[head..].copy_from_slice(&payload);
+            let range = forge_udp(&mut packet, head..head + payload.len(), src, dst).ok()?;
+            Some(packet[range].to_vec())
+        }
+        4..=7 => {
+            let target = if roll == 7 {
+                targets[1 + (me.rng.next_u64() as usize) % (targets.len() - 1)]
+            } else {
+                targets[0]
+            };
+            let ident = PING_IDENTS[(me.rng.next_u64() % 2) as usize];
+            me.pings = me.pings.wrapping_add(1);
+            let seq = me.pings;
+            let to = SocketAddr::new(target, 0);
+            let data = me.payload_as(to, SentKind::Echo { ident, seq });
+            Some(icmp::echo_request_packet(
+                src.ip(),
+                target,
+                ident,
+                seq,
+                &data,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A target host's emulated kernel in an ICMP scenario: answers echo
+/// requests on [`ICMP_PORT`] and refuses datagrams to its refusing port
+/// (nobody listens there) with ICMP Port Unreachable to the sender's
+/// `ICMP_PORT`, as a Linux host does.
+struct Kernel {
+    name: String,
+    me: IpAddr,
+    icmp: UdpSocket,
+    refusing: UdpSocket,
+    shared: SharedRef,
+}
+
+impl Kernel {
+    async fn new(shared: &SharedRef, name: &str) -> std::io::Result<Kernel> {
+        let (any, me, port) = {
+            let s = shared.borrow();
+            (
+                s.setup.unspecified(),
+                s.ip(name),
+                s.setup.roles().target_refusing_port,
+            )
+        };
+        Ok(Kernel {
+            name: name.to_string(),
+            me,
+            icmp: UdpSocket::bind((any, ICMP_PORT)).await?,
+            refusing: UdpSocket::bind((any, port)).await?,
+            shared: shared.clone(),
+        })
+    }
+
+    fn log(&self, what: &str) {
+        self.shared
+            .borrow_mut()
+            .log(&self.name, &format!("kernel: {what}"), &[]);
+    }
+
+    /// Handles everything waiting on the kernel's sockets.
+    fn receive(&mut self, buf: &mut [u8]) {
+        while let Ok((n, from)) = self.icmp.try_recv_from(buf) {
+            let message = &buf[..n];
+            let req = icmp::parse_echo_message(message);
+            let want = if self.me.is_ipv6() {
+                icmp::V6_ECHO_REQUEST
+            } else {
+                icmp::V4_ECHO_REQUEST
+            };
+            let Some(req) = req.filter(|r| r.kind == want) else {
+                let what = format!(
+                    "{}: received {n} bytes on the ICMP port that are no echo request",
+                    self.name
+                );
+                self.shared.borrow_mut().violate(what);
+                continue;
+            };
+            if !icmp::checksum_ok(message, from.ip(), self.me) {
+                let what = format!(
+                    "{}: received an echo request with a bad checksum",
+                    self.name
+                );
+                self.shared.borrow_mut().violate(what);
+                continue;
+            }
+            let what = format!(
+                "echo request id {} seq {} {} from {}",
+                req.ident,
+                req.seq,
+                crate::payload::describe(&req.data),
+                self.shared.borrow().name_addr(from)
+            );
+            self.log(&what);
+            let id = self
+                .shared
+                .borrow_mut()
+                .deliver_echo_request(&self.name, from, req.seq, &req.data);
+            if let Some(id) = id {
+                let reply = icmp::echo_reply_message(&req, self.me, from.ip());
+                self.shared
+                    .borrow_mut()
+                    .sent_icmp_answer(SentKind::EchoReply, &id, from);
+                self.log(&format!(
+                    "echo reply to {}",
+                    self.shared.borrow().name_addr(from)
+                ));
+                let _ = self.icmp.try_send_to(&reply, from);
+            }
+        }
+        let port = self
+            .refusing
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default();
+        while let Ok((n, from)) = self.refusing.try_recv_from(buf) {
+            let bytes = &buf[..n];
+            let p = Payload::parse(bytes);
+            {
+                let mut shared = self.shared.borrow_mut();
+                let what = format!(
+                    "kernel: {} to closed port {port} from {}: port unreachable",
+                    crate::payload::describe(bytes),
+                    shared.name_addr(from)
+                );
+                shared.log(&self.name, &what, &[]);
+                shared.deliver(&self.name, from, bytes);
+            }
+            // Answered whatever it is, as a kernel does; the ledger knows
+            // the refusal by the request it answers.
+            let error = icmp::port_unreachable_packet(from, SocketAddr::new(self.me, port));
+            if let Some(p) = p.filter(|p| p.answers.is_none()) {
+                let refused_to = self.shared.borrow().ledger.sent.get(&p.id).map(|r| r.to);
+                if refused_to != Some(SocketAddr::new(self.me, port)) {
+                    let what = format!(
+                        "{}: {p} reached its refusing port, sent to {refused_to:?}",
+                        self.name
+                    );
+                    self.shared.borrow_mut().violate(what);
+                }
+                self.shared
+                    .borrow_mut()
+                    .sent_icmp_answer(SentKind::PortUnreachable, &p.id, from);
+            }
+            let _ = self
+                .icmp
+                .try_send_to(&error, SocketAddr::new(from.ip(), ICMP_PORT));
+        }
     }
 }

@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -40,12 +40,13 @@ use sdt_core::wire::{DataPacket, MessageType};
 use sdt_core::Instant;
 use turmoil::net::UdpSocket;
 
+use crate::icmp;
 use crate::payload::describe;
 use crate::scenario::{
-    ClockStep, Mode, ALICE_PORT, BOB_PORT, NODE_CHANNELS, NODE_NAMES, TICK, X, Y,
+    ClockStep, Mode, ALICE_PORT, BOB_PORT, ICMP_PORT, NODE_CHANNELS, NODE_NAMES, TICK, X, Y,
 };
 use crate::trace::mix;
-use crate::world::{router_allows, sim_now, SharedRef};
+use crate::world::{router_allows, router_allows_echo, sim_now, SharedRef};
 use crate::Sabotage;
 
 /// The node type of the simulation: one peer used (room for two), four
@@ -183,6 +184,9 @@ struct Sock {
     sock: UdpSocket,
     /// The address a connected socket sends to.
     remote: Option<SocketAddr>,
+    /// An emulated ICMP echo socket ([`Io::connect_echo`]): `remote` is
+    /// the pinged host's [`ICMP_PORT`], the identifier its local port.
+    echo: bool,
 }
 
 /// The node host's software: boots a node and drives it forever.
@@ -245,7 +249,18 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
     let link_port = ctx.shared.borrow().link_port[i];
     let any = ctx.shared.borrow().setup.unspecified();
     let link = UdpSocket::bind((any, link_port)).await?;
+    // The router exit's emulated kernel reads the ICMP errors its
+    // connected sockets' destinations send (crate::icmp).
+    let kernel_icmp = {
+        let setup = &ctx.shared.borrow().setup;
+        setup.icmp && setup.mode == Mode::Router && setup.roles().exit == i
+    };
+    let kernel_icmp = match kernel_icmp {
+        true => Some(UdpSocket::bind((any, ICMP_PORT)).await?),
+        false => None,
+    };
     let mut io = SimIo {
+        kernel_icmp,
         i,
         name,
         shared: ctx.shared.clone(),
@@ -300,6 +315,8 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
 
 /// The runtime side of one node: its sockets.
 struct SimIo {
+    /// The router exit's emulated kernel's ICMP input, in ICMP scenarios.
+    kernel_icmp: Option<UdpSocket>,
     i: usize,
     name: &'static str,
     shared: SharedRef,
@@ -403,6 +420,82 @@ impl SimIo {
         }
     }
 
+    /// Where this node may open echo sockets to, by its configuration.
+    fn may_echo(&self, to: IpAddr) -> bool {
+        let shared = self.shared.borrow();
+        let setup = &shared.setup;
+        self.mode == Mode::Router
+            && self.i == setup.roles().exit
+            && shared
+                .names
+                .get(&to)
+                .is_some_and(|host| router_allows_echo(setup, host))
+    }
+
+    /// An output on echo socket `socket` (identifier `ident`, connected to
+    /// `remote`): core's echo request, sent as the kernel sends it.
+    fn send_echo(
+        &mut self,
+        socket: SocketId,
+        to: Option<SocketAddr>,
+        remote: Option<IpAddr>,
+        ident: u16,
+        message: &[u8],
+    ) {
+        let Some(remote) = remote else {
+            return;
+        };
+        if to.is_some() {
+            self.violate(format!(
+                "output on echo socket {} with a destination of its own",
+                socket_name(socket)
+            ));
+        }
+        if !self.may_echo(remote) {
+            self.violate(format!(
+                "pinged {}, which its configuration does not allow",
+                self.addr(SocketAddr::new(remote, 0))
+            ));
+        }
+        let me = self.shared.borrow().ip(self.name);
+        let filled = match icmp::fill_echo_request(message, ident, me, remote) {
+            Ok(m) => m,
+            Err(e) => {
+                self.violate(format!(
+                    "output on echo socket {}: {e}",
+                    socket_name(socket)
+                ));
+                self.shared
+                    .borrow_mut()
+                    .count(self.i, |c| c.send_failed += 1);
+                return;
+            }
+        };
+        let seq = u16::from_be_bytes([filled[6], filled[7]]);
+        self.log(
+            &format!(
+                "{} -> {} echo request id {ident} seq {seq} {}",
+                socket_name(socket),
+                self.addr(SocketAddr::new(remote, 0)),
+                describe(&filled[8..])
+            ),
+            &filled,
+        );
+        self.outputs += 1;
+        let Some(s) = self.sockets.iter().find(|s| s.id == socket) else {
+            return;
+        };
+        if let Err(e) = s
+            .sock
+            .try_send_to(&filled, SocketAddr::new(remote, ICMP_PORT))
+        {
+            self.log(&format!("send failed: {e}"), &[]);
+            self.shared
+                .borrow_mut()
+                .count(self.i, |c| c.send_failed += 1);
+        }
+    }
+
     /// One turn of the loop; returns how long to sleep.
     fn turn(&mut self, node: &mut SimNode, buf: &mut [u8], scratch: &mut [u8]) -> Duration {
         let t = sim_now();
@@ -425,8 +518,18 @@ impl SimIo {
                 let Ok((n, from)) = s.sock.try_recv_from(&mut buf[slot.clone()]) else {
                     break;
                 };
+                // A ping socket reads the pinged host's address, port 0.
+                let from = if s.echo {
+                    SocketAddr::new(from.ip(), 0)
+                } else {
+                    from
+                };
                 self.on_customer(node, now, id, from, n, buf);
             }
+            node.flush(self, now, scratch);
+        }
+        if self.kernel_icmp.is_some() {
+            self.on_kernel_icmp(node, now, buf);
             node.flush(self, now, scratch);
         }
         if self.tun {
@@ -452,6 +555,69 @@ impl SimIo {
         match node.poll_timeout() {
             Some(d) if d > now => (d - now).min(TICK),
             _ => TICK,
+        }
+    }
+
+    /// The exit's emulated kernel: every ICMP error waiting is matched, by
+    /// the datagram it quotes, to the connected socket that sent it (its
+    /// local port and remote address), whose refusal the node is told of
+    /// as the daemon tells it of `ECONNREFUSED` (`handle_target_refused`).
+    /// Linux keeps one pending error per socket, so two errors before the
+    /// daemon reads would be reported once; here each is reported.
+    fn on_kernel_icmp(&mut self, node: &mut SimNode, now: Instant, buf: &mut [u8]) {
+        let mut packet = [0u8; MAX_DATAGRAM];
+        loop {
+            let Some(k) = &self.kernel_icmp else {
+                return;
+            };
+            let Ok((n, from)) = k.try_recv_from(&mut packet) else {
+                return;
+            };
+            let (src, dst) = match icmp::parse_error(&packet[..n]) {
+                Ok(q) => q,
+                Err(e) => {
+                    self.violate(format!(
+                        "its kernel got an ICMP message from {} it cannot parse: {e}",
+                        self.addr(from)
+                    ));
+                    continue;
+                }
+            };
+            let socket = self.sockets.iter().find(|s| {
+                !s.echo
+                    && s.remote == Some(dst)
+                    && s.sock.local_addr().map(|a| a.port()).ok() == Some(src.port())
+            });
+            let Some(id) = socket.map(|s| s.id) else {
+                self.log(
+                    &format!(
+                        "kernel: port unreachable from {} for :{} -> {}: no such socket",
+                        self.addr(from),
+                        src.port(),
+                        self.addr(dst)
+                    ),
+                    &[],
+                );
+                continue;
+            };
+            let r = node.handle_target_refused(now, id, buf);
+            self.log(
+                &format!(
+                    "{} refused by {}: {}",
+                    socket_name(id),
+                    self.addr(dst),
+                    result_name(&r)
+                ),
+                &[],
+            );
+            self.shared.borrow_mut().count(self.i, |c| {
+                c.customer_in += 1;
+                if matches!(r, Err(Dropped::Service(_))) {
+                    c.service_dropped += 1;
+                }
+            });
+            self.result_drop_pending = r.is_err();
+            node.carry_out(self, buf, r);
         }
     }
 
@@ -553,7 +719,11 @@ impl SimIo {
         buf: &mut [u8],
     ) {
         let range = HEADROOM..HEADROOM + n;
-        let what = describe(&buf[range.clone()]);
+        let echo = self.sockets.iter().any(|s| s.id == id && s.echo);
+        let what = match icmp::parse_echo_message(&buf[range.clone()]).filter(|_| echo) {
+            Some(m) => format!("echo reply seq {} {}", m.seq, describe(&m.data)),
+            None => describe(&buf[range.clone()]),
+        };
         let r = node.handle_customer_datagram(now, id, from, buf, range);
         self.log(
             &format!(
@@ -597,7 +767,19 @@ impl SimIo {
                 self.addr(d.destination),
                 describe(&packet[d.payload])
             ),
-            Err(e) => format!("bad packet {e:?}"),
+            Err(e) => match sdt_core::ip::icmp::parse_echo(packet) {
+                Ok(echo) => format!(
+                    "{} -> {} echo request id {} {}",
+                    self.addr(SocketAddr::new(
+                        echo.source,
+                        self.shared.borrow().setup.roles().client_port
+                    )),
+                    self.addr(SocketAddr::new(echo.destination, 0)),
+                    echo.ident,
+                    describe(&packet[echo.payload.start + 2..echo.payload.end])
+                ),
+                Err(_) => format!("bad packet {e:?}"),
+            },
         };
         let r = node.handle_tun_packet(now, ROUTER_SERVICE, buf, range);
         self.log(&format!("tun <- {what}: {}", result_name(&r)), &[]);
@@ -609,6 +791,86 @@ impl SimIo {
         });
         self.result_drop_pending = r.is_err();
         node.carry_out(self, buf, r);
+    }
+}
+
+impl SimIo {
+    /// An ICMP packet core wrote to the entry's TUN device: an echo reply
+    /// or a port unreachable, handed to the client it is addressed to (by
+    /// IP address: a client has one), or, with [`Sabotage::Misroute`], the
+    /// next one.
+    fn write_tun_icmp(&mut self, service: ServiceId, packet: &[u8]) {
+        let parsed = icmp::parse_packet(packet);
+        let Ok(p) = parsed else {
+            self.violate(format!(
+                "wrote an ICMP packet to TUN of service {service} that does not parse: {parsed:?}"
+            ));
+            self.shared
+                .borrow_mut()
+                .count(self.i, |c| c.send_failed += 1);
+            return;
+        };
+        let to = match &p {
+            icmp::IcmpPacket::EchoReply { to, .. }
+            | icmp::IcmpPacket::PortUnreachable { to, .. } => *to,
+        };
+        let client = {
+            let shared = self.shared.borrow();
+            let clients: Vec<(&SocketAddr, &String)> = shared.tun_clients.iter().collect();
+            clients.iter().position(|(a, _)| a.ip() == to).map(|k| {
+                let k = if self.sabotage == Some(Sabotage::Misroute) {
+                    (k + 1) % clients.len()
+                } else {
+                    k
+                };
+                (*clients[k].0, clients[k].1.clone())
+            })
+        };
+        let Some((own, receiver)) = client else {
+            self.violate(format!(
+                "wrote an ICMP packet to TUN for {to}, who is no client"
+            ));
+            self.shared
+                .borrow_mut()
+                .count(self.i, |c| c.send_failed += 1);
+            return;
+        };
+        match p {
+            icmp::IcmpPacket::EchoReply { from, echo, .. } => {
+                self.log(
+                    &format!(
+                        "tun -> {receiver} echo reply id {} seq {} from {} {}",
+                        echo.ident,
+                        echo.seq,
+                        self.addr(SocketAddr::new(from, 0)),
+                        describe(&echo.data)
+                    ),
+                    packet,
+                );
+                self.shared
+                    .borrow_mut()
+                    .deliver_echo_reply(&receiver, from, echo.ident, echo.seq, &echo.data);
+            }
+            icmp::IcmpPacket::PortUnreachable {
+                from,
+                quoted_src,
+                quoted_dst,
+                ..
+            } => {
+                self.log(
+                    &format!(
+                        "tun -> {receiver} port unreachable from {} for {} -> {}",
+                        self.addr(SocketAddr::new(from, 0)),
+                        self.addr(quoted_src),
+                        self.addr(quoted_dst)
+                    ),
+                    packet,
+                );
+                self.shared
+                    .borrow_mut()
+                    .deliver_port_unreachable(&receiver, own, from, quoted_src, quoted_dst);
+            }
+        }
     }
 }
 
@@ -633,6 +895,7 @@ impl Io for SimIo {
                     id: socket,
                     sock,
                     remote: None,
+                    echo: false,
                 });
                 Ok(())
             }
@@ -683,6 +946,49 @@ impl Io for SimIo {
                     id: socket,
                     sock,
                     remote: Some(remote),
+                    echo: false,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.log(&format!("open {} failed: {e}", socket_name(socket)), &[]);
+                self.shared
+                    .borrow_mut()
+                    .count(self.i, |c| c.open_failed += 1);
+                Err(OpenFailed)
+            }
+        }
+    }
+
+    fn connect_echo(&mut self, socket: SocketId, remote: IpAddr) -> Result<(), OpenFailed> {
+        if !self.may_echo(remote) {
+            self.violate(format!(
+                "asked for an ICMP echo socket to {}, which its configuration does not allow",
+                self.addr(SocketAddr::new(remote, 0))
+            ));
+        }
+        let any = self.shared.borrow().setup.unspecified();
+        let to = SocketAddr::new(remote, ICMP_PORT);
+        let opened = ready(UdpSocket::bind((any, 0))).and_then(|sock| {
+            ready(sock.connect(to))?;
+            Ok(sock)
+        });
+        match opened {
+            Ok(sock) => {
+                let local = sock.local_addr().map(|a| a.port()).unwrap_or_default();
+                self.log(
+                    &format!(
+                        "open {} echo id {local} to {}",
+                        socket_name(socket),
+                        self.addr(SocketAddr::new(remote, 0))
+                    ),
+                    &[],
+                );
+                self.sockets.push(Sock {
+                    id: socket,
+                    sock,
+                    remote: Some(to),
+                    echo: true,
                 });
                 Ok(())
             }
@@ -761,6 +1067,12 @@ impl Io for SimIo {
                 .count(self.i, |c| c.send_failed += 1);
             return;
         };
+        if s.echo {
+            let remote = s.remote.map(|r| r.ip());
+            let ident = s.sock.local_addr().map(|a| a.port()).unwrap_or_default();
+            self.send_echo(socket, to, remote, ident, payload);
+            return;
+        }
         let dest = match (to, s.remote) {
             (Some(to), Some(remote)) if to != remote => {
                 self.violate(format!(
@@ -842,6 +1154,10 @@ impl Io for SimIo {
             ));
         }
         let parsed = parse_udp(packet);
+        if parsed == Err(sdt_core::ip::IpDrop::NotUdp) && self.tun {
+            self.write_tun_icmp(service, packet);
+            return;
+        }
         let Ok(d) = parsed else {
             self.violate(format!(
                 "wrote a packet to TUN of service {service} that does not parse: {parsed:?}"

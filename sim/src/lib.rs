@@ -22,6 +22,7 @@ pub mod collector;
 pub mod customer;
 pub mod daemon_config;
 pub mod driver;
+pub mod icmp;
 pub mod payload;
 pub mod scenario;
 pub mod stance;
@@ -137,6 +138,10 @@ pub enum Sabotage {
     /// Y's runtime sends every cookie reply with this many zero bytes
     /// after it (as if it sent the whole buffer slot).
     PaddedCookieReplies(usize),
+    /// The router exit's allow-list admits echo to every host
+    /// (`icmp://0.0.0.0/0`, `icmp://[::]/0`), wider than the harness's
+    /// model of it: its echo sockets to other hosts must be caught.
+    WideEchoRule,
 }
 
 /// What a run found.
@@ -169,6 +174,8 @@ pub struct Outcome {
     /// Cookie replies the attacker received, each allowed by the stance
     /// (see [`stance`]).
     pub attacker_cookie_replies: u64,
+    /// ICMP scenarios: what the clients' pings and refused datagrams got.
+    pub icmp: Option<check::IcmpTally>,
 }
 
 impl Outcome {
@@ -251,6 +258,12 @@ impl Outcome {
         }
         for i in [X, Y] {
             s += &format!("  {}: {}\n", NODE_NAMES[i], self.totals[i].line());
+        }
+        if let Some(t) = self.icmp {
+            s += &format!(
+                "  icmp: {} of {} admitted pings answered, {} of {} refused datagrams answered with port unreachable\n",
+                t.replies, t.pings, t.unreachables, t.refused
+            );
         }
         for r in &self.recoveries {
             s += &format!("  recovery: {r}\n");
@@ -366,11 +379,27 @@ fn node_specs(
             // The exit's allow-list: every target but the last, on the
             // targets' port (the bobs, or the alices in the mirror image).
             let mut allow = AllowList::new();
+            let host = |t: usize| match target(t).ip() {
+                IpAddr::V4(ip) => format!("{ip}/32"),
+                IpAddr::V6(ip) => format!("[{ip}]/128"),
+            };
+            let mut rules = Vec::new();
             for t in 0..setup.targets() - 1 {
-                let rule = match target(t).ip() {
-                    IpAddr::V4(ip) => format!("{ip}/32:{}", roles.target_port),
-                    IpAddr::V6(ip) => format!("[{ip}]/128:{}", roles.target_port),
-                };
+                rules.push(format!("{}:{}", host(t), roles.target_port));
+            }
+            // ICMP scenarios: the refusing port too, and echo to the first
+            // target (world::router_allows and router_allows_echo).
+            if setup.icmp {
+                for t in 0..setup.targets() - 1 {
+                    rules.push(format!("{}:{}", host(t), roles.target_refusing_port));
+                }
+                rules.push(format!("icmp://{}", host(0)));
+                if shared.sabotage == Some(Sabotage::WideEchoRule) {
+                    let any = if setup.ipv6 { "[::]/0" } else { "0.0.0.0/0" };
+                    rules.push(format!("icmp://{any}"));
+                }
+            }
+            for rule in rules {
                 allow
                     .push(rule.parse().expect("allow rule"))
                     .expect("room for the rule");
@@ -604,6 +633,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
     let recoveries = check::recoveries(&mut s);
     check::rekeys(&mut s, &totals);
     check::reload(&mut s);
+    let icmp = check::icmp(&mut s, &totals);
     let outcome = Outcome {
         setup,
         violations: s.violations.clone(),
@@ -618,6 +648,7 @@ pub fn run_setup(setup: Setup, options: Options) -> Outcome {
         totals,
         attacker_sent: s.attacker_sent,
         attacker_cookie_replies: s.attacker_cookie_replies,
+        icmp,
     };
     drop(s);
     drop(sim);

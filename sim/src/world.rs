@@ -26,6 +26,25 @@ pub fn sim_now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_else(crate::harness_now)
 }
 
+/// What a ledger entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentKind {
+    /// A UDP datagram (a request, or a target's answer).
+    Datagram,
+    /// A router client's ICMP echo request, with its identifier and
+    /// sequence number (its data is the request's payload).
+    Echo {
+        /// The identifier the client chose.
+        ident: u16,
+        /// The sequence number.
+        seq: u16,
+    },
+    /// A target's kernel's echo reply to the request it answers.
+    EchoReply,
+    /// A target's kernel's port unreachable for the request it answers.
+    PortUnreachable,
+}
+
 /// One customer datagram as sent.
 #[derive(Debug, Clone)]
 pub struct SentRec {
@@ -35,6 +54,23 @@ pub struct SentRec {
     pub to: SocketAddr,
     /// The request it answers, for answers.
     pub answers: Option<MsgId>,
+    /// What it is.
+    pub kind: SentKind,
+}
+
+/// The ledger's id of the ICMP answer `kind` ([`SentKind::EchoReply`] or
+/// [`SentKind::PortUnreachable`]) to `request`: the echo reply carries the
+/// request's own data, and the port unreachable quotes only its headers, so
+/// the answer is known by its request.
+pub fn icmp_answer_id(kind: SentKind, request: &MsgId) -> MsgId {
+    let what = match kind {
+        SentKind::EchoReply => "echo",
+        _ => "unreach",
+    };
+    MsgId {
+        sender: format!("{}~{what}", request.sender),
+        seq: request.seq,
+    }
 }
 
 /// One delivery to a customer.
@@ -237,13 +273,241 @@ impl Shared {
 
     /// A customer sends a datagram: it goes into the ledger.
     pub fn sent(&mut self, payload: &Payload, to: SocketAddr) {
+        self.sent_as(payload, to, SentKind::Datagram);
+    }
+
+    /// A customer sends something of `kind`: it goes into the ledger.
+    pub fn sent_as(&mut self, payload: &Payload, to: SocketAddr, kind: SentKind) {
         let rec = SentRec {
             at: sim_now(),
             to,
             answers: payload.answers.clone(),
+            kind,
         };
         if self.ledger.sent.insert(payload.id.clone(), rec).is_some() {
             self.violate(format!("harness: id {} sent twice", payload.id));
+        }
+    }
+
+    /// A target's kernel sends ICMP answer `kind` to `request`, to `to`.
+    pub fn sent_icmp_answer(&mut self, kind: SentKind, request: &MsgId, to: SocketAddr) {
+        let id = icmp_answer_id(kind, request);
+        let rec = SentRec {
+            at: sim_now(),
+            to,
+            answers: Some(request.clone()),
+            kind,
+        };
+        if self.ledger.sent.insert(id.clone(), rec).is_some() {
+            self.violate(format!("{id}: a target's kernel answered a request twice"));
+        }
+    }
+
+    /// Records a delivery of ledger id `id` (an ICMP answer to `request`);
+    /// a repeat is a violation.
+    fn delivered_answer(&mut self, receiver: &str, id: &MsgId, sent: &SentRec, request: &SentRec) {
+        let now = sim_now();
+        if let Some(first) = self.ledger.delivered.insert(id.clone(), now) {
+            self.violate(format!(
+                "{receiver} received {id} again (first at {:.3}s)",
+                first.as_secs_f64()
+            ));
+            return;
+        }
+        self.ledger.deliveries.push(Delivery {
+            at: now,
+            receiver: receiver.to_string(),
+            sent_at: sent.at,
+            request_sent_at: Some(request.at),
+            answer: true,
+        });
+    }
+
+    fn count_received(&mut self, receiver: &str) {
+        *self
+            .ledger
+            .received
+            .entry(receiver.to_string())
+            .or_default() += 1;
+    }
+
+    /// Target `receiver`'s kernel got an echo request with sequence `seq`
+    /// and `data` from `from`: it must be a client's request, sent to this
+    /// host, which the exit's allow-list admits echo to, from the exit,
+    /// with the client's sequence number, delivered once. Returns the
+    /// request's id, for the reply.
+    pub fn deliver_echo_request(
+        &mut self,
+        receiver: &str,
+        from: SocketAddr,
+        seq: u16,
+        data: &[u8],
+    ) -> Option<MsgId> {
+        self.count_received(receiver);
+        let roles = self.setup.roles();
+        let exit = NODE_NAMES[roles.exit];
+        let Some(p) = Payload::parse(data).filter(|p| p.answers.is_none()) else {
+            self.violate(format!(
+                "{receiver}'s kernel received an echo request with {}: no client sent it",
+                describe(data)
+            ));
+            return None;
+        };
+        let Some(sent) = self.ledger.sent.get(&p.id).cloned() else {
+            self.violate(format!(
+                "{receiver}'s kernel received an echo request {p}, never sent"
+            ));
+            return None;
+        };
+        let why = match sent.kind {
+            SentKind::Echo { seq: s, .. } if s != seq => {
+                Some(format!("sequence {seq}, but the client sent {s}"))
+            }
+            SentKind::Echo { .. } => None,
+            _ => Some("it was not sent as an echo request".to_string()),
+        }
+        .or_else(|| {
+            (sent.to != SocketAddr::new(self.ip(receiver), 0)
+                || !p.id.sender.starts_with(roles.clients))
+            .then(|| format!("it was a ping to {}", self.name_addr(sent.to)))
+        })
+        .or_else(|| {
+            (!router_allows_echo(&self.setup, receiver))
+                .then(|| format!("{exit}'s allow-list admits no echo to {receiver}"))
+        })
+        .or_else(|| (from.ip() != self.ip(exit)).then(|| format!("must come from {exit}")));
+        if let Some(why) = why {
+            self.violate(format!(
+                "{receiver}'s kernel received echo request {p} from {}: {why}",
+                self.name_addr(from)
+            ));
+        }
+        let now = sim_now();
+        if let Some(first) = self.ledger.delivered.insert(p.id.clone(), now) {
+            self.violate(format!(
+                "{receiver}'s kernel received echo request {p} again (first at {:.3}s)",
+                first.as_secs_f64()
+            ));
+            return None;
+        }
+        self.ledger.deliveries.push(Delivery {
+            at: now,
+            receiver: receiver.to_string(),
+            sent_at: sent.at,
+            request_sent_at: None,
+            answer: false,
+        });
+        Some(p.id)
+    }
+
+    /// Router client `receiver` got an echo reply from `from` with
+    /// identifier `ident`, sequence `seq` and `data` on the entry's TUN
+    /// device: it must answer a ping of this client's (identifier,
+    /// sequence and data its request's), forged from the pinged host,
+    /// which that host's kernel answered, delivered once.
+    pub fn deliver_echo_reply(
+        &mut self,
+        receiver: &str,
+        from: IpAddr,
+        ident: u16,
+        seq: u16,
+        data: &[u8],
+    ) {
+        self.count_received(receiver);
+        let Some(p) = Payload::parse(data).filter(|p| p.answers.is_none()) else {
+            self.violate(format!(
+                "{receiver} received an echo reply with {}: no client pinged with it",
+                describe(data)
+            ));
+            return;
+        };
+        let id = icmp_answer_id(SentKind::EchoReply, &p.id);
+        let (Some(request), Some(sent)) = (
+            self.ledger.sent.get(&p.id).cloned(),
+            self.ledger.sent.get(&id).cloned(),
+        ) else {
+            self.violate(format!(
+                "{receiver} received an echo reply for {p}, which no kernel sent"
+            ));
+            return;
+        };
+        let why = if receiver != p.id.sender {
+            Some(format!("the echo reply belongs to {}", p.id.sender))
+        } else if request.kind != (SentKind::Echo { ident, seq }) {
+            Some(format!(
+                "identifier {ident} sequence {seq}, the request was {:?}",
+                request.kind
+            ))
+        } else if from != request.to.ip() {
+            Some(format!("it must come from {}", self.name_addr(request.to)))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.violate(format!(
+                "{receiver} received an echo reply to {p} from {from}: {why}"
+            ));
+        }
+        self.delivered_answer(receiver, &id, &sent, &request);
+    }
+
+    /// Router client `receiver` (whose address on the TUN side is `own`)
+    /// got a port unreachable from `from`, quoting a UDP datagram from
+    /// `quoted_src` to `quoted_dst`: it must be about a datagram of its own
+    /// (the quote names its address) that the destination's kernel
+    /// refused and whose refusal has not been delivered yet (the oldest
+    /// such is taken), forged from the destination.
+    pub fn deliver_port_unreachable(
+        &mut self,
+        receiver: &str,
+        own: SocketAddr,
+        from: IpAddr,
+        quoted_src: SocketAddr,
+        quoted_dst: SocketAddr,
+    ) {
+        self.count_received(receiver);
+        if quoted_src != own {
+            let whose = self
+                .tun_clients
+                .get(&quoted_src)
+                .cloned()
+                .unwrap_or_else(|| quoted_src.to_string());
+            self.violate(format!(
+                "{receiver} received a port unreachable for {whose}'s datagram to {}",
+                self.name_addr(quoted_dst)
+            ));
+            return;
+        }
+        if from != quoted_dst.ip() {
+            self.violate(format!(
+                "{receiver} received a port unreachable about {} from {from}",
+                self.name_addr(quoted_dst)
+            ));
+        }
+        let key = format!("{receiver}~unreach");
+        let lo = MsgId {
+            sender: key.clone(),
+            seq: 0,
+        };
+        let hi = MsgId {
+            sender: key,
+            seq: u32::MAX,
+        };
+        let found = self
+            .ledger
+            .sent
+            .range(lo..=hi)
+            .filter(|(id, _)| !self.ledger.delivered.contains_key(*id))
+            .find_map(|(id, rec)| {
+                let request = self.ledger.sent.get(rec.answers.as_ref()?)?;
+                (request.to == quoted_dst).then(|| (id.clone(), rec.clone(), request.clone()))
+            });
+        match found {
+            Some((id, sent, request)) => self.delivered_answer(receiver, &id, &sent, &request),
+            None => self.violate(format!(
+                "{receiver} received a port unreachable about {}, which no kernel sent it",
+                self.name_addr(quoted_dst)
+            )),
         }
     }
 
@@ -386,9 +650,9 @@ impl Shared {
                     return Err("was not sent by a client through the entry's TUN device".into());
                 }
                 let target = self.names.get(&sent.to.ip());
-                if target.map(String::as_str) != Some(receiver)
-                    || sent.to.port() != roles.target_port
-                {
+                let port_ok = sent.to.port() == roles.target_port
+                    || (setup.icmp && sent.to.port() == roles.target_refusing_port);
+                if target.map(String::as_str) != Some(receiver) || !port_ok {
                     return Err(format!("it was addressed to {}", self.name_addr(sent.to)));
                 }
                 if !router_allows(setup, receiver, sent.to.port()) {
@@ -436,12 +700,22 @@ impl Shared {
 /// admits bob-0 and bob-1 on [`BOB_PORT`]; in the mirror image X's admits
 /// alice-0 and alice-1 on [`ALICE_PORT`](crate::scenario::ALICE_PORT). The
 /// last target is never allowed.
+///
+/// With [`Setup::icmp`] the list also admits the targets' refusing port
+/// on the same hosts.
 pub fn router_allows(setup: &Setup, host: &str, port: u16) -> bool {
     let roles = setup.roles();
     let allowed = setup.targets().saturating_sub(1);
-    port == roles.target_port
+    (port == roles.target_port || (setup.icmp && port == roles.target_refusing_port))
         && host
             .strip_prefix(roles.targets)
             .and_then(|n| n.parse::<usize>().ok())
             .is_some_and(|n| n < allowed)
+}
+
+/// Whether router mode's allow-list on the exit admits echo (`icmp://`)
+/// to `host`: with [`Setup::icmp`], the first target only (the second is
+/// admitted for UDP only, the last for nothing).
+pub fn router_allows_echo(setup: &Setup, host: &str) -> bool {
+    setup.icmp && host == format!("{}0", setup.roles().targets)
 }

@@ -23,6 +23,19 @@ pub const ALICE_CLOSED_PORT: u16 = 4001;
 pub const BOB_PORT: u16 = 9000;
 /// A port on the targets' hosts nobody listens on and no allow-list admits.
 pub const BOB_CLOSED_PORT: u16 = 9001;
+/// A port on the alices' hosts nobody listens on that X's allow-list
+/// admits in the ICMP scenarios of the mirror image: their kernels answer
+/// it with ICMP Port Unreachable.
+pub const ALICE_REFUSING_PORT: u16 = 4002;
+/// A port on the bobs' hosts nobody listens on that Y's allow-list admits
+/// in the ICMP scenarios (`Setup::icmp`): their emulated kernels answer a
+/// datagram to it with ICMP Port Unreachable.
+pub const BOB_REFUSING_PORT: u16 = 9002;
+/// Where the emulated ICMP goes (turmoil carries only UDP and TCP): every
+/// host of an ICMP scenario that has a kernel to emulate (the targets,
+/// the router exit) reads ICMP messages from this UDP port
+/// ([`crate::icmp`]).
+pub const ICMP_PORT: u16 = 1;
 /// Listen port of the first service on X (forward service `i` uses
 /// `LISTEN_PORT + i`) and of the direct service on Y.
 pub const LISTEN_PORT: u16 = 7000;

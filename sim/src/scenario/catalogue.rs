@@ -202,6 +202,39 @@ pub const SCENARIOS: &[Scenario] = &[
         }
     ),
     scenario!(
+        "router-icmp",
+        "router with ICMP: clients also ping the targets and send to a refusing port; every echo answered, every refused datagram answered with port unreachable; counters exact",
+        |d, s| {
+            clean(d, s, Mode::Router);
+            icmp(s);
+        }
+    ),
+    scenario!(
+        "router-icmp-ipv6",
+        "router-icmp over IPv6 (ICMPv6 echo and port unreachable); counters exact",
+        |d, s| {
+            clean(d, s, Mode::Router);
+            s.ipv6 = true;
+            icmp(s);
+        }
+    ),
+    scenario!(
+        "router-icmp-chaos",
+        "router-icmp with bursty loss, jitter, duplication: no echo reply or port unreachable to the wrong client, none unsolicited",
+        |d, s| {
+            chaos(d, s, Mode::Router);
+            icmp(s);
+        }
+    ),
+    scenario!(
+        "router-icmp-attack",
+        "router-icmp with the attacker; counters exact, every echo and refusal answered",
+        |d, s| {
+            attack(d, s, Mode::Router);
+            icmp(s);
+        }
+    ),
+    scenario!(
         "direct-chaos",
         "direct, bursty loss, jitter, duplication",
         |d, s| chaos(d, s, Mode::Direct)

@@ -79,6 +79,7 @@ pub(super) fn base(name: &'static str, seed: u64, mode: Mode, d: &mut Draw) -> S
         ipv6: false,
         exit_port_pool: None,
         start: None,
+        icmp: false,
     }
 }
 
@@ -105,6 +106,16 @@ fn set_mode(s: &mut Setup, d: &mut Draw, mode: Mode) {
 
 pub(super) fn clean(d: &mut Draw, s: &mut Setup, mode: Mode) {
     set_mode(s, d, mode);
+}
+
+/// Router mode with ICMP ([`Setup::icmp`]). The echo flows (one channel
+/// per client, identifier and host) and the refusing ports about triple
+/// the (client, destination) pairs, up to 36 with three clients: the
+/// table gets room for them all, so every ping and refusal is answered
+/// (table pressure is `router-pressure`'s).
+pub(super) fn icmp(s: &mut Setup) {
+    s.icmp = true;
+    s.limits.max_channels = 48;
 }
 
 /// The mirror image of `mode` (forward, push or router): clients behind

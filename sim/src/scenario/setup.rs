@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use sdt_core::node::ChannelLimits;
 
-use super::cast::{Mode, ALICE_CLOSED_PORT, ALICE_PORT, BOB_CLOSED_PORT, BOB_PORT, X, Y};
+use super::cast::{
+    Mode, ALICE_CLOSED_PORT, ALICE_PORT, ALICE_REFUSING_PORT, BOB_CLOSED_PORT, BOB_PORT,
+    BOB_REFUSING_PORT, X, Y,
+};
 use super::faults::Faults;
 
 /// When customers send.
@@ -82,6 +85,13 @@ pub struct Setup {
     /// whatever is sent to it is lost. With a start order, the later start
     /// is a heal held to [`Setup::start_bound`].
     pub start: Option<[Duration; 2]>,
+    /// Router mode carries ICMP too: the clients also ping the targets and
+    /// send to a port the allow-list admits but nobody listens on
+    /// ([`Roles::target_refusing_port`]); the exit's echo sockets and the
+    /// targets' kernels are emulated ([`crate::icmp`]). The exit's
+    /// allow-list then admits echo to the first target only
+    /// ([`crate::world::router_allows_echo`]).
+    pub icmp: bool,
 }
 
 impl Setup {
@@ -138,6 +148,9 @@ pub struct Roles {
     /// A port on the targets' hosts nobody listens on and no allow-list
     /// admits (router clients send to it now and then).
     pub target_closed_port: u16,
+    /// A port on the targets' hosts nobody listens on that the allow-list
+    /// admits where [`Setup::icmp`]: their kernels refuse it.
+    pub target_refusing_port: u16,
     /// The node with the entry half ([`X`] or [`Y`]): in router mode, the
     /// node with the TUN device.
     pub entry: usize,
@@ -156,6 +169,7 @@ impl Setup {
                 targets: "alice-",
                 target_port: ALICE_PORT,
                 target_closed_port: ALICE_CLOSED_PORT,
+                target_refusing_port: ALICE_REFUSING_PORT,
                 entry: Y,
                 exit: X,
             }
@@ -166,6 +180,7 @@ impl Setup {
                 targets: "bob-",
                 target_port: BOB_PORT,
                 target_closed_port: BOB_CLOSED_PORT,
+                target_refusing_port: BOB_REFUSING_PORT,
                 entry: X,
                 exit: Y,
             }
