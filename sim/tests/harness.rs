@@ -47,6 +47,40 @@ fn misrouted_tun_answers_are_caught() {
     }
 }
 
+/// ICMP through the TUN device: the entry's runtime hands the echo
+/// replies and port unreachables core forges to the next client, over
+/// IPv4 and IPv6. The echo reply then reaches a client that did not ping
+/// with it, and the port unreachable one whose datagram it does not quote.
+#[test]
+fn misrouted_icmp_is_caught() {
+    for scenario in ["router-icmp", "router-icmp-ipv6"] {
+        let v = sabotaged(scenario, 1, Sabotage::Misroute);
+        assert!(
+            any(&v, ": the echo reply belongs to alice-"),
+            "{scenario}: {v:#?}"
+        );
+        assert!(
+            any(&v, "received a port unreachable for alice-"),
+            "{scenario}: {v:#?}"
+        );
+    }
+}
+
+/// An exit whose allow-list admits echo to more hosts than the harness's
+/// model: its echo sockets to them, and the pings it sends there, are
+/// flagged (the allow-list invariant of echo sockets), and so are the
+/// requests the targets' kernels receive.
+#[test]
+fn echo_sockets_beyond_the_allow_list_are_caught() {
+    let v = sabotaged("router-icmp", 1, Sabotage::WideEchoRule);
+    assert!(
+        any(&v, "y: asked for an ICMP echo socket to bob-"),
+        "{v:#?}"
+    );
+    assert!(any(&v, "y: pinged bob-"), "{v:#?}");
+    assert!(any(&v, "admits no echo to bob-"), "{v:#?}");
+}
+
 #[test]
 fn answering_the_attacker_is_caught() {
     let v = sabotaged("forward-attack", 1, Sabotage::EchoAttacker);

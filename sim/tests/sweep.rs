@@ -102,6 +102,10 @@ sweeps! {
     forward_chaos: "forward-chaos", 0..2;
     push_chaos: "push-chaos", 0..2;
     router_chaos: "router-chaos", 0..2;
+    router_icmp: "router-icmp", 0..4;
+    router_icmp_ipv6: "router-icmp-ipv6", 0..3;
+    router_icmp_chaos: "router-icmp-chaos", 0..2;
+    router_icmp_attack: "router-icmp-attack", 0..2;
     forward_pressure: "forward-pressure", 0..2;
     router_pressure: "router-pressure", 0..2;
     forward_late_replies: "forward-late-replies", 0..3;
