@@ -49,20 +49,20 @@ fn misrouted_tun_answers_are_caught() {
 
 /// ICMP through the TUN device: the entry's runtime hands the echo
 /// replies and port unreachables core forges to the next client, over
-/// IPv4 and IPv6. The echo reply then reaches a client that did not ping
+/// IPv4 and IPv6, and in the mirror image. The echo reply then reaches a client that did not ping
 /// with it, and the port unreachable one whose datagram it does not quote.
 #[test]
 fn misrouted_icmp_is_caught() {
-    for scenario in ["router-icmp", "router-icmp-ipv6"] {
+    for (scenario, client) in [
+        ("router-icmp", "alice-"),
+        ("router-icmp-ipv6", "alice-"),
+        ("router-reverse-icmp", "bob-"),
+    ] {
         let v = sabotaged(scenario, 1, Sabotage::Misroute);
-        assert!(
-            any(&v, ": the echo reply belongs to alice-"),
-            "{scenario}: {v:#?}"
-        );
-        assert!(
-            any(&v, "received a port unreachable for alice-"),
-            "{scenario}: {v:#?}"
-        );
+        let echo = format!(": the echo reply belongs to {client}");
+        assert!(any(&v, &echo), "{scenario}: {v:#?}");
+        let unreachable = format!("received a port unreachable for {client}");
+        assert!(any(&v, &unreachable), "{scenario}: {v:#?}");
     }
 }
 

@@ -106,6 +106,8 @@ sweeps! {
     router_icmp_ipv6: "router-icmp-ipv6", 0..3;
     router_icmp_chaos: "router-icmp-chaos", 0..2;
     router_icmp_attack: "router-icmp-attack", 0..2;
+    router_icmp_late_replies: "router-icmp-late-replies", 0..2;
+    router_reverse_icmp: "router-reverse-icmp", 0..2;
     forward_pressure: "forward-pressure", 0..2;
     router_pressure: "router-pressure", 0..2;
     forward_late_replies: "forward-late-replies", 0..3;

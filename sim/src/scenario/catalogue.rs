@@ -235,6 +235,22 @@ pub const SCENARIOS: &[Scenario] = &[
         }
     ),
     scenario!(
+        "router-reverse-icmp",
+        "router-icmp, mirror image: the bobs ping and refuse through Y's TUN, X's exit pings the alices; counters exact",
+        |d, s| {
+            reverse(d, s, Mode::Router);
+            icmp(s);
+        }
+    ),
+    scenario!(
+        "router-icmp-late-replies",
+        "router-late-replies with ICMP (table pressure, late answers, exit ports reused at once): no echo reply or port unreachable to the wrong client, none unsolicited",
+        |d, s| {
+            late_replies(d, s, Mode::Router);
+            s.icmp = true;
+        }
+    ),
+    scenario!(
         "direct-chaos",
         "direct, bursty loss, jitter, duplication",
         |d, s| chaos(d, s, Mode::Direct)
