@@ -390,25 +390,29 @@ pub fn reload(shared: &mut Shared) {
     }
 }
 
-/// What the clients of an ICMP scenario got back: echo requests to a host
-/// the allow-list admits echo to, and their replies delivered; datagrams
-/// to an admitted refusing port, and their port unreachables delivered.
+/// What the clients of an ICMP scenario got back: echo requests that
+/// reached a host the allow-list admits echo to, and their replies
+/// delivered; datagrams that reached an admitted refusing port, and their
+/// port unreachables delivered. (What never reached its host was dropped
+/// before it and counted: a datagram sent before the entry's session is
+/// confirmed, say.)
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpTally {
-    /// Admitted echo requests sent.
+    /// Admitted echo requests that reached their host.
     pub pings: u64,
     /// Of those, answered.
     pub replies: u64,
-    /// Admitted datagrams to a refusing port sent.
+    /// Admitted datagrams that reached a refusing port.
     pub refused: u64,
     /// Of those, answered with a port unreachable.
     pub unreachables: u64,
 }
 
 /// In an ICMP scenario ([`Setup::icmp`]), tallies the echoes and refusals;
-/// where counters are exact, every admitted ping must have been answered
-/// and every admitted datagram to a refusing port answered with a port
-/// unreachable (unless the node counted the error as rate limited), and
+/// where counters are exact, every ping that reached its host must have
+/// been answered and every datagram that reached a refusing port answered
+/// with a port unreachable (unless the node counted the error as rate
+/// limited), and
 /// the entry's count of forged errors must be what its clients received.
 pub fn icmp(shared: &mut Shared, totals: &[Totals; 2]) -> Option<IcmpTally> {
     let setup = shared.setup.clone();
@@ -433,6 +437,9 @@ pub fn icmp(shared: &mut Shared, totals: &[Totals; 2]) -> Option<IcmpTally> {
             }
             _ => continue,
         };
+        if !shared.ledger.delivered.contains_key(id) {
+            continue;
+        }
         let answered = shared
             .ledger
             .delivered
@@ -453,7 +460,7 @@ pub fn icmp(shared: &mut Shared, totals: &[Totals; 2]) -> Option<IcmpTally> {
         let limited = entry.icmp.2;
         if t.replies != t.pings || t.unreachables + limited != t.refused {
             shared.violate(format!(
-                "icmp: {} of {} admitted pings answered, {} of {} refused datagrams answered with port unreachable ({limited} rate limited); unanswered: {}",
+                "icmp: {} of {} pings that reached their host answered, {} of {} refused datagrams answered with port unreachable ({limited} rate limited); unanswered: {}",
                 t.replies,
                 t.pings,
                 t.unreachables,

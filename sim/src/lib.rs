@@ -261,7 +261,7 @@ impl Outcome {
         }
         if let Some(t) = self.icmp {
             s += &format!(
-                "  icmp: {} of {} admitted pings answered, {} of {} refused datagrams answered with port unreachable\n",
+                "  icmp: {} of {} pings that reached their host answered, {} of {} refused datagrams answered with port unreachable\n",
                 t.replies, t.pings, t.unreachables, t.refused
             );
         }
