@@ -183,6 +183,11 @@ impl Customer {
             answers,
         };
         let pad = (self.rng.next_u64() % (self.pad_max as u64 + 1)) as usize;
+        let pad = if kind == SentKind::Oversize {
+            OVERSIZE
+        } else {
+            pad
+        };
         let bytes = p.encode(pad);
         let mut shared = self.shared.borrow_mut();
         let what = match kind {
@@ -389,11 +394,17 @@ pub async fn router_client(shared: SharedRef, index: usize) -> turmoil::Result {
 /// identifier (core keys them by the pinger's address and identifier).
 pub const PING_IDENTS: [u16; 2] = [0x5d5d, 0x5d5e];
 
+/// The padding of an oversize datagram: too big for one link frame
+/// (about 1,400 bytes), small enough for the driver's 2,048-byte reads.
+const OVERSIZE: usize = 1_700;
+
 /// In an ICMP scenario, what a router client sends on `roll` besides the
 /// UDP of the other scenarios: echo requests (4 in 20: to the first
 /// target, which the allow-list admits echo to, three times as often as to
-/// one it does not) and datagrams to an admitted target's refusing port (2
-/// in 20). `None`: the UDP of [`router_client`].
+/// one it does not), datagrams to an admitted target's refusing port (2
+/// in 20), and a datagram too big for a link frame to the first target
+/// (1 in 20), which the entry answers with Fragmentation Needed / Packet
+/// Too Big. `None`: the UDP of [`router_client`].
 fn icmp_scenario_packet(
     me: &mut Customer,
     roll: u64,
@@ -406,6 +417,15 @@ fn icmp_scenario_packet(
         2 | 3 => {
             let dst = SocketAddr::new(targets[roll as usize % allowed], roles.target_refusing_port);
             let payload = me.payload(None, dst);
+            let head = udp_header_len(&dst);
+            let mut packet = vec![0u8; head + payload.len()];
+            packet[head..].copy_from_slice(&payload);
+            let range = forge_udp(&mut packet, head..head + payload.len(), src, dst).ok()?;
+            Some(packet[range].to_vec())
+        }
+        8 => {
+            let dst = SocketAddr::new(targets[0], roles.target_port);
+            let payload = me.payload_with(None, dst, SentKind::Oversize);
             let head = udp_header_len(&dst);
             let mut packet = vec![0u8; head + payload.len()];
             packet[head..].copy_from_slice(&payload);

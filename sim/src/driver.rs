@@ -261,6 +261,7 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
     };
     let mut io = SimIo {
         kernel_icmp,
+        tun_input: None,
         i,
         name,
         shared: ctx.shared.clone(),
@@ -317,6 +318,9 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
 struct SimIo {
     /// The router exit's emulated kernel's ICMP input, in ICMP scenarios.
     kernel_icmp: Option<UdpSocket>,
+    /// While a TUN packet is carried out: the entry's TUN MTU then
+    /// (`Node::router_packet_mtu`).
+    tun_input: Option<u16>,
     i: usize,
     name: &'static str,
     shared: SharedRef,
@@ -790,11 +794,82 @@ impl SimIo {
             }
         });
         self.result_drop_pending = r.is_err();
+        // A TUN write now answers this packet: an ICMP error core forged
+        // here (it is too big for a frame).
+        self.tun_input = Some(node.router_packet_mtu(ROUTER_SERVICE).unwrap_or(0));
         node.carry_out(self, buf, r);
+        self.tun_input = None;
     }
 }
 
 impl SimIo {
+    /// A packet core wrote to the entry's TUN device in answer to the TUN
+    /// packet it was handed: Fragmentation Needed / Packet Too Big, which
+    /// core counts as a `too_big` drop (so the driver does too; it is no
+    /// output from the peer). It must announce the TUN MTU `mtu`, quote a
+    /// packet larger than that, and reach the client that sent it.
+    fn local_icmp_error(&mut self, packet: &[u8], mtu: u16) {
+        self.shared
+            .borrow_mut()
+            .count(self.i, |c| c.service_dropped += 1);
+        let parsed = icmp::parse_packet(packet);
+        let Ok(icmp::IcmpPacket::TooBig {
+            from,
+            to,
+            mtu: announced,
+            quoted_src,
+            quoted_dst,
+            quoted_len,
+            prefix,
+        }) = parsed
+        else {
+            self.violate(format!(
+                "answered a TUN packet with one that is no packet too big: {parsed:?}"
+            ));
+            return;
+        };
+        if announced != u32::from(mtu) || quoted_len <= usize::from(mtu) {
+            self.violate(format!(
+                "a packet too big announces MTU {announced} for a {quoted_len}-byte packet; the TUN MTU is {mtu}"
+            ));
+        }
+        let client = {
+            let shared = self.shared.borrow();
+            let clients: Vec<(&SocketAddr, &String)> = shared.tun_clients.iter().collect();
+            clients.iter().position(|(a, _)| a.ip() == to).map(|k| {
+                let k = if self.sabotage == Some(Sabotage::Misroute) {
+                    (k + 1) % clients.len()
+                } else {
+                    k
+                };
+                (*clients[k].0, clients[k].1.clone())
+            })
+        };
+        let Some((own, receiver)) = client else {
+            self.violate(format!(
+                "wrote a packet too big to TUN for {to}, who is no client"
+            ));
+            return;
+        };
+        self.log(
+            &format!(
+                "tun -> {receiver} packet too big (mtu {announced}) from {} for {} -> {} {}",
+                self.addr(SocketAddr::new(from, 0)),
+                self.addr(quoted_src),
+                self.addr(quoted_dst),
+                describe(&prefix[..prefix.len().min(16)])
+            ),
+            packet,
+        );
+        self.shared.borrow_mut().deliver_too_big(
+            &receiver,
+            own,
+            from,
+            (quoted_src, quoted_dst),
+            &prefix,
+        );
+    }
+
     /// An ICMP packet core wrote to the entry's TUN device: an echo reply
     /// or a port unreachable, handed to the client it is addressed to (by
     /// IP address: a client has one), or, with [`Sabotage::Misroute`], the
@@ -812,7 +887,8 @@ impl SimIo {
         };
         let to = match &p {
             icmp::IcmpPacket::EchoReply { to, .. }
-            | icmp::IcmpPacket::PortUnreachable { to, .. } => *to,
+            | icmp::IcmpPacket::PortUnreachable { to, .. }
+            | icmp::IcmpPacket::TooBig { to, .. } => *to,
         };
         let client = {
             let shared = self.shared.borrow();
@@ -851,6 +927,9 @@ impl SimIo {
                     .borrow_mut()
                     .deliver_echo_reply(&receiver, from, echo.ident, echo.seq, &echo.data);
             }
+            icmp::IcmpPacket::TooBig { .. } => self.violate(format!(
+                "wrote a packet too big to TUN for {receiver} that answers no packet from TUN"
+            )),
             icmp::IcmpPacket::PortUnreachable {
                 from,
                 quoted_src,
@@ -1147,6 +1226,10 @@ impl Io for SimIo {
     }
 
     fn write_tun(&mut self, service: ServiceId, packet: &[u8]) {
+        if let Some(mtu) = self.tun_input {
+            self.local_icmp_error(packet, mtu);
+            return;
+        }
         self.shared.borrow_mut().count(self.i, |c| c.outputs += 1);
         if !self.tun {
             self.violate(format!(

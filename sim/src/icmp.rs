@@ -218,6 +218,26 @@ pub enum IcmpPacket {
         /// The quoted datagram's destination.
         quoted_dst: SocketAddr,
     },
+    /// A Fragmentation Needed (ICMPv4 type 3 code 4) or Packet Too Big
+    /// (ICMPv6 type 2) from `from` to `to` announcing `mtu`, quoting a UDP
+    /// packet from `quoted_src` to `quoted_dst` of `quoted_len` bytes whose
+    /// payload starts with `prefix`.
+    TooBig {
+        /// Source address.
+        from: IpAddr,
+        /// Destination address.
+        to: IpAddr,
+        /// The MTU it announces.
+        mtu: u32,
+        /// The quoted packet's source.
+        quoted_src: SocketAddr,
+        /// The quoted packet's destination.
+        quoted_dst: SocketAddr,
+        /// The quoted packet's length, by its IP header.
+        quoted_len: usize,
+        /// The start of the quoted packet's UDP payload.
+        prefix: Vec<u8>,
+    },
 }
 
 /// Parses an IPv4 or IPv6 packet carrying an ICMP echo reply or port
@@ -277,6 +297,27 @@ pub fn parse_packet(p: &[u8]) -> Result<IcmpPacket, String> {
                 to,
                 quoted_src,
                 quoted_dst,
+            })
+        }
+        (3, 4, false) | (2, 0, true) => {
+            let q = &icmp[8..];
+            let (quoted_src, quoted_dst) = parse_quote(q, v6)?;
+            let (mtu, quoted_len, hl) = if v6 {
+                let mtu = u32::from_be_bytes(icmp[4..8].try_into().expect("4 bytes"));
+                (mtu, usize::from(u16::from_be_bytes([q[4], q[5]])) + 40, 40)
+            } else {
+                let mtu = u32::from(u16::from_be_bytes([icmp[6], icmp[7]]));
+                let hl = usize::from(q[0] & 0x0f) * 4;
+                (mtu, usize::from(u16::from_be_bytes([q[2], q[3]])), hl)
+            };
+            Ok(IcmpPacket::TooBig {
+                from,
+                to,
+                mtu,
+                quoted_src,
+                quoted_dst,
+                quoted_len,
+                prefix: q[hl + 8..].to_vec(),
             })
         }
         (t, c, _) => Err(format!("ICMP type {t} code {c}")),

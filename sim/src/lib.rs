@@ -261,8 +261,8 @@ impl Outcome {
         }
         if let Some(t) = self.icmp {
             s += &format!(
-                "  icmp: {} of {} pings that reached their host answered, {} of {} refused datagrams answered with port unreachable\n",
-                t.replies, t.pings, t.unreachables, t.refused
+                "  icmp: {} of {} pings that reached their host answered, {} of {} refused datagrams answered with port unreachable, {} of {} oversize with packet too big\n",
+                t.replies, t.pings, t.unreachables, t.refused, t.too_big, t.oversize
             );
         }
         for r in &self.recoveries {

@@ -43,6 +43,13 @@ pub enum SentKind {
     EchoReply,
     /// A target's kernel's port unreachable for the request it answers.
     PortUnreachable,
+    /// A router client's UDP datagram too big for one link frame (the
+    /// entry answers it with Fragmentation Needed / Packet Too Big).
+    Oversize,
+    /// The entry's Fragmentation Needed / Packet Too Big, the answer to an
+    /// [`SentKind::Oversize`] request (only ever delivered: the entry
+    /// forges it, no customer sends it).
+    TooBig,
 }
 
 /// One customer datagram as sent.
@@ -65,6 +72,7 @@ pub struct SentRec {
 pub fn icmp_answer_id(kind: SentKind, request: &MsgId) -> MsgId {
     let what = match kind {
         SentKind::EchoReply => "echo",
+        SentKind::TooBig => "toobig",
         _ => "unreach",
     };
     MsgId {
@@ -449,6 +457,69 @@ impl Shared {
             ));
         }
         self.delivered_answer(receiver, &id, &sent, &request);
+    }
+
+    /// Router client `receiver` (whose address on the TUN side is `own`)
+    /// got a Fragmentation Needed / Packet Too Big from `from` on the
+    /// entry's TUN device, quoting a packet from `quoted_src` to
+    /// `quoted_dst` whose payload starts with `prefix`: it must quote an
+    /// oversize datagram of this client's own (its id is at the start of
+    /// the payload), come from that datagram's destination, and come once.
+    /// Not a datagram from the peer: it is not counted as received.
+    pub fn deliver_too_big(
+        &mut self,
+        receiver: &str,
+        own: SocketAddr,
+        from: IpAddr,
+        quoted: (SocketAddr, SocketAddr),
+        prefix: &[u8],
+    ) {
+        let (quoted_src, quoted_dst) = quoted;
+        // The id is the payload's first three fields: `Q|sender|seq|`.
+        let end = prefix
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'|')
+            .nth(2)
+            .map(|(k, _)| k + 1);
+        let p = end.and_then(|end| Payload::parse(&prefix[..end]));
+        let Some(p) = p.filter(|p| p.answers.is_none()) else {
+            self.violate(format!(
+                "{receiver} received a packet too big quoting {}: no client sent it",
+                describe(prefix)
+            ));
+            return;
+        };
+        let why = match self.ledger.sent.get(&p.id) {
+            None => Some("it was never sent".to_string()),
+            Some(r) if r.kind != SentKind::Oversize => {
+                Some("it was not too big for a frame".to_string())
+            }
+            Some(r) if r.to != quoted_dst => Some(format!(
+                "it was sent to {}, not {}",
+                self.name_addr(r.to),
+                self.name_addr(quoted_dst)
+            )),
+            Some(_) if quoted_src != own || p.id.sender != receiver => {
+                Some(format!("it quotes {}'s datagram", p.id.sender))
+            }
+            Some(_) if from != quoted_dst.ip() => {
+                Some(format!("it must come from {}", self.name_addr(quoted_dst)))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            self.violate(format!(
+                "{receiver} received a packet too big for {p}: {why}"
+            ));
+        }
+        let id = icmp_answer_id(SentKind::TooBig, &p.id);
+        if let Some(first) = self.ledger.delivered.insert(id.clone(), sim_now()) {
+            self.violate(format!(
+                "{receiver} received {id} again (first at {:.3}s)",
+                first.as_secs_f64()
+            ));
+        }
     }
 
     /// Router client `receiver` (whose address on the TUN side is `own`)

@@ -50,7 +50,8 @@ fn misrouted_tun_answers_are_caught() {
 /// ICMP through the TUN device: the entry's runtime hands the echo
 /// replies and port unreachables core forges to the next client, over
 /// IPv4 and IPv6, and in the mirror image. The echo reply then reaches a client that did not ping
-/// with it, and the port unreachable one whose datagram it does not quote.
+/// with it, and the port unreachable and the packet too big one whose
+/// datagram they do not quote.
 #[test]
 fn misrouted_icmp_is_caught() {
     for (scenario, client) in [
@@ -63,6 +64,8 @@ fn misrouted_icmp_is_caught() {
         assert!(any(&v, &echo), "{scenario}: {v:#?}");
         let unreachable = format!("received a port unreachable for {client}");
         assert!(any(&v, &unreachable), "{scenario}: {v:#?}");
+        let too_big = format!("it quotes {client}");
+        assert!(any(&v, &too_big), "{scenario}: {v:#?}");
     }
 }
 
