@@ -23,7 +23,7 @@ set -eu
 secs=${1:-5}
 rounds=${2:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
-SDT=${SDT:-$root/target/release/sdt}
+SDT=${SDT:-${CARGO_TARGET_DIR:-$root/target}/release/sdt}
 [ -x "$SDT" ] || { echo "no sdt binary at $SDT (cargo build --release -p sdt, or set SDT=...)" >&2; exit 1; }
 E=sdt-bl3-e X=sdt-bl3-x S=sdt-bl3-s
 dir=$(mktemp -d)

@@ -702,8 +702,10 @@ def main():
     ap.add_argument("--precision", type=float, default=0.05,
                     help="stop the search when hi/lo is within this (0.05)")
     ap.add_argument("--loss", type=float, default=1.0, help="loss threshold in percent (1.0)")
-    ap.add_argument("--sdt", default=os.path.join(REPO, "target", "release", "sdt"),
-                    help="the sdt binary (default: target/release/sdt, built first)")
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    ap.add_argument("--sdt", default=os.path.join(REPO, target_dir, "release", "sdt"),
+                    help="the sdt binary (default: target/release/sdt, or under "
+                         "$CARGO_TARGET_DIR, built first)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build first")
     ap.add_argument("--window", default="4M", metavar="SIZE",
                     help="iperf3 -w, the socket buffers of client and server on every path "
