@@ -140,7 +140,7 @@ impl Attacker {
             };
             let from: Vec<&Captured> = pool
                 .iter()
-                .filter(|c| c.replayable(replays, s.boots))
+                .filter(|c| c.replayable(replays, s.boots, s.down))
                 .collect();
             if from.is_empty() {
                 None

@@ -285,6 +285,7 @@ pub async fn run(ctx: Rc<NodeCtx>) -> turmoil::Result {
         result_drop_pending: false,
     };
     io.shared.borrow_mut().boots[i] = boot;
+    io.shared.borrow_mut().down[i] = false;
     if offset == 0 {
         io.log(&format!("boot #{boot} on port {link_port}"), &[]);
     } else {

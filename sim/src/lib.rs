@@ -732,6 +732,7 @@ fn apply(
         }
         Action::Crash(i) => {
             sim.crash(NODE_NAMES[i]);
+            shared.borrow_mut().down[i] = true;
             slots[i].borrow_mut().archive();
             format!("crash {}", NODE_NAMES[i])
         }

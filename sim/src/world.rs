@@ -147,10 +147,16 @@ pub struct Captured {
 
 impl Captured {
     /// Whether the attacker may replay this frame under `replays`, with the
-    /// nodes' boot counts now `boots`.
-    pub fn replayable(&self, replays: Replays, boots: [u64; 2]) -> bool {
+    /// nodes' boot counts now `boots` and `down` those that are down.
+    ///
+    /// An initiation to a node that is down counts as captured before its
+    /// restart: sent now, it may arrive just after the node is back, with
+    /// its timestamps forgotten (finding 2; found by the 10,000-seed sweep,
+    /// `router-restart-phase-y` seed 115, where a `Safe` replay chosen 4 ms
+    /// before Y's boot was accepted 1 ms after it).
+    pub fn replayable(&self, replays: Replays, boots: [u64; 2], down: [bool; 2]) -> bool {
         let init = MessageType::of(&self.bytes) == Ok(MessageType::Initiation);
-        let stale = init && self.boot != boots[self.node];
+        let stale = init && (self.boot != boots[self.node] || down[self.node]);
         match replays {
             Replays::Safe => !self.race_loser && !stale,
             Replays::RaceLosers => self.race_loser,
@@ -183,6 +189,8 @@ pub struct Shared {
     pub link_port: [u16; 2],
     /// How often each node has booted.
     pub boots: [u64; 2],
+    /// Whether each node is down: crashed and not booted again yet.
+    pub down: [bool; 2],
     /// How far each node's wall clock is ahead of the simulation's (behind
     /// if negative), in nanoseconds: the sum of its clock steps so far. A
     /// node reads it when it boots.
@@ -228,6 +236,7 @@ impl Shared {
             addrs: BTreeMap::new(),
             link_port: [crate::scenario::LINK_PORT; 2],
             boots: [0; 2],
+            down: [false; 2],
             wall_offset: [0; 2],
             captured: VecDeque::new(),
             captured_handshakes: VecDeque::new(),
