@@ -777,7 +777,7 @@ impl Shared {
 }
 
 /// Whether router mode's allow-list on the exit admits `host:port`: Y's
-/// admits bob-0 and bob-1 on [`BOB_PORT`]; in the mirror image X's admits
+/// admits bob-0 and bob-1 on [`BOB_PORT`](crate::scenario::BOB_PORT); in the mirror image X's admits
 /// alice-0 and alice-1 on [`ALICE_PORT`](crate::scenario::ALICE_PORT). The
 /// last target is never allowed.
 ///
