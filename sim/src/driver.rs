@@ -381,6 +381,16 @@ impl SimIo {
         self.shared.borrow_mut().log(self.name, what, bytes);
     }
 
+    /// A socket the node asked for could not be opened: logged, counted,
+    /// reported back to the node.
+    fn open_failed(&mut self, socket: SocketId, e: std::io::Error) -> Result<(), OpenFailed> {
+        self.log(&format!("open {} failed: {e}", socket_name(socket)), &[]);
+        self.shared
+            .borrow_mut()
+            .count(self.i, |c| c.open_failed += 1);
+        Err(OpenFailed)
+    }
+
     fn violate(&self, what: String) {
         let what = format!("{}: {what}", self.name);
         self.shared.borrow_mut().violate(what);
@@ -979,13 +989,7 @@ impl Io for SimIo {
                 });
                 Ok(())
             }
-            Err(e) => {
-                self.log(&format!("open {} failed: {e}", socket_name(socket)), &[]);
-                self.shared
-                    .borrow_mut()
-                    .count(self.i, |c| c.open_failed += 1);
-                Err(OpenFailed)
-            }
+            Err(e) => self.open_failed(socket, e),
         }
     }
 
@@ -1030,13 +1034,7 @@ impl Io for SimIo {
                 });
                 Ok(())
             }
-            Err(e) => {
-                self.log(&format!("open {} failed: {e}", socket_name(socket)), &[]);
-                self.shared
-                    .borrow_mut()
-                    .count(self.i, |c| c.open_failed += 1);
-                Err(OpenFailed)
-            }
+            Err(e) => self.open_failed(socket, e),
         }
     }
 
@@ -1072,13 +1070,7 @@ impl Io for SimIo {
                 });
                 Ok(())
             }
-            Err(e) => {
-                self.log(&format!("open {} failed: {e}", socket_name(socket)), &[]);
-                self.shared
-                    .borrow_mut()
-                    .count(self.i, |c| c.open_failed += 1);
-                Err(OpenFailed)
-            }
+            Err(e) => self.open_failed(socket, e),
         }
     }
 
