@@ -844,18 +844,7 @@ impl SimIo {
                 "a packet too big announces MTU {announced} for a {quoted_len}-byte packet; the TUN MTU is {mtu}"
             ));
         }
-        let client = {
-            let shared = self.shared.borrow();
-            let clients: Vec<(&SocketAddr, &String)> = shared.tun_clients.iter().collect();
-            clients.iter().position(|(a, _)| a.ip() == to).map(|k| {
-                let k = if self.sabotage == Some(Sabotage::Misroute) {
-                    (k + 1) % clients.len()
-                } else {
-                    k
-                };
-                (*clients[k].0, clients[k].1.clone())
-            })
-        };
+        let client = self.icmp_receiver(to);
         let Some((own, receiver)) = client else {
             self.violate(format!(
                 "wrote a packet too big to TUN for {to}, who is no client"
@@ -881,6 +870,22 @@ impl SimIo {
         );
     }
 
+    /// The TUN-side client an ICMP packet for `to` reaches (a client has
+    /// one address), its address and name: with [`Sabotage::Misroute`], the
+    /// next client instead.
+    fn icmp_receiver(&self, to: IpAddr) -> Option<(SocketAddr, String)> {
+        let shared = self.shared.borrow();
+        let clients: Vec<(&SocketAddr, &String)> = shared.tun_clients.iter().collect();
+        clients.iter().position(|(a, _)| a.ip() == to).map(|k| {
+            let k = if self.sabotage == Some(Sabotage::Misroute) {
+                (k + 1) % clients.len()
+            } else {
+                k
+            };
+            (*clients[k].0, clients[k].1.clone())
+        })
+    }
+
     /// An ICMP packet core wrote to the entry's TUN device: an echo reply
     /// or a port unreachable, handed to the client it is addressed to (by
     /// IP address: a client has one), or, with [`Sabotage::Misroute`], the
@@ -901,18 +906,7 @@ impl SimIo {
             | icmp::IcmpPacket::PortUnreachable { to, .. }
             | icmp::IcmpPacket::TooBig { to, .. } => *to,
         };
-        let client = {
-            let shared = self.shared.borrow();
-            let clients: Vec<(&SocketAddr, &String)> = shared.tun_clients.iter().collect();
-            clients.iter().position(|(a, _)| a.ip() == to).map(|k| {
-                let k = if self.sabotage == Some(Sabotage::Misroute) {
-                    (k + 1) % clients.len()
-                } else {
-                    k
-                };
-                (*clients[k].0, clients[k].1.clone())
-            })
-        };
+        let client = self.icmp_receiver(to);
         let Some((own, receiver)) = client else {
             self.violate(format!(
                 "wrote an ICMP packet to TUN for {to}, who is no client"
