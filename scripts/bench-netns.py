@@ -91,6 +91,23 @@ def cpu_ticks(pids):
     return total
 
 
+def machine_ticks():
+    """(busy, total) ticks of all CPUs from /proc/stat: busy is everything
+    but idle and iowait (steal included: time the host took is not ours)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def busy_since(start):
+    """The share of all CPUs busy since machine_ticks() gave `start`, in %
+    of the whole machine (100 = every core busy)."""
+    busy, total = machine_ticks()
+    return 100 * (busy - start[0]) / max(total - start[1], 1)
+
+
 class Lab:
     """The two namespaces, everything started in them, and its cleanup.
 
@@ -530,6 +547,18 @@ def warm_up(lab, path):
         time.sleep(0.5)
 
 
+class Cost:
+    """What a path's confirming runs cost: the tunnel processes' CPU (% of
+    one core, and µs per datagram delivered), and how busy the whole machine
+    was (% of all its cores): a machine near 100% busy is the limit, not
+    the tunnel's design."""
+
+    def __init__(self, cpu, ticks, delivered, machine):
+        self.cpu = cpu
+        self.us_per_datagram = 1e6 * ticks / CLK_TCK / delivered if delivered else 0.0
+        self.machine = machine
+
+
 def measure(lab, path, size, opts):
     """The highest offered rate with loss under opts.loss, confirmed by
     opts.runs runs: returns (median run, tunnel cpu % over those runs)."""
@@ -540,13 +569,14 @@ def measure(lab, path, size, opts):
         time.sleep(0.2)
 
     if opts.quick:
-        t0, c0 = time.monotonic(), cpu_ticks(path.pids)
+        t0, c0, m0 = time.monotonic(), cpu_ticks(path.pids), machine_ticks()
         r = lab.iperf(path, 0, size, secs=opts.time)
-        cpu = 100 * (cpu_ticks(path.pids) - c0) / CLK_TCK / (time.monotonic() - t0)
+        ticks = cpu_ticks(path.pids) - c0
+        cpu = 100 * ticks / CLK_TCK / (time.monotonic() - t0)
         if r is None or r["received"] == 0:
             raise BenchError(f"{path.name}: carried nothing at {size} B")
         log(f"  {size} B quick: {describe(r, size)}")
-        return r, cpu
+        return r, Cost(cpu, ticks, r["received"], busy_since(m0))
 
     def trial(rate, what):
         """A search trial. On a shared machine a stall of the receiver
@@ -595,23 +625,28 @@ def measure(lab, path, size, opts):
         runs = []
         c0 = cpu_ticks(path.pids)
         busy = 0.0
+        machine = [0, 0]  # busy and total ticks over the runs, not the pauses
         for _ in range(opts.runs):
             pause()
-            s = time.monotonic()
+            s, m = time.monotonic(), machine_ticks()
             r = lab.iperf(path, 0 if rate == probe["sent_bps"] and ok(probe) else rate, size,
                           secs=opts.time)
             busy += time.monotonic() - s
+            machine = [t + now - was for t, now, was in zip(machine, machine_ticks(), m)]
             if r is not None:
                 runs.append(r)
                 log(f"  {size} B run   {describe(r, size)}")
-        cpu = 100 * (cpu_ticks(path.pids) - c0) / CLK_TCK / max(busy, 1e-9)
+        ticks = cpu_ticks(path.pids) - c0
+        cpu = 100 * ticks / CLK_TCK / max(busy, 1e-9)
         if not runs:
             raise BenchError(f"{path.name}: every confirming run failed at {size} B")
+        cost = Cost(cpu, ticks, sum(r["received"] for r in runs),
+                    100 * machine[0] / max(machine[1], 1))
         runs.sort(key=lambda r: figure(r, size))
         med = runs[len(runs) // 2]
         if statistics.median(r["loss"] for r in runs) < opts.loss or attempt == 2:
             med["lossy"] = not statistics.median(r["loss"] for r in runs) < opts.loss
-            return med, cpu
+            return med, cost
         rate = min(rate, med["sent_bps"]) * 0.93
         log(f"  {size} B median loss over {opts.loss}%: again 7% lower")
 
@@ -627,8 +662,8 @@ def table(results, peers_note):
     wgs = [by[k] for k in ("boringtun", "wireguard-go") if k in by]
     best = {size: max((w[size][0] for w in wgs), default=None) for size in SIZES}
     lines = ["| path | 1400 B Mbit/s | × veth | × best WG | 64 B kpps | × veth | × best WG "
-             "| tunnel CPU % (1400 B / 64 B) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| tunnel CPU % (1400 B / 64 B) | tunnel CPU µs per datagram | machine busy % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key, res in results:
         row = [res["name"]]
         for size in SIZES:
@@ -636,8 +671,11 @@ def table(results, peers_note):
             row.append(f"{v:.1f}" + (" (loss ≥ threshold)" if lossy else ""))
             row.append(fmt_ratio(v, veth[size][0] if veth else None))
             row.append(fmt_ratio(v, best[size]))
-        cpu = "-" if not res["pids"] else f"{res[1400][1]:.0f} / {res[64][1]:.0f}"
-        row.append(cpu)
+        a, b = res[1400][1], res[64][1]
+        row.append("-" if not res["pids"] else f"{a.cpu:.0f} / {b.cpu:.0f}")
+        row.append("-" if not res["pids"] else
+                   f"{a.us_per_datagram:.2f} / {b.us_per_datagram:.2f}")
+        row.append(f"{a.machine:.0f} / {b.machine:.0f}")
         lines.append("| " + " | ".join(row) + " |")
     if peers_note:
         lines.append("")
@@ -791,7 +829,8 @@ def main():
         f"highest rate with under {opts.loss}% loss, median of {opts.runs} runs of {opts.time} s")
     window = f"iperf3 -w {opts.window}" if opts.window else "iperf3's default socket buffers"
     print(f"bench-netns ({mode}; {window}; {time.monotonic() - started:.0f} s; "
-          f"CPU: 100% = one core, tunnel processes only)")
+          f"tunnel CPU: the tunnel's processes, 100% = one core; machine busy: all "
+          f"{os.cpu_count()} cores, 100% = all busy)")
     if results:
         print(table(results, peers_note))
     if dns:

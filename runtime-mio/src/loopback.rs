@@ -3,7 +3,8 @@
 //!
 //! Nodes are started from in-memory configurations ([`service`],
 //! [`node_config`]); customers are plain UDP sockets on 127.0.0.1: an
-//! [`Echo`] server, sequential [`ping`]s and pipelined [`throughput`] runs.
+//! [`Echo`] server, plain [`Relay`]s, sequential [`ping`]s and pipelined
+//! [`throughput`] runs.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -101,10 +102,92 @@ impl Drop for Echo {
     }
 }
 
+/// A plain UDP relay on its own threads, stopped on drop: what it reads
+/// on `addr` it sends on to its target from a socket of its own, and what
+/// comes back it sends to whoever sent last. No crypto, no framing, no
+/// table: two chained relays are the floor a two-node tunnel's latency is
+/// measured against, the same hand-overs between threads with nothing done
+/// at each.
+///
+/// Each direction has a thread blocked in `recv`, so a hop costs two system
+/// calls (`recv`, `send`): the least any userspace relay can do, and one
+/// fewer than an event loop serving several sockets (`epoll_wait` first).
+/// Only one client at a time: the last sender is where replies go.
+pub struct Relay {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Starts a relay on a free loopback port to `target`.
+    pub fn start(target: SocketAddr) -> io::Result<Relay> {
+        let listen = UdpSocket::bind(localhost())?;
+        let upstream = UdpSocket::bind(localhost())?;
+        upstream.connect(target)?;
+        for s in [&listen, &upstream] {
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+        }
+        let addr = listen.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+        let down = {
+            let (listen, upstream) = (listen.try_clone()?, upstream.try_clone()?);
+            let (stop, client) = (stop.clone(), client.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = listen.recv_from(&mut buf) {
+                        if let Ok(mut c) = client.lock() {
+                            *c = Some(from);
+                        }
+                        let _ = upstream.send(&buf[..n]);
+                    }
+                }
+            })
+        };
+        let up = {
+            let (stop, client) = (stop.clone(), client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = upstream.recv(&mut buf) {
+                        let to = client.lock().ok().and_then(|c| *c);
+                        if let Some(to) = to {
+                            let _ = listen.send_to(&buf[..n], to);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Relay {
+            addr,
+            stop,
+            threads: vec![down, up],
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Round-trip times of `count` sequential pings to `to`; lost ones are
 /// left out.
 pub fn ping(to: SocketAddr, count: usize) -> io::Result<Vec<Duration>> {
     let socket = UdpSocket::bind(localhost())?;
+    ping_from(&socket, to, count)
+}
+
+/// [`ping`] from a given socket, so that rounds of pings can keep one
+/// source port (a relay that serves one client, one tunnel channel).
+pub fn ping_from(socket: &UdpSocket, to: SocketAddr, count: usize) -> io::Result<Vec<Duration>> {
     socket.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut rtts = Vec::with_capacity(count);
     let mut buf = [0u8; 64];

@@ -38,8 +38,8 @@ use sdt::build::{DaemonNode, CHANNELS};
 use sdt::config::{Half, Mode, PeerSpec};
 use sdt::daemon::{raise_open_file_limit_to, Daemon, Options};
 use sdt::loopback::{
-    free_port, localhost, micros, node_config, percentile, ping, service, throughput_parallel,
-    wait_for, Echo, Throughput,
+    free_port, localhost, micros, node_config, percentile, ping_from, service, throughput_parallel,
+    wait_for, Echo, Relay, Throughput,
 };
 use sdt_core::key::PrivateKey;
 use sdt_core::node::ServiceId;
@@ -78,10 +78,26 @@ struct Args {
     /// Seconds of the handshake flood.
     #[arg(long, default_value_t = 8.0)]
     flood_seconds: f64,
+    /// Run only these parts, comma-separated (default: all of them).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Part>,
     /// Internal: be the child process that holds the channels' client
     /// sockets, sending through the service at this address.
     #[arg(long, hide = true)]
     clients_for: Option<SocketAddr>,
+}
+
+/// The parts of the benchmark, for `--only`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// Memory with 10,000 channels open.
+    Channels,
+    /// Round trips against direct, plain relays and socat.
+    Latency,
+    /// Datagrams a second at 64 B and 1400 B.
+    Throughput,
+    /// The handshake flood.
+    Flood,
 }
 
 /// Two nodes on loopback with a forward service to an echo server.
@@ -314,40 +330,119 @@ fn channels(n: usize) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Round trips, interleaving the direct and tunnel pings in rounds so both
-/// see the same machine.
+/// A chain of two socat processes, each a plain UDP relay like
+/// [`Relay`] but an ordinary program's (a `select` loop, three system calls
+/// a hop as in sdt's event loop): client -> first -> second -> `target`.
+struct SocatPair {
+    children: Vec<std::process::Child>,
+    addr: SocketAddr,
+}
+
+impl SocatPair {
+    fn start(target: SocketAddr) -> Result<SocatPair, String> {
+        let second = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let first = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let mut children = Vec::new();
+        for (listen, to) in [(second, target), (first, second)] {
+            let child = Command::new("socat")
+                .args([
+                    "-b65536".to_owned(),
+                    format!("UDP4-LISTEN:{},bind=127.0.0.1,reuseaddr", listen.port()),
+                    format!("UDP4:{to}"),
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    format!(
+                        "socat (the relay the latency is compared with; Debian's package \
+                         socat, which scripts/install-deps.sh installs): {e}"
+                    )
+                })?;
+            children.push(child);
+        }
+        let pair = SocatPair {
+            children,
+            addr: first,
+        };
+        // Each socat takes the first datagram's sender as its one peer:
+        // the ping socket must be the first to reach it.
+        Ok(pair)
+    }
+}
+
+impl Drop for SocatPair {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Round trips: straight to the echo server, through two plain relays
+/// (in-process threads, then two socat processes: the same hand-overs
+/// between processes as the tunnel, with nothing done at each hop), and
+/// through the tunnel, interleaved in rounds so all see the same machine.
+/// Each path keeps one client socket for all its rounds.
 fn latency(pair: &Pair, pings: usize) -> Result<(), String> {
     const ROUNDS: usize = 10;
-    let (mut direct, mut tunnel) = (Vec::new(), Vec::new());
+    let per_round = pings.div_ceil(ROUNDS);
+    let relays_far = Relay::start(pair.echo.addr).map_err(|e| format!("relay: {e}"))?;
+    let relays = Relay::start(relays_far.addr).map_err(|e| format!("relay: {e}"))?;
+    let socat = SocatPair::start(pair.echo.addr)?;
+    let paths = [
+        ("direct", pair.echo.addr),
+        ("relays", relays.addr),
+        ("socat", socat.addr),
+        ("tunnel", pair.listen),
+    ];
+    let sockets = paths
+        .iter()
+        .map(|_| UdpSocket::bind(localhost()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ping socket: {e}"))?;
+    // socat listens once it has started; the first pings may find no one.
+    wait_for("socat to relay", Duration::from_secs(5), || {
+        ping_from(&sockets[2], socat.addr, 1).is_ok_and(|r| r.len() == 1)
+    })?;
+    let mut rtts = vec![Vec::new(); paths.len()];
     for _ in 0..ROUNDS {
-        let per_round = pings.div_ceil(ROUNDS);
-        direct.extend(ping(pair.echo.addr, per_round).map_err(|e| format!("ping: {e}"))?);
-        tunnel.extend(ping(pair.listen, per_round).map_err(|e| format!("ping: {e}"))?);
+        for ((_, to), (socket, v)) in paths.iter().zip(sockets.iter().zip(&mut rtts)) {
+            v.extend(ping_from(socket, *to, per_round).map_err(|e| format!("ping: {e}"))?);
+        }
     }
-    direct.sort();
-    tunnel.sort();
+    for v in &mut rtts {
+        v.sort();
+    }
     println!(
-        "\nround trip: {} sequential 8-byte pings each way, interleaved",
-        ROUNDS * pings.div_ceil(ROUNDS)
+        "\nround trip: {} sequential 8-byte pings each way, interleaved; relays: two plain \
+         UDP relays chained (threads blocked in recv), socat: two socat relays chained",
+        ROUNDS * per_round
     );
     println!(
-        "  {:<8} {:>9} {:>9} {:>9}",
-        "path", "p50", "p99", "answered"
+        "  {:<8} {:>9} {:>9} {:>9} {:>11} {:>11}",
+        "path", "p50", "p99", "answered", "added p50", "added p99"
     );
-    for (name, v) in [("direct", &direct), ("tunnel", &tunnel)] {
+    let added = |v: &[Duration], p| percentile(v, p).saturating_sub(percentile(&rtts[0], p));
+    for ((name, _), v) in paths.iter().zip(&rtts) {
         println!(
-            "  {name:<8} {:>9} {:>9} {:>9}",
+            "  {name:<8} {:>9} {:>9} {:>9} {:>11} {:>11}",
             micros(percentile(v, 0.5)),
             micros(percentile(v, 0.99)),
-            v.len()
+            v.len(),
+            micros(added(v, 0.5)),
+            micros(added(v, 0.99))
         );
     }
-    let added = |p| percentile(&tunnel, p).saturating_sub(percentile(&direct, p));
+    let over = |i: usize| {
+        percentile(&rtts[3], 0.5).as_secs_f64() / percentile(&rtts[i], 0.5).as_secs_f64().max(1e-9)
+    };
     println!(
-        "  {:<8} {:>9} {:>9}",
-        "added",
-        micros(added(0.5)),
-        micros(added(0.99))
+        "  tunnel p50 / relays p50 {:.2}, / socat p50 {:.2}; the tunnel's own work over the \
+         relays' floor: {} p50",
+        over(1),
+        over(2),
+        micros(percentile(&rtts[3], 0.5).saturating_sub(percentile(&rtts[1], 0.5)))
     );
     Ok(())
 }
@@ -409,13 +504,21 @@ fn run(args: &Args) -> Result<bool, String> {
         sdt_core::crypto::POLY1305_BACKEND
     );
 
-    let channels_ok = channels(args.channels)?;
+    let runs = |part| args.only.is_empty() || args.only.contains(&part);
+    let channels_ok = !runs(Part::Channels) || channels(args.channels)?;
 
-    let pair = Pair::start(1024, Duration::from_secs(60))?;
-    latency(&pair, args.pings)?;
-    throughputs(&pair, args)?;
-    pair.stop();
-    let flood_ok = flood::run(Duration::from_secs_f64(args.flood_seconds.max(7.0)))?;
+    if runs(Part::Latency) || runs(Part::Throughput) {
+        let pair = Pair::start(1024, Duration::from_secs(60))?;
+        if runs(Part::Latency) {
+            latency(&pair, args.pings)?;
+        }
+        if runs(Part::Throughput) {
+            throughputs(&pair, args)?;
+        }
+        pair.stop();
+    }
+    let flood_ok =
+        !runs(Part::Flood) || flood::run(Duration::from_secs_f64(args.flood_seconds.max(7.0)))?;
     Ok(channels_ok && flood_ok)
 }
 
