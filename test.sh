@@ -86,6 +86,13 @@ main_command=$(grep -m1 -E '^cargo run' README.md)
 echo "== README's main command: $main_command"
 bash -c "$main_command"
 
+# sdt-bench's round trips, briefly (about 2 s), so that its relays and
+# socat baseline cannot rot: it fails if a path answers nothing or socat is
+# missing, and asserts nothing about speed.
+echo "== sdt-bench --only latency (brief)"
+cargo run --release --locked --quiet -p sdt --features bench --bin sdt-bench -- \
+  --only latency --pings 500
+
 # The namespace benchmark in its quick mode (about 2 s per path), so that it
 # cannot rot: it asserts nothing about speed, only that every path carries
 # datagrams. The full run is documented in docs/performance.md.

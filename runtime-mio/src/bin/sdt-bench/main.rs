@@ -7,8 +7,11 @@
 //!   1400 B, from several client sockets each keeping a window of datagrams
 //!   in flight, through the tunnel and straight to the echo server (the
 //!   baseline), with their ratio;
-//! - latency: round-trip p50/p99 of sequential pings through the tunnel and
-//!   straight to the echo server, and what the tunnel adds;
+//! - latency: round-trip p50/p99 of sequential pings straight to the echo
+//!   server, through two plain relays chained (the floor of the same
+//!   hand-overs with nothing done at each), through two `socat` relays
+//!   chained (socat must be on the PATH) and through the tunnel, and what
+//!   each adds;
 //! - memory: RSS before the nodes, with both nodes idle and with 10,000
 //!   channels open (10,000 client sockets each sending one datagram through
 //!   the forward service, `max_channels = 16384`), checked against both
@@ -411,7 +414,10 @@ fn latency(pair: &Pair, pings: usize) -> Result<(), String> {
             v.extend(ping_from(socket, *to, per_round).map_err(|e| format!("ping: {e}"))?);
         }
     }
-    for v in &mut rtts {
+    for ((name, _), v) in paths.iter().zip(&mut rtts) {
+        if v.is_empty() {
+            return Err(format!("latency: no ping through {name} was answered"));
+        }
         v.sort();
     }
     println!(
