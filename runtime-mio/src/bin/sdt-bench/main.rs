@@ -343,9 +343,18 @@ struct SocatPair {
 
 impl SocatPair {
     fn start(target: SocketAddr) -> Result<SocatPair, String> {
-        let second = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let first = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let mut children = Vec::new();
+        // Two distinct free ports: both probe sockets are held at once.
+        let probe = || UdpSocket::bind(localhost()).and_then(|s| Ok((s.local_addr()?, s)));
+        let ((second, a), (first, b)) = probe()
+            .and_then(|x| Ok((x, probe()?)))
+            .map_err(|e| format!("no free port: {e}"))?;
+        drop((a, b));
+        // Built first, so that its drop ends a socat already started if
+        // the next one cannot start.
+        let mut pair = SocatPair {
+            children: Vec::new(),
+            addr: first,
+        };
         for (listen, to) in [(second, target), (first, second)] {
             let child = Command::new("socat")
                 .args([
@@ -361,12 +370,8 @@ impl SocatPair {
                          socat, which scripts/install-deps.sh installs): {e}"
                     )
                 })?;
-            children.push(child);
+            pair.children.push(child);
         }
-        let pair = SocatPair {
-            children,
-            addr: first,
-        };
         // Each socat takes the first datagram's sender as its one peer:
         // the ping socket must be the first to reach it.
         Ok(pair)
