@@ -561,7 +561,7 @@ class Cost:
 
 def measure(lab, path, size, opts):
     """The highest offered rate with loss under opts.loss, confirmed by
-    opts.runs runs: returns (median run, tunnel cpu % over those runs)."""
+    opts.runs runs: returns (median run, its Cost over those runs)."""
     def ok(r):
         return r is not None and r["loss"] < opts.loss
 
