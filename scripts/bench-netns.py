@@ -101,11 +101,14 @@ def machine_ticks():
     return total - idle, total
 
 
-def busy_since(start):
-    """The share of all CPUs busy since machine_ticks() gave `start`, in %
-    of the whole machine (100 = every core busy)."""
-    busy, total = machine_ticks()
-    return 100 * (busy - start[0]) / max(total - start[1], 1)
+def ticks_since(start):
+    """(busy, total) ticks since machine_ticks() gave `start`."""
+    return tuple(now - was for now, was in zip(machine_ticks(), start))
+
+
+def busy_percent(ticks):
+    """(busy, total) ticks as % of the whole machine (100 = every core busy)."""
+    return 100 * ticks[0] / max(ticks[1], 1)
 
 
 class Lab:
@@ -576,7 +579,7 @@ def measure(lab, path, size, opts):
         if r is None or r["received"] == 0:
             raise BenchError(f"{path.name}: carried nothing at {size} B")
         log(f"  {size} B quick: {describe(r, size)}")
-        return r, Cost(cpu, ticks, r["received"], busy_since(m0))
+        return r, Cost(cpu, ticks, r["received"], busy_percent(ticks_since(m0)))
 
     def trial(rate, what):
         """A search trial. On a shared machine a stall of the receiver
@@ -632,7 +635,7 @@ def measure(lab, path, size, opts):
             r = lab.iperf(path, 0 if rate == probe["sent_bps"] and ok(probe) else rate, size,
                           secs=opts.time)
             busy += time.monotonic() - s
-            machine = [t + now - was for t, now, was in zip(machine, machine_ticks(), m)]
+            machine = [t + d for t, d in zip(machine, ticks_since(m))]
             if r is not None:
                 runs.append(r)
                 log(f"  {size} B run   {describe(r, size)}")
@@ -640,8 +643,7 @@ def measure(lab, path, size, opts):
         cpu = 100 * ticks / CLK_TCK / max(busy, 1e-9)
         if not runs:
             raise BenchError(f"{path.name}: every confirming run failed at {size} B")
-        cost = Cost(cpu, ticks, sum(r["received"] for r in runs),
-                    100 * machine[0] / max(machine[1], 1))
+        cost = Cost(cpu, ticks, sum(r["received"] for r in runs), busy_percent(machine))
         runs.sort(key=lambda r: figure(r, size))
         med = runs[len(runs) // 2]
         if statistics.median(r["loss"] for r in runs) < opts.loss or attempt == 2:
